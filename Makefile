@@ -1,0 +1,56 @@
+# hb — make demo | make check | make deb
+PYTHON  = /usr/bin/python3
+export PYTHONPATH := $(CURDIR)/lib
+export PATH := $(CURDIR)/bin:$(PATH)
+
+# Debian packages the code, the tests, the demo and the packaging need.
+RUN_DEPS  = python3-serial python3-pyroute2 python3-docopt python3-daemon iproute2
+TEST_DEPS = python3-pytest python3-hypothesis python3-aiosmtpd flake8 socat \
+            iputils-ping tcpdump procps psmisc util-linux heartbeat resource-agents \
+            keepalived ucarp stress-ng python3-matplotlib
+DEB_DEPS  = debhelper dh-python python3-all python3-setuptools lintian devscripts \
+            build-essential fakeroot
+
+.PHONY: deps deb-deps check test lint demo deb bench clean
+
+deps:
+	@missing=$$(for p in $(RUN_DEPS) $(TEST_DEPS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# heartbeat/keepalived are test peers only: never let them run as services here
+	-@for s in heartbeat keepalived ucarp; do \
+	  systemctl disable --now $$s >/dev/null 2>&1 || true; done
+
+deb-deps:
+	@missing=$$(for p in $(DEB_DEPS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint:
+	$(PYTHON) -m flake8 lib bin tests bench
+
+test:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+check: deps lint test
+
+demo: deps
+	$(PYTHON) -m pytest --version >/dev/null
+	$(PYTHON) -c 'import sys; sys.path.insert(0, "lib"); from hb import supervise; sys.exit(supervise.main(["--check", "-c", "etc/ha.d", "--node", "julius"]))'
+
+deb: deps deb-deps
+	dpkg-buildpackage -us -uc -b
+	mkdir -p dist && mv ../hb_*.deb ../hb_*.buildinfo ../hb_*.changes dist/ 2>/dev/null || true
+
+clean:
+	rm -rf build dist .pybuild lib/*.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,75 @@
+"""Logging where ha.cf says: syslog (logfacility), logfile, debugfile.
+
+One line per event, prefixed with the program name; stderr when run by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from typing import Any
+
+FACILITIES = {
+    "auth", "authpriv", "cron", "daemon", "kern", "lpr", "mail", "news", "user",
+    "uucp", "syslog", "local0", "local1", "local2", "local3", "local4", "local5",
+    "local6", "local7",
+}
+
+log = logging.getLogger("hb")
+
+
+def setup(prog: str, cfg: Any = None, stderr: bool | None = None,
+          debug: int | None = None) -> logging.Logger:
+    """Configure the 'hb' logger for program prog from a config.Config.
+
+    stderr defaults to on when stderr is a terminal or no other destination is set.
+    """
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    level_debug = debug if debug is not None else getattr(cfg, "debug", 0)
+    log.setLevel(logging.DEBUG if level_debug else logging.INFO)
+    fmt = logging.Formatter(prog + "[%(process)d]: %(levelname)s: %(message)s")
+    tfmt = logging.Formatter("%(asctime)s " + prog + "[%(process)d]: %(levelname)s: %(message)s")
+    dests = 0
+    facility = getattr(cfg, "logfacility", None)
+    if facility and facility != "none" and os.path.exists("/dev/log"):
+        try:
+            h: logging.Handler = logging.handlers.SysLogHandler(
+                address="/dev/log", facility=facility)
+            h.setFormatter(fmt)
+            h.setLevel(logging.INFO)
+            log.addHandler(h)
+            dests += 1
+        except OSError:
+            pass
+    logfile = getattr(cfg, "logfile", None)
+    if logfile:
+        h = logging.FileHandler(logfile)
+        h.setFormatter(tfmt)
+        h.setLevel(logging.INFO)
+        log.addHandler(h)
+        dests += 1
+    debugfile = getattr(cfg, "debugfile", None)
+    if debugfile:
+        h = logging.FileHandler(debugfile)
+        h.setFormatter(tfmt)
+        h.setLevel(logging.DEBUG)
+        log.addHandler(h)
+        log.setLevel(logging.DEBUG)
+        dests += 1
+    if stderr is None:
+        stderr = dests == 0 or sys.stderr.isatty()
+    if stderr:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(fmt)
+        h.setLevel(logging.DEBUG if level_debug else logging.INFO)
+        log.addHandler(h)
+    return log
+
+
+def fatal(prog: str, verb: str, obj: str, reason: object) -> str:
+    """daemontools style: 'prog: fatal: unable to VERB OBJECT: reason'."""
+    return "%s: fatal: unable to %s %s: %s" % (prog, verb, obj, reason)

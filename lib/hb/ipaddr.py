@@ -1,0 +1,183 @@
+"""hb-ipaddr: a floating IPv4 or IPv6 address, as Heartbeat's IPaddr and as an OCF agent.
+
+Usage:
+  hb-ipaddr [options] ADDRESS ACTION
+  hb-ipaddr [options] ACTION
+  hb-ipaddr -h | --help
+
+ADDRESS is IP[/PREFIX[/IFACE[:LABEL][/BROADCAST]]], Heartbeat's IPaddr and IPaddr2
+argument; ACTION is start, stop, status or monitor.  Without ADDRESS, hb-ipaddr is
+an OCF resource agent: the address comes from OCF_RESKEY_ip, OCF_RESKEY_cidr_netmask,
+OCF_RESKEY_nic and the other parameters that meta-data lists, and ACTION may also be
+meta-data or validate-all.
+
+Options:
+  --arp-count N      announcements sent at start (default 5, or arp_count)
+  --arp-interval MS  milliseconds between announcements (default 200, or arp_interval)
+  --no-dad           start without duplicate address detection
+  --dad-timeout MS   how long start waits for another holder to answer (default 100)
+  --router           IPv6: set the router flag in the neighbour advertisements
+  -h, --help         show this help
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from hb import address, exits
+
+PROG = "hb-ipaddr"
+ACTIONS = ("start", "stop", "status", "monitor")
+OCF_ACTIONS = ACTIONS + ("meta-data", "validate-all")
+
+
+def _say(text: str) -> None:
+    sys.stderr.write("%s: %s\n" % (PROG, text))
+
+
+def _fatal(verb: str, obj: str, reason: object) -> None:
+    sys.stderr.write("%s: fatal: unable to %s %s: %s\n" % (PROG, verb, obj, reason))
+
+
+def _options(spec: address.Spec, args: dict) -> None:
+    if args["--arp-count"] is not None:
+        spec.arp_count = address._int("--arp-count", args["--arp-count"], 0, 1000)
+    if args["--arp-interval"] is not None:
+        spec.arp_interval = address._int(
+            "--arp-interval", args["--arp-interval"], 1, 60000) / 1000
+    if args["--dad-timeout"] is not None:
+        spec.dad_timeout = address._int(
+            "--dad-timeout", args["--dad-timeout"], 0, 10000) / 1000
+    if args["--no-dad"]:
+        spec.dad = False
+    if args["--router"]:
+        spec.router = True
+
+
+def meta_data() -> str:
+    """OCF 1.1 meta-data (valid against ra-api-1.dtd)."""
+    def esc(s: str) -> str:
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+            .replace('"', "&quot;")
+    params = []
+    for name, typ, default, desc in address.OCF_PARAMS:
+        req = ' required="1" unique="1"' if name == "ip" else ""
+        params.append(
+            '<parameter name="%s"%s>\n<longdesc lang="en">%s</longdesc>\n'
+            '<shortdesc lang="en">%s</shortdesc>\n<content type="%s" default="%s" />\n'
+            '</parameter>' % (name, req, esc(desc), esc(desc.split(";")[0].rstrip(".")),
+                              typ, esc(default)))
+    return """<?xml version="1.0"?>
+<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
+<resource-agent name="IPaddr" version="1.0">
+<version>1.1</version>
+<longdesc lang="en">
+hb's floating address agent (hb-ipaddr).  Adds an IPv4 or IPv6 address to an
+interface through netlink, after checking that no other host on the link answers
+for it (ARP probe, or neighbour solicitation for IPv6), and announces it with
+gratuitous ARP requests and replies (IPv4) or unsolicited neighbour advertisements
+(IPv6): the first at once, the others arp_interval apart.  Removes it on stop.
+Start of a held address announces it again; stop of an absent one succeeds.
+</longdesc>
+<shortdesc lang="en">Manages a floating IPv4 or IPv6 address</shortdesc>
+<parameters>
+%s
+</parameters>
+<actions>
+<action name="start" timeout="20s" />
+<action name="stop" timeout="20s" />
+<action name="status" timeout="20s" interval="10s" depth="0" />
+<action name="monitor" timeout="20s" interval="10s" depth="0" />
+<action name="meta-data" timeout="5s" />
+<action name="validate-all" timeout="20s" />
+</actions>
+</resource-agent>
+""" % "\n".join(params)
+
+
+def _heartbeat(spec_text: str, action: str, args: dict) -> int:
+    """Heartbeat's convention: LSB codes; status prints running or stopped."""
+    if action not in ACTIONS:
+        _fatal("run", action, "unknown action (start, stop, status or monitor)")
+        return exits.OCF_ERR_UNIMPLEMENTED if action in OCF_ACTIONS else exits.USAGE
+    try:
+        spec = address.parse_spec(spec_text)
+        _options(spec, args)
+    except address.SpecError as e:
+        _fatal(action, spec_text, e)
+        return exits.LSB_UNKNOWN if action == "status" else exits.OCF_ERR_ARGS
+    if action in ("status", "monitor"):
+        try:
+            up = address.find_held(spec) is not None
+        except OSError as e:
+            _fatal("query", spec_text, e)
+            return exits.LSB_UNKNOWN if action == "status" else exits.OCF_ERR_GENERIC
+        print("running" if up else "stopped")
+        if up:
+            return exits.LSB_OK
+        return exits.LSB_NOT_RUNNING if action == "status" else exits.OCF_NOT_RUNNING
+    return _change(spec, action, spec_text)
+
+
+def _change(spec: address.Spec, action: str, what: str) -> int:
+    try:
+        if action == "start":
+            _say(address.start(spec, "fork"))
+        else:
+            _say(address.stop(spec))
+        return exits.OK
+    except address.SpecError as e:
+        _fatal(action, what, e)
+        return exits.OCF_ERR_CONFIGURED
+    except address.Refused as e:
+        _fatal(action, what, e)
+        return exits.OCF_ERR_GENERIC
+    except PermissionError as e:
+        _fatal(action, what, e)
+        return exits.OCF_ERR_PERM
+    except Exception as e:      # OSError, pyroute2's NetlinkError
+        _fatal(action, what, e)
+        return exits.OCF_ERR_GENERIC
+
+
+def _ocf(action: str, args: dict) -> int:
+    """The OCF convention: parameters from OCF_RESKEY_*, OCF exit codes."""
+    if action == "meta-data":
+        sys.stdout.write(meta_data())
+        return exits.OCF_SUCCESS
+    if action not in OCF_ACTIONS:
+        _fatal("run", action, "unimplemented action")
+        return exits.OCF_ERR_UNIMPLEMENTED
+    try:
+        spec = address.from_ocf(os.environ)
+        _options(spec, args)
+    except address.SpecError as e:
+        _fatal(action, os.environ.get("OCF_RESKEY_ip", "address"), e)
+        return exits.OCF_ERR_CONFIGURED
+    if action == "validate-all":
+        try:
+            iface, prefix = address.validate(spec)
+        except address.SpecError as e:
+            _fatal("validate", spec.ip, e)
+            return exits.OCF_ERR_CONFIGURED
+        _say("%s/%d on %s: valid" % (spec.ip, prefix, iface))
+        return exits.OCF_SUCCESS
+    if action in ("status", "monitor"):
+        try:
+            up = address.find_held(spec) is not None
+            if up and spec.arp_count_refresh:
+                address.refresh(spec)
+        except OSError as e:
+            _fatal("query", spec.ip, e)
+            return exits.OCF_ERR_GENERIC
+        return exits.OCF_SUCCESS if up else exits.OCF_NOT_RUNNING
+    return _change(spec, action, spec.ip)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from docopt import docopt
+    args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
+    if args["ADDRESS"] is not None:
+        return _heartbeat(args["ADDRESS"], args["ACTION"], args)
+    return _ocf(args["ACTION"], args)

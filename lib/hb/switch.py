@@ -1,0 +1,390 @@
+"""hb-switch: move resource groups by hand, and show who holds what.
+
+Usage:
+  hb-switch standby [all|local|foreign] [-r RUNDIR] [--wait S | --no-wait] [--force]
+  hb-switch takeover [all|local|foreign] [-r RUNDIR] [--wait S | --no-wait]
+  hb-switch maintenance on [--for DURATION] [-r RUNDIR] [--wait S | --no-wait]
+  hb-switch maintenance off [-r RUNDIR] [--wait S | --no-wait]
+  hb-switch status [--format=FMT] [-r RUNDIR]
+  hb-switch cl_status (hbstatus|rscstatus) [-r RUNDIR]
+  hb-switch cl_status listnodes [-p | -n] [-r RUNDIR]
+  hb-switch cl_status nodestatus NODE [-r RUNDIR]
+  hb-switch cl_status listhblinks NODE [-r RUNDIR]
+  hb-switch cl_status hblinkstatus NODE LINK [-r RUNDIR]
+  hb-switch -h | --help
+
+Options:
+  -r RUNDIR       run directory of hb-watch [default: /var/run/hb]
+  --wait S        wait at most S seconds for the result [default: 30]
+  --no-wait       send the request and return at once
+  --force         standby even though the peer is dead (then nothing runs the groups)
+  --for DURATION  maintenance ends after DURATION (e.g. 600, 90s, 30m, 2h, 1d) [default: 1h]
+  --format=FMT    status as text, shell (KEY=VALUE lines) or json [default: text]
+  -p              listnodes: ping nodes only
+  -n              listnodes: normal nodes only
+  -h --help       show this help
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from hb import exits, runfiles, wire
+
+STALE = 3.0          # hb-watch rewrites status at least once a second
+POLL = 0.01
+
+# cl_status's own exit codes (Heartbeat's cl_status.c), kept for Nagios plugins
+CL_OK = 0
+CL_FAIL = 1
+CL_PARAMETER_ERROR = 11
+CL_UNKNOWN_ERROR = 13
+
+_FIXED = {"updated": ["time"], "self": ["name"], "node": ["name", "status"],
+          "link": ["node", "medium", "status"], "ping": ["name", "status"],
+          "group": ["index", "holder", "state"]}
+
+
+def parse_status(text: str) -> dict:
+    """RUNDIR/status -> {'updated': {...}, 'self': {...}, 'node': [...], ..., 'last': {...}}."""
+    st: dict = {"updated": {}, "self": {}, "node": [], "link": [], "ping": [], "group": [],
+                "last": {}}
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        kind = words[0]
+        if kind == "last":
+            parts = line.split(None, 2)
+            st["last"] = {"time": _float(parts[1] if len(parts) > 1 else ""),
+                          "text": parts[2] if len(parts) > 2 else ""}
+            continue
+        names = _FIXED.get(kind)
+        if names is None:
+            continue
+        rec: dict = dict(zip(names, words[1:1 + len(names)]))
+        rec.update(wire.parse_line(" ".join(words[1 + len(names):])))
+        if isinstance(st[kind], list):
+            st[kind].append(rec)
+        else:
+            st[kind] = rec
+    return st
+
+
+def _float(s: str | None) -> float | None:
+    try:
+        return float(s) if s is not None else None
+    except ValueError:
+        return None
+
+
+def age(st: dict, now: float) -> float | None:
+    t = _float(st["updated"].get("time"))
+    return None if t is None else max(0.0, now - t)
+
+
+def me(st: dict) -> str:
+    return st["self"].get("name") or st["updated"].get("node", "")
+
+
+def peer(st: dict) -> dict | None:
+    """The other node's record (two-node clusters: the first that is not us)."""
+    for n in st["node"]:
+        if n.get("name") != me(st) and n.get("kind") != "self":
+            return n
+    return None
+
+
+def chosen(st: dict, which: str) -> list[dict]:
+    """The groups 'all', 'local' (we prefer them) or 'foreign' (the peer prefers them) names."""
+    mine = me(st)
+    return [g for g in st["group"] if which == "all"
+            or (which == "local") == (g.get("pref") == mine)]
+
+
+def outcome(st: dict, verb: str, which: str, since: float) -> tuple[str, str] | None:
+    """('ok'|'fail', text) once the request is done or refused, None while pending."""
+    mine = me(st)
+    p = peer(st)
+    groups = chosen(st, which)
+    last = st["last"]
+    if last.get("time") is not None and last["time"] >= since - 0.001 \
+            and any(w in last["text"].lower() for w in ("refus", "ignor")):
+        return "fail", "%s: refused by hb-watch: %s" % (verb, last["text"])
+    for g in groups:
+        if g.get("state") == "failed" and (_float(g.get("since")) or since) >= since - 0.001:
+            return "fail", "%s: group %s failed on %s" % (verb, g["index"], g["holder"])
+
+    def settled(g: dict) -> bool:
+        h, s = g.get("holder"), g.get("state")
+        if verb == "takeover":
+            return h == mine and s == "running"
+        if p is not None and p.get("status") == "up":
+            return h == p["name"] and s == "running"
+        return h not in (mine, "both") and s not in ("starting", "stopping")
+
+    if not all(settled(g) for g in groups):
+        return None
+    ids = ",".join(g["index"] for g in groups)
+    if not groups:
+        return "ok", "%s %s: no groups to move" % (verb, which)
+    where = {g["holder"] for g in groups}
+    if where == {"none"}:
+        return "ok", "%s: group%s %s stopped; nothing runs them" % (
+            verb, "s" if len(groups) > 1 else "", ids)
+    return "ok", "%s: group%s %s now on %s" % (
+        verb, "s" if len(groups) > 1 else "", ids, ",".join(sorted(where)))
+
+
+def pending(st: dict, which: str) -> str:
+    return ", ".join("group %s %s on %s" % (g["index"], g.get("state"), g.get("holder"))
+                     for g in chosen(st, which))
+
+
+def maintenance(st: dict) -> tuple[bool, float | None]:
+    """(on, until) from the self record: maintenance=off, maintenance=until=EPOCH or until=."""
+    s = st["self"]
+    v = s.get("maintenance", "off")
+    until = _float(s.get("until") or (v.split("=", 1)[1] if v.startswith("until=") else None))
+    return (v != "off" or until is not None), until
+
+
+def duration(text: str) -> float:
+    """'3600', '90s', '30m', '2h', '1d', '1h30m' -> seconds; ValueError otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    total, num = 0.0, ""
+    for c in text.strip().lower():
+        if c.isdigit() or c == ".":
+            num += c
+        elif c in units and num:
+            total, num = total + float(num) * units[c], ""
+        else:
+            raise ValueError("bad duration %r" % text)
+    if num:
+        total += float(num)
+    if total <= 0:
+        raise ValueError("bad duration %r" % text)
+    return total
+
+
+def clock(t: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _read(rundir: str) -> dict | None:
+    text = runfiles.read_text(os.path.join(rundir, runfiles.STATUS))
+    return parse_status(text) if text is not None else None
+
+
+def request(args: dict) -> int:
+    rundir = args["-r"]
+    verb = "standby" if args["standby"] else "takeover" if args["takeover"] else "maintenance"
+    which = "local" if args["local"] else "foreign" if args["foreign"] else "all"
+    line, secs = "%s %s" % (verb, which), 0.0
+    try:
+        wait = 0.0 if args["--no-wait"] else float(args["--wait"])
+        if args["maintenance"]:
+            secs = duration(args["--for"]) if args["on"] else 0.0
+            line = "maintenance on %d" % round(secs) if args["on"] else "maintenance off"
+    except ValueError as e:
+        print("fail: %s: %s" % (verb, e))
+        return exits.SWITCH_REFUSED
+    st = _read(rundir)
+    p = peer(st) if st is not None else None
+    if verb == "standby" and st is not None and not args["--force"] and chosen(st, which) \
+            and (p is None or p.get("status") != "up"):
+        print("fail: standby refused: peer %s is %s, nothing would run the groups "
+              "(--force stops them anyway)" % (p["name"] if p else "(none)",
+                                               p.get("status") if p else "unknown"))
+        return exits.SWITCH_REFUSED
+    t0 = time.time()
+    try:
+        runfiles.fifo_send(os.path.join(rundir, runfiles.WATCH_FIFO), line)
+    except runfiles.NotRunning:
+        print("fail: %s: hb-watch is not running" % verb)
+        return exits.SWITCH_REFUSED
+    except OSError as e:
+        print("fail: %s: unable to write to %s: %s" % (verb, runfiles.WATCH_FIFO, e))
+        return exits.SWITCH_REFUSED
+    if not wait:
+        print("ok: %s requested" % line)
+        return exits.SWITCH_DONE
+    path = os.path.join(rundir, runfiles.STATUS)
+    sig: tuple | None = None
+    while True:
+        now = time.time()
+        try:
+            s = os.stat(path)
+            new = (s.st_ino, s.st_mtime_ns)
+        except FileNotFoundError:
+            new = None
+        if new != sig:
+            sig, st = new, _read(rundir)
+            res = None if st is None else _maint_outcome(st, secs, t0) \
+                if verb == "maintenance" else outcome(st, verb, which, t0)
+            if res is not None:
+                print("%s: %s (%.2f s)" % (res[0], res[1], time.time() - t0))
+                return exits.SWITCH_DONE if res[0] == "ok" else exits.SWITCH_REFUSED
+        if now - t0 >= wait:
+            break
+        time.sleep(POLL)
+    what = pending(st, which) if st is not None and verb != "maintenance" else ""
+    a = age(st, time.time()) if st is not None else None
+    stale = "; status is stale (last written %.0f s ago)" % a if a and a > STALE else ""
+    print("timeout: %s%s after %g s%s" % (line, ": " + what if what else "", wait, stale))
+    return exits.SWITCH_TIMEOUT
+
+
+def _maint_outcome(st: dict, secs: float, t0: float) -> tuple[str, str] | None:
+    on, until = maintenance(st)
+    if not secs:
+        return ("ok", "maintenance off") if not on else None
+    if on and (until is None or until >= t0 + secs - 2):
+        return "ok", "maintenance on until %s" % clock(until)
+    return None
+
+
+def show(st: dict | None, fmt: str, now: float) -> tuple[int, str]:
+    if st is None:
+        return exits.FAIL, {"shell": "HB_STATUS=missing\n", "json": '{"missing": true}\n'}.get(
+            fmt, "fail: no status file: hb-watch is not running\n")
+    a = age(st, now)
+    stale = a is None or a > STALE
+    rc = exits.FAIL if stale else exits.OK
+    if fmt == "json":
+        import json
+        st = dict(st, age=a, stale=stale)
+        return rc, json.dumps(st, indent=1, sort_keys=True) + "\n"
+    if fmt == "shell":
+        return rc, _shell(st, a, stale)
+    u, s = st["updated"], st["self"]
+    out = []
+    if stale:
+        out.append("stale: status of %s written %s s ago by pid %s: hb-watch is hung or "
+                   "stopped; what follows is old"
+                   % (me(st), "%.0f" % a if a else "?", u.get("pid", "?")))
+    else:
+        out.append("ok: hb-watch on %s, pid %s, status %.1f s old" % (
+            me(st), u.get("pid", "?"), a))
+    on, until = maintenance(st)
+    out.append("self   %-12s %-7s holds %-7s maintenance %s" % (
+        me(st), s.get("st", "?"), s.get("rsc_hold", "?"),
+        "on until %s" % clock(until) if on else "off"))
+    for n in st["node"]:
+        if n.get("name") == me(st):
+            continue
+        out.append("node   %-12s %-7s since %s  late %ss  %s" % (
+            n["name"], n.get("status"), clock(_float(n.get("since"))), n.get("late", "0"),
+            n.get("kind", "")))
+    for ln in st["link"]:
+        out.append("link   %-12s %-7s %-7s since %s" % (
+            ln["node"], ln.get("medium"), ln.get("status"), clock(_float(ln.get("since")))))
+    for p in st["ping"]:
+        out.append("ping   %-12s %-7s since %s" % (
+            p["name"], p.get("status"), clock(_float(p.get("since")))))
+    for g in st["group"]:
+        out.append("group  %-3s %-8s on %-12s prefers %s, since %s, fails %s: %s" % (
+            g["index"], g.get("state"), g.get("holder"), g.get("pref", "?"),
+            clock(_float(g.get("since"))), g.get("fails", "0"), g.get("key", "")))
+    if st["last"]:
+        out.append("last   %s %s" % (clock(st["last"]["time"]), st["last"]["text"]))
+    return rc, "\n".join(out) + "\n"
+
+
+def _shell(st: dict, a: float | None, stale: bool) -> str:
+    def name(s: str) -> str:
+        return "".join(c if c.isalnum() else "_" for c in s.upper())
+
+    def q(v: object) -> str:
+        return "'" + str(v).replace("'", "'\\''") + "'"
+
+    on, until = maintenance(st)
+    kv = [("HB_STATUS", "stale" if stale else "ok"),
+          ("HB_AGE", "%.1f" % a if a is not None else ""),
+          ("HB_PID", st["updated"].get("pid", "")), ("HB_NODE", me(st)),
+          ("HB_ST", st["self"].get("st", "")), ("HB_RSC_HOLD", st["self"].get("rsc_hold", "")),
+          ("HB_MAINTENANCE", "on" if on else "off"), ("HB_MAINTENANCE_UNTIL", until or ""),
+          ("HB_NODES", " ".join(n["name"] for n in st["node"])),
+          ("HB_GROUPS", " ".join(g["index"] for g in st["group"]))]
+    for n in st["node"]:
+        kv += [("HB_NODE_%s" % name(n["name"]), n.get("status", "")),
+               ("HB_NODE_%s_SINCE" % name(n["name"]), n.get("since", ""))]
+    for ln in st["link"]:
+        kv.append(("HB_LINK_%s_%s" % (name(ln["node"]), name(ln.get("medium", ""))),
+                   ln.get("status", "")))
+    for p in st["ping"]:
+        kv.append(("HB_PING_%s" % name(p["name"]), p.get("status", "")))
+    for g in st["group"]:
+        for k in ("holder", "state", "pref", "since", "fails", "key"):
+            kv.append(("HB_GROUP_%s_%s" % (g["index"], k.upper()), g.get(k, "")))
+    if st["last"]:
+        kv += [("HB_LAST_TIME", st["last"]["time"]), ("HB_LAST", st["last"]["text"])]
+    return "".join("%s=%s\n" % (k, q(v)) for k, v in kv)
+
+
+def cl_status(args: dict, st: dict | None, now: float) -> tuple[int, str, str]:
+    """Heartbeat's cl_status answers: (exit code, stdout, stderr)."""
+    running = st is not None and (age(st, now) or 0) <= STALE and st["updated"] != {}
+    if args["hbstatus"]:
+        if running:
+            return CL_OK, "Heartbeat is running on this machine.\n", ""
+        return CL_FAIL, "Heartbeat is stopped on this machine.\n", ""
+    if not running or st is None:
+        return CL_FAIL, "", "cl_status: Cannot signon with heartbeat\n"
+    nodes = list(st["node"])
+    if not any(n.get("name") == me(st) for n in nodes):
+        nodes.insert(0, {"name": me(st), "status": "up", "kind": "self"})
+    if args["listnodes"]:
+        normal, pings = [n["name"] for n in nodes], [p["name"] for p in st["ping"]]
+        out = pings if args["-p"] else normal if args["-n"] else normal + pings
+        return CL_OK, "".join(x + "\n" for x in out), ""
+    if args["rscstatus"]:
+        moving = any(g.get("state") in ("starting", "stopping") for g in st["group"])
+        return CL_OK, ("transition" if moving else st["self"].get("rsc_hold", "none")) + "\n", ""
+    node = args["NODE"].lower()
+    if args["nodestatus"]:
+        for p in st["ping"]:
+            if p["name"] == node:
+                s = "ping" if p.get("status") == "up" else "dead"
+                return (CL_OK if s == "ping" else CL_FAIL), s + "\n", ""
+        for n in nodes:
+            if n["name"] == node:
+                s = n.get("st") or n.get("status", "dead")
+                if n["name"] == me(st):
+                    s = st["self"].get("st", s)
+                ok = s in ("active", "up", "ping")
+                return (CL_OK if ok else CL_FAIL), s + "\n", ""
+        return CL_PARAMETER_ERROR, "", "Error. May be due to incorrect node name\n"
+    links = {ln.get("medium"): ln.get("status") for ln in st["link"] if ln["node"] == node}
+    if node == me(st) and not links:
+        links = {ln.get("medium"): "up" for ln in st["link"]}
+    if not links and node not in (n["name"] for n in nodes):
+        return CL_UNKNOWN_ERROR, "", "cl_status: Cannot start heartbeat link interface walk.\n"
+    if args["listhblinks"]:
+        return CL_OK, "".join("\t%s\n" % m for m in links), ""
+    s = links.get(args["LINK"])
+    if s is None:
+        return CL_UNKNOWN_ERROR, "", "cl_status: Cannot get heartbeat link status\n"
+    return (CL_OK if s == "up" else CL_FAIL), s + "\n", ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from docopt import docopt
+    args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
+    if args["status"]:
+        fmt = args["--format"]
+        if fmt not in ("text", "shell", "json"):
+            print("hb-switch: fatal: unable to show status: unknown format %r" % fmt,
+                  file=sys.stderr)
+            return exits.USAGE
+        rc, out = show(_read(args["-r"]), fmt, time.time())
+        sys.stdout.write(out)
+        return rc
+    if args["cl_status"]:
+        rc, out, err = cl_status(args, _read(args["-r"]), time.time())
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        return rc
+    return request(args)

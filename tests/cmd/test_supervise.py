@@ -1,0 +1,100 @@
+"""hb-supervise as a user runs it: --check on good and broken configurations, refusals.
+
+The running supervisor (respawn, orderly stop, second instance) is exercised with
+real daemons in namespaces: tests/e2e/test_41_supervise.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "bin", "hb-supervise")
+EXAMPLE = os.path.join(ROOT, "etc", "ha.d")
+
+HACF = """\
+keepalive 100ms
+deadtime 500ms
+warntime 300ms
+initdead 1
+udpport 694
+bcast lo
+auto_failback off
+node julius caesar
+"""
+
+
+def hbsupervise(*args, timeout=20):
+    r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.fixture
+def conf(tmp_path):
+    d = tmp_path / "ha.d"
+    shutil.copytree(EXAMPLE, d)
+    os.chmod(d / "authkeys", 0o600)
+    return d
+
+
+def test_check_example_is_valid(conf):
+    rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert "node julius (this node)" in lines
+    assert any(ln.startswith("group 1 julius IPaddr::") for ln in lines)
+    assert any(ln.startswith("digest ") for ln in lines)
+
+
+def test_check_names_this_node_from_the_option(conf):
+    rc, out, _ = hbsupervise("--check", "-c", str(conf), "--node", "CAESAR")
+    assert rc == 0 and "node caesar (this node)" in out.splitlines()
+
+
+@pytest.mark.parametrize("fname,text,where", [
+    ("ha.cf", HACF + "undport 694\n", "ha.cf:9: "),
+    ("ha.cf", HACF.replace("deadtime 500ms", "deadtime 150ms"), "ha.cf:"),
+    ("ha.cf", HACF.replace("node julius caesar", "node brutus caesar"), "ha.cf:"),
+    ("haresources", "brutus 198.18.0.100\n", "haresources:1: "),
+    ("authkeys", "auth 2\n1 sha1 secret\n", "authkeys:"),
+])
+def test_check_broken_gives_file_line(conf, fname, text, where):
+    (conf / "ha.cf").write_text(HACF)
+    (conf / "haresources").write_text("julius 198.18.0.100\n")
+    (conf / fname).write_text(text)
+    os.chmod(conf / "authkeys", 0o600)
+    rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
+    assert rc == 1, out
+    assert out == ""
+    first = err.splitlines()[0]
+    assert first.startswith(str(conf / fname) + ":") and where in first, err
+
+
+def test_refuses_to_start_with_a_broken_config(conf, tmp_path):
+    (conf / "ha.cf").write_text(HACF + "undport 694\n")
+    run = tmp_path / "run"
+    rc, out, err = hbsupervise("-c", str(conf), "-r", str(run), "-s", str(tmp_path / "st"),
+                               "--node", "julius")
+    assert rc == 1 and out == ""
+    assert "ha.cf:9: " in err and "refusing to start" in err
+    assert not run.exists()
+
+
+def test_refuses_to_start_when_a_medium_is_missing(conf, tmp_path):
+    (conf / "ha.cf").write_text(HACF.replace("bcast lo", "bcast nosuch0"))
+    (conf / "haresources").write_text("julius 198.18.0.100\n")
+    rc, out, err = hbsupervise("-c", str(conf), "-r", str(tmp_path / "run"),
+                               "--node", "julius")
+    assert rc == 1 and "no interface nosuch0" in err
+    rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
+    assert rc == 0 and "no interface nosuch0" in out
+
+
+def test_help_is_the_usage():
+    rc, out, _ = hbsupervise("--help")
+    assert rc == 0 and out.startswith("hb-supervise: ")
+    assert "  hb-supervise --check [-c CONFDIR] [--node NAME]" in out.splitlines()

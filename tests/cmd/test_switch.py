@@ -1,0 +1,238 @@
+"""hb-switch as a user runs it: status in three formats, cl_status answers, requests.
+
+The requests are answered by a small reader of watch.fifo in the test that rewrites
+status the way hb-watch does; the real pair is exercised in tests/e2e/test_4*.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from hb import runfiles, switch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "bin", "hb-switch")
+
+STATUS = """\
+updated {now} pid=4242 node=julius
+self julius st=active rsc_hold=all maintenance=off
+node julius up since=1700000000 late=0 gen=1 kind=self
+node caesar {peer} since=1700000000 late=0.01 gen=5 kind=hb
+link caesar eth0 up since=1700000000
+link caesar ttyS0 dead since=1700000100
+ping 198.18.0.254 up since=1700000000
+group 1 {g1} running pref=julius since=1700000000 fails=0 key=IPaddr::198.18.0.100/24/eth0
+group 2 julius running pref=caesar since=1700000000 fails=0 key=198.18.0.101
+last 1700000000 took group 2: caesar is dead
+"""
+
+
+def write(rundir, now=None, peer="up", g1="julius", text=None):
+    text = text or STATUS.format(now=now if now is not None else time.time(), peer=peer, g1=g1)
+    runfiles.write_atomic(os.path.join(str(rundir), "status"), text)
+
+
+def hbswitch(rundir, *args, timeout=20):
+    r = subprocess.run([BIN, "-r", str(rundir), *args], capture_output=True, text=True,
+                       timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_status_text_is_current_and_readable(tmp_path):
+    write(tmp_path)
+    rc, out, _ = hbswitch(tmp_path, "status")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("ok: hb-watch on julius, pid 4242")
+    assert any(ln.split()[:3] == ["node", "caesar", "up"] for ln in lines)
+    assert any(ln.split()[:4] == ["link", "caesar", "ttyS0", "dead"] for ln in lines)
+    assert any(ln.split()[:5] == ["group", "1", "running", "on", "julius"] for ln in lines)
+    assert lines[-1].endswith("took group 2: caesar is dead")
+
+
+def test_stale_status_is_said_so(tmp_path):
+    write(tmp_path, now=time.time() - 42)
+    rc, out, _ = hbswitch(tmp_path, "status")
+    assert rc == 1
+    assert out.startswith("stale: status of julius written 42 s ago by pid 4242")
+    rc, out, _ = hbswitch(tmp_path, "status", "--format=shell")
+    assert rc == 1 and "HB_STATUS='stale'" in out.splitlines()
+
+
+def test_missing_status(tmp_path):
+    rc, out, _ = hbswitch(tmp_path, "status")
+    assert (rc, out) == (1, "fail: no status file: hb-watch is not running\n")
+
+
+def test_status_shell_evaluates_in_sh(tmp_path):
+    write(tmp_path)
+    rc, out, _ = hbswitch(tmp_path, "status", "--format=shell")
+    assert rc == 0
+    sh = subprocess.run(["sh", "-c", out + 'echo "$HB_GROUP_1_HOLDER $HB_LINK_CAESAR_TTYS0 '
+                         '$HB_NODES $HB_GROUP_1_KEY $HB_LAST"'],
+                        capture_output=True, text=True, check=True)
+    assert sh.stdout == ("julius dead julius caesar IPaddr::198.18.0.100/24/eth0 "
+                         "took group 2: caesar is dead\n")
+
+
+def test_status_json(tmp_path):
+    write(tmp_path)
+    rc, out, _ = hbswitch(tmp_path, "status", "--format=json")
+    assert rc == 0
+    d = json.loads(out)
+    assert d["stale"] is False and d["self"]["rsc_hold"] == "all"
+    assert [g["holder"] for g in d["group"]] == ["julius", "julius"]
+    assert hbswitch(tmp_path, "status", "--format=xml")[0] == 2
+
+
+@pytest.mark.parametrize("args,rc,out", [
+    (["hbstatus"], 0, "Heartbeat is running on this machine.\n"),
+    (["listnodes"], 0, "julius\ncaesar\n198.18.0.254\n"),
+    (["listnodes", "-p"], 0, "198.18.0.254\n"),
+    (["listnodes", "-n"], 0, "julius\ncaesar\n"),
+    (["nodestatus", "caesar"], 0, "up\n"),
+    (["nodestatus", "julius"], 0, "active\n"),
+    (["nodestatus", "198.18.0.254"], 0, "ping\n"),
+    (["nodestatus", "brutus"], 11, ""),
+    (["listhblinks", "caesar"], 0, "\teth0\n\tttyS0\n"),
+    (["hblinkstatus", "caesar", "eth0"], 0, "up\n"),
+    (["hblinkstatus", "caesar", "ttyS0"], 1, "dead\n"),
+    (["hblinkstatus", "caesar", "eth9"], 13, ""),
+    (["rscstatus"], 0, "all\n"),
+])
+def test_cl_status_answers(tmp_path, args, rc, out):
+    write(tmp_path)
+    assert hbswitch(tmp_path, "cl_status", *args)[:2] == (rc, out)
+
+
+def test_cl_status_when_stopped(tmp_path):
+    assert hbswitch(tmp_path, "cl_status", "hbstatus")[:2] == (
+        1, "Heartbeat is stopped on this machine.\n")
+    rc, out, err = hbswitch(tmp_path, "cl_status", "nodestatus", "caesar")
+    assert (rc, out) == (1, "") and "Cannot signon" in err
+    write(tmp_path, peer="dead")
+    assert hbswitch(tmp_path, "cl_status", "nodestatus", "caesar")[:2] == (1, "dead\n")
+
+
+def test_request_without_hb_watch_fails_at_once(tmp_path):
+    write(tmp_path)
+    os.mkfifo(str(tmp_path / "watch.fifo"))
+    t = time.monotonic()
+    assert hbswitch(tmp_path, "takeover")[:2] == (1, "fail: takeover: hb-watch is not running\n")
+    assert time.monotonic() - t < 2
+
+
+def test_standby_refused_when_peer_dead(tmp_path):
+    write(tmp_path, peer="dead")
+    rc, out, _ = hbswitch(tmp_path, "standby")
+    assert rc == 1 and out.startswith("fail: standby refused: peer caesar is dead")
+
+
+class FakeWatch(threading.Thread):
+    """Reads watch.fifo like hb-watch and rewrites status after `delay` seconds."""
+
+    def __init__(self, rundir, answer, delay=0.1):
+        super().__init__(daemon=True)
+        self.rundir, self.answer, self.delay = str(rundir), answer, delay
+        self.rfd, self.wfd = runfiles.open_fifo_reader(os.path.join(self.rundir, "watch.fifo"))
+        self.got = []
+        self.start()
+
+    def run(self):
+        reader = runfiles.LineReader(self.rfd)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self.got:
+            self.got += reader.read()
+            time.sleep(0.005)
+        time.sleep(self.delay)
+        if self.got and self.answer:
+            write(self.rundir, text=self.answer(self.got[0]))
+
+    def close(self):
+        self.join(12)
+        os.close(self.rfd)
+        os.close(self.wfd)
+
+
+def test_standby_waits_for_the_groups_to_move(tmp_path):
+    write(tmp_path)
+    w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="caesar")
+                  .replace("2 julius running", "2 caesar running"))
+    rc, out, _ = hbswitch(tmp_path, "standby", "all")
+    w.close()
+    assert w.got == ["standby all"]
+    assert rc == 0 and out.startswith("ok: standby: groups 1,2 now on caesar (0.")
+
+
+def test_standby_local_moves_only_group_1(tmp_path):
+    write(tmp_path)
+    w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="caesar"))
+    rc, out, _ = hbswitch(tmp_path, "standby", "local")
+    w.close()
+    assert w.got == ["standby local"]
+    assert rc == 0 and out.startswith("ok: standby: group 1 now on caesar (")
+
+
+def test_takeover_times_out(tmp_path):
+    write(tmp_path, g1="caesar")
+    w = FakeWatch(tmp_path, None)
+    rc, out, _ = hbswitch(tmp_path, "takeover", "local", "--wait", "0.5")
+    w.close()
+    assert w.got == ["takeover local"]
+    assert rc == 2
+    assert out == "timeout: takeover local: group 1 running on caesar after 0.5 s\n"
+
+
+def test_refusal_written_by_hb_watch(tmp_path):
+    write(tmp_path, g1="caesar")
+    w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="caesar")
+                  .replace("last 1700000000 took group 2: caesar is dead",
+                           "last %f refused takeover local: peer is in flux" % time.time()))
+    rc, out, _ = hbswitch(tmp_path, "takeover", "local")
+    w.close()
+    assert rc == 1 and out.startswith("fail: takeover: refused by hb-watch: refused takeover")
+
+
+def test_no_wait_and_maintenance(tmp_path):
+    write(tmp_path)
+    w = FakeWatch(tmp_path, None)
+    assert hbswitch(tmp_path, "standby", "--no-wait")[:2] == (0, "ok: standby all requested\n")
+    w.close()
+    until = time.time() + 1800
+    w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="julius")
+                  .replace("maintenance=off", "maintenance=until=%d" % until))
+    rc, out, _ = hbswitch(tmp_path, "maintenance", "on", "--for", "30m")
+    w.close()
+    assert w.got == ["maintenance on 1800"]
+    assert rc == 0 and out.startswith("ok: maintenance on until %s (" % switch.clock(until))
+    assert hbswitch(tmp_path, "maintenance", "on", "--for", "soon")[0] == 1
+
+
+def test_duration_and_parse_units():
+    assert switch.duration("3600") == 3600
+    assert switch.duration("1h30m") == 5400
+    assert switch.duration("90s") == 90
+    assert switch.duration("2d") == 172800
+    for bad in ("", "0", "h", "5x"):
+        with pytest.raises(ValueError):
+            switch.duration(bad)
+    st = switch.parse_status("self a st=up maintenance=until=123\nbogus line\n")
+    assert switch.maintenance(st) == (True, 123.0)
+
+
+def test_starts_fast(tmp_path):
+    write(tmp_path)
+    best = min(_timed(tmp_path) for _ in range(5))
+    assert best < 0.15, best
+
+
+def _timed(rundir):
+    t = time.monotonic()
+    hbswitch(rundir, "cl_status", "rscstatus")
+    return time.monotonic() - t

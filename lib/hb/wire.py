@@ -7,6 +7,12 @@ for '%', space, '=' and newline (and CR, TAB for safety).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
 _ENC = {"%": "%25", " ": "%20", "=": "%3D", "\n": "%0A", "\r": "%0D", "\t": "%09"}
 
 
@@ -51,3 +57,542 @@ def parse_line(line: str) -> dict[str, str]:
         k, v = word.split("=", 1)
         out[_unquote(k)] = _unquote(v)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Heartbeat packets: classic and netstring framing, authentication.
+
+
+MAXMSG = 256 * 1024
+STRING, BINARY = 0, 1
+CLASSIC_START = b">>>\n"
+CLASSIC_END = b"<<<"
+NS_START = b"###\n"
+NS_END = b"%%%\n"
+METHODS = ("sha1", "md5", "crc", "sha256")
+STANDARD = ("destuuid", "src", "srcuuid", "seq", "hg", "ts", "ld", "ttl", "auth")
+
+
+class WireError(ValueError):
+    """Anything wrong with a packet: framing, field syntax, encoding, size."""
+
+
+@dataclass
+class Packet:
+    """A parsed Heartbeat message: ordered (name, type, value) fields.
+
+    value is str for type 0 (bytes decoded utf-8 with surrogateescape, so the
+    original bytes come back exactly) and bytes for every other type.
+    For netstring packets, signed is the exact bytes from '###\\n' through
+    '%%%\\n' and trailer the (N, hex) of the auth trailer, if any.
+    """
+    fields: list[tuple[str, int, "str | bytes"]] = field(default_factory=list)
+    framing: str = "classic"
+    signed: bytes = b""
+    trailer: tuple[int, str] | None = None
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for n, t, v in self.fields:
+            if n == name:
+                return v if isinstance(v, str) else _b64(v)
+        return default
+
+    def __contains__(self, name: str) -> bool:
+        return any(n == name for n, _, _ in self.fields)
+
+    def strings(self) -> dict[str, str]:
+        """Fields as a dict of text (binary ones base64), auth left out."""
+        out: dict[str, str] = {}
+        for n, t, v in self.fields:
+            if n != "auth" and n not in out:
+                out[n] = v if isinstance(v, str) else _b64(v)
+        return out
+
+
+def _b64(v: bytes) -> str:
+    return base64.b64encode(v).decode("ascii")
+
+
+def _dec(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _enc(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+def _crc_table() -> list[int]:
+    tab = []
+    for i in range(256):
+        c = i << 24
+        for _ in range(8):
+            c = ((c << 1) ^ 0x04C11DB7) if c & 0x80000000 else (c << 1)
+        tab.append(c & 0xFFFFFFFF)
+    return tab
+
+
+_CRC = _crc_table()
+
+
+def crc32_posix(data: bytes) -> int:
+    """CRC-32, poly 0x04C11DB7 MSB-first, init 0, final complement, no length."""
+    c = 0
+    tab = _CRC
+    for b in data:
+        c = ((c << 8) & 0xFFFFFFFF) ^ tab[(c >> 24) ^ b]
+    return c ^ 0xFFFFFFFF
+
+
+def auth_token(method: str, key: bytes, data: bytes) -> str:
+    """The authenticator token Heartbeat computes for data (lowercase hex)."""
+    if method == "sha1":
+        return hmac.new(key, data, hashlib.sha1).hexdigest()
+    if method == "md5":
+        return hmac.new(key, data, hashlib.md5).hexdigest()
+    if method == "sha256":
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+    if method == "crc":
+        return "%x" % crc32_posix(data)
+    raise WireError("unknown auth method %r" % method)
+
+
+def _classic_line(name: str, typ: int, value: "str | bytes") -> bytes:
+    if typ == STRING:
+        assert isinstance(value, str)
+        return _enc(name) + b"=" + _enc(value).replace(b"\n", b"\x13") + b"\n"
+    assert isinstance(value, bytes)
+    return b"(%d)" % typ + _enc(name) + b"=" + base64.b64encode(value) + b"\n"
+
+
+def classic_string(fields: list[tuple[str, int, "str | bytes"]]) -> bytes:
+    """S of reference §3.3: every field but auth as classic lines, in order."""
+    return b"".join(_classic_line(n, t, v) for n, t, v in fields if n != "auth")
+
+
+def _check_field(name: str, typ: int, value: "str | bytes") -> None:
+    if not name or "=" in name or "\n" in name or name.startswith("("):
+        raise WireError("bad field name %r" % name)
+    if typ == STRING and ("\x13" in value or "\r" in value):  # type: ignore[operator]
+        raise WireError("field %s: value not representable" % name)
+
+
+def render_classic(fields: list[tuple[str, int, "str | bytes"]],
+                   num: int | None = None, method: str = "", key: bytes = b"") -> bytes:
+    """A classic packet; with num, an auth=N HEX field is computed and appended."""
+    fields = [f for f in fields if f[0] != "auth"]
+    for f in fields:
+        _check_field(*f)
+    s = classic_string(fields)
+    out = CLASSIC_START + s
+    if num is not None:
+        out += b"auth=%d %s\n" % (num, auth_token(method, key, s).encode())
+    return out + b"<<<\n"
+
+
+def render_netstring(fields: list[tuple[str, int, "str | bytes"]],
+                     num: int | None = None, method: str = "", key: bytes = b"") -> bytes:
+    """A netstring packet as Heartbeat 3.0.6 sends it (fields taken as given)."""
+    body = [NS_START]
+    for n, t, v in fields:
+        item = b"(%d)" % t + _enc(n) + b"=" + (_enc(v) if isinstance(v, str) else v)
+        body.append(b"%d:%s," % (len(item), item))
+    body.append(NS_END)
+    signed = b"".join(body)
+    if num is None:
+        return signed
+    tr = b"%d %s" % (num, auth_token(method, key, signed).encode())
+    return signed + b"%d:%s," % (len(tr), tr)
+
+
+def _typed(item: bytes, classic: bool) -> tuple[str, int, "str | bytes"]:
+    typ = STRING
+    if item[:1] == b"(":
+        if len(item) < 3 or item[2:3] != b")" or not item[1:2].isdigit():
+            raise WireError("bad field type")
+        typ = item[1] - 0x30
+        if typ > 5 or (classic and typ == 0):
+            raise WireError("bad field type %d" % typ)
+        item = item[3:]
+    eq = item.find(b"=")
+    if eq <= 0:
+        raise WireError("field without name")
+    try:
+        name = item[:eq].decode("ascii")
+    except UnicodeDecodeError:
+        raise WireError("bad field name") from None
+    raw = item[eq + 1:]
+    if typ == STRING:
+        if classic:
+            raw = raw.replace(b"\x13", b"\n")
+        return name, typ, _dec(raw)
+    if classic:
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise WireError("field %s: bad base64" % name) from None
+    return name, typ, raw
+
+
+def _parse_classic(data: bytes) -> Packet:
+    if data.endswith(b"\0"):
+        data = data[:-1]
+    pkt = Packet(framing="classic")
+    pos = len(CLASSIC_START)
+    n = len(data)
+    while True:
+        if pos >= n:
+            raise WireError("classic message without <<<")
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            nl = n
+        line = data[pos:nl]
+        pos = nl + 1
+        if not line:
+            continue
+        if line == CLASSIC_END:
+            break
+        pkt.fields.append(_typed(line, classic=True))
+    return pkt
+
+
+def _parse_netstring(data: bytes) -> Packet:
+    pkt = Packet(framing="netstring")
+    pos = len(NS_START)
+    n = len(data)
+    while True:
+        if data.startswith(NS_END, pos):
+            pos += len(NS_END)
+            break
+        item, pos = _netstring(data, pos, n)
+        pkt.fields.append(_typed(item, classic=False))
+    pkt.signed = data[:pos]
+    if pos < n:
+        tr, pos = _netstring(data, pos, n)
+        sp = tr.find(b" ")
+        if sp <= 0 or not tr[:sp].isdigit() or sp > 3:
+            raise WireError("bad auth trailer")
+        try:
+            pkt.trailer = (int(tr[:sp]), tr[sp + 1:].decode("ascii"))
+        except UnicodeDecodeError:
+            raise WireError("bad auth trailer") from None
+    return pkt
+
+
+def _netstring(data: bytes, pos: int, n: int) -> tuple[bytes, int]:
+    colon = data.find(b":", pos, pos + 8)
+    if colon <= pos or not data[pos:colon].isdigit():
+        raise WireError("bad netstring length at %d" % pos)
+    ln = int(data[pos:colon])
+    end = colon + 1 + ln
+    if end >= n or data[end:end + 1] != b",":
+        raise WireError("netstring overruns the packet at %d" % pos)
+    return data[colon + 1:end], end + 1
+
+
+def parse(data: bytes) -> Packet:
+    """Parse one datagram or serial frame, classic or netstring; WireError if bad."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireError("not bytes")
+    data = bytes(data)
+    if len(data) > MAXMSG:
+        raise WireError("message too long")
+    if data.startswith(CLASSIC_START):
+        return _parse_classic(data)
+    if data.startswith(NS_START):
+        return _parse_netstring(data)
+    raise WireError("neither classic nor netstring framing")
+
+
+def verify(pkt: Packet, keys: dict[int, tuple[str, bytes]]) -> bool:
+    """True when the packet's authenticator matches a key it names.
+
+    keys: N -> (method, key).  Netstring packets are judged by their trailer
+    only (as Heartbeat does), classic ones by their auth field.
+    """
+    if pkt.framing == "netstring":
+        if pkt.trailer is None:
+            return False
+        num, token = pkt.trailer
+        data = pkt.signed
+    else:
+        a = pkt.get("auth")
+        if a is None:
+            return False
+        sp = a.find(" ")
+        if sp <= 0 or not a[:sp].isdigit():
+            return False
+        num, token = int(a[:sp]), a[sp + 1:]
+        data = classic_string(pkt.fields)
+    k = keys.get(num)
+    if k is None:
+        return False
+    try:
+        want = auth_token(k[0], k[1], data)
+    except WireError:
+        return False
+    return hmac.compare_digest(want, token)
+
+
+class SerialFramer:
+    """Cut a serial byte stream into classic frames, resynchronising on '>>>'.
+
+    CRs are dropped (IGNCR) and the 8th bit stripped (ISTRIP), as Heartbeat's
+    port settings do.  Garbage between frames is counted in self.garbage.
+    """
+
+    def __init__(self, limit: int = 65536) -> None:
+        self.buf = bytearray()
+        self.limit = limit
+        self.garbage = 0
+        self.infr = False
+        self.scan = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        data = bytes(b & 0x7F for b in data if b != 0x0D) if any(
+            b & 0x80 or b == 0x0D for b in data) else data
+        self.buf += data
+        out: list[bytes] = []
+        while True:
+            if not self.infr:
+                i = self.buf.find(b">>>\n")
+                if i < 0:
+                    keep = len(self.buf) - 3 if len(self.buf) > 3 else 0
+                    self.garbage += keep
+                    del self.buf[:keep]
+                    return out
+                if i:
+                    self.garbage += i
+                    del self.buf[:i]
+                self.infr = True
+                self.scan = 4
+            j = self.buf.find(b"\n<<<\n", self.scan - 1)
+            if j < 0:
+                self.scan = max(4, len(self.buf) - 4)
+                if len(self.buf) > self.limit:
+                    self.garbage += len(self.buf)
+                    self.buf.clear()
+                    self.infr = False
+                return out
+            end = j + 5
+            frame = bytes(self.buf[:end])
+            del self.buf[:end]
+            self.infr = False
+            nxt = frame.rfind(b"\n>>>\n", 3)
+            if nxt >= 0:
+                self.garbage += nxt + 1
+                frame = frame[nxt + 1:]
+            out.append(frame)
+
+
+# ---------------------------------------------------------------------------
+# Sequencing: replay, duplicates, gaps, retransmission history.  Fake-clock safe.
+
+HISTORY = 500           # messages kept for NS_rexmit (Heartbeat's MAXMSGHIST)
+MAX_GAP = 250           # a bigger gap is "lost a lot of packets": not asked for
+REXMIT_DELAY = 0.25     # max_rexmit_delay: between requests for one seq
+REXMIT_MIN = 0.05
+REXMIT_TRIES = 8        # then the packet counts as lost
+REXMIT_SPACING = 0.24   # a message is resent at most this often
+REXMIT_MAX = 50         # messages resent per request
+DUP_WINDOW = 2.0        # an already-accepted seq seen within this is a duplicate
+
+
+@dataclass
+class _Peer:
+    gen: int = -1
+    last: int = 0
+    missing: dict[int, float] = field(default_factory=dict)     # seq -> due time
+    tries: dict[int, int] = field(default_factory=dict)
+    recent: dict[int, float] = field(default_factory=dict)      # seq -> accepted at
+
+
+class Sequencer:
+    """Per-node generation and sequence tracking (Heartbeat §4.7).
+
+    judge() says what to do with a message: 'ok', 'dup', 'replay' or
+    'unknown'; gaps become requests returned by due().  events collects log
+    lines for the caller to emit.
+    """
+
+    def __init__(self, me: str, nodes: list[str], my_gen: int = -1,
+                 rng=None) -> None:
+        import random
+        self.me = me
+        self.nodes = set(nodes) | {me}
+        self.peers: dict[str, _Peer] = {}
+        self.rng = rng or random.random
+        self.events: list[str] = []
+        self.next_due = float("inf")
+        if my_gen >= 0:
+            self.peers[me] = _Peer(gen=my_gen)
+
+    def judge(self, src: str, gen: int, seq: int | None, now: float) -> str:
+        if src not in self.nodes:
+            return "unknown"
+        p = self.peers.setdefault(src, _Peer())
+        if gen < p.gen:
+            return "replay"
+        if gen > p.gen:
+            if p.gen >= 0 and src != self.me:
+                self.events.append("generation of %s went from %x to %x: restart"
+                                   % (src, p.gen, gen))
+            self.peers[src] = p = _Peer(gen=gen)
+            if seq is None:
+                return "ok"
+            p.last = seq
+            p.recent[seq] = now
+            return "ok"
+        if seq is None:
+            return "ok"
+        if seq > p.last:
+            if p.last and seq > p.last + 1 and src != self.me:
+                self._gap(src, p, seq, now)
+            p.last = seq
+            self._seen(p, seq, now)
+            return "ok"
+        if seq in p.missing:
+            del p.missing[seq]
+            p.tries.pop(seq, None)
+            self._seen(p, seq, now)
+            return "ok"
+        t = p.recent.get(seq)
+        if t is not None and now - t <= DUP_WINDOW:
+            return "dup"
+        return "replay"
+
+    def _seen(self, p: _Peer, seq: int, now: float) -> None:
+        p.recent[seq] = now
+        if len(p.recent) > 2 * HISTORY:
+            for k in list(p.recent)[:HISTORY]:
+                del p.recent[k]
+
+    def _gap(self, src: str, p: _Peer, seq: int, now: float) -> None:
+        n = seq - p.last - 1
+        self.events.append("%d lost packet(s) for %s [%d:%d]" % (n, src, p.last, seq))
+        if n > MAX_GAP:
+            self.events.append("lost a lot of packets from %s: not asking again" % src)
+            p.missing.clear()
+            p.tries.clear()
+            return
+        for s in range(p.last + 1, seq):
+            t = now + REXMIT_MIN + self.rng() * (REXMIT_DELAY - REXMIT_MIN)
+            p.missing[s] = t
+            p.tries[s] = 0
+            self.next_due = min(self.next_due, t)
+        while len(p.missing) > HISTORY:
+            s = next(iter(p.missing))
+            del p.missing[s]
+            p.tries.pop(s, None)
+
+    def due(self, now: float) -> list[tuple[str, int]]:
+        """(node, seq) pairs to request with NS_rexmit now."""
+        if now < self.next_due:
+            return []
+        out = []
+        nd = float("inf")
+        for src, p in self.peers.items():
+            for s, t in list(p.missing.items()):
+                if t <= now:
+                    p.tries[s] = p.tries.get(s, 0) + 1
+                    if p.tries[s] > REXMIT_TRIES:
+                        self.events.append("irretrievably lost packet %d from %s" % (s, src))
+                        del p.missing[s]
+                        del p.tries[s]
+                        continue
+                    out.append((src, s))
+                    t = p.missing[s] = now + REXMIT_DELAY
+                nd = min(nd, t)
+        self.next_due = nd
+        return out
+
+    def nak(self, src: str, seq: int) -> bool:
+        """The peer cannot resend seq: stop asking.  True if we were asking."""
+        p = self.peers.get(src)
+        if p is None or seq not in p.missing:
+            return False
+        del p.missing[seq]
+        p.tries.pop(seq, None)
+        self.events.append("irretrievably lost packet %d from %s (%s)" % (seq, src, "nak"))
+        return True
+
+    def missing(self, src: str) -> list[int]:
+        p = self.peers.get(src)
+        return sorted(p.missing) if p else []
+
+
+class History:
+    """The last HISTORY sent sequenced messages, as their original bytes."""
+
+    def __init__(self, size: int = HISTORY) -> None:
+        self.size = size
+        self.msgs: dict[int, list] = {}     # seq -> [bytes, last resent at]
+
+    def add(self, seq: int, data: bytes) -> None:
+        self.msgs[seq] = [data, -1e9]
+        if len(self.msgs) > self.size:
+            del self.msgs[next(iter(self.msgs))]
+
+    def request(self, first: int, last: int, now: float
+                ) -> tuple[list[bytes], list[tuple[int, str]]]:
+        """Answer NS_rexmit: (packets to resend, [(seq, reason)] to NAK)."""
+        out: list[bytes] = []
+        naks: list[tuple[int, str]] = []
+        if last < first:
+            return out, naks
+        oldest = next(iter(self.msgs)) if self.msgs else 1 << 62
+        for s in range(first, min(last, first + REXMIT_MAX - 1) + 1):
+            m = self.msgs.get(s)
+            if m is None:
+                naks.append((s, "seqno too low" if s < oldest else "seqno not found"))
+            elif now - m[1] >= REXMIT_SPACING:
+                m[1] = now
+                out.append(m[0])
+        return out, naks
+
+
+COUNTERS = ("received", "accepted", "garbage", "auth", "unknown", "replay", "dup",
+            "notforus", "rexmit_asked", "rexmit_sent", "nak_sent", "lost")
+
+
+def _hex(v: str | None, name: str) -> int:
+    if v is None or not v or len(v) > 16:
+        raise WireError("bad %s" % name)
+    try:
+        return int(v, 16)
+    except ValueError:
+        raise WireError("bad %s" % name) from None
+
+
+class Receiver:
+    """Verdict on every received datagram: parse, authenticate, sequence."""
+
+    def __init__(self, me: str, nodes: list[str], keys: dict[int, tuple[str, bytes]],
+                 my_gen: int = -1, rng=None) -> None:
+        self.me = me
+        self.keys = keys
+        self.seq = Sequencer(me, nodes, my_gen, rng)
+        self.counts = dict.fromkeys(COUNTERS, 0)
+
+    def receive(self, data: bytes, now: float) -> tuple[str, Packet | None]:
+        """('ok'|'garbage'|'auth'|'unknown'|'replay'|'dup', packet)."""
+        self.counts["received"] += 1
+        try:
+            pkt = parse(data)
+            if not verify(pkt, self.keys):
+                self.counts["auth"] += 1
+                return "auth", pkt
+            t = pkt.get("t")
+            src = pkt.get("src")
+            if not t or not src or _hex(pkt.get("ts"), "ts") == 0:
+                raise WireError("t, src or ts missing")
+            seq = None if t.startswith("NS_") else _hex(pkt.get("seq"), "seq")
+            gen = _hex(pkt.get("hg"), "hg") if "hg" in pkt else 0
+        except WireError:
+            self.counts["garbage"] += 1
+            return "garbage", None
+        v = self.seq.judge(src.lower(), gen, seq, now)
+        if v == "ok":
+            self.counts["accepted"] += 1
+        else:
+            self.counts[v] += 1
+        return v, pkt

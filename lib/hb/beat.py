@@ -1,0 +1,423 @@
+"""hb-beat: signed heartbeats on every medium; each accepted message on stdout.
+
+Usage:
+  hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--stats SECONDS]
+  hb-beat [-c CONFDIR] [-s STATEDIR] [--node NAME] --listen
+  hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --send-once
+  hb-beat -h | --help
+
+Options:
+  -c CONFDIR       configuration directory [default: /etc/ha.d]
+  -r RUNDIR        run directory: state, beat.fifo [default: /var/run/hb]
+  -s STATEDIR      persistent state: the generation counter [default: /var/lib/hb]
+  --node NAME      this node's name [default: uname -n, lower-cased]
+  --stats SECONDS  log drop counters at most this often [default: 60]
+  --listen         send nothing; print every verified message that arrives
+  --send-once      send one status heartbeat on every medium and exit
+  -h --help        show this help
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import stat
+import sys
+import time
+
+from hb import config, exits, log as hblog, media, runfiles, wire
+
+PROG = "hb-beat"
+STANDARD = set(wire.STANDARD)
+BAD = ("garbage", "auth", "unknown", "replay")
+
+log = hblog.log
+
+
+class StdoutClosed(Exception):
+    pass
+
+
+def next_generation(statedir: str) -> int:
+    """Read, increment, fsync and return the generation (Heartbeat's format)."""
+    path = os.path.join(statedir, "generation")
+    try:
+        with open(path) as f:
+            gen = int(f.read().strip()) + 1
+    except (OSError, ValueError):
+        gen = int(time.time())
+    os.makedirs(statedir, exist_ok=True)
+    tmp = path + ".new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"%15d\n" % gen)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dfd = os.open(statedir, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return gen
+
+
+def next_beat(t0: float, period: float, now: float) -> float:
+    """The first slot t0 + k*period after now: no drift, no burst after a stall."""
+    return t0 + (int((now - t0) / period) + 1) * period
+
+
+def status_fields(state: dict[str, str], deadtime: float) -> list[tuple[str, str]]:
+    """t=status st=... dt=<hex ms>, then the other fields of RUNDIR/state."""
+    out = [("t", "status"), ("st", state.get("st") or "up"),
+           ("dt", "%x" % int(round(deadtime * 1000)))]
+    out += [(k, v) for k, v in state.items()
+            if k not in ("t", "st", "dt") and k not in STANDARD and k and v is not None]
+    return out
+
+
+def set_realtime() -> None:
+    """mlockall + SCHED_RR at the lowest priority; one warning if refused."""
+    why = []
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mlockall(3) != 0:     # MCL_CURRENT | MCL_FUTURE
+            why.append("mlockall: %s" % os.strerror(ctypes.get_errno()))
+    except OSError as e:
+        why.append("mlockall: %s" % e)
+    try:
+        prio = os.sched_get_priority_min(os.SCHED_RR)
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+    except OSError as e:
+        why.append("SCHED_RR: %s" % e.strerror)
+    if why:
+        log.warning("realtime refused, running without it (%s)", "; ".join(why))
+
+
+class Beat:
+    """The sender/receiver: media, sequencing, history, stdout."""
+
+    def __init__(self, cfg: config.Config, me: str, rundir: str, gen: int,
+                 listen: bool = False, stats: float = 60.0) -> None:
+        self.me = me
+        self.rundir = rundir
+        self.gen = gen
+        self.listen = listen
+        self.stats = stats
+        self.seqno = 0
+        self.hist = wire.History()
+        self.state_key: tuple = ()
+        self.state: dict[str, str] = {}
+        self.ld = ("", 0.0)
+        self.logged = dict.fromkeys(wire.COUNTERS, 0)
+        self.next_stats = 0.0
+        self.out_fd = 1
+        self.configure(cfg)
+
+    def configure(self, cfg: config.Config) -> None:
+        self.cfg = cfg
+        assert cfg.auth is not None
+        self.keys = {n: (k.method, k.key) for n, k in cfg.auth.keys.items()}
+        self.sign = cfg.auth.signing
+        self.ttl = str(1 + len(cfg.nodes))
+        old = getattr(self, "rx", None)
+        self.rx = wire.Receiver(self.me, cfg.nodes, self.keys, self.gen)
+        if old is not None:
+            self.rx.counts = old.counts
+            self.rx.seq.peers.update(old.seq.peers)
+        for m in getattr(self, "media", []):
+            m.close()
+        self.media = media.open_media(cfg)
+
+    # -- sending ------------------------------------------------------------
+    def loadavg(self, now: float) -> str:
+        if now - self.ld[1] >= 1.0:
+            try:
+                with open("/proc/loadavg") as f:
+                    self.ld = (f.readline().strip(), now)
+            except OSError:
+                self.ld = ("0.00 0.00 0.00 0/0 0", now)
+        return self.ld[0]
+
+    def build(self, fields: list[tuple[str, str]], now: float
+              ) -> tuple[bytes, list[tuple[str, int, str]]]:
+        """Add the standard fields (Heartbeat's order) and auth; keep in history."""
+        fields = [f for f in fields if f[0] not in STANDARD]
+        fields.sort(key=lambda f: f[0] != "t")
+        t = fields[0][1]
+        ns = t.startswith("NS_")
+        out = [(k, wire.STRING, v) for k, v in fields]
+        out.append(("src", wire.STRING, self.me))
+        if not ns:
+            self.seqno += 1
+            out.append(("seq", wire.STRING, "%x" % self.seqno))
+        out += [("hg", wire.STRING, "%x" % self.gen), ("ts", wire.STRING, "%x" % int(time.time()))]
+        if not ns:
+            out.append(("ld", wire.STRING, self.loadavg(now)))
+        out.append(("ttl", wire.STRING, self.ttl))
+        k = self.sign
+        data = wire.render_classic(out, k.num, k.method, k.key)
+        if not ns:
+            self.hist.add(self.seqno, data)
+        return data, out
+
+    def send(self, data: bytes, now: float, status: bool = False) -> None:
+        for m in self.media:
+            m.send(data, status, now)
+
+    def read_state(self) -> dict[str, str]:
+        path = os.path.join(self.rundir, runfiles.STATE)
+        try:
+            st = os.stat(path)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = ()
+        if key != self.state_key:
+            self.state_key = key
+            self.state = runfiles.read_kv(path) if key else {}
+        return self.state
+
+    def send_status(self, now: float) -> None:
+        fields = status_fields(self.read_state(), self.cfg.deadtime)
+        data, out = self.build(fields, now)
+        self.send(data, now, status=True)
+        line = {n: v for n, _, v in out}
+        line.update(_via="local", _rt="%.6f" % now, _self="1")
+        self.emit(line)
+
+    def send_line(self, text: str, now: float) -> None:
+        fields = list(wire.parse_line(text).items())
+        if not any(k == "t" and v for k, v in fields):
+            log.warning("beat.fifo: message without t= ignored: %.80s", text)
+            return
+        data, _ = self.build(fields, now)
+        self.send(data, now)
+
+    # -- receiving ------------------------------------------------------------
+    def emit(self, fields: dict) -> None:
+        data = wire.format_line(fields).encode("utf-8", "surrogateescape") + b"\n"
+        try:
+            while data:
+                data = data[os.write(self.out_fd, data):]
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
+    def handle(self, data: bytes, via: str, now: float) -> None:
+        verdict, pkt = self.rx.receive(data, now)
+        if verdict != "ok" or pkt is None:
+            return
+        t = pkt.get("t") or ""
+        src = (pkt.get("src") or "").lower()
+        dest = pkt.get("dest")
+        forus = dest is None or dest == self.me
+        if t == "NS_rexmit" and dest == self.me and src != self.me and not self.listen:
+            self.answer_rexmit(pkt, src, now)
+        elif t == "NS_nak_rexmit" and dest == self.me:
+            try:
+                self.rx.seq.nak(src, int(pkt.get("firstseq") or "", 16))
+                self.rx.counts["lost"] += 1
+            except ValueError:
+                pass
+        if not forus:
+            self.rx.counts["notforus"] += 1
+        if self.listen or (forus and not t.startswith("NS_")):
+            line = pkt.strings()
+            line.update(_via=via, _rt="%.6f" % now)
+            if src == self.me:
+                line["_self"] = "1"
+            self.emit(line)
+
+    def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
+        try:
+            first = int(pkt.get("firstseq") or "")
+            last = int(pkt.get("lastseq") or first)
+        except ValueError:
+            return
+        packets, naks = self.hist.request(first, last, now)
+        for data in packets:
+            self.send(data, now)
+            self.rx.counts["rexmit_sent"] += 1
+        for s, why in naks:
+            data, _ = self.build([("t", "NS_nak_rexmit"), ("firstseq", "%x" % s),
+                                  ("dest", src), ("info", why)], now)
+            self.send(data, now)
+            self.rx.counts["nak_sent"] += 1
+
+    def ask_rexmit(self, now: float) -> None:
+        for src, s in self.rx.seq.due(now):
+            data, _ = self.build([("t", "NS_rexmit"), ("dest", src), ("firstseq", str(s)),
+                                  ("lastseq", str(s))], now)
+            self.send(data, now)
+            self.rx.counts["rexmit_asked"] += 1
+
+    def log_events(self, now: float, force: bool = False) -> None:
+        for e in self.rx.seq.events:
+            log.warning("%s", e)
+        self.rx.seq.events.clear()
+        c = self.rx.counts
+        changed = any(c[k] != self.logged[k] for k in BAD + ("lost",))
+        if force or (changed and now >= self.next_stats):
+            log.info("counters: %s", " ".join("%s=%d" % (k, c[k]) for k in wire.COUNTERS))
+            self.logged = dict(c)
+            self.next_stats = now + self.stats
+
+    # -- the loop -------------------------------------------------------------
+    def run(self, sigfd: int, flags: dict) -> int:
+        period = self.cfg.keepalive
+        fifo = keep = -1
+        reader = None
+        if not self.listen:
+            fifo, keep = runfiles.open_fifo_reader(os.path.join(self.rundir, runfiles.BEAT_FIFO))
+            reader = runfiles.LineReader(fifo)
+        watch_out = stat.S_ISFIFO(os.fstat(self.out_fd).st_mode)
+        t0 = time.monotonic()
+        due = t0
+        try:
+            while True:
+                now = time.monotonic()
+                if flags.pop("term", None):
+                    return exits.OK
+                if flags.pop("hup", None):
+                    self.reload()
+                    period = self.cfg.keepalive
+                if flags.pop("usr1", None):
+                    self.log_events(now, force=True)
+                if not self.listen and now >= due:
+                    self.send_status(now)
+                    due = next_beat(t0, period, now)
+                self.ask_rexmit(now)
+                self.log_events(now)
+                p = select.poll()
+                byfd: dict[int, media.Medium] = {}
+                for m in self.media:
+                    if m.ensure(now) and m.fileno() >= 0:
+                        byfd[m.fileno()] = m
+                        p.register(m.fileno(), select.POLLIN
+                                   | (select.POLLOUT if m.wants_write() else 0))
+                if fifo >= 0:
+                    p.register(fifo, select.POLLIN)
+                p.register(sigfd, select.POLLIN)
+                if watch_out:
+                    p.register(self.out_fd, 0)
+                wait = [due - now if not self.listen else 1.0, self.rx.seq.next_due - now]
+                wait += [t for m in self.media if (t := m.timeout()) is not None]
+                timeout = max(0.0, min(wait))
+                for fd, ev in p.poll(timeout * 1000 + 0.5 if timeout else 0):
+                    now = time.monotonic()
+                    if fd == self.out_fd:
+                        return exits.OK
+                    if fd == sigfd:
+                        _drain(sigfd)
+                    elif fd == fifo and reader is not None:
+                        for line in reader.read():
+                            if line.strip():
+                                self.send_line(line, now)
+                    elif fd in byfd:
+                        m = byfd[fd]
+                        if ev & select.POLLOUT:
+                            m.flush()
+                        if ev & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                            for data in m.recv(now):
+                                self.handle(data, m.name, now)
+                for m in self.media:
+                    if m.timeout() is not None:
+                        m.flush()
+        except StdoutClosed:
+            return exits.OK
+        finally:
+            self.log_events(time.monotonic(), force=True)
+            for fd in (fifo, keep):
+                if fd >= 0:
+                    os.close(fd)
+            for m in self.media:
+                m.close()
+
+    def reload(self) -> None:
+        try:
+            cfg = config.load(self.cfg.confdir, node=self.me, check_devices=False)
+        except (config.ConfigError, OSError) as e:
+            log.error("SIGHUP: configuration not reloaded: %s", e)
+            return
+        self.configure(cfg)
+        log.info("SIGHUP: configuration reloaded")
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from docopt import DocoptExit, docopt
+    try:
+        args = docopt(__doc__, argv)
+    except DocoptExit as e:
+        print(e, file=sys.stderr)
+        return exits.USAGE
+    me = (args["--node"] if args["--node"] and not args["--node"].startswith("uname")
+          else os.uname().nodename).lower()
+    try:
+        stats = float(args["--stats"])
+    except ValueError:
+        print("%s: --stats: not a number" % PROG, file=sys.stderr)
+        return exits.USAGE
+    try:
+        cfg = config.load(args["-c"], node=me, check_devices=False)
+    except config.ConfigError as e:
+        print(e, file=sys.stderr)
+        return exits.USAGE
+    except OSError as e:
+        print(hblog.fatal(PROG, "read", args["-c"], e.strerror), file=sys.stderr)
+        return exits.FAIL
+    hblog.setup(PROG, cfg)
+    listen, once = args["--listen"], args["--send-once"]
+    if not listen:
+        try:
+            gen = next_generation(args["-s"])
+        except OSError as e:
+            print(hblog.fatal(PROG, "write", os.path.join(args["-s"], "generation"),
+                              e.strerror), file=sys.stderr)
+            return exits.FAIL
+    beat = Beat(cfg, me, args["-r"], gen if not listen else -1, listen, stats)
+    if once:
+        return send_once(beat)
+    if cfg.realtime and not listen:
+        set_realtime()
+    if not listen:
+        try:
+            os.makedirs(args["-r"], exist_ok=True)
+            runfiles.make_fifo(os.path.join(args["-r"], runfiles.BEAT_FIFO))
+        except OSError as e:
+            print(hblog.fatal(PROG, "create", os.path.join(args["-r"], runfiles.BEAT_FIFO),
+                              e.strerror), file=sys.stderr)
+            return exits.FAIL
+    rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    flags: dict[str, bool] = {}
+    for sig, name in ((signal.SIGTERM, "term"), (signal.SIGINT, "term"),
+                      (signal.SIGHUP, "hup"), (signal.SIGUSR1, "usr1")):
+        signal.signal(sig, lambda s, f, n=name: flags.__setitem__(n, True))
+    signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    log.info("starting: node %s generation %x, %d media, keepalive %gs%s", me, beat.gen,
+             len(beat.media), cfg.keepalive, " (listening only)" if listen else "")
+    return beat.run(rfd, flags)
+
+
+def send_once(beat: Beat) -> int:
+    now = time.monotonic()
+    beat.out_fd = os.open(os.devnull, os.O_WRONLY)
+    beat.send_status(now)
+    deadline = now + 1.0
+    while any(m.wants_write() or m.timeout() for m in beat.media) and time.monotonic() < deadline:
+        for m in beat.media:
+            m.flush()
+        time.sleep(0.01)
+    bad = [m for m in beat.media if m.failed]
+    for m in beat.media:
+        m.close()
+    return exits.FAIL if len(bad) == len(beat.media) else exits.OK

@@ -1,0 +1,333 @@
+"""Heartbeat media: serial, bcast, mcast, ucast (UDP on udpport) and ping.
+
+Every medium is non-blocking and owns its failures: a medium that cannot be
+opened or cannot send logs it once, is retried every RETRY seconds, and never
+holds up the others.  No heavy imports: pyserial only when a serial medium is
+configured; interface addresses come from ioctl, not netlink.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+import termios
+import time
+from typing import Any
+
+from hb import wire
+
+RETRY = 1.0
+SIOCGIFADDR = 0x8915
+SIOCGIFBRDADDR = 0x8919
+SIOCGIFNETMASK = 0x891B
+IP_TOS_LOWDELAY = 0x10
+SERIAL_QUEUE = 8
+
+log = logging.getLogger("hb")
+
+
+def _ifreq(dev: str) -> bytes:
+    return struct.pack("256s", dev.encode()[:15])
+
+
+def if_ipv4(dev: str, which: int = SIOCGIFADDR) -> str:
+    """IPv4 address (or broadcast address) of interface dev, via ioctl."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        r = fcntl.ioctl(s.fileno(), which, _ifreq(dev))
+    return socket.inet_ntoa(r[20:24])
+
+
+def if_broadcast(dev: str) -> str:
+    """The interface's broadcast address, or address | ~netmask when none is set."""
+    addr = if_ipv4(dev, SIOCGIFBRDADDR)
+    if addr != "0.0.0.0":
+        return addr
+    a = struct.unpack("!I", socket.inet_aton(if_ipv4(dev, SIOCGIFADDR)))[0]
+    m = struct.unpack("!I", socket.inet_aton(if_ipv4(dev, SIOCGIFNETMASK)))[0]
+    return socket.inet_ntoa(struct.pack("!I", a | (~m & 0xFFFFFFFF)))
+
+
+class Medium:
+    """One link.  Subclasses open(), fileno(), read() and write()."""
+
+    kind = "?"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failed: str | None = None     # the reason, while failing
+        self.next_try = 0.0
+        self.sent = 0
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return "%s %s" % (self.kind, self.name)
+
+    def fail(self, verb: str, e: BaseException, now: float) -> None:
+        self.errors += 1
+        reason = "%s: %s" % (verb, getattr(e, "strerror", None) or e)
+        if self.failed is None:
+            log.warning("medium %s %s failing: unable to %s; retrying every %gs",
+                        self.kind, self.name, reason, RETRY)
+        self.failed = reason
+        self.next_try = now + RETRY
+        self.close()
+
+    def ok(self) -> None:
+        if self.failed is not None:
+            log.info("medium %s %s working again", self.kind, self.name)
+            self.failed = None
+
+    def ensure(self, now: float) -> bool:
+        """Open when closed (at most once per RETRY); True when usable."""
+        if self.fileno() >= 0:
+            return True
+        if now < self.next_try:
+            return False
+        try:
+            self.open()
+        except (OSError, ValueError, wire.WireError) as e:
+            self.fail("open", e, now)
+            return False
+        return True
+
+    def send(self, data: bytes, status: bool, now: float) -> None:
+        if not self.ensure(now):
+            return
+        try:
+            self.write(data, status)
+            self.sent += 1
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.ENOBUFS):
+                self.errors += 1      # a full queue drops this one, nothing more
+                return
+            self.fail("send", e, now)
+            return
+        if self.failed is not None and self.fileno() >= 0:
+            self.ok()
+
+    def recv(self, now: float) -> list[bytes]:
+        try:
+            return self.read()
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EINTR):
+                return []
+            self.fail("receive", e, now)
+            return []
+
+    # subclass interface
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return -1
+
+    def read(self) -> list[bytes]:
+        return []
+
+    def write(self, data: bytes, status: bool) -> None:
+        raise NotImplementedError
+
+    def wants_write(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+    def timeout(self) -> float | None:
+        return None
+
+
+class Udp(Medium):
+    """bcast / mcast / ucast (and mcast6 / ucast6) on one interface."""
+
+    def __init__(self, m: Any) -> None:
+        super().__init__(m.name)
+        self.kind = m.kind
+        self.dev = m.dev
+        self.addr = m.addr
+        self.port = m.port
+        self.ttl = m.ttl
+        self.loop = m.loop
+        self.sock: socket.socket | None = None
+        self.dest: tuple | None = None
+
+    def open(self) -> None:
+        v6 = self.kind.endswith("6") or ":" in self.addr
+        fam = socket.AF_INET6 if v6 else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        try:
+            s.setblocking(False)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.dev.encode())
+            if v6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.kind == "bcast":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_DONTROUTE, 1)
+                self.dest = (if_broadcast(self.dev), self.port)
+            elif self.kind.startswith("mcast"):
+                self._join(s, v6)
+            else:
+                info = socket.getaddrinfo(self.addr, self.port, fam, socket.SOCK_DGRAM)
+                self.dest = info[0][4]
+                if not v6:
+                    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IP_TOS_LOWDELAY)
+            s.bind(("::" if v6 else "", self.port))
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+    def _join(self, s: socket.socket, v6: bool) -> None:
+        idx = socket.if_nametoindex(self.dev)
+        if v6:
+            mreq = socket.inet_pton(socket.AF_INET6, self.addr) + struct.pack("@I", idx)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, self.ttl)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, self.loop)
+            self.dest = (self.addr, self.port, 0, idx)
+            return
+        mreqn = socket.inet_aton(self.addr) + socket.inet_aton("0.0.0.0") + struct.pack("@i", idx)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, self.loop)
+        self.dest = (self.addr, self.port)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno() if self.sock is not None else -1
+
+    def read(self) -> list[bytes]:
+        out = []
+        assert self.sock is not None
+        for _ in range(64):
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            out.append(data)
+        return out
+
+    def write(self, data: bytes, status: bool) -> None:
+        assert self.sock is not None and self.dest is not None
+        self.sock.sendto(data, self.dest)
+
+
+class Serial(Medium):
+    """A serial port: classic frames, RTS/CTS, never a backlog.
+
+    Writes go through a short queue; a new status replaces a status that has
+    not started yet, and nothing new is started while the kernel still holds
+    bytes of the previous message (TIOCOUTQ), so a slow or dead port sends the
+    newest status only and never delays anything else.
+    """
+
+    kind = "serial"
+
+    def __init__(self, m: Any, baud: int) -> None:
+        super().__init__(m.name)
+        self.dev = m.dev
+        self.baud = m.baud or baud
+        self.port: Any = None
+        self.fd = -1
+        self.framer = wire.SerialFramer()
+        self.cur = b""
+        self.queue: list[tuple[bytes, bool]] = []
+        self.dropped = 0
+
+    def open(self) -> None:
+        import serial      # pyserial: only when a serial medium exists
+        try:
+            p = serial.Serial(self.dev, self.baud, bytesize=8, parity="N", stopbits=1,
+                              rtscts=True, timeout=0, write_timeout=0, exclusive=True)
+        except serial.SerialException as e:
+            raise OSError(errno.EIO, str(e)) from None
+        self.port = p
+        self.fd = p.fileno()
+        os.set_blocking(self.fd, False)
+        self.framer = wire.SerialFramer()
+        self.cur = b""
+
+    def close(self) -> None:
+        if self.port is not None:
+            try:
+                self.port.close()
+            except Exception:
+                pass
+        self.port = None
+        self.fd = -1
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> list[bytes]:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        if not data:
+            raise OSError(errno.EIO, "end of file")
+        return self.framer.feed(data)
+
+    def write(self, data: bytes, status: bool) -> None:
+        if status:
+            n = len(self.queue)
+            self.queue = [q for q in self.queue if not q[1]]
+            self.dropped += n - len(self.queue)
+        self.queue.append((data, status))
+        if len(self.queue) > SERIAL_QUEUE:
+            self.queue.pop(0)
+            self.dropped += 1
+        self.flush()
+
+    def _outq(self) -> int:
+        buf = fcntl.ioctl(self.fd, termios.TIOCOUTQ, b"\0\0\0\0")
+        return struct.unpack("@i", buf)[0]
+
+    def flush(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            while True:
+                if not self.cur:
+                    if not self.queue or self._outq() > 0:
+                        return
+                    self.cur = self.queue.pop(0)[0]
+                n = os.write(self.fd, self.cur)
+                self.cur = self.cur[n:]
+                if self.cur:
+                    return
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self.fail("write", e, time.monotonic())
+
+    def wants_write(self) -> bool:
+        return bool(self.cur)
+
+    def timeout(self) -> float | None:
+        return 0.02 if (self.queue and not self.cur) else None
+
+
+def open_media(cfg: Any) -> list[Medium]:
+    """Media objects for every ha.cf medium (opened lazily by ensure())."""
+    out: list[Medium] = []
+    for m in cfg.media:
+        if m.kind == "serial":
+            out.append(Serial(m, cfg.baud))
+        else:
+            out.append(Udp(m))
+    return out

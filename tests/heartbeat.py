@@ -1,0 +1,368 @@
+"""A real Debian Heartbeat 3.0.6 node inside a lab host, and a VIP prober.
+
+Reference heartbeat-3.md §0.4: each node runs in the network namespace of its
+lab host plus its own mount and UTS namespaces (`unshare --mount --uts`), with
+a private /etc/ha.d (a copy of the package's, plus the test's three files),
+/var/lib/heartbeat and a tmpfs on /run.  The daemon runs in the foreground and
+logs to a plain file in the lab's directory, which the tests read.  Helper
+commands (hb_standby, hb_takeover, cl_status) run inside the node's namespaces
+through nsenter.  Processes are ended by PID: those whose mount namespace is the
+node's own, so nothing outside the test is touched.
+
+Heartbeat only ever sees the interfaces of its lab host, so it cannot send a
+packet outside the lab.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from typing import Callable, Sequence
+
+import pytest
+
+from netns import Host, Lab
+
+DAEMON = "/usr/libexec/heartbeat/heartbeat"
+SHARE = "/usr/share/heartbeat"
+AUTHKEYS = "auth 1\n1 sha1 s3cr3tKey\n"
+
+
+def installed() -> bool:
+    return os.access(DAEMON, os.X_OK)
+
+
+def need_heartbeat() -> None:
+    if not installed():
+        pytest.skip("Debian's heartbeat package is not installed (make deps)")
+
+
+def host(lab: Lab, name: str, addr: str, iface: str = "eth0", bridge: str = "br0") -> Host:
+    """lab.host() whose IPv4 address has a broadcast address (`brd +`).
+
+    Heartbeat's bcast medium sends to the interface's broadcast address; without
+    one (plain `ip addr add A/N`) it sends to 0.0.0.0 and only hears itself."""
+    h = lab.host(name, None, iface, bridge)
+    h.run(["ip", "addr", "add", addr, "brd", "+", "dev", iface])
+    h.ifaces[iface] = addr
+    return h
+
+
+def hacf(nodes: Sequence[str], media: Sequence[str] = ("bcast eth0",),
+         keepalive: str = "200ms", warntime: str = "600ms", deadtime: str = "1",
+         initdead: str = "2", auto_failback: str = "on", extra: str = "") -> str:
+    """The cluster part of an ha.cf, the same for both kinds of node."""
+    lines = ["keepalive %s" % keepalive, "warntime %s" % warntime,
+             "deadtime %s" % deadtime, "initdead %s" % initdead, "udpport 694"]
+    lines += list(media)
+    lines += ["auto_failback %s" % auto_failback, "node %s" % " ".join(nodes)]
+    return "\n".join(lines) + "\n" + extra
+
+
+_SETUP = r"""
+set -e
+hostname "$HB_NAME"
+mount --bind "$HB_DIR/ha.d" /etc/ha.d
+mount --bind "$HB_DIR/lib" /var/lib/heartbeat
+mount -t tmpfs -o mode=0755 hbrun /run
+mkdir -p /run/heartbeat/ccm /run/heartbeat/dopd /run/heartbeat/rsctmp \
+         /run/resource-agents /run/lock /run/crm
+chmod 1777 /run/lock
+chown -R hacluster:haclient /run/heartbeat /run/crm
+exec "$@"
+"""
+
+
+class HeartbeatNode:
+    """One Heartbeat 3.0.6 daemon, node NAME, in lab host `host`."""
+
+    def __init__(self, lab: Lab, host: Host, name: str, cf: str, haresources: str,
+                 authkeys: str = AUTHKEYS, resource_scripts: dict[str, str] | None = None
+                 ) -> None:
+        self.lab = lab
+        self.host = host
+        self.name = name.lower()
+        self.dir = os.path.join(lab.tmp, "heartbeat-" + self.name)
+        self.logfile = os.path.join(self.dir, "ha-log")
+        self.debugfile = os.path.join(self.dir, "ha-debug")
+        self.proc: subprocess.Popen | None = None
+        self.mntns: str | None = None
+        self._make_dirs(cf, haresources, authkeys, resource_scripts or {})
+
+    def _make_dirs(self, cf: str, haresources: str, authkeys: str,
+                   scripts: dict[str, str]) -> None:
+        etc = os.path.join(self.dir, "ha.d")
+        if not os.path.isdir(etc):
+            shutil.copytree("/etc/ha.d", etc, symlinks=True)
+        lib = os.path.join(self.dir, "lib")
+        for d in ("", "cores", "cores/root", "cores/hacluster"):
+            os.makedirs(os.path.join(lib, d), exist_ok=True)
+            shutil.chown(os.path.join(lib, d), "hacluster", "haclient")
+        os.chmod(self.dir, 0o755)
+        self.configure(cf, haresources, authkeys)
+        for name, text in scripts.items():
+            path = os.path.join(etc, "resource.d", name)
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o755)
+
+    def configure(self, cf: str, haresources: str, authkeys: str = AUTHKEYS) -> None:
+        """Write ha.cf (plus this node's log settings), haresources, authkeys."""
+        etc = os.path.join(self.dir, "ha.d")
+        local = "logfile %s\ndebugfile %s\nuse_logd no\n" % (self.logfile, self.debugfile)
+        with open(os.path.join(etc, "ha.cf"), "w") as f:
+            f.write(local + cf)
+        with open(os.path.join(etc, "haresources"), "w") as f:
+            f.write(haresources)
+        path = os.path.join(etc, "authkeys")
+        with open(path, "w") as f:
+            f.write(authkeys)
+        os.chmod(path, 0o600)
+
+    # -- running ---------------------------------------------------------
+
+    def start(self) -> "HeartbeatNode":
+        assert not self.running(), "heartbeat %s already running" % self.name
+        env = dict(os.environ, HB_NAME=self.name, HB_DIR=self.dir)
+        argv = ["unshare", "--mount", "--uts", "--propagation", "private",
+                "sh", "-c", _SETUP, "hb-setup", DAEMON, "-f"]
+        self.stdio = open(os.path.join(self.dir, "stdio"), "ab")
+        self.proc = self.host.popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=self.stdio, stderr=subprocess.STDOUT)
+        own = os.readlink("/proc/self/ns/mnt")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                ns = os.readlink("/proc/%d/ns/mnt" % self.proc.pid)
+                cmd = open("/proc/%d/cmdline" % self.proc.pid, "rb").read()
+            except OSError:
+                ns, cmd = own, b""
+            if ns != own and b"sh\0-c" not in cmd and b"unshare" not in cmd:
+                self.mntns = ns
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("heartbeat %s did not start: %s"
+                                   % (self.name, self.stdio_text()))
+            time.sleep(0.01)
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The master control process (the daemon started in the foreground)."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """Every process in this node's mount namespace (heartbeat and its children)."""
+        if self.mntns is None:
+            return []
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                if os.readlink("/proc/%s/ns/mnt" % d) == self.mntns:
+                    out.append(int(d))
+            except OSError:
+                pass
+        return out
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """kill -9 of every Heartbeat process of the node (a crash)."""
+        self.signal_all(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(5)
+        self._reap()
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM to the master control process: Heartbeat's orderly shutdown."""
+        if not self.running():
+            self._reap()
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal_all(signal.SIGKILL)
+        self.proc.wait(5)
+        self._reap()
+
+    def _reap(self) -> None:
+        deadline = time.monotonic() + 5
+        while self.pids() and time.monotonic() < deadline:
+            self.signal_all(signal.SIGKILL)
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.signal_all(signal.SIGKILL)
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(5)
+            self._reap()
+        if getattr(self, "stdio", None):
+            self.stdio.close()
+
+    # -- inside the node -------------------------------------------------
+
+    def nsenter(self, argv: Sequence[str], check: bool = False,
+                timeout: float = 20) -> subprocess.CompletedProcess:
+        """Run argv in the node's network, mount and UTS namespaces."""
+        assert self.running(), "heartbeat %s is not running" % self.name
+        return subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-u", "-n", *argv],
+                              check=check, text=True, capture_output=True, timeout=timeout)
+
+    def hb_standby(self, what: str = "all") -> subprocess.CompletedProcess:
+        return self.nsenter([SHARE + "/hb_standby", what], check=True)
+
+    def hb_takeover(self, what: str = "all") -> subprocess.CompletedProcess:
+        return self.nsenter([SHARE + "/hb_takeover", what], check=True)
+
+    def cl_status(self, *args: str) -> subprocess.CompletedProcess:
+        return self.nsenter(["cl_status", *args])
+
+    # -- the log ---------------------------------------------------------
+
+    def log(self, since: int = 0) -> str:
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def debuglog(self) -> str:
+        try:
+            with open(self.debugfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def mark(self) -> int:
+        """A position in the log, for `since=`."""
+        try:
+            return os.path.getsize(self.logfile)
+        except FileNotFoundError:
+            return 0
+
+    def stdio_text(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "stdio"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern: str, timeout: float = 10, since: int = 0) -> re.Match:
+        """Wait until the log (from `since`) matches the regex; fail with the log."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log(since))
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError("heartbeat %s: no /%s/ in %.1fs; log:\n%s\n%s"
+                                     % (self.name, pattern, timeout, self.log(since)[-6000:],
+                                        self.stdio_text()[-2000:]))
+            time.sleep(0.05)
+
+    def wait_active(self, timeout: float = 15) -> None:
+        """Until the node has settled its resources (comm up and acquisition done)."""
+        self.wait_log(r"(Local|remote) [Rr]esource (acquisition|transition) completed|"
+                      r"Initial resource acquisition complete", timeout)
+
+
+def wait_until(pred: Callable[[], object], timeout: float, what: str,
+               step: float = 0.02) -> float:
+    """Poll pred until true; returns the seconds waited; fails naming `what`."""
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(step)
+    return time.monotonic() - t0
+
+
+class Probe:
+    """ICMP echo to an address every 10 ms from a client host (iputils ping -D)."""
+
+    RX = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ([0-9.]+): icmp_seq=(\d+)(.*)$")
+
+    def __init__(self, host: Host, addr: str, interval: float = 0.01,
+                 duration: float = 60) -> None:
+        self.host = host
+        self.addr = addr
+        self.out = os.path.join(host.lab.tmp, "probe-%s-%d" % (addr, id(self)))
+        self._f = open(self.out, "w")
+        count = int(duration / interval)
+        self.proc = host.popen(["stdbuf", "-oL", "ping", "-n", "-D", "-i", "%g" % interval,
+                                "-W", "1", "-c", str(count), addr],
+                               stdout=self._f, stderr=subprocess.STDOUT)
+        self.t0 = time.time()
+
+    def stop(self) -> None:
+        self.host.lab.stop(self.proc, signal.SIGINT)
+        self._f.close()
+
+    def replies(self) -> list[tuple[float, int, bool]]:
+        """(epoch time, icmp_seq, duplicate) of every reply so far."""
+        out = []
+        with open(self.out) as f:
+            for line in f:
+                m = self.RX.match(line.strip())
+                if m:
+                    out.append((float(m.group(1)), int(m.group(3)), "DUP" in m.group(4)))
+        return out
+
+    def replied_since(self, t: float) -> bool:
+        return any(ts >= t for ts, _, _ in self.replies())
+
+    def gaps(self, since: float = 0.0) -> list[float]:
+        """Silences between consecutive replies after `since`, largest first."""
+        ts = sorted(t for t, _, dup in self.replies() if not dup and t >= since)
+        return sorted((b - a for a, b in zip(ts, ts[1:])), reverse=True)
+
+    def outage(self, since: float = 0.0) -> float:
+        """The longest silence (seconds) after `since`, less one probe interval."""
+        g = self.gaps(since)
+        return max(0.0, (g[0] if g else 0.0) - 0.01)
+
+    def duplicates(self, since: float = 0.0) -> int:
+        return sum(1 for t, _, dup in self.replies() if dup and t >= since)
+
+
+@pytest.fixture
+def heartbeat(lab):
+    """Factory: heartbeat(host, name, cf, haresources) -> HeartbeatNode (not started).
+
+    Every node is killed, by PID, before the lab is removed."""
+    need_heartbeat()
+    nodes: list[HeartbeatNode] = []
+
+    def make(host: Host, name: str, cf: str, haresources: str, **kw) -> HeartbeatNode:
+        n = HeartbeatNode(lab, host, name, cf, haresources, **kw)
+        nodes.append(n)
+        return n
+
+    yield make
+    for n in nodes:
+        try:
+            n.close()
+        except Exception:
+            pass

@@ -176,8 +176,12 @@ def _ocf(action: str, args: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from docopt import docopt
-    args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
+    from docopt import DocoptExit, docopt
+    try:
+        args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
+    except DocoptExit as e:
+        sys.stderr.write("%s\n" % e)
+        return exits.USAGE
     if args["ADDRESS"] is not None:
         return _heartbeat(args["ADDRESS"], args["ACTION"], args)
     return _ocf(args["ACTION"], args)

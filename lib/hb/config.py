@@ -431,8 +431,9 @@ class _HaCf:
             raise self.err("baud: bad rate %r: one of %s" % (v, " ".join(map(str, BAUDS))))
         self.setting("baud", int(v))
         if any(m.kind == "serial" for m in self.cfg.media):
+            old = [m.baud for m in self.cfg.media if m.kind == "serial"][-1]
             self.warn("baud after a serial line: those ports keep %d bps; move baud before "
-                      "serial" % self.cfg.media[0].baud)
+                      "serial" % old)
 
     def d_serial(self, word, rest, toks):
         if not toks:
@@ -613,7 +614,7 @@ class _HaCf:
             "ucast": self.d_ucast, "ucast6": self.d_ucast, "mcast": self.d_mcast,
             "mcast6": self.d_mcast, "auto_failback": self.d_auto_failback,
             "nice_failback": self.d_nice_failback, "ping": self.d_ping,
-            "ping_group": self.d_ping_group, "respawn": self.d_respawn,
+            "ping6": self.d_ping, "ping_group": self.d_ping_group, "respawn": self.d_respawn,
             "failfast": self.d_failfast, "logfile": self.d_path, "debugfile": self.d_path,
             "watchdog": self.d_path, "logfacility": self.d_logfacility, "debug": self.d_debug,
             "rtprio": self.d_rtprio, "realtime": self.d_realtime, "env": self.d_env,
@@ -681,6 +682,9 @@ class _HaCf:
             if p.name.lower() in cfg.nodes:
                 raise self.err("ping %s: a cluster node cannot be a ping node" % p.name,
                                p.line)
+        if not (cfg.logfile or cfg.debugfile or cfg.logfacility):
+            self.cfg.infos.append("%s:%d: no logfile, debugfile or logfacility: hb logs to "
+                                  "stderr only (Heartbeat would use ha_logd)" % (self.fn, last))
         if cfg.ipfail and not cfg.pings:
             self.warn("respawn ipfail without ping or ping_group: nothing to judge "
                       "connectivity by", L["ipfail"])
@@ -706,10 +710,9 @@ def parse_hacf(text: str, filename: str, node: str,
     for n, raw in _lines(text, filename, cfg.warnings):
         p.line = n
         line = _strip_comment(raw)
-        if raw.strip():
-            last = n
         if not line:
             continue
+        last = n
         word, _, rest = line.replace("\t", " ").partition(" ")
         rest = rest.strip()
         fn = table.get(word)
@@ -724,10 +727,9 @@ def parse_hacf(text: str, filename: str, node: str,
 # ---------------------------------------------------------------- haresources
 
 def _resource(tok: str, line: int) -> Resource:
+    if ("::" not in tok and _BARE_IPV4.match(tok)) or _is_ip(tok.split("/")[0]):
+        return Resource("IPaddr", [tok], tok, line)
     if "::" not in tok:
-        head = tok.split("/")[0]
-        if _BARE_IPV4.match(tok) or (":" in head and _is_ip(head)):
-            return Resource("IPaddr", [tok], tok, line)
         return Resource(tok, [], tok, line)
     name, _, rest = tok.partition("::")
     if name in ("IPaddr", "IPaddr2"):
@@ -776,8 +778,7 @@ def parse_haresources(text: str, filename: str, nodes: list[str],
                     parse_address(r.args[0])
                 except ValueError as e:
                     raise err(n, str(e)) from None
-            if r.name == "MailTo" and not 1 <= len(r.args) <= 2 or \
-                    r.name == "MailTo" and not r.args[0]:
+            if r.name == "MailTo" and (not 1 <= len(r.args) <= 2 or not r.args[0]):
                 raise err(n, "MailTo takes an address list and an optional subject: "
                           "MailTo::root@example.org[,other@...][::Subject]")
             rs.append(r)
@@ -822,7 +823,7 @@ def parse_authkeys(text: str, filename: str, warnings: list[str] | None = None) 
         toks = raw.split()
         if not toks or toks[0].startswith("#"):
             continue
-        if toks[0] == "auth" or (toks[0].startswith("a") and not toks[0][0].isdigit()):
+        if toks[0].startswith("a"):
             if toks[0] != "auth" or len(toks) < 2 or not toks[1].isdigit():
                 raise err(n, "write auth N, N being the key that signs (e.g. auth 1)")
             if use is not None:

@@ -1,0 +1,159 @@
+"""hb-beat and a real Heartbeat 3.0.6 node hear each other (issue 3, interop).
+
+alpha runs Debian's heartbeat in its own network, mount and UTS namespaces;
+beta runs hb-beat alone, advertising `st=active` through RUNDIR/state as
+hb-watch would.  hb-beat must print Heartbeat's status messages, and
+Heartbeat's log must show beta as active, never dead, with no authentication,
+replay or bad-node complaints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from hb import wire
+from heartbeat import hacf, heartbeat, host  # noqa: F401
+
+COMPLAINTS = re.compile(r"authentication|authtoken|replay|bad node|[Ii]rretrievably|"
+                        r"node beta: is dead|Late heartbeat: Node beta|"
+                        r"Cluster node beta returning after partition")
+
+
+class BeatNode:
+    """hb-beat with its own CONFDIR/RUNDIR/STATEDIR; its stdout collected as dicts."""
+
+    def __init__(self, lab, h, name: str, cf: str, authkeys: str) -> None:
+        self.h, self.name = h, name
+        base = os.path.join(lab.tmp, "hb-" + name)
+        self.conf, self.run, self.state = (os.path.join(base, d) for d in "crs")
+        for d in (self.conf, self.run, self.state):
+            os.makedirs(d, exist_ok=True)
+        with open(os.path.join(self.conf, "ha.cf"), "w") as f:
+            f.write(cf)
+        open(os.path.join(self.conf, "haresources"), "w").close()
+        ak = os.path.join(self.conf, "authkeys")
+        with open(ak, "w") as f:
+            f.write(authkeys)
+        os.chmod(ak, 0o600)
+        self.errfile = os.path.join(base, "stderr")
+        self.lines: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    def advertise(self, **fields: str) -> None:
+        """Write RUNDIR/state as hb-watch does (temp file + rename)."""
+        tmp = os.path.join(self.run, "state.tmp")
+        with open(tmp, "w") as f:
+            f.write("".join("%s=%s\n" % kv for kv in fields.items()))
+        os.rename(tmp, os.path.join(self.run, "state"))
+
+    def start(self) -> "BeatNode":
+        self.err = open(self.errfile, "w")
+        self.p = self.h.popen(["hb-beat", "-c", self.conf, "-r", self.run, "-s", self.state,
+                               "--node", self.name], stdout=subprocess.PIPE, stderr=self.err)
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        for raw in self.p.stdout:
+            d = wire.parse_line(raw.decode("utf-8", "replace"))
+            with self.lock:
+                self.lines.append(d)
+
+    def heard(self, **kw: str) -> list[dict[str, str]]:
+        with self.lock:
+            return [d for d in self.lines if all(d.get(k) == v for k, v in kw.items())]
+
+    def stderr(self) -> str:
+        with open(self.errfile) as f:
+            return f.read()
+
+
+def wait(pred, timeout: float, what: str, show) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s\n%s" % (what, show()))
+        time.sleep(0.05)
+
+
+AUTH = {
+    "sha1": "auth 1\n1 sha1 s3cr3tKey\n",
+    "md5": "auth 2\n2 md5 An0therKey\n",
+    "crc": "auth 3\n3 crc\n",
+}
+
+
+@pytest.mark.parametrize("method", ["sha1", "md5", "crc"])
+def test_hb_beat_and_heartbeat_hear_each_other(lab, heartbeat, method):  # noqa: F811
+    a = host(lab, "alpha", "198.18.0.1/24")
+    b = host(lab, "beta", "198.18.0.2/24")
+    cf = hacf(["alpha", "beta"], keepalive="200ms", warntime="600ms", deadtime="1",
+              initdead="3", extra="realtime off\n")
+    alpha = heartbeat(a, "alpha", cf, "", authkeys=AUTH[method])
+    beta = BeatNode(lab, b, "beta", cf, AUTH[method])
+    beta.advertise(st="active", hbv="1")
+    beta.start()
+    alpha.start()
+
+    def show() -> str:
+        return "hb-beat lines: %r\nhb-beat stderr: %s\nheartbeat log:\n%s" % (
+            beta.lines[-8:], beta.stderr()[-2000:], alpha.log()[-5000:])
+
+    # hb-beat prints Heartbeat's status heartbeats, including `active` ones
+    wait(lambda: beta.heard(t="status", src="alpha", st="active"), 10,
+         "hb-beat to print alpha's active status", show)
+    first = beta.heard(t="status", src="alpha")[0]
+    assert first["_via"] == "eth0" and "_self" not in first and float(first["_rt"]) > 0
+    assert {"seq", "hg", "ts", "dt"} <= set(first)
+    # Heartbeat sees beta up, then active, and the link up
+    alpha.wait_log(r"Status update for node beta: status active", 10)
+    alpha.wait_log(r"Link beta:eth0 up", 1)
+    assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "active"
+    assert alpha.cl_status("hblinkstatus", "beta", "eth0").stdout.strip() == "up"
+    # and keeps hearing it: 3 s at keepalive 200 ms, deadtime 1 s
+    n0 = len(beta.heard(t="status", src="alpha"))
+    time.sleep(3)
+    assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "active"
+    got = len(beta.heard(t="status", src="alpha")) - n0
+    assert 10 <= got <= 20, got        # ~15: each heartbeat printed once
+    bad = COMPLAINTS.findall(alpha.log())
+    assert not bad, show()
+    seqs = [int(d["seq"], 16) for d in beta.heard(t="status", src="alpha")]
+    assert len(seqs) == len(set(seqs)), "a Heartbeat message printed twice"
+
+    # a message sent through beat.fifo reaches Heartbeat's protocol engine
+    mark = alpha.mark()
+    with open(os.path.join(beta.run, "beat.fifo"), "w") as f:
+        f.write("t=ask_resources rsc_hold=all info=me\n")
+    alpha.wait_log(r"standby message \[me\] from beta|beta wants to go standby", 5, since=mark)
+
+    # Heartbeat sees beta die when hb-beat stops
+    lab.stop(beta.p)
+    alpha.wait_log(r"node beta: is dead", 5)
+
+    # hb-beat advertised no `protocol`: Heartbeat turns its flow control off
+    assert "flow control disabled due to different version heartbeat" in alpha.log()
+
+
+def test_wrong_key_is_refused_both_ways(lab, heartbeat):  # noqa: F811
+    """The control: with different keys neither side accepts the other."""
+    a = host(lab, "alpha", "198.18.0.1/24")
+    b = host(lab, "beta", "198.18.0.2/24")
+    cf = hacf(["alpha", "beta"], initdead="2", extra="realtime off\n")
+    alpha = heartbeat(a, "alpha", cf, "", authkeys="auth 1\n1 sha1 s3cr3tKey\n")
+    beta = BeatNode(lab, b, "beta", cf, "auth 1\n1 sha1 wrongKey\n")
+    beta.advertise(st="active", hbv="1")
+    beta.start()
+    alpha.start()
+    alpha.wait_log(r"node beta: is dead", 6)
+    alpha.wait_log(r"authtoken does not match|failed authentication|authentication failed", 2)
+    assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "dead"
+    assert not beta.heard(src="alpha")
+    lab.stop(beta.p)
+    assert re.search(r"auth=[1-9]", beta.stderr()), beta.stderr()

@@ -51,7 +51,7 @@ def format_line(fields: dict[str, str]) -> str:
 def parse_line(line: str) -> dict[str, str]:
     """Parse one message line; words without '=' are ignored."""
     out: dict[str, str] = {}
-    for word in line.strip().split(" "):
+    for word in line.rstrip("\r\n").split(" "):
         if "=" not in word:
             continue
         k, v = word.split("=", 1)
@@ -330,7 +330,7 @@ def verify(pkt: Packet, keys: dict[int, tuple[str, bytes]]) -> bool:
         want = auth_token(k[0], k[1], data)
     except WireError:
         return False
-    return hmac.compare_digest(want, token)
+    return hmac.compare_digest(want.encode(), _enc(token))
 
 
 class SerialFramer:

@@ -1,0 +1,399 @@
+"""The Heartbeat codec: reference §3.4 vectors byte for byte, framing, round trips,
+fuzzing, and sequencing/replay/retransmission logic with a fake clock."""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hb import wire
+
+KEY = b"s3cr3tKey"
+KEYS = {1: ("sha1", KEY)}
+
+VECTOR = (
+    b'###\n11:(0)t=status,12:(0)st=active,10:(0)dt=1f40,13:(0)protocol=1,11:(0)src=beta,'
+    b'27:(1)srcuuid=\x8a\x8d\x8e/\xa1aAZ\x88W\x01\xa5sm\x08\x81,8:(0)seq=6,14:(0)hg=6b060abf,'
+    b'14:(0)ts=6b060ac0,30:(0)ld=0.00 0.02 0.00 1/95 8735,8:(0)ttl=3,'
+    b'50:(0)auth=1 96ef285505f6f4e3736e7409502d3e689abc1598,%%%\n'
+    b'42:1 be0fe3e0bf5c262ce8aa0311528c99025fc33e9d,')
+CLASSIC_S = (b"t=status\nst=active\ndt=1f40\nprotocol=1\nsrc=beta\n"
+             b"(1)srcuuid=io2OL6FhQVqIVwGlc20IgQ==\nseq=6\nhg=6b060abf\nts=6b060ac0\n"
+             b"ld=0.00 0.02 0.00 1/95 8735\nttl=3\n")
+SYNTH = b"t=status\nst=up\nsrc=alpha\nseq=1\nhg=1\nts=5f5e100\n"
+
+# The issue's million packets: `python3 tests/unit/test_wire.py` runs them all;
+# the suite stops after FUZZ_SECONDS (about 800,000 here).
+FUZZ_PACKETS = 1_000_000
+FUZZ_SECONDS = 15.0
+
+
+# -- reference vectors -------------------------------------------------------
+
+def test_netstring_vector_parses_and_verifies():
+    assert len(VECTOR) == 308
+    p = wire.parse(VECTOR)
+    assert p.framing == "netstring"
+    assert p.trailer == (1, "be0fe3e0bf5c262ce8aa0311528c99025fc33e9d")
+    assert p.signed == VECTOR[:VECTOR.index(b"%%%\n") + 4]
+    assert wire.auth_token("sha1", KEY, p.signed) == "be0fe3e0bf5c262ce8aa0311528c99025fc33e9d"
+    assert wire.verify(p, KEYS)
+    assert p.get("src") == "beta" and p.get("seq") == "6" and p.get("hg") == "6b060abf"
+    assert [f[0] for f in p.fields][:5] == ["t", "st", "dt", "protocol", "src"]
+    assert p.fields[5] == ("srcuuid", 1, b"\x8a\x8d\x8e/\xa1aAZ\x88W\x01\xa5sm\x08\x81")
+
+
+def test_netstring_vector_renders_byte_for_byte():
+    p = wire.parse(VECTOR)
+    assert wire.render_netstring(p.fields, 1, "sha1", KEY) == VECTOR
+
+
+def test_classic_string_of_vector_and_embedded_auth():
+    p = wire.parse(VECTOR)
+    assert wire.classic_string(p.fields) == CLASSIC_S
+    assert wire.auth_token("sha1", KEY, CLASSIC_S) == "96ef285505f6f4e3736e7409502d3e689abc1598"
+    assert p.get("auth") == "1 96ef285505f6f4e3736e7409502d3e689abc1598"
+
+
+def test_classic_render_of_vector_verifies():
+    p = wire.parse(VECTOR)
+    c = wire.render_classic(p.fields, 1, "sha1", KEY)
+    assert c == (b">>>\n" + CLASSIC_S
+                 + b"auth=1 96ef285505f6f4e3736e7409502d3e689abc1598\n<<<\n")
+    q = wire.parse(c)
+    assert q.framing == "classic" and wire.verify(q, KEYS)
+    assert [f for f in q.fields if f[0] != "auth"] == [f for f in p.fields if f[0] != "auth"]
+
+
+@pytest.mark.parametrize("method,token", [
+    ("sha1", "c96374697db538a8cb36ffd89ff79409840789d3"),
+    ("md5", "e1aa2316e81384c053aeca8cf5d5e090"),
+    ("crc", "7266e687"),
+])
+def test_synthetic_vectors(method, token):
+    assert wire.auth_token(method, KEY, SYNTH) == token
+
+
+def test_crc_check_value_and_no_leading_zeros():
+    assert wire.auth_token("crc", b"", b"123456789") == "765e7680"
+    tokens = {wire.auth_token("crc", b"", b"x%d" % i) for i in range(2000)}
+    assert all(not t.startswith("0") for t in tokens)
+    assert min(len(t) for t in tokens) < 8       # some CRCs are short: %lx, no padding
+
+
+def test_sha256_and_long_keys():
+    import hashlib
+    import hmac
+    long = b"k" * 73
+    assert wire.auth_token("sha256", KEY, SYNTH) == hmac.new(KEY, SYNTH, hashlib.sha256).hexdigest()
+    assert wire.auth_token("sha1", long, SYNTH) == hmac.new(long, SYNTH, hashlib.sha1).hexdigest()
+    assert wire.auth_token("md5", long, SYNTH) == hmac.new(long, SYNTH, hashlib.md5).hexdigest()
+    with pytest.raises(wire.WireError):
+        wire.auth_token("rot13", KEY, SYNTH)
+
+
+# -- classic framing ---------------------------------------------------------
+
+def test_classic_trailing_nul_blank_lines_and_tail_ignored():
+    pkt = wire.render_classic([("t", 0, "status"), ("src", 0, "alpha")], 1, "md5", KEY)
+    for data in (pkt + b"\0", pkt.replace(b"\nsrc", b"\n\n\nsrc"), pkt + b"junk after\n"):
+        p = wire.parse(data)
+        assert p.get("src") == "alpha" and wire.verify(p, {1: ("md5", KEY)})
+
+
+def test_classic_newline_as_0x13_and_typed_fields():
+    fields = [("t", 0, "x"), ("info", 0, "two\nlines"), ("blob", 1, b"\0\xff"),
+              ("empty", 0, "")]
+    data = wire.render_classic(fields, 3, "crc", b"")
+    assert b"info=two\x13lines\n" in data and b"(1)blob=AP8=\n" in data
+    p = wire.parse(data)
+    assert p.fields[:4] == fields and wire.verify(p, {3: ("crc", b"")})
+    assert p.strings()["blob"] == "AP8="
+
+
+def test_classic_value_split_at_first_equals():
+    p = wire.parse(b">>>\nt=a=b=c\n<<<\n")
+    assert p.get("t") == "a=b=c"
+
+
+@pytest.mark.parametrize("bad", [
+    b"", b"hello", b">>>\nt=status\n", b">>>\n=novalue\n<<<\n", b">>>\nnoequals\n<<<\n",
+    b">>>\n(0)t=x\n<<<\n", b">>>\n(9)t=x\n<<<\n", b">>>\n(1)b=!!!\n<<<\n",
+    b">>>\n(x)t=x\n<<<\n", b"###\n", b"###\n5:(0)t=x,%%%\n", b"###\n99:(0)t=x,%%%\n",
+    b"###\nab:(0)t=x,%%%\n", b"###\n8:(0)t=x,%%%\n4:1 x,", b"###\n8:(0)t=xy,%%%\n9:x,",
+    b"###\n8:(0)t=xy,%%%\n3:1 x",
+])
+def test_bad_packets_raise_wire_error(bad):
+    with pytest.raises(wire.WireError):
+        wire.parse(bad)
+
+
+def test_wrong_key_and_missing_auth_fail():
+    pkt = wire.render_classic([("t", 0, "status"), ("src", 0, "alpha")], 1, "sha1", KEY)
+    assert not wire.verify(wire.parse(pkt), {1: ("sha1", b"other")})
+    assert not wire.verify(wire.parse(pkt), {2: ("sha1", KEY)})
+    assert not wire.verify(wire.parse(b">>>\nt=x\n<<<\n"), KEYS)
+    assert not wire.verify(wire.parse(b">>>\nt=x\nauth=junk\n<<<\n"), KEYS)
+    unsigned = VECTOR[:VECTOR.index(b"%%%\n") + 4]
+    assert not wire.verify(wire.parse(unsigned), KEYS)
+    tampered = VECTOR.replace(b"st=active", b"st=standy")
+    assert not wire.verify(wire.parse(tampered), KEYS)
+
+
+def test_netstring_accepted_without_embedded_auth():
+    fields = [("t", 0, "status"), ("src", 0, "beta"), ("seq", 0, "1")]
+    p = wire.parse(wire.render_netstring(fields, 2, "md5", KEY))
+    assert wire.verify(p, {2: ("md5", KEY)}) and p.fields == fields
+
+
+# -- serial framing ----------------------------------------------------------
+
+def test_serial_framer_resyncs_and_splits():
+    a = wire.render_classic([("t", 0, "a"), ("src", 0, "x")], 1, "sha1", KEY)
+    b = wire.render_classic([("t", 0, "b"), ("src", 0, "x")], 1, "sha1", KEY)
+    stream = b"garbage\x00\xff>>" + a + b">>>\nt=half" + b"noise\r\n" + b.replace(b"\n", b"\r\n")
+    f = wire.SerialFramer()
+    got = []
+    for i in range(0, len(stream), 7):
+        got += f.feed(stream[i:i + 7])
+    assert got == [a, b]
+    assert f.garbage > 0
+    assert all(wire.verify(wire.parse(x), KEYS) for x in got)
+
+
+def test_serial_framer_bounded():
+    f = wire.SerialFramer(limit=1000)
+    assert f.feed(b">>>\n" + b"x=y\n" * 1000) == []
+    assert len(f.buf) < 1100
+    good = wire.render_classic([("t", 0, "a")])
+    assert f.feed(good) == [good]
+
+
+# -- property tests ----------------------------------------------------------
+
+names = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz_0123456789-"), min_size=1,
+                max_size=12)
+svalues = st.text(st.characters(blacklist_characters="\x13\r", blacklist_categories=("Cs",)),
+                  max_size=40)
+fieldlists = st.lists(st.one_of(st.tuples(names, st.just(0), svalues),
+                                st.tuples(names, st.sampled_from([1, 2, 3, 4, 5]),
+                                          st.binary(max_size=40))),
+                      min_size=1, max_size=12).map(lambda fs: [f for f in fs if f[0] != "auth"])
+methods = st.sampled_from(["sha1", "md5", "crc", "sha256"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(fieldlists, methods, st.binary(min_size=1, max_size=80), st.integers(0, 15))
+def test_classic_round_trip(fields, method, key, num):
+    key = b"" if method == "crc" else key
+    data = wire.render_classic(fields, num, method, key)
+    p = wire.parse(data)
+    assert [f for f in p.fields if f[0] != "auth"] == fields
+    assert wire.verify(p, {num: (method, key)})
+    assert wire.render_classic(p.fields, num, method, key) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(fieldlists, methods, st.binary(min_size=1, max_size=80))
+def test_netstring_round_trip(fields, method, key):
+    data = wire.render_netstring(fields, 1, method, key)
+    p = wire.parse(data)
+    assert p.fields == fields and wire.verify(p, {1: (method, key)})
+    assert wire.render_netstring(p.fields, 1, method, key) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(names, st.text(st.characters(blacklist_categories=("Cs",)),
+                                      max_size=30), max_size=8))
+def test_message_line_round_trip(d):
+    assert wire.parse_line(wire.format_line(d)) == d
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_only_wire_error(data):
+    for d in (data, b">>>\n" + data, b"###\n" + data):
+        try:
+            wire.verify(wire.parse(d), KEYS)
+        except wire.WireError:
+            pass
+
+
+# -- fuzz --------------------------------------------------------------------
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(5)
+        i = rng.randrange(len(b) + 1)
+        if op == 0 and b:
+            b[i % len(b)] = rng.randrange(256)
+        elif op == 1:
+            b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        elif op == 2:
+            del b[i:i + rng.randint(1, 20)]
+        elif op == 3:
+            b[i:i] = rng.choice([b"\n", b",", b":", b"=", b"(1)", b"<<<\n", b"%%%\n", b"99:"])
+        else:
+            del b[i:]
+    return bytes(b)
+
+
+def fuzz(n: int, seconds: float, seed: int = 1) -> int:
+    """Parse and verify n random and mutated packets (or until seconds pass)."""
+    rng = random.Random(seed)
+    seeds = [VECTOR, wire.render_classic(wire.parse(VECTOR).fields, 1, "sha1", KEY),
+             wire.render_classic([("t", 0, "x"), ("b", 1, b"\x00" * 30)], 2, "crc", b"")]
+    keys = {1: ("sha1", KEY), 2: ("crc", b"")}
+    rx = wire.Receiver("alpha", ["alpha", "beta"], keys)
+    deadline = time.monotonic() + seconds
+    done = 0
+    while done < n and time.monotonic() < deadline:
+        if done % 4 == 0:
+            data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+        else:
+            data = _mutate(rng, rng.choice(seeds))
+        try:
+            wire.verify(wire.parse(data), keys)
+        except wire.WireError:
+            pass
+        rx.receive(data, float(done))
+        done += 1
+    return done
+
+
+def test_fuzz_only_wire_error():
+    done = fuzz(FUZZ_PACKETS, FUZZ_SECONDS)
+    assert done > 10000
+
+
+def _per_byte(data: bytes) -> float:
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        try:
+            wire.verify(wire.parse(data), KEYS)
+        except wire.WireError:
+            pass
+        best = min(best, time.perf_counter() - t)
+    return best / len(data)
+
+
+@pytest.mark.parametrize("head,unit,tail", [
+    (b">>>\n", b"x=y\n", b"<<<\n"), (b">>>\n", b"(1)b=AAAA\n", b"<<<\n"),
+    (b">>>\n", b"\n", b"<<<\n"), (b">>>\n", b"x=" + b"\x13" * 50 + b"\n", b""),
+    (b"###\n", b"7:(0)x=yz,", b"%%%\n"), (b"###\n", b"7:(0)x=yz,", b""),
+    (b">>>\n", b"x=y\n", b"auth=1 00\n<<<\n"),
+])
+def test_parse_time_is_linear(head, unit, tail):
+    small = _per_byte(head + unit * 500 + tail)
+    big = _per_byte(head + unit * 16000 + tail)
+    assert big < 4 * small + 1e-9
+    f = wire.SerialFramer(limit=1 << 20)
+    t = time.perf_counter()
+    for _ in range(2000):
+        f.feed(b"x=y\n" * 25)
+    assert time.perf_counter() - t < 2.0
+
+
+# -- sequencing (fake clock) ------------------------------------------------
+
+def pkt(src="beta", seq=1, gen=5, t="status", key=KEY, **extra) -> bytes:
+    fields = [("t", 0, t)] + [(k, 0, v) for k, v in extra.items()] + [("src", 0, src)]
+    if seq is not None:
+        fields.append(("seq", 0, "%x" % seq))
+    fields += [("hg", 0, "%x" % gen), ("ts", 0, "6b060ac0")]
+    return wire.render_classic(fields, 1, "sha1", key)
+
+
+def rx():
+    return wire.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=9, rng=lambda: 0.5)
+
+
+def test_receiver_verdicts_and_counts():
+    r = rx()
+    assert r.receive(pkt(seq=1), 0.0)[0] == "ok"
+    assert r.receive(pkt(seq=1), 0.1)[0] == "dup"           # same packet, other medium
+    assert r.receive(pkt(seq=2), 0.2)[0] == "ok"
+    assert r.receive(pkt(seq=1), 10.0)[0] == "replay"       # captured and resent later
+    assert r.receive(pkt(seq=3, gen=4), 10.1)[0] == "replay"  # older generation
+    assert r.receive(pkt(seq=3, key=b"forged"), 10.2)[0] == "auth"
+    assert r.receive(pkt(src="mallory", seq=3), 10.3)[0] == "unknown"
+    assert r.receive(b"\x00garbage", 10.4)[0] == "garbage"
+    assert r.receive(pkt(seq=None), 10.5)[0] == "garbage"  # status without seq
+    assert r.receive(pkt(seq=None, t="NS_rexmit"), 10.6)[0] == "ok"
+    assert r.receive(pkt(src="alpha", seq=1, gen=8), 10.7)[0] == "replay"  # our old self
+    c = r.counts
+    assert (c["accepted"], c["dup"], c["replay"], c["auth"], c["unknown"], c["garbage"]) \
+        == (3, 1, 3, 1, 1, 2)
+    assert c["received"] == 11
+
+
+def test_restart_resets_and_gap_requests():
+    r = rx()
+    s = r.seq
+    assert r.receive(pkt(seq=1), 0.0)[0] == "ok"
+    assert r.receive(pkt(seq=5), 1.0)[0] == "ok"
+    assert s.missing("beta") == [2, 3, 4]
+    assert any("3 lost packet(s) for beta" in e for e in s.events)
+    assert s.due(1.1) == []
+    assert s.due(1.16) == [("beta", 2), ("beta", 3), ("beta", 4)]   # 50 + 0.5*200 ms
+    assert s.due(1.2) == []
+    assert s.due(1.45) == [("beta", 2), ("beta", 3), ("beta", 4)]
+    assert r.receive(pkt(seq=3), 1.5)[0] == "ok"                   # fills the gap
+    assert r.receive(pkt(seq=3), 1.6)[0] == "dup"
+    assert s.missing("beta") == [2, 4]
+    assert s.nak("beta", 2) and s.missing("beta") == [4]
+    for i in range(wire.REXMIT_TRIES + 1):
+        s.due(2.0 + i)
+    assert s.missing("beta") == []
+    assert any("irretrievably lost packet 4" in e for e in s.events)
+    assert r.receive(pkt(seq=1, gen=6), 20.0)[0] == "ok"           # restart: new generation
+    assert r.receive(pkt(seq=2, gen=5), 20.1)[0] == "replay"
+
+
+def test_big_gap_not_asked():
+    r = rx()
+    r.receive(pkt(seq=1), 0.0)
+    r.receive(pkt(seq=1000), 0.1)
+    assert r.seq.missing("beta") == []
+    assert r.receive(pkt(seq=999), 0.2)[0] == "replay"
+
+
+def test_own_messages_never_asked_for():
+    r = rx()
+    r.receive(pkt(src="alpha", seq=1, gen=9), 0.0)
+    r.receive(pkt(src="alpha", seq=9, gen=9), 0.1)
+    assert r.seq.missing("alpha") == [] and r.seq.due(5.0) == []
+
+
+def test_history_resends_original_bytes_and_naks():
+    h = wire.History(size=5)
+    for s in range(1, 9):
+        h.add(s, b"msg%d" % s)
+    out, naks = h.request(3, 5, 0.0)
+    assert out == [b"msg4", b"msg5"] and naks == [(3, "seqno too low")]
+    out, naks = h.request(4, 4, 0.1)           # resent less than 240 ms ago
+    assert out == [] and naks == []
+    out, naks = h.request(4, 4, 0.5)
+    assert out == [b"msg4"]
+    out, naks = h.request(9, 9, 1.0)
+    assert out == [] and naks == [(9, "seqno not found")]
+    out, naks = h.request(1, 10**9, 2.0)
+    assert len(out) + len(naks) == wire.REXMIT_MAX
+
+
+def test_base64_of_binary_in_strings():
+    p = wire.parse(VECTOR)
+    assert p.strings()["srcuuid"] == base64.b64encode(p.fields[5][2]).decode()
+    assert "auth" not in p.strings()
+
+
+if __name__ == "__main__":
+    t0 = time.monotonic()
+    n = fuzz(FUZZ_PACKETS, float("inf"))
+    print("fuzz: %d packets, only WireError, %.1f s" % (n, time.monotonic() - t0))

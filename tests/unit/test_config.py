@@ -205,3 +205,489 @@ def test_heartbeat_sample_authkeys():
     assert {k: (a.method, a.key) for k, a in auth.keys.items()} == {
         1: ("crc", b""), 2: ("sha1", b"HI!"), 3: ("md5", b"Hello!")}
     assert len(w) == 1 and "authenticates nothing" in w[0]
+
+
+# ---------------------------------------------------------------- ha.cf rules
+
+@pytest.mark.parametrize("text,secs", [
+    ("2", 2.0), ("1.5", 1.5), ("500ms", 0.5), ("1700ms", 1.7), ("1500 msec", 1.5),
+    ("500us", 0.001), ("400usec", 0.0), (".25", 0.25), ("  3  ", 3.0), ("100ms", 0.1)])
+def test_parse_time(text, secs):
+    assert config.parse_time(text) == secs
+
+
+@pytest.mark.parametrize("text", ["2x", "", "ms", "-1", "1s", "1,5", "1e3"])
+def test_parse_time_refuses(text):
+    with pytest.raises(ValueError):
+        config.parse_time(text)
+
+
+@pytest.mark.parametrize("word,value", [
+    (w, True) for w in ("yes", "Yes", "TRUE", "on", "y", "1")] + [
+    (w, False) for w in ("no", "False", "OFF", "n", "0")])
+def test_booleans_any_spelling(word, value):
+    assert hacf(BASE + "realtime %s\n" % word).realtime is value
+
+
+def test_messy_real_file():
+    text = ("# comment\n\n   \t  \nnode\tAlpha   # trailing comment\r\n"
+            "bcast eth1\t \r\nkeepalive 200ms\r\ndeadtime 2  # seconds\r\n"
+            "node Beta\r\nwarntime 1500ms\r\ninitdead 4\r\nauto_failback off")
+    cfg = hacf(text)
+    assert cfg.nodes == ["alpha", "beta"]
+    assert (cfg.keepalive, cfg.deadtime, cfg.warntime, cfg.initdead) == (0.2, 2, 1.5, 4)
+    assert cfg.warnings[0] == "ha.cf:4: CRLF (DOS) line ends: accepted"
+    assert "ha.cf:10: initdead 4s is under 10s" in cfg.warnings[1]
+    assert len(cfg.warnings) == 2
+
+
+def test_nodes_split_on_blanks_and_commas():
+    assert hacf("node alpha,beta\nbcast eth1\n").nodes == ["alpha", "beta"]
+    assert hacf("node ALPHA , beta\nbcast eth1\n").nodes == ["alpha", "beta"]
+    cfg = hacf("bcast eth1\nnode alpha\nserial /dev/ttyS0\nnode beta\n")
+    assert cfg.nodes == ["alpha", "beta"] and [m.name for m in cfg.media] == ["eth1", "ttyS0"]
+
+
+def test_token_lists_make_several_media():
+    cfg = hacf("node alpha beta\nbcast eth1 eth2,eth3\nserial /dev/ttyS0 /dev/ttyS1\n")
+    assert [(m.kind, m.name) for m in cfg.media] == [
+        ("bcast", "eth1"), ("bcast", "eth2"), ("bcast", "eth3"),
+        ("serial", "ttyS0"), ("serial", "ttyS1")]
+
+
+def test_repeated_medium_is_ignored_with_a_warning():
+    cfg = hacf(BASE + "bcast eth1\n")
+    assert len(cfg.media) == 1
+    assert cfg.warnings == ["ha.cf:4: bcast eth1  repeats line 2: ignored"]
+
+
+def test_legacy_udp_is_bcast():
+    cfg = hacf("node alpha beta\nudp eth1\nauto_failback on\n")
+    assert [(m.kind, m.dev) for m in cfg.media] == [("bcast", "eth1")]
+    assert cfg.infos == ["ha.cf:2: udp is the old name of bcast",
+                         "ha.cf:3: no logfile, debugfile or logfacility: hb logs to stderr "
+                         "only (Heartbeat would use ha_logd)"]
+
+
+@pytest.mark.parametrize("value,result", [("on", "off"), ("yes", "off"), ("off", "legacy")])
+def test_nice_failback_is_the_old_name(value, result):
+    cfg = hacf("node alpha beta\nbcast eth1\nnice_failback %s\n" % value)
+    assert cfg.auto_failback == result
+    assert cfg.warnings == ["ha.cf:3: nice_failback is obsolete: write auto_failback %s"
+                            % result]
+
+
+@pytest.mark.parametrize("value,result", [("on", "on"), ("true", "on"), ("0", "off"),
+                                          ("Legacy", "legacy")])
+def test_auto_failback(value, result):
+    assert hacf("node alpha beta\nbcast eth1\nauto_failback %s\n" % value).auto_failback == \
+        result
+
+
+def test_auto_failback_default_is_legacy_with_a_warning():
+    cfg = hacf("node alpha beta\nbcast eth1\n")
+    assert cfg.auto_failback == "legacy" and "auto_failback" in cfg.defaulted
+    assert cfg.warnings == ["ha.cf:2: auto_failback not set: legacy, as in Heartbeat; set it "
+                            "to on or off"]
+
+
+def test_ucast_to_host_names_and_own_address():
+    text = BASE + ("ucast eth0 192.0.2.1\nucast eth0 192.0.2.2\nucast eth0 beta.example.org\n"
+                   "ucast eth0 alpha\n")
+    cfg = hacf(text, local={"192.0.2.1", "127.0.0.1"})
+    assert [(m.kind, m.dev, m.addr, m.port) for m in cfg.media[1:]] == [
+        ("ucast", "eth0", "192.0.2.2", 694), ("ucast", "eth0", "beta.example.org", 694)]
+    assert "ha.cf:4: ucast to this node's own address 192.0.2.1: ignored" in cfg.infos
+    assert "ha.cf:7: ucast to this node's own address alpha: ignored" in cfg.infos
+
+
+def test_ucast_extra_peers_are_ignored_with_a_warning():
+    cfg = hacf(BASE + "ucast eth0 192.0.2.2 192.0.2.3\n")
+    assert cfg.media[-1].addr == "192.0.2.2"
+    assert cfg.warnings == ["ha.cf:4: ucast takes one peer per line: 192.0.2.3 ignored "
+                            "(repeat the line for more peers)"]
+
+
+def test_ipv6_media():
+    cfg = hacf("node alpha beta\nucast6 eth0 2001:DB8::2\nmcast6 eth1 ff02::694 700 1 0\n"
+               "auto_failback on\n", local={"2001:db8::1"})
+    assert [(m.kind, m.dev, m.addr, m.port) for m in cfg.media] == [
+        ("ucast6", "eth0", "2001:db8::2", 694), ("mcast6", "eth1", "ff02::694", 700)]
+    own = hacf("node alpha beta\nbcast eth1\nucast6 eth0 2001:db8::1\n",
+               local={"2001:db8::1"})
+    assert [m.kind for m in own.media] == ["bcast"]
+
+
+def test_mcast_fields():
+    cfg = hacf("node alpha beta\nudpport 700\nmcast eth1 225.0.0.1 6940 2 1\n")
+    (m,) = cfg.media
+    assert (m.kind, m.dev, m.addr, m.port, m.ttl, m.loop, m.name) == \
+        ("mcast", "eth1", "225.0.0.1", 6940, 2, 1, "eth1")
+
+
+def test_udpport_and_baud_apply_to_later_media():
+    cfg = hacf("node alpha beta\nbcast eth1\nbaud 115200\nserial /dev/ttyS0\n"
+               "udpport 700\nbcast eth2\nbaud 9600\nauto_failback on\n")
+    assert [(m.name, m.port, m.baud) for m in cfg.media] == [
+        ("eth1", 694, 19200), ("ttyS0", 694, 115200), ("eth2", 700, 19200)]
+    assert cfg.udpport == 700 and cfg.baud == 9600
+    assert cfg.warnings[0].startswith("ha.cf:5: udpport after a bcast or ucast line")
+    assert cfg.warnings[1] == "ha.cf:7: baud set again (line 3): this value wins"
+    assert cfg.warnings[2] == ("ha.cf:7: baud after a serial line: those ports keep 115200 "
+                               "bps; move baud before serial")
+
+
+def test_derived_defaults():
+    c = hacf(BASE + "deadtime 5\n")
+    assert (c.warntime, c.initdead, c.deadping) == (2.5, 12, 5)
+    c = hacf(BASE + "deadtime 8\n")
+    assert c.initdead == 16
+    c = hacf(BASE + "deadtime 20\nkeepalive 2\n")
+    assert (c.warntime, c.initdead, c.deadping) == (10, 20, 20)
+    assert {"warntime", "initdead", "deadping"} <= c.defaulted
+    assert not {"deadtime", "keepalive"} & c.defaulted
+
+
+def test_test_timings_are_accepted():
+    c = hacf(BASE + "keepalive 100ms\nwarntime 300ms\ndeadtime 500ms\ninitdead 1\n")
+    assert (c.keepalive, c.warntime, c.deadtime, c.initdead) == (0.1, 0.3, 0.5, 1)
+    assert c.warnings == ["ha.cf:7: initdead 1s is under 10s: a peer booting at the same "
+                          "time may not be heard yet"]
+
+
+def test_later_value_wins_with_a_warning():
+    c = hacf(BASE + "keepalive 2\nkeepalive 3\n")
+    assert c.keepalive == 3
+    assert c.warnings == ["ha.cf:5: keepalive set again (line 4): this value wins"]
+
+
+def test_ping_and_ping_group():
+    c = hacf(BASE + "ping 192.0.2.254 gw.example.org\nping_group uplinks 192.0.2.5,192.0.2.6\n"
+             "deadping 10\n")
+    assert [(p.name, p.addrs, p.group) for p in c.pings] == [
+        ("192.0.2.254", ["192.0.2.254"], False), ("gw.example.org", ["gw.example.org"], False),
+        ("uplinks", ["192.0.2.5", "192.0.2.6"], True)]
+    assert c.deadping == 10
+
+
+def test_respawn_ipfail_and_others():
+    c = hacf(BASE + "ping 192.0.2.254\nrespawn hacluster /usr/lib/heartbeat/ipfail\n"
+             "respawn root /usr/local/bin/mon  -f  /etc/mon.cf\n")
+    assert c.ipfail
+    assert c.respawns == [config.Respawn("root", "/usr/local/bin/mon  -f  /etc/mon.cf", 6)]
+    assert any(i.startswith("ha.cf:5: respawn ipfail: hb-watch itself") for i in c.infos)
+
+
+def test_ipfail_without_ping_warns():
+    c = hacf(BASE + "respawn hacluster /usr/libexec/heartbeat/ipfail\n")
+    assert c.ipfail and c.warnings == [
+        "ha.cf:4: respawn ipfail without ping or ping_group: nothing to judge connectivity by"]
+
+
+@pytest.mark.parametrize("value,secs", [("10", 10.0), ("500ms", 0.5), ("off", None),
+                                        ("no", None)])
+def test_monitor_extension(value, secs):
+    c = hacf(BASE + "monitor %s\n" % value)
+    assert c.monitor == secs and "monitor" not in c.defaulted
+    assert hacf(BASE).monitor is None
+
+
+def test_logging_and_misc_settings():
+    c = hacf(BASE + "logfile /var/log/ha-log\ndebugfile /var/log/ha-debug\nlogfacility "
+             "LOCAL3\ndebug 2\nrealtime off\nrtprio 5\nwatchdog /dev/watchdog\n"
+             "env OPT=a b=c\n")
+    assert (c.logfile, c.debugfile, c.logfacility, c.debug, c.realtime, c.rtprio,
+            c.watchdog) == ("/var/log/ha-log", "/var/log/ha-debug", "local3", 2, False, 5,
+                            "/dev/watchdog")
+    assert c.env == {"OPT": "a b=c"}
+    assert hacf(BASE + "logfacility none\n").logfacility == "none"
+
+
+@pytest.mark.parametrize("word", sorted(config.NO_EFFECT))
+def test_no_effect_directives_say_so(word):
+    c = hacf(BASE + "%s whatever 1\n" % word)
+    assert c.infos[0] == "ha.cf:4: %s has no effect in hb: %s" % (word, config.NO_EFFECT[word])
+
+
+@pytest.mark.parametrize("line", ["crm off", "crm no", "pacemaker false", "autojoin none"])
+def test_harmless_crm_and_autojoin_values(line):
+    assert hacf(BASE + line + "\n").infos == [
+        "ha.cf:4: no logfile, debugfile or logfacility: hb logs to stderr only (Heartbeat "
+        "would use ha_logd)"]
+
+
+def test_every_heartbeat_directive_is_known():
+    heartbeat = """node keepalive deadtime warntime initdead deadping udpport bcast ucast
+    mcast mcast6 ucast6 serial baud auto_failback nice_failback ping ping6 ping_group hbaping
+    respawn failfast apiauth logfile debugfile logfacility use_logd conn_logd_time debug
+    realtime rtprio hopfudge hbgenmethod msgfmt watchdog stonith stonith_host crm pacemaker
+    autojoin uuidfrom cluster quorum_server coredumps coreroot compression
+    compression_threshold traditional_compression max_rexmit_delay memreserve log_badpack
+    syslogmsgfmt use_apphbd env crm_daemon_dir crmd_spawns_pengine record_config_changes
+    record_pengine_inputs enable_config_writes udp""".split()
+    table = config._HaCf(config.Config(), "ha.cf", ()).dispatch()
+    assert set(heartbeat) | {"monitor"} == set(table)
+
+
+def test_single_node_warns():
+    c = hacf("node alpha\nbcast eth1\nauto_failback on\n")
+    assert c.peers == [] and c.warnings == [
+        "ha.cf:1: only one node listed: there is no peer to fail over to"]
+
+
+# ---------------------------------------------------------------- addresses
+
+@pytest.mark.parametrize("spec,want", [
+    ("192.0.2.10", ("192.0.2.10", 4, None, None, None, None)),
+    ("192.0.2.10/24", ("192.0.2.10", 4, 24, None, None, None)),
+    ("192.0.2.10/255.255.255.0", ("192.0.2.10", 4, 24, None, None, None)),
+    ("192.0.2.10/24/eth0", ("192.0.2.10", 4, 24, "eth0", None, None)),
+    ("192.0.2.10/24/eth0:1", ("192.0.2.10", 4, 24, "eth0", "1", None)),
+    ("192.0.2.10/24/eth0/192.0.2.255", ("192.0.2.10", 4, 24, "eth0", None, "192.0.2.255")),
+    ("192.0.2.10/24/192.0.2.255", ("192.0.2.10", 4, 24, None, None, "192.0.2.255")),
+    ("192.0.2.10//eth0", ("192.0.2.10", 4, None, "eth0", None, None)),
+    ("198.51.100.7/28/br-lan:vip/198.51.100.15",
+     ("198.51.100.7", 4, 28, "br-lan", "vip", "198.51.100.15")),
+    ("2001:db8::5/64/eth0", ("2001:db8::5", 6, 64, "eth0", None, None)),
+    ("2001:DB8:0::5", ("2001:db8::5", 6, None, None, None, None)),
+])
+def test_parse_address(spec, want):
+    a = config.parse_address(spec)
+    assert (a.ip, a.version, a.prefix, a.iface, a.label, a.broadcast) == want
+    assert a.device == (want[3] + ":" + want[4] if want[4] else want[3])
+
+
+# ---------------------------------------------------------------- haresources
+
+def test_haresources_grammar():
+    text = ("# groups\n\nAlpha 192.0.2.10/24/eth0 \\\n   httpd \\ # web\n"
+            "\tMailTo::root@example.org,ops@example.org::Web\t\n"
+            "beta IPaddr2::2001:db8::5/64/eth0 Filesystem::/dev/sda1::/data::ext4 \\\r\n"
+            "  2001:db8::6/64\r\n"
+            "beta 198.51.100.9 SendArp::198.51.100.9/eth1")
+    w = []
+    groups = parse_haresources(text, "har", ["alpha", "beta"], w)
+    assert [(g.index, g.node, g.line, g.key) for g in groups] == [
+        (1, "alpha", 3, "192.0.2.10/24/eth0"), (2, "beta", 6, "IPaddr2::2001:db8::5/64/eth0"),
+        (3, "beta", 8, "198.51.100.9")]
+    assert [(r.name, r.args, r.line) for r in groups[0].resources] == [
+        ("IPaddr", ["192.0.2.10/24/eth0"], 3), ("httpd", [], 4),
+        ("MailTo", ["root@example.org,ops@example.org", "Web"], 5)]
+    assert [(r.name, r.args) for r in groups[1].resources] == [
+        ("IPaddr2", ["2001:db8::5/64/eth0"]), ("Filesystem", ["/dev/sda1", "/data", "ext4"]),
+        ("IPaddr", ["2001:db8::6/64"])]
+    assert groups[2].resources[1].args == ["198.51.100.9/eth1"]
+    assert w == ["har:6: CRLF (DOS) line ends: accepted"]
+
+
+def test_haresources_comment_hides_continuation():
+    groups = parse_haresources("alpha 192.0.2.10 # more \\\nbeta 192.0.2.11\n", "h",
+                               ["alpha", "beta"])
+    assert [g.node for g in groups] == ["alpha", "beta"]
+
+
+# ---------------------------------------------------------------- authkeys
+
+def test_authkeys_several_keys_rotation():
+    w = []
+    a = parse_authkeys("  # keys\n\nauth 2\n1 sha1 old#secret\n 2  md5  NewSecret trailing\n",
+                       "ak", w)
+    assert a.use == 2 and a.signing == config.AuthKey(2, "md5", b"NewSecret", 5)
+    assert a.keys[1].key == b"old#secret"
+    assert w == ["ak:5: a key is one word: trailing ignored"]
+
+
+def test_authkeys_sha256_extension_warns():
+    w = []
+    a = parse_authkeys("auth 3\n3 SHA256 k\n", "ak", w)
+    assert a.signing.method == "sha256"
+    assert w == ["ak:2: sha256 is an hb extension: a Heartbeat peer cannot verify it "
+                 "(use sha1 while Heartbeat nodes remain)"]
+
+
+def test_authkeys_crc_warns_loudly():
+    w = []
+    parse_authkeys("auth 1\n1 crc\n", "ak", w)
+    assert w == ["ak:2: key 1 is crc: it authenticates nothing; anyone on the link can take "
+                 "the resources (use sha1)"]
+
+
+# ---------------------------------------------------------------- load(): the file system
+
+GOOD_HACF = "node alpha beta\nbcast lo\nauto_failback on\n"
+GOOD_HAR = "alpha 192.0.2.10/24/lo\n"
+GOOD_AK = "auth 1\n1 sha1 secret\n"
+
+
+def test_load_reads_all_three(tmp_path):
+    d = confdir(tmp_path, GOOD_HACF, GOOD_HAR, GOOD_AK)
+    cfg = config.load(d, "alpha")
+    assert cfg.confdir == d and cfg.groups[0].key == "192.0.2.10/24/lo"
+    assert cfg.auth.signing.key == b"secret" and cfg.warnings == []
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o700])
+def test_authkeys_mode_refused_at_start_warned_in_check(tmp_path, mode):
+    d = confdir(tmp_path, GOOD_HACF, GOOD_HAR, GOOD_AK, mode=mode)
+    ak = os.path.join(d, "authkeys")
+    msg = "%s:0: mode %03o: the keys must be readable by root only: chmod 600 %s" % (ak, mode, ak)
+    with pytest.raises(ConfigError) as e:
+        config.load(d, "alpha")
+    assert str(e.value) == msg
+    assert config.load(d, "alpha", check_devices=False).warnings == [msg]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o200, 0o000])
+def test_authkeys_mode_600_or_stricter(tmp_path, mode):
+    d = confdir(tmp_path, GOOD_HACF, GOOD_HAR, GOOD_AK, mode=mode)
+    assert config.load(d, "alpha").auth.use == 1
+
+
+def test_authkeys_must_be_owned_by_root(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    d = confdir(tmp_path, GOOD_HACF, GOOD_HAR, GOOD_AK)
+    ak = os.path.join(d, "authkeys")
+    os.chown(ak, 65534, -1)
+    with pytest.raises(ConfigError) as e:
+        config.load(d, "alpha")
+    assert str(e.value) == ("%s:0: owned by uid 65534: the keys must be owned by root: "
+                            "chown root %s" % (ak, ak))
+
+
+@pytest.mark.parametrize("missing", ["ha.cf", "haresources", "authkeys"])
+def test_missing_file(tmp_path, missing):
+    d = confdir(tmp_path, GOOD_HACF, GOOD_HAR, GOOD_AK)
+    os.unlink(os.path.join(d, missing))
+    with pytest.raises(ConfigError) as e:
+        config.load(d, "alpha")
+    assert str(e.value) == "%s/%s:0: cannot read: No such file or directory" % (d, missing)
+
+
+def test_devices_error_at_start_warning_in_check(tmp_path):
+    d = confdir(tmp_path, "node alpha beta\nserial /dev/hb-no-such-tty\nbcast hbnosuch0\n"
+                "watchdog /dev/hb-no-such-watchdog\nauto_failback on\n", GOOD_HAR, GOOD_AK)
+    hf = os.path.join(d, "ha.cf")
+    with pytest.raises(ConfigError) as e:
+        config.load(d, "alpha")
+    assert str(e.value) == "%s:2: serial device /dev/hb-no-such-tty: No such file or " \
+        "directory" % hf
+    cfg = config.load(d, "alpha", check_devices=False)
+    assert cfg.warnings == [
+        "%s:2: serial device /dev/hb-no-such-tty: No such file or directory" % hf,
+        "%s:3: bcast: no interface hbnosuch0 on this machine" % hf,
+        "%s:4: watchdog /dev/hb-no-such-watchdog: No such file or directory" % hf]
+
+
+def test_real_pty_and_interface_pass(tmp_path):
+    master, slave = os.openpty()
+    try:
+        tty = os.ttyname(slave)
+        d = confdir(tmp_path, "node alpha beta\nserial %s\nbcast lo\nauto_failback on\n" % tty,
+                    GOOD_HAR, GOOD_AK)
+        cfg = config.load(d, "alpha")
+        assert cfg.media[0].dev == tty and cfg.warnings == []
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_serial_must_be_a_character_device(tmp_path):
+    d = confdir(tmp_path, "node alpha beta\nserial %s/plain\nbcast lo\nauto_failback on\n"
+                % tmp_path, GOOD_HAR, GOOD_AK)
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(ConfigError, match=r"ha.cf:2: serial device .*/plain: not a character"):
+        config.load(d, "alpha")
+
+
+def test_haresources_interface_and_respawn_checked(tmp_path):
+    d = confdir(tmp_path, GOOD_HACF + "respawn root /nonexistent/prog -x\n",
+                "alpha IPaddr2::192.0.2.10/24/hbnosuch1:0\n", GOOD_AK)
+    cfg = config.load(d, "alpha")
+    assert cfg.warnings == [
+        "%s/ha.cf:4: respawn: /nonexistent/prog is not an executable file" % d,
+        "%s/haresources:1: IPaddr2::192.0.2.10/24/hbnosuch1:0: no interface hbnosuch1 on "
+        "this machine" % d]
+
+
+def test_local_addresses_and_ucast_to_self(tmp_path):
+    addrs = config.local_addresses()
+    assert "127.0.0.1" in addrs
+    d = confdir(tmp_path, "node alpha beta\nucast lo 127.0.0.1\nucast lo 192.0.2.99\n"
+                "auto_failback on\n", GOOD_HAR, GOOD_AK)
+    cfg = config.load(d, "alpha")
+    assert [m.addr for m in cfg.media] == ["192.0.2.99"]
+    assert cfg.infos[0] == "%s/ha.cf:2: ucast to this node's own address 127.0.0.1: " \
+        "ignored" % d
+
+
+def test_node_defaults_to_nodeinfo_then_uname(tmp_path):
+    d = confdir(tmp_path, "node %s beta\nbcast lo\nauto_failback on\n"
+                % os.uname().nodename.lower(), GOOD_HAR.replace("alpha", "beta"), GOOD_AK)
+    assert config.load(d).node == os.uname().nodename.lower()
+    with open(os.path.join(d, "nodeinfo"), "w") as f:
+        f.write("BETA\n")
+    assert config.default_node(d) == "beta" and config.load(d).node == "beta"
+
+
+def test_local_addresses_in_a_namespace(lab, tmp_path):
+    """ucast lines naming the namespace's own address are dropped, the peer's kept."""
+    h = lab.host("a", "198.18.0.1/24")
+    h.run(["ip", "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])
+    d = confdir(tmp_path, "node alpha beta\nucast eth0 198.18.0.1\nucast eth0 198.18.0.2\n"
+                "ucast6 eth0 2001:db8::1\nucast6 eth0 2001:db8::2\nauto_failback on\n",
+                "alpha 198.18.0.100/24/eth0\n", GOOD_AK)
+    code = ("import sys; sys.path.insert(0, %r); from hb import config; "
+            "c = config.load(%r, 'alpha'); print(' '.join(m.addr for m in c.media)); "
+            "print(sorted(config.local_addresses()))" % (os.path.join(ROOT, "lib"), d))
+    out = h.run(["/usr/bin/python3", "-c", code]).stdout.split("\n")
+    assert out[0] == "198.18.0.2 2001:db8::2"
+    assert "198.18.0.1" in out[1] and "2001:db8::1" in out[1] and "192.0.2.1" not in out[1]
+
+
+# ---------------------------------------------------------------- describe, digest
+
+def test_describe_every_value_with_unit_and_default(tmp_path):
+    d = confdir(tmp_path, "node alpha beta\nkeepalive 500ms\ndeadtime 2\nbcast lo\n"
+                "auto_failback off\nping 192.0.2.254\nmonitor 10\n", GOOD_HAR, GOOD_AK)
+    cfg = config.load(d, "alpha")
+    text = config.describe(cfg)
+    lines = text.splitlines()
+    for want in ["node alpha (this node)", "node beta", "medium lo bcast port 694",
+                 "keepalive 500ms", "deadtime 2s",
+                 "warntime 1s (default)", "initdead 12s (default)", "deadping 2s (default)",
+                 "udpport 694 (default)", "baud 19200 bps (default)", "auto_failback off",
+                 "monitor every 10s", "ping 192.0.2.254", "ipfail no (default)",
+                 "logfile none (default)", "realtime on (default)", "debug 0 (default)",
+                 "group 1 alpha 192.0.2.10/24/lo", "auth 1 sha1 (keys 1)",
+                 "digest " + config.digest(cfg)]:
+        assert want in lines
+    assert "secret" not in text
+    assert "info: %s/ha.cf:7: no logfile, debugfile or logfacility: hb logs to stderr only " \
+        "(Heartbeat would use ha_logd)" % d in lines
+
+
+def test_describe_lists_warnings():
+    cfg = hacf("node alpha beta\nbcast eth1\n")
+    assert "warning: ha.cf:2: auto_failback not set: legacy, as in Heartbeat; set it to on " \
+        "or off" in config.describe(cfg).splitlines()
+
+
+def test_digest_covers_what_both_nodes_must_agree_on():
+    base = hacf(BASE + "keepalive 2\n")
+    base.groups = parse_haresources("alpha 192.0.2.10\n", "h", ["alpha", "beta"])
+    d0 = config.digest(base)
+    assert len(d0) == 8 and int(d0, 16) >= 0
+    # the other node, other comments, logging, media: same digest
+    other = hacf("# peer\nnode alpha,beta\nserial /dev/ttyS0\nauto_failback on\n"
+                 "keepalive 2000ms\nlogfacility daemon\n", node="beta")
+    other.groups = parse_haresources("# x\nALPHA   192.0.2.10  # y\n", "h", ["alpha", "beta"])
+    assert config.digest(other) == d0
+    for change in ["keepalive 3", "deadtime 20", "warntime 9", "initdead 60",
+                   "auto_failback off"]:
+        c = hacf(BASE + "keepalive 2\n" + change + "\n")
+        c.groups = base.groups
+        assert config.digest(c) != d0, change
+    c = hacf(BASE + "keepalive 2\n")
+    c.groups = parse_haresources("beta 192.0.2.10\n", "h", ["alpha", "beta"])
+    assert config.digest(c) != d0

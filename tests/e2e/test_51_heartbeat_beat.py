@@ -89,14 +89,30 @@ AUTH = {
 }
 
 
-@pytest.mark.parametrize("method", ["sha1", "md5", "crc"])
-def test_hb_beat_and_heartbeat_hear_each_other(lab, heartbeat, method):  # noqa: F811
+def media(lab, kind: str) -> tuple[list[str], list[str], str, str]:
+    """ha.cf media lines for alpha and beta, Heartbeat's link name, hb-beat's _via."""
+    if kind == "bcast":
+        return ["bcast eth0"], ["bcast eth0"], "eth0", "eth0"
+    if kind == "ucast":            # the same two lines on both, as Heartbeat allows
+        both = ["ucast eth0 198.18.0.1", "ucast eth0 198.18.0.2"]
+        return both, both, "eth0", "eth0"
+    ta, tb = lab.serial_pair()
+    return (["baud 19200", "serial %s" % ta], ["baud 19200", "serial %s" % tb], ta,
+            os.path.basename(tb))
+
+
+@pytest.mark.parametrize("method,kind", [("sha1", "bcast"), ("md5", "bcast"),
+                                         ("crc", "bcast"), ("sha1", "ucast"),
+                                         ("sha1", "serial")])
+def test_hb_beat_and_heartbeat_hear_each_other(lab, heartbeat, method, kind):  # noqa: F811
     a = host(lab, "alpha", "198.18.0.1/24")
     b = host(lab, "beta", "198.18.0.2/24")
-    cf = hacf(["alpha", "beta"], keepalive="200ms", warntime="600ms", deadtime="1",
-              initdead="3", extra="realtime off\n")
-    alpha = heartbeat(a, "alpha", cf, "", authkeys=AUTH[method])
-    beta = BeatNode(lab, b, "beta", cf, AUTH[method])
+    ma, mb, link, via = media(lab, kind)
+    timing = dict(keepalive="200ms", warntime="600ms", deadtime="1", initdead="3",
+                  extra="realtime off\n")
+    alpha = heartbeat(a, "alpha", hacf(["alpha", "beta"], ma, **timing), "",
+                      authkeys=AUTH[method])
+    beta = BeatNode(lab, b, "beta", hacf(["alpha", "beta"], mb, **timing), AUTH[method])
     beta.advertise(st="active", hbv="1")
     beta.start()
     alpha.start()
@@ -109,13 +125,13 @@ def test_hb_beat_and_heartbeat_hear_each_other(lab, heartbeat, method):  # noqa:
     wait(lambda: beta.heard(t="status", src="alpha", st="active"), 10,
          "hb-beat to print alpha's active status", show)
     first = beta.heard(t="status", src="alpha")[0]
-    assert first["_via"] == "eth0" and "_self" not in first and float(first["_rt"]) > 0
+    assert first["_via"] == via and "_self" not in first and float(first["_rt"]) > 0
     assert {"seq", "hg", "ts", "dt"} <= set(first)
     # Heartbeat sees beta up, then active, and the link up
     alpha.wait_log(r"Status update for node beta: status active", 10)
-    alpha.wait_log(r"Link beta:eth0 up", 1)
+    alpha.wait_log(r"Link beta:%s up" % re.escape(link), 1)
     assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "active"
-    assert alpha.cl_status("hblinkstatus", "beta", "eth0").stdout.strip() == "up"
+    assert alpha.cl_status("hblinkstatus", "beta", link).stdout.strip() == "up"
     # and keeps hearing it: 3 s at keepalive 200 ms, deadtime 1 s
     n0 = len(beta.heard(t="status", src="alpha"))
     time.sleep(3)

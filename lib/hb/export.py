@@ -1,0 +1,574 @@
+"""Export an hb cluster as Corosync 3 + Pacemaker configuration.
+
+`hb-supervise --export pacemaker` calls main_export().  export() is pure: from a
+Config, the node addresses given on the command line and a System (what this
+machine knows: its interface addresses, name resolution, which scripts exist,
+where each ha.cf directive stands), it returns the files to write --
+corosync.conf, authkey, cib.xml, README.export -- and notes for stderr, or
+raises ConfigError("FILE:LINE: ...") for what Pacemaker cannot express.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hb import exits
+from hb.config import Config, ConfigError, Group, Medium, Resource, parse_address
+
+UDP = ("bcast", "mcast", "ucast", "mcast6", "ucast6")
+BUILTIN = ("IPaddr", "IPaddr2", "MailTo")
+LOCATION_SCORE = 100          # preference for a group's preferred node
+STICKY = 200                  # auto_failback off: more than the preference
+PING_SCORE = 1000             # per reachable ping node: more than both
+SCHEMA = "pacemaker-3.0"
+
+# Heartbeat's resource.d wrappers and the OCF parameters their arguments set
+# (from the hto wrappers of heartbeat 3.0.6).  None: the rest of the arguments.
+WRAPPERS: dict[str, list[str]] = {
+    "AudibleAlarm": ["nodelist*"],
+    "Delay": ["startdelay", "stopdelay"],
+    "Filesystem": ["device", "directory", "fstype", "options"],
+    "ICP": ["driveid", "device"],
+    "IPsrcaddr": ["ipaddress"],
+    "IPv6addr": ["ipv6addr"],
+    "LVM": ["volgrpname"],
+    "LinuxSCSI": ["scsi"],
+    "Raid1": ["raidconf", "raiddev"],
+    "SendArp": ["ip/nic"],
+    "ServeRAID": ["serveraid", "mergegroup"],
+    "WAS": ["config"],
+    "WinPopup": ["hostfile"],
+    "Xinetd": ["service"],
+    "apache": ["configfile"],
+    "db2": ["instance"],
+    "ids": ["informixdir", "informixserver", "onconfig"],
+    "portblock": ["protocol", "portno", "action"],
+}
+
+
+@dataclass
+class System:
+    """What export() may know about this machine; tests build their own."""
+    local: dict[str, list[str]] = field(default_factory=dict)  # iface -> ["a/p"]
+    resolve: Callable[[str], list[str]] = lambda name: []
+    resource_d: set[str] = field(default_factory=set)   # CONFDIR/resource.d
+    init_d: set[str] = field(default_factory=set)       # /etc/init.d
+    lines: dict[str, list[int]] = field(default_factory=dict)  # ha.cf directive
+
+
+@dataclass
+class Export:
+    files: dict[str, str | bytes]
+    notes: list[str]
+
+
+def _err(cfg: Config, fname: str, line: int, msg: str) -> ConfigError:
+    return ConfigError("%s:%d: %s" % (os.path.join(cfg.confdir, fname), line, msg))
+
+
+def _line(cfg: Config, sys_: System, directive: str) -> int:
+    return cfg.lines.get(directive) or (sys_.lines.get(directive) or [0])[0]
+
+
+def _safe(text: str) -> str:
+    """Text fit for an XML comment (no double hyphen)."""
+    return re.sub(r"-(?=-)", "- ", text).rstrip("-")
+
+
+def _ident(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
+    return s if s and s[0].isalpha() else "r" + s
+
+
+# ---------------------------------------------------------------- corosync
+
+
+@dataclass
+class Link:
+    number: int
+    dev: str | None
+    media: list[Medium]
+    addrs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def line(self) -> int:
+        return self.media[0].line if self.media else 0
+
+
+def _network(sys_: System, dev: str | None):
+    for a in sys_.local.get(dev or "", []):
+        return ipaddress.ip_interface(a).network
+    return None
+
+
+def _pick(cands: list[str], net, first: bool) -> str | None:
+    for a in cands:
+        try:
+            if net is not None and ipaddress.ip_address(a) in net:
+                return a
+        except ValueError:
+            continue
+    return cands[0] if (cands and net is None and first) else None
+
+
+def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link], list[str]]:
+    """One knet link per interface carrying a UDP medium, with every node's address."""
+    notes: list[str] = []
+    out: list[Link] = []
+    for m in cfg.media:
+        if m.kind == "serial":
+            notes.append("%s:%d: serial medium %s has no Corosync equivalent; not exported"
+                         % (os.path.join(cfg.confdir, "ha.cf"), m.line, m.dev))
+            continue
+        same = [k for k in out if k.dev == m.dev]
+        if same:
+            same[0].media.append(m)
+        else:
+            out.append(Link(len(out), m.dev, [m]))
+    if not out:
+        out.append(Link(0, None, []))
+    local_all = {str(ipaddress.ip_interface(a).ip) for v in sys_.local.values() for a in v}
+    for k in out:
+        net = _network(sys_, k.dev)
+        mine = [str(ipaddress.ip_interface(a).ip) for a in sys_.local.get(k.dev or "", [])]
+        if mine and cfg.node in cfg.nodes:
+            k.addrs[cfg.node] = mine[0]
+        for n in cfg.nodes:
+            cands = [a for a in given.get(n, "").split(",") if a]
+            if len(out) > 1 and net is None:
+                cands = cands[k.number:k.number + 1]
+            a = _pick(cands, net, len(out) == 1 or net is None)
+            if a:
+                k.addrs[n] = a
+        ucast: list[str] = []
+        for m in k.media:
+            if m.kind in ("ucast", "ucast6") and m.addr:
+                try:
+                    ucast.append(str(ipaddress.ip_address(m.addr)))
+                except ValueError:
+                    ucast.extend(sys_.resolve(m.addr))
+        ucast = [a for a in ucast if a not in local_all and a not in k.addrs.values()]
+        missing = [n for n in cfg.nodes if n not in k.addrs]
+        if len(missing) == 1 and missing[0] != cfg.node and len(set(ucast)) == 1:
+            k.addrs[missing[0]] = ucast[0]
+        for n in cfg.nodes:
+            if n not in k.addrs:
+                a = _pick(sys_.resolve(n), net, len(out) == 1)
+                if a:
+                    k.addrs[n] = a
+        for n in cfg.nodes:
+            if n not in k.addrs:
+                where = ("link %d (%s)" % (k.number, k.dev)) if k.dev else "link 0"
+                raise _err(cfg, "ha.cf", k.line or _line(cfg, sys_, "node"),
+                           "no address for node %s on %s: give --addr %s=ADDRESS"
+                           % (n, where, n))
+        fams = {ipaddress.ip_address(a).version for a in k.addrs.values()}
+        if len(fams) > 1:
+            raise _err(cfg, "ha.cf", k.line, "link %d mixes IPv4 and IPv6 addresses: %s"
+                       % (k.number, " ".join(sorted(k.addrs.values()))))
+    return out, notes
+
+
+def timing(deadtime: float) -> tuple[int, int]:
+    """Corosync token and consensus (ms): a node is lost after token + consensus
+    = deadtime, as hb declares it dead after deadtime."""
+    token = max(100, round(deadtime * 1000 / 2.2))
+    return token, max(120, round(deadtime * 1000) - token)
+
+
+def corosync_conf(cfg: Config, ls: list[Link], sys_: System) -> str:
+    token, consensus = timing(cfg.deadtime)
+    src = os.path.join(cfg.confdir, "ha.cf")
+    crypto = cfg.auth is not None and cfg.auth.signing.method != "crc"
+    w = ["# corosync.conf for Corosync 3 (knet), exported by hb-supervise --export pacemaker",
+         "# from %s.  Install as /etc/corosync/corosync.conf on every node." % src, "",
+         "totem {", "    version: 2", "    cluster_name: hb", "    transport: knet",
+         "    # hb deadtime %gs: Corosync declares a node lost after token + consensus."
+         % cfg.deadtime,
+         "    token: %d" % token, "    consensus: %d" % consensus]
+    if crypto:
+        w += ["    # authkey is derived from the signing key of authkeys.",
+              "    crypto_cipher: aes256", "    crypto_hash: sha256"]
+    else:
+        w += ["    # authkeys signs with crc (no secret): Corosync runs unauthenticated too.",
+              "    crypto_cipher: none", "    crypto_hash: none"]
+    for k in ls:
+        origin = ", ".join("ha.cf:%d %s %s" % (m.line, m.kind, m.dev) for m in k.media)
+        w += ["", "    # link %d: %s" % (k.number, origin or "node addresses"),
+              "    interface {", "        linknumber: %d" % k.number, "    }"]
+    w.append("}")
+    for m in cfg.media:
+        if m.kind == "serial":
+            w += ["", "# ha.cf:%d serial %s: Corosync has no serial transport; this link is"
+                  % (m.line, m.dev),
+                  "# not exported.  Give the cluster a second network link instead."]
+    w += ["", "nodelist {"]
+    for i, n in enumerate(cfg.nodes, 1):
+        w += ["    node {", "        name: %s" % n, "        nodeid: %d" % i]
+        w += ["        ring%d_addr: %s" % (k.number, k.addrs[n]) for k in ls]
+        w.append("    }")
+    w += ["}", "", "quorum {", "    provider: corosync_votequorum"]
+    if len(cfg.nodes) == 2:
+        w += ["    # two_node implies wait_for_all: a node booting alone waits to see its",
+              "    # peer once before it runs anything (hb took over after initdead).",
+              "    two_node: 1"]
+    w += ["}", "", "logging {", "    to_logfile: yes",
+          "    logfile: /var/log/corosync/corosync.log", "    timestamp: on"]
+    if cfg.logfacility and cfg.logfacility != "none":
+        w += ["    to_syslog: yes", "    syslog_facility: %s" % cfg.logfacility]
+    else:
+        w.append("    to_syslog: no")
+    w += ["}", ""]
+    return "\n".join(w)
+
+
+def authkey(cfg: Config) -> bytes:
+    """256 bytes for /etc/corosync/authkey, derived from authkeys' signing key."""
+    secret = cfg.auth.signing.key if cfg.auth else b""
+    return hashlib.shake_256(b"hb export corosync authkey\0" + secret).digest(256)
+
+
+# ---------------------------------------------------------------- cib
+
+
+def _nv(parent: ET.Element, tag: str, pid: str, pairs: list[tuple[str, str]]) -> None:
+    if not pairs:
+        return
+    box = ET.SubElement(parent, tag, id=pid)
+    for k, v in pairs:
+        ET.SubElement(box, "nvpair", id="%s-%s" % (pid, _ident(k)), name=k, value=v)
+
+
+def ip_params(cfg: Config, r: Resource) -> list[tuple[str, str]]:
+    """Heartbeat's IP[/NETMASK[/IFACE[/BROADCAST]]] as hb-ipaddr's OCF parameters."""
+    if len(r.args) != 1:
+        raise _err(cfg, "haresources", r.line, "%s takes one argument, not %d"
+                   % (r.name, len(r.args)))
+    try:
+        a = parse_address(r.args[0])
+    except ValueError as e:
+        raise _err(cfg, "haresources", r.line, str(e)) from None
+    out = [("ip", a.ip)]
+    for name, v in (("cidr_netmask", a.prefix), ("nic", a.iface), ("iflabel", a.label),
+                    ("broadcast", a.broadcast)):
+        if v is not None:
+            out.append((name, str(v)))
+    return out
+
+
+def primitive(cfg: Config, r: Resource, sys_: System,
+              notes: list[str]) -> tuple[str, str, str, list[tuple[str, str]], str]:
+    """(class, provider, type, params, id-hint) for one haresources entry."""
+    where = "%s:%d" % (os.path.join(cfg.confdir, "haresources"), r.line)
+    if r.name in ("IPaddr", "IPaddr2"):
+        p = ip_params(cfg, r)
+        return "ocf", "hb", "IPaddr", p, "ip-" + p[0][1]
+    if r.name == "MailTo":
+        if not 1 <= len(r.args) <= 2:
+            raise _err(cfg, "haresources", r.line, "MailTo takes an address list and "
+                       "an optional subject")
+        p = [("email", r.args[0])] + ([("subject", r.args[1])] if len(r.args) > 1 else [])
+        return "ocf", "hb", "MailTo", p, "mailto"
+    in_rd = r.name in sys_.resource_d
+    if r.name in WRAPPERS and (in_rd or r.name not in sys_.init_d):
+        names = WRAPPERS[r.name]
+        if names == ["ip/nic"]:
+            if len(r.args) != 1 or "/" not in r.args[0]:
+                raise _err(cfg, "haresources", r.line, "SendArp takes IP/IFACE")
+            ip, nic = r.args[0].split("/", 1)
+            p = [("ip", ip), ("nic", nic)]
+        elif names == ["nodelist*"]:
+            p = [("nodelist", " ".join(r.args))] if r.args else []
+        else:
+            if len(r.args) > len(names):
+                raise _err(cfg, "haresources", r.line, "%s takes at most %d arguments"
+                           % (r.name, len(names)))
+            p = list(zip(names, r.args))
+        return "ocf", "heartbeat", r.name, p, r.name.lower()
+    if r.args:
+        raise _err(cfg, "haresources", r.line, "%s has arguments, but Pacemaker's lsb "
+                   "class passes none and no OCF agent takes its place" % r.text)
+    if in_rd and r.name in sys_.init_d:
+        raise _err(cfg, "haresources", r.line, "resource.d/%s hides /etc/init.d/%s, "
+                   "which lsb:%s would run instead" % (r.name, r.name, r.name))
+    if in_rd:
+        notes.append("%s: resource.d/%s becomes lsb:%s: copy it to /etc/init.d/%s on "
+                     "every node (Pacemaker judges its status by LSB exit code)"
+                     % (where, r.name, r.name, r.name))
+    elif r.name not in sys_.init_d:
+        notes.append("%s: %s found in neither resource.d nor /etc/init.d here; exported "
+                     "as lsb:%s" % (where, r.name, r.name))
+    return "lsb", "", r.name, [], r.name
+
+
+def _group(cfg: Config, g: Group, sys_: System, notes: list[str],
+           res: ET.Element, ids: set[str]) -> str:
+    gid = _ident("g%d-%s" % (g.index, g.node))
+    ge = ET.SubElement(res, "group", id=gid)
+    for r in g.resources:
+        cls, prov, typ, params, hint = primitive(cfg, r, sys_, notes)
+        pid = _ident("%s-%s" % (gid, hint))
+        n = 2
+        while pid in ids:
+            pid, n = _ident("%s-%s-%d" % (gid, hint, n)), n + 1
+        ids.add(pid)
+        attrs = {"id": pid, "class": cls, "type": typ}
+        if prov:
+            attrs["provider"] = prov
+        pe = ET.SubElement(ge, "primitive", attrs)
+        pe.append(ET.Comment(" haresources:%d %s " % (r.line, _safe(r.text))))
+        _nv(pe, "instance_attributes", pid + "-instance_attributes", params)
+        if cfg.monitor:
+            ops = ET.SubElement(pe, "operations")
+            ET.SubElement(ops, "op", id="%s-monitor-%gs" % (pid, cfg.monitor),
+                          name="monitor", interval="%gs" % cfg.monitor,
+                          timeout="%gs" % max(20.0, cfg.monitor))
+    return gid
+
+
+def cib_xml(cfg: Config, sys_: System, notes: list[str]) -> str:
+    cib = ET.Element("cib", {"validate-with": SCHEMA, "admin_epoch": "1", "epoch": "1",
+                             "num_updates": "0"})
+    conf = ET.SubElement(cib, "configuration")
+    crm = ET.SubElement(conf, "crm_config")
+    crm.append(ET.Comment(
+        " FENCING: hb had none, and neither has this cluster (stonith-enabled=false):"
+        " if the nodes lose sight of each other, both run the resources, as with hb."
+        " Before production, decide: configure a fence device for every node"
+        " (fence_ipmilan, fence_virsh, sbd...), then set stonith-enabled=true."
+        " no-quorum-policy=stop is safe here because corosync's two_node keeps the"
+        " surviving node quorate. "))
+    _nv(crm, "cluster_property_set", "cib-bootstrap-options",
+        [("stonith-enabled", "false"), ("no-quorum-policy", "stop"),
+         ("cluster-name", "hb")])
+    ET.SubElement(conf, "nodes")
+    res = ET.SubElement(conf, "resources")
+    cons = ET.SubElement(conf, "constraints")
+    ids: set[str] = set()
+    gids = []
+    for g in cfg.groups:
+        if g.node not in cfg.nodes:
+            raise _err(cfg, "haresources", g.line, "unknown node %s" % g.node)
+        gid = _group(cfg, g, sys_, notes, res, ids)
+        gids.append(gid)
+        ET.SubElement(cons, "rsc_location", id="%s-prefers-%s" % (gid, _ident(g.node)),
+                      rsc=gid, node=g.node, score=str(LOCATION_SCORE))
+    _pings(cfg, res, cons, gids)
+    _respawns(cfg, sys_, res)
+    defaults = ET.SubElement(conf, "rsc_defaults")
+    sticky = STICKY if cfg.auto_failback == "off" else 0
+    defaults.append(ET.Comment(
+        " auto_failback %s: resource-stickiness %d %s the preferred node's score %d "
+        % (cfg.auto_failback, sticky, "outweighs" if sticky else "does not outweigh",
+           LOCATION_SCORE)))
+    meta = [("resource-stickiness", str(sticky))]
+    if cfg.monitor:
+        meta += [("migration-threshold", "3"),
+                 ("failure-timeout", "%gs" % (10 * cfg.monitor))]
+    _nv(defaults, "meta_attributes", "rsc-options", meta)
+    ET.SubElement(cib, "status")
+    ET.indent(cib, "  ")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<!-- cib.xml: the resources of %s for Pacemaker, exported by\n'
+            '     hb-supervise; README.export says how to check and load it. -->\n'
+            % _safe(cfg.confdir)) + ET.tostring(cib, encoding="unicode") + "\n"
+
+
+def _pings(cfg: Config, res: ET.Element, cons: ET.Element, gids: list[str]) -> None:
+    """Each ping node or ping_group as a cloned ocf:pacemaker:ping whose attribute
+    adds PING_SCORE to every group's location on a node that reaches it."""
+    for i, p in enumerate(cfg.pings, 1):
+        cid = "ping%d" % i
+        clone = ET.SubElement(res, "clone", id=cid + "-clone")
+        pe = ET.SubElement(clone, "primitive", {"id": cid, "class": "ocf",
+                                                "provider": "pacemaker", "type": "ping"})
+        pe.append(ET.Comment(_safe(" ha.cf:%d %s %s " % (
+            p.line, "ping_group " + p.name if p.group else "ping", " ".join(p.addrs)))))
+        interval = max(1.0, cfg.deadping / 2)
+        _nv(pe, "instance_attributes", cid + "-instance_attributes",
+            [("host_list", " ".join(p.addrs)), ("name", "hb-" + cid), ("multiplier", "1"),
+             ("dampen", "%gs" % (cfg.deadping / 2))])
+        ops = ET.SubElement(pe, "operations")
+        ET.SubElement(ops, "op", id=cid + "-monitor", name="monitor",
+                      interval="%gs" % interval, timeout="%gs" % max(20.0, interval))
+        for gid in gids:
+            loc = ET.SubElement(cons, "rsc_location", id="%s-%s" % (gid, cid), rsc=gid)
+            rule = ET.SubElement(loc, "rule", id="%s-%s-rule" % (gid, cid),
+                                 score=str(PING_SCORE))
+            ET.SubElement(rule, "expression", id="%s-%s-expr" % (gid, cid),
+                          attribute="hb-" + cid, operation="gt", value="0", type="number")
+
+
+def _respawns(cfg: Config, sys_: System, res: ET.Element) -> None:
+    """`respawn USER PROGRAM` as a cloned ocf:heartbeat:anything (ipfail excepted:
+    the ping constraints do its job)."""
+    for i, r in enumerate(cfg.respawns, 1):
+        words = r.command.split()
+        if not words or os.path.basename(words[0]) == "ipfail":
+            continue
+        cid = "respawn%d" % i
+        clone = ET.SubElement(res, "clone", id=cid + "-clone")
+        pe = ET.SubElement(clone, "primitive", {"id": cid, "class": "ocf",
+                                                "provider": "heartbeat", "type": "anything"})
+        pe.append(ET.Comment(_safe(" ha.cf:%d respawn %s %s " % (r.line, r.user, r.command))))
+        p = [("binfile", words[0]), ("user", r.user)]
+        if words[1:]:
+            p.append(("cmdline_options", " ".join(words[1:])))
+        _nv(pe, "instance_attributes", cid + "-instance_attributes", p)
+        ops = ET.SubElement(pe, "operations")
+        ET.SubElement(ops, "op", id=cid + "-monitor", name="monitor", interval="10s",
+                      timeout="20s")
+
+
+# ---------------------------------------------------------------- README
+
+
+def readme(cfg: Config, ls: list[Link], notes: list[str]) -> str:
+    a, b = (cfg.nodes + ["PEER"])[:2]
+    w = ["hb -> Corosync + Pacemaker: exported from %s" % cfg.confdir, "",
+         "Files: corosync.conf, authkey, cib.xml (this directory).", "",
+         "Nodes and addresses:"]
+    for n in cfg.nodes:
+        w.append("  %-12s %s" % (n, "  ".join("link%d=%s" % (k.number, k.addrs[n])
+                                              for k in ls)))
+    w += ["", "Steps (as root):", "",
+          "1. On every node, install the cluster stack and this package's agents:",
+          "     apt-get install corosync pacemaker pacemaker-cli-utils resource-agents hb",
+          "     systemctl stop corosync pacemaker",
+          "2. On every node, install the Corosync files:",
+          "     install -m 0644 corosync.conf /etc/corosync/corosync.conf",
+          "     install -m 0400 authkey /etc/corosync/authkey",
+          "3. Check the resource configuration (no errors allowed):",
+          "     crm_verify --xml-file cib.xml -V",
+          "4. On every node, start the cluster stack; hb keeps running meanwhile",
+          "   (Corosync uses UDP 5405, hb its own port) and Pacemaker has no resources yet:",
+          "     systemctl start corosync pacemaker",
+          "     crm_mon -1          # until every node is Online",
+          "5. Hand everything to one node, then stop hb (the interruption starts with",
+          "   the second stop and ends when Pacemaker has started the groups):",
+          "     %s$ hb-switch standby all       # %s now holds every group" % (a, b),
+          "     %s$ systemctl stop hb" % a,
+          "     %s$ systemctl stop hb" % b,
+          "     %s$ cibadmin --replace --xml-file cib.xml" % b,
+          "     crm_mon -1          # every group Started",
+          "6. On every node: systemctl disable hb; systemctl enable corosync pacemaker",
+          "", "Before production: read the FENCING comment in cib.xml.",
+          "cib.xml has admin_epoch 1 so that it replaces the empty configuration of",
+          "a new cluster.  Rolling back: on every node systemctl stop pacemaker",
+          "corosync, then systemctl start hb."]
+    if notes:
+        w += ["", "Notes from the export:"] + ["  " + n for n in notes]
+    return "\n".join(w) + "\n"
+
+
+def export(cfg: Config, addrs: dict[str, str], sys_: System) -> Export:
+    """Every output file's content, or ConfigError for what cannot be expressed."""
+    if cfg.watchdog:
+        raise _err(cfg, "ha.cf", _line(cfg, sys_, "watchdog"), "watchdog has no Corosync 3 "
+                   "equivalent: remove it and use sbd for a watchdog with Pacemaker")
+    for n in addrs:
+        if n not in cfg.nodes:
+            raise _err(cfg, "ha.cf", _line(cfg, sys_, "node"), "--addr names %s, not a node" % n)
+    ls, notes = links(cfg, addrs, sys_)
+    if cfg.ipfail:
+        notes.append("ipfail: replaced by the ping location rules in cib.xml")
+    files: dict[str, str | bytes] = {
+        "corosync.conf": corosync_conf(cfg, ls, sys_),
+        "authkey": authkey(cfg),
+        "cib.xml": cib_xml(cfg, sys_, notes),
+    }
+    files["README.export"] = readme(cfg, ls, notes)
+    return Export(files, notes)
+
+
+# ---------------------------------------------------------------- I/O
+
+
+def _resolve(name: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_UDP)
+    except OSError:
+        return []
+    return list(dict.fromkeys(i[4][0] for i in infos))
+
+
+def _local_addrs() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    try:
+        text = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True,
+                              text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return out
+    for line in text.splitlines():
+        w = line.split()
+        if len(w) > 3 and w[2] in ("inet", "inet6") and not w[3].startswith("fe80:"):
+            out.setdefault(w[1].split("@")[0], []).append(w[3])
+    return out
+
+
+def _names(path: str) -> set[str]:
+    try:
+        return {n for n in os.listdir(path) if os.access(os.path.join(path, n), os.X_OK)}
+    except OSError:
+        return set()
+
+
+def directive_lines(text: str) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, line in enumerate(text.splitlines(), 1):
+        w = line.split("#", 1)[0].split()
+        if w:
+            out.setdefault(w[0], []).append(i)
+    return out
+
+
+def system(cfg: Config) -> System:
+    try:
+        with open(os.path.join(cfg.confdir, "ha.cf")) as f:
+            lines = directive_lines(f.read())
+    except OSError:
+        lines = {}
+    here = cfg.node == os.uname().nodename.lower()
+    return System(local=_local_addrs() if here else {}, resolve=_resolve,
+                  resource_d=_names(os.path.join(cfg.confdir, "resource.d")),
+                  init_d=_names("/etc/init.d"), lines=lines)
+
+
+def _write(path: str, data: str | bytes, mode: int) -> None:
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+
+
+def main_export(cfg: Config, outdir: str, addrs: dict[str, str],
+                sys_: System | None = None) -> int:
+    """Write the export into outdir; print the paths written on stdout."""
+    try:
+        ex = export(cfg, addrs, sys_ or system(cfg))
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return exits.CONFIG_INVALID
+    for n in ex.notes:
+        print("hb-supervise: note: %s" % n, file=sys.stderr)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+        for name, data in ex.files.items():
+            _write(os.path.join(outdir, name), data, 0o400 if name == "authkey" else 0o644)
+            print(os.path.join(outdir, name))
+    except OSError as e:
+        print("hb-supervise: fatal: unable to write %s: %s" % (outdir, e.strerror),
+              file=sys.stderr)
+        return exits.FAIL
+    return exits.OK

@@ -11,6 +11,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from hb import runfiles, wire
 
 KEY = "s3cr3tKey"
@@ -104,6 +106,94 @@ def pair(lab, media_a: list[str], media_b: list[str] | None = None, **kw):
     na = Node(lab, a, "alpha", media_a, **kw)
     nb = Node(lab, b, "beta", media_b if media_b is not None else media_a, **kw)
     return a, b, na, nb
+
+
+def exactly_once(lines: list[dict], src: str, contiguous: bool = True) -> list[int]:
+    """Every seq of src between the first and last heard appears exactly once."""
+    seqs = [int(d["seq"], 16) for d in lines if d.get("src") == src and "seq" in d]
+    assert seqs, "nothing heard from %s" % src
+    assert len(seqs) == len(set(seqs)), "duplicates: %r" % sorted(seqs)
+    if contiguous:
+        assert sorted(seqs) == list(range(min(seqs), max(seqs) + 1)), "gaps: %r" % sorted(seqs)
+    return seqs
+
+
+MEDIA = {
+    "bcast": (["bcast eth0"], ["bcast eth0"]),
+    "mcast": (["mcast eth0 239.0.0.94 694 1 0"], ["mcast eth0 239.0.0.94 694 1 0"]),
+    "ucast": (["ucast eth0 %s" % B_IP], ["ucast eth0 %s" % A_IP]),
+}
+
+
+@pytest.mark.parametrize("kind", ["bcast", "mcast", "ucast", "serial", "all"])
+def test_medium_delivers_exactly_once(lab, kind):
+    if kind == "serial" or kind == "all":
+        ta, tb = lab.serial_pair()
+    if kind == "serial":
+        ma, mb = ["serial " + ta], ["serial " + tb]
+    elif kind == "all":
+        ma = sum((MEDIA[k][0] for k in MEDIA), ["serial " + ta])
+        mb = sum((MEDIA[k][1] for k in MEDIA), ["serial " + tb])
+    else:
+        ma, mb = MEDIA[kind]
+    a, b, na, nb = pair(lab, ma, mb)
+    na.start()
+    nb.start()
+    nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=5)
+    for i in range(5):
+        na.send("t=resource rsc_hold=local n=%d info=a%%20b" % i)
+        nb.send("t=resource rsc_hold=foreign n=%d" % i)
+    nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "resource", count=5)
+    na.wait(lambda d: d.get("src") == "beta" and d.get("t") == "resource", count=5)
+    time.sleep(0.3)
+    rca, erra = na.stop()
+    rcb, errb = nb.stop()
+    assert rca == 0 and rcb == 0, erra + errb
+    got = nb.heard("alpha", t="resource")
+    assert [d["n"] for d in got] == ["0", "1", "2", "3", "4"]
+    assert all(d["info"] == "a b" and d["rsc_hold"] == "local" for d in got)
+    for n, peer in ((nb, "alpha"), (na, "beta")):
+        exactly_once(n.heard(peer), peer)
+        vias = {d["_via"] for d in n.heard(peer)}
+        want = {"eth0"} if kind in MEDIA else {os.path.basename(ta if n is na else tb)}
+        if kind == "all":
+            want |= {"eth0"}
+        assert vias <= want and vias, vias
+    own = [d for d in na.lines if d.get("_via") == "local"]
+    assert own and all(d["_self"] == "1" and d["src"] == "alpha" for d in own)
+    exactly_once(own, "alpha", contiguous=False)
+    if kind == "all":
+        assert counters(errb)["dup"] > 0
+    for err in (erra, errb):
+        c = counters(err)
+        assert c["auth"] == c["garbage"] == c["unknown"] == c["replay"] == 0, err
+
+
+def test_failing_media_never_stop_the_others(lab):
+    media = ["serial /nonexistent/ttyS9", "bcast eth9", "bcast eth0", "bcast eth1"]
+    a, b, na, nb = pair(lab, media)
+    lab.plug(a, "eth1", "198.18.1.1/24", bridge="br1")
+    lab.plug(b, "eth1", "198.18.1.2/24", bridge="br1")
+    na.start()
+    nb.start()
+    nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=5)
+    a.link_down("eth0")
+    time.sleep(1.5)
+    a.link_up("eth0")
+    t = time.monotonic()
+    nb.wait(lambda d: d.get("src") == "alpha" and d.get("_via") == "eth0"
+            and float(d["_rt"]) > t, timeout=5)
+    rc, err = na.stop()
+    nb.stop()
+    assert rc == 0
+    for what in ("serial ttyS9", "bcast eth9", "bcast eth0"):
+        warn = [ln for ln in err.splitlines() if "medium %s failing" % what in ln]
+        assert len(warn) == 1, err
+    assert "medium bcast eth0 working again" in err
+    ivals = [float(d["_rt"]) for d in nb.heard("alpha", t="status")]
+    gaps = [y - x for x, y in zip(ivals, ivals[1:])]
+    assert max(gaps) < 0.3, gaps
+    exactly_once(nb.heard("alpha"), "alpha")
 
 
 def test_bcast_status_and_fifo(lab):

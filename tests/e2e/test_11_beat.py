@@ -210,3 +210,83 @@ def test_bcast_status_and_fifo(lab):
     rc, err = na.stop()
     assert rc == 0, err
     nb.stop()
+
+
+INJECT = r"""
+import socket, sys, time
+from hb import wire
+key = sys.argv[1].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.bind(("", 694))
+s.settimeout(5)
+while True:
+    data = s.recv(65536)
+    p = wire.parse(data)
+    if p.get("src") == "alpha" and p.get("t") == "status":
+        break
+time.sleep(2.5)
+dst = ("198.18.0.255", 694)
+s.sendto(data, dst)
+def msg(t, src, seq, gen, k):
+    f = [("t", 0, t), ("src", 0, src), ("seq", 0, seq), ("hg", 0, gen), ("ts", 0, "6b060ac0")]
+    return wire.render_classic(f, 1, "sha1", k)
+for i in range(20):
+    s.sendto(msg("forged", "alpha", "%x" % (100000 + i), "ffffffff", b"wrong"), dst)
+s.sendto(msg("intruder", "mallory", "1", "1", key), dst)
+s.sendto(msg("oldgen", "alpha", "1", "1", key), dst)
+s.sendto(b"\x00\xffnot a packet", dst)
+s.sendto(b">>>\nt=x\n", dst)
+print(p.get("seq"))
+"""
+
+
+def test_forged_replayed_unknown_and_garbage_dropped_and_counted(lab):
+    a, b, na, nb = pair(lab, ["bcast eth0"])
+    c = lab.host("c", "198.18.0.3/24")
+    na.start()
+    nb.start()
+    nb.wait(lambda d: d.get("src") == "alpha", count=3)
+    r = c.run(["/usr/bin/python3", "-c", INJECT, KEY], timeout=20)
+    replayed = r.stdout.strip()
+    time.sleep(0.5)
+    nb.wait(lambda d: d.get("src") == "alpha", count=40)
+    rcb, errb = nb.stop()
+    rca, erra = na.stop()
+    assert rca == rcb == 0
+    for n, err in ((nb, errb), (na, erra)):
+        assert not [d for d in n.lines if d.get("t") in ("forged", "intruder", "oldgen")]
+        assert not [d for d in n.lines if d.get("src") == "mallory"]
+        assert [d.get("seq") for d in n.lines if d.get("src") == "alpha"
+                and d.get("_via") == "eth0"].count(replayed) == 1
+        cnt = counters(err)
+        assert cnt["auth"] == 20 and cnt["unknown"] == 1 and cnt["garbage"] == 2, err
+        assert cnt["replay"] == 2, err       # the captured packet and the old generation
+        assert len([ln for ln in err.splitlines() if "counters:" in ln]) <= 3, err
+    exactly_once(nb.heard("alpha"), "alpha")
+
+
+NFT_DROP = ("nft add table inet hbt && nft add chain inet hbt in "
+            "'{ type filter hook input priority 0; }' && "
+            "nft add rule inet hbt in ip saddr %s udp dport 694 drop" % A_IP)
+
+
+def test_lost_packets_recovered_by_rexmit(lab):
+    a, b, na, nb = pair(lab, ["bcast eth0"])
+    na.start()
+    nb.start()
+    nb.wait(lambda d: d.get("src") == "alpha", count=3)
+    b.run(NFT_DROP)
+    na.send("t=resource n=lost")
+    time.sleep(0.35)
+    b.run("nft delete table inet hbt")
+    got = nb.wait(lambda d: d.get("t") == "resource" and d.get("src") == "alpha", timeout=5)
+    assert got[0]["n"] == "lost"
+    time.sleep(0.3)
+    rcb, errb = nb.stop()
+    rca, erra = na.stop()
+    exactly_once(nb.heard("alpha"), "alpha")
+    assert "lost packet(s) for alpha" in errb
+    assert counters(errb)["rexmit_asked"] >= 1 and counters(erra)["rexmit_sent"] >= 1
+    assert counters(erra)["nak_sent"] == 0

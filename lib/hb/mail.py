@@ -1,0 +1,356 @@
+"""Alert mail for MailTo: compose, rate-limit, spool, deliver.
+
+Every mail is first written to the spool (STATEDIR/spool), then delivered from
+there in order, through `/usr/sbin/sendmail -t` when it exists, else SMTP
+(localhost:25 unless mailto.conf or the environment say otherwise, with
+STARTTLS and AUTH when configured).  A mail that cannot be delivered stays in
+the spool and goes with the next run.  Mails to one address are rate-limited
+(`rate = COUNT/SECONDS`, default 3/600); events held back are summarised in the
+next mail that goes out.  compose() and the rate limit are pure (clock passed in).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any, Mapping
+
+from hb import exits, runfiles
+
+SENDMAIL = "/usr/sbin/sendmail"
+CONFFILE = "mailto.conf"
+RATE = (3, 600.0)
+DEFAULT_SUBJECT = "Resource Group"
+
+# mailto.conf name -> environment variable that overrides it
+SETTINGS = {
+    "sendmail": "HB_SENDMAIL",          # path, or "none" to always use SMTP
+    "smtp_host": "HB_SMTP_HOST",
+    "smtp_port": "HB_SMTP_PORT",
+    "smtp_starttls": "HB_SMTP_STARTTLS",
+    "smtp_cafile": "HB_SMTP_CAFILE",
+    "smtp_user": "HB_SMTP_USER",
+    "smtp_password": "HB_SMTP_PASSWORD",
+    "smtp_timeout": "HB_SMTP_TIMEOUT",
+    "from": "HB_MAIL_FROM",
+    "rate": "HB_MAIL_RATE",
+}
+
+
+class MailError(Exception):
+    """Configuration or arguments that cannot work (a config error, not a delivery one)."""
+
+
+# -- pure ---------------------------------------------------------------------
+
+def parse_addrs(text: str) -> list[str]:
+    """'a@x,b@y' -> ['a@x', 'b@y']; MailError when empty or malformed."""
+    addrs = [a.strip() for a in text.split(",") if a.strip()]
+    if not addrs:
+        raise MailError("no mail address given")
+    for a in addrs:
+        if not re.fullmatch(r"[^\s@<>,;\"()]+(@[A-Za-z0-9.-]+)?", a):
+            raise MailError("bad mail address %r" % a)
+    return addrs
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", text)
+    if not m or int(m.group(1)) < 1:
+        raise MailError("rate: want COUNT/SECONDS, e.g. 3/600, not %r" % text)
+    return int(m.group(1)), float(m.group(2))
+
+
+def settings(conf: Mapping[str, str], env: Mapping[str, str]) -> dict[str, Any]:
+    """Effective delivery settings: the environment over mailto.conf over defaults."""
+    unknown = set(conf) - set(SETTINGS)
+    if unknown:
+        raise MailError("%s: unknown setting %s" % (CONFFILE, sorted(unknown)[0]))
+    s: dict[str, str] = dict(conf)
+    for name, var in SETTINGS.items():
+        if env.get(var):
+            s[name] = env[var]
+    try:
+        port = int(s.get("smtp_port", "25"))
+        timeout = float(s.get("smtp_timeout", "10"))
+    except ValueError as e:
+        raise MailError("smtp_port/smtp_timeout: %s" % e) from None
+    return {
+        "sendmail": s.get("sendmail", SENDMAIL),
+        "host": s.get("smtp_host", "localhost"), "port": port, "timeout": timeout,
+        "starttls": s.get("smtp_starttls", "no").lower() in ("yes", "on", "true", "1"),
+        "cafile": s.get("smtp_cafile"), "user": s.get("smtp_user"),
+        "password": s.get("smtp_password"), "from": s.get("from"),
+        "rate": parse_rate(s["rate"]) if "rate" in s else RATE,
+    }
+
+
+def stamp(now: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
+
+
+def event_text(action: str, node: str, now: float) -> str:
+    if action == "start":
+        return "Takeover in progress on %s at %s" % (node, stamp(now))
+    return "Migrating resource away from %s at %s" % (node, stamp(now))
+
+
+def compose(addrs: list[str], subject: str, action: str, node: str, now: float,
+            sender: str | None = None, held: list[tuple[float, str]] = ()) -> EmailMessage:
+    """The alert mail for action (start|stop) of group `subject` on node at now."""
+    what = "Takeover in progress on" if action == "start" else "Migrating resource away from"
+    msg = EmailMessage()
+    msg["Date"] = formatdate(now, localtime=True)
+    msg["From"] = sender or "hb on %s <root@%s>" % (node, node)
+    msg["To"] = ", ".join(addrs)
+    msg["Subject"] = "%s %s %s" % (subject, what, node) + (
+        " (and %d earlier event%s)" % (len(held), "s" * (len(held) != 1)) if held else "")
+    msg["Message-ID"] = make_msgid("hb", domain=node)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-hb-event"] = "%s %s %s" % (action, node, int(now))
+    body = ["%s." % event_text(action, node, now), "",
+            "Resource group: %s" % subject,
+            "Node:           %s" % node,
+            "Action:         %s" % action,
+            "Time:           %s" % formatdate(now, localtime=True)]
+    if held:
+        body += ["", "Held back by the mail rate limit since the last mail (%d):" % len(held)]
+        body += ["  %s" % text for _t, text in held]
+    body += ["", "-- ", "hb-mailto on %s" % node]
+    msg.set_content("\n".join(body) + "\n")
+    return msg
+
+
+def rate_decide(state: dict[str, Any], addr: str, now: float,
+                rate: tuple[int, float]) -> bool:
+    """Whether a mail to addr may go now (and record it); else the caller holds it back.
+
+    state[addr] = {"sent": [times within the window], "held": [[time, text], ...]}
+    """
+    count, window = rate
+    st = state.setdefault(addr, {"sent": [], "held": []})
+    st["sent"] = [t for t in st["sent"] if now - t < window]
+    if len(st["sent"]) >= count:
+        return False
+    st["sent"].append(now)
+    return True
+
+
+def instance_name(addrs: list[str], subject: str) -> str:
+    """File-name-safe name of one MailTo resource, for its state file."""
+    raw = ",".join(addrs) + ("-" + subject if subject else "")
+    return "mailto-" + re.sub(r"[^A-Za-z0-9@.,_+-]", "_", raw)[:200]
+
+
+# -- I/O: config, state, spool, delivery ---------------------------------------
+
+def load_conf(confdir: str) -> dict[str, str]:
+    """CONFDIR/mailto.conf as name=value; refused if it holds a password others can read."""
+    path = os.path.join(confdir, CONFFILE)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return {}
+    with os.fdopen(fd, encoding="utf-8") as f:
+        st = os.fstat(f.fileno())
+        conf: dict[str, str] = {}
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if "=" not in line:
+                raise MailError("%s:%d: want name = value" % (path, n))
+            k, v = line.split("=", 1)
+            conf[k.strip()] = v.strip()
+    if "smtp_password" in conf and st.st_mode & 0o077:
+        raise MailError("%s:1: holds smtp_password but is readable by others; chmod 600"
+                        % path)
+    return conf
+
+
+def set_state(rundir: str, name: str, started: bool) -> None:
+    os.makedirs(rundir, exist_ok=True)
+    path = os.path.join(rundir, name)
+    if started:
+        runfiles.write_atomic(path, "started %d\n" % time.time())
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def is_started(rundir: str, name: str) -> bool:
+    return os.path.exists(os.path.join(rundir, name))
+
+
+class _Locked:
+    """An exclusive flock on STATEDIR/spool/.lock, with the spool directory made."""
+
+    def __init__(self, statedir: str) -> None:
+        self.spool = os.path.join(statedir, "spool")
+
+    def __enter__(self) -> str:
+        os.makedirs(self.spool, mode=0o700, exist_ok=True)
+        self.fd = os.open(os.path.join(self.spool, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self.spool
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def enqueue(statedir: str, addrs: list[str], subject: str, action: str, node: str,
+            cfg: dict[str, Any], now: float | None = None) -> list[str]:
+    """Rate-limit and spool the mail(s) for one event; what was decided, as text lines."""
+    now = time.time() if now is None else now
+    said = []
+    with _Locked(statedir) as spool:
+        path = os.path.join(spool, ".rate")
+        state = json.loads(runfiles.read_text(path) or "{}")
+        go, held = [], []
+        for a in addrs:
+            if rate_decide(state, a, now, cfg["rate"]):
+                go.append(a)
+                held.extend(tuple(h) for h in state[a]["held"])
+                state[a]["held"] = []
+            else:
+                state[a]["held"].append([now, event_text(action, node, now)])
+                said.append("rate limit: mail to %s held back" % a)
+        if go:
+            held = sorted(set(held))
+            msg = compose(go, subject, action, node, now, cfg["from"], held)
+            name = "%.6f.%d.eml" % (now, os.getpid())
+            runfiles.write_atomic(os.path.join(spool, name), msg.as_string(), 0o600)
+            said.append("mail to %s spooled as %s" % (", ".join(go), name))
+        runfiles.write_atomic(path, json.dumps(state), 0o600)
+    return said
+
+
+def deliver(data: bytes, cfg: dict[str, Any]) -> str:
+    """Hand one message to sendmail or an SMTP server; raises OSError on failure."""
+    sm = cfg["sendmail"]
+    if sm and sm != "none" and os.access(sm, os.X_OK):
+        import subprocess
+        r = subprocess.run([sm, "-t", "-oi"], input=data, capture_output=True,
+                           timeout=cfg["timeout"])
+        if r.returncode != 0:
+            raise OSError("%s -t exited %d: %s" % (sm, r.returncode,
+                                                   r.stderr.decode(errors="replace").strip()))
+        return "sendmail"
+    import smtplib
+    from email import message_from_bytes
+    try:
+        with smtplib.SMTP(cfg["host"], cfg["port"], timeout=cfg["timeout"]) as s:
+            if cfg["starttls"]:
+                import ssl
+                s.starttls(context=ssl.create_default_context(cafile=cfg["cafile"]))
+            if cfg["user"]:
+                s.login(cfg["user"], cfg["password"] or "")
+            s.send_message(message_from_bytes(data))
+    except (smtplib.SMTPException, ValueError) as e:
+        raise OSError("SMTP %s:%d: %s" % (cfg["host"], cfg["port"], e)) from None
+    return "SMTP %s:%d" % (cfg["host"], cfg["port"])
+
+
+def flush(statedir: str, cfg: dict[str, Any]) -> tuple[int, str | None]:
+    """Deliver the spool in order; (mails delivered, error that stopped it or None)."""
+    done = 0
+    with _Locked(statedir) as spool:
+        for name in sorted(n for n in os.listdir(spool) if n.endswith(".eml")):
+            path = os.path.join(spool, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                deliver(data, cfg)
+            except Exception as e:      # OSError, SMTP errors, a sendmail timeout
+                return done, "%s kept in the spool: %s" % (name, e)
+            os.unlink(path)
+            done += 1
+    return done, None
+
+
+def spooled(statedir: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(os.path.join(statedir, "spool"))
+                      if n.endswith(".eml"))
+    except FileNotFoundError:
+        return []
+
+
+def act(addrs: list[str], subject: str, action: str, node: str, rundir: str,
+        statedir: str, confdir: str, env: Mapping[str, str]) -> tuple[list[str], dict]:
+    """start/stop without delivering: the state file, then the mail into the spool.
+
+    A stop always records the state; a start only once its mail is spooled.
+    Returns (what was done, delivery settings); raises MailError or OSError.
+    """
+    name = instance_name(addrs, subject)
+    if action == "stop":
+        set_state(rundir, name, False)
+    cfg = settings(load_conf(confdir), env)
+    said = enqueue(statedir, addrs, subject, action, node, cfg)
+    if action == "start":
+        set_state(rundir, name, True)
+    return said, cfg
+
+
+# -- in-process, for hb-watch ---------------------------------------------------
+
+_queue: Any = None
+
+
+def _worker() -> None:
+    import logging
+    log = logging.getLogger("hb")
+    while True:
+        statedir, cfg = _queue.get()
+        n, err = flush(statedir, cfg)
+        if n:
+            log.info("MailTo: %d mail%s delivered", n, "s" * (n != 1))
+        if err:
+            log.warning("MailTo: %s", err)
+
+
+def _background_flush(statedir: str, cfg: dict[str, Any]) -> None:
+    global _queue
+    if _queue is None:
+        import queue
+        import threading
+        _queue = queue.Queue()
+        threading.Thread(target=_worker, name="mailto", daemon=True).start()
+    _queue.put((statedir, cfg))
+
+
+def run_agent(args: list[str], action: str, node: str, rundir: str, statedir: str,
+              confdir: str = runfiles.CONFDIR) -> tuple[int, str]:
+    """MailTo in-process: (LSB exit code, text).  args = [addr[,addr], subject?].
+
+    start/stop record the state and spool the mail, and return at once; a
+    background thread delivers the spool.  status prints running/stopped (0/3).
+    """
+    try:
+        if not 1 <= len(args) <= 2:
+            raise MailError("MailTo takes an address list and a subject, got %d args"
+                            % len(args))
+        addrs = parse_addrs(args[0])
+        subject = args[1] if len(args) > 1 else DEFAULT_SUBJECT
+        if action in ("status", "monitor"):
+            if is_started(rundir, instance_name(addrs, subject)):
+                return exits.OK, "running"
+            return (exits.LSB_NOT_RUNNING if action == "status"
+                    else exits.OCF_NOT_RUNNING), "stopped"
+        if action not in ("start", "stop"):
+            return exits.OCF_ERR_UNIMPLEMENTED, "unknown action %s" % action
+        said, cfg = act(addrs, subject, action, node, rundir, statedir, confdir, os.environ)
+    except (MailError, OSError, ValueError) as e:
+        if action == "stop":        # a stop never fails for want of a mail
+            return exits.OK, "MailTo %s: %s" % (action, e)
+        return exits.FAIL, "MailTo %s: %s" % (action, e)
+    _background_flush(statedir, cfg)
+    return exits.OK, "; ".join(said)

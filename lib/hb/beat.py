@@ -2,7 +2,7 @@
 
 Usage:
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--stats SECONDS]
-  hb-beat [-c CONFDIR] [-s STATEDIR] [--node NAME] --listen
+  hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --listen
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --send-once
   hb-beat -h | --help
 

@@ -1,0 +1,131 @@
+"""hb-beat as a user runs it: --help, errors, --send-once into --listen across two
+namespaces, the generation file, RUNDIR/state in the heartbeat, a closed stdout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from hb import beat, wire
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "bin", "hb-beat")
+KEY = "s3cr3tKey"
+
+
+def confdir(base: str, name: str, media: str, key: str = KEY, extra: str = "") -> dict:
+    d = {k: os.path.join(base, name, k) for k in ("c", "r", "s")}
+    for p in d.values():
+        os.makedirs(p, exist_ok=True)
+    with open(os.path.join(d["c"], "ha.cf"), "w") as f:
+        f.write("keepalive 100ms\ndeadtime 2\nwarntime 1\ninitdead 4\nrealtime off\n"
+                "%s\n%snode alpha\nnode beta\n" % (media, extra))
+    open(os.path.join(d["c"], "haresources"), "w").close()
+    ak = os.path.join(d["c"], "authkeys")
+    with open(ak, "w") as f:
+        f.write("auth 2\n2 md5 %s\n" % key)
+    os.chmod(ak, 0o600)
+    d["argv"] = ["-c", d["c"], "-r", d["r"], "-s", d["s"], "--node", name]
+    return d
+
+
+def test_help_is_the_usage():
+    r = subprocess.run([BIN, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert r.stdout.strip() == beat.__doc__.strip()
+    assert "--listen" in r.stdout and "--send-once" in r.stdout
+
+
+def test_bad_usage_and_bad_config(tmp_path):
+    r = subprocess.run([BIN, "--bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    d = confdir(str(tmp_path), "alpha", "bcast eth0", extra="keepalive soon\n")
+    r = subprocess.run([BIN, *d["argv"]], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith(os.path.join(d["c"], "ha.cf") + ":")
+
+
+def test_unwritable_statedir_is_fatal(tmp_path):
+    d = confdir(str(tmp_path), "alpha", "bcast lo")
+    open(os.path.join(str(tmp_path), "file"), "w").close()
+    argv = d["argv"][:4] + ["-s", os.path.join(str(tmp_path), "file", "x"), "--node", "alpha"]
+    r = subprocess.run([BIN, *argv, "--send-once"], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.startswith("hb-beat: fatal: unable to write ")
+
+
+def test_send_once_heard_by_listen(lab):
+    a = lab.host("a", "198.18.0.1/24")
+    b = lab.host("b", "198.18.0.2/24")
+    da = confdir(lab.tmp, "alpha", "bcast eth0")
+    db = confdir(lab.tmp, "beta", "bcast eth0")
+    with open(os.path.join(da["r"], "state"), "w") as f:
+        f.write("st=active\nrsc_hold=local\nhbv=1\ncfd=abc123\npings=2\n")
+    listen = b.popen([BIN, *db["argv"], "--listen"], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    for _ in range(2):
+        r = a.run([BIN, *da["argv"], "--send-once"])
+        assert r.returncode == 0 and r.stdout == "", r.stderr
+    gen = open(os.path.join(da["s"], "generation")).read()
+    assert len(gen) == 16 and gen.endswith("\n") and gen[0] == " "
+    line1 = listen.stdout.readline()
+    line2 = listen.stdout.readline()
+    lab.stop(listen)
+    assert listen.returncode == 0
+    m1, m2 = wire.parse_line(line1), wire.parse_line(line2)
+    assert list(m1)[:11] == ["t", "st", "dt", "rsc_hold", "hbv", "cfd", "pings", "src", "seq",
+                             "hg", "ts"]
+    assert list(m1)[11:] == ["ld", "ttl", "_via", "_rt"]
+    assert (m1["t"], m1["st"], m1["dt"], m1["rsc_hold"], m1["src"], m1["seq"], m1["ttl"]) \
+        == ("status", "active", "7d0", "local", "alpha", "1", "3")
+    assert "protocol" not in m1 and "auth" not in m1 and m1["_via"] == "eth0"
+    assert int(m2["hg"], 16) == int(m1["hg"], 16) + 1 == int(gen)
+    assert not os.path.exists(os.path.join(db["s"], "generation"))
+
+
+def test_listen_drops_wrong_key(lab):
+    a = lab.host("a", "198.18.0.1/24")
+    b = lab.host("b", "198.18.0.2/24")
+    da = confdir(lab.tmp, "alpha", "bcast eth0", key="other")
+    db = confdir(lab.tmp, "beta", "bcast eth0")
+    listen = b.popen([BIN, *db["argv"], "--listen"], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    assert a.run([BIN, *da["argv"], "--send-once"]).returncode == 0
+    time.sleep(0.3)
+    lab.stop(listen)
+    out, err = listen.communicate()
+    assert out == ""
+    assert "auth=1" in err and "accepted=0" in err
+
+
+def test_closed_stdout_ends_cleanly(lab):
+    a = lab.host("a", "198.18.0.1/24")
+    da = confdir(lab.tmp, "alpha", "bcast eth0")
+    t = time.monotonic()
+    r = a.run("%s %s | head -n 3" % (BIN, " ".join(da["argv"])), timeout=10)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 3
+    assert time.monotonic() - t < 5
+    p = a.popen([BIN, *da["argv"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.readline()
+    p.stdout.close()                     # reader gone while hb-beat waits
+    assert p.wait(3) == 0
+
+
+def test_sigterm_and_realtime(lab):
+    a = lab.host("a", "198.18.0.1/24")
+    da = confdir(lab.tmp, "alpha", "bcast eth0", extra="realtime on\n")
+    p = a.popen([BIN, *da["argv"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    first = wire.parse_line(p.stdout.readline())
+    assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "up"
+    os.kill(p.pid, signal.SIGTERM)
+    out, err = p.communicate(timeout=5)
+    assert p.returncode == 0
+    assert len([ln for ln in err.splitlines() if "realtime" in ln]) <= 1
+    assert os.path.exists(os.path.join(da["r"], "beat.fifo"))

@@ -16,6 +16,7 @@ import re
 import socket
 import stat
 from dataclasses import dataclass, field
+from typing import Iterable
 
 
 class ConfigError(Exception):
@@ -311,7 +312,7 @@ _SCALARS = ("keepalive", "deadtime", "warntime", "initdead", "deadping", "udppor
 
 
 class _HaCf:
-    def __init__(self, cfg: Config, filename: str, local_addrs) -> None:
+    def __init__(self, cfg: Config, filename: str, local_addrs: Iterable[str]) -> None:
         self.cfg = cfg
         self.fn = filename
         self.local = {str(a).lower() for a in local_addrs}
@@ -378,17 +379,18 @@ class _HaCf:
             raise self.err("%s: bad interface name %r" % (word, dev))
         return dev
 
-    def host(self, word: str, addr: str, version: int) -> str:
+    def host(self, word: str, addr: str, version: int | None) -> str:
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:
             if re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", addr) and \
                     not re.match(r"^[0-9.]+$", addr):
                 return addr                     # a host name, resolved when used
-            raise self.err("%s: %r is neither an IPv%d address nor a host name"
-                           % (word, addr, version))
-        if ip.version != version:
-            other = {"ucast": "ucast6", "ucast6": "ucast", "ping": "ping6"}.get(word, word)
+            raise self.err("%s: %r is neither an IP%s address nor a host name"
+                           % (word, addr, "v%d" % version if version else ""))
+        if version and ip.version != version:
+            other = {"ucast": "ucast6", "ucast6": "ucast", "ping": "ping6",
+                     "ping6": "ping"}.get(word, word)
             raise self.err("%s takes an IPv%d address: %s is IPv%d; use %s"
                            % (word, version, addr, ip.version, other))
         return str(ip)
@@ -415,8 +417,9 @@ class _HaCf:
     def d_monitor(self, word, rest, toks):
         if len(toks) == 1 and toks[0].lower() in FALSE:
             self.setting("monitor", None)
-        else:
-            self.setting("monitor", self.time(word, rest))
+            return
+        m = re.match(r"^\s*(\d+\.?\d*|\.\d+)\s*(s|sec)\s*$", rest)   # hb-only: 5s too
+        self.setting("monitor", self.time(word, m.group(1) if m else rest))
 
     def d_udpport(self, word, rest, toks):
         self.setting("udpport", self.integer(word, toks, 1, 65535))
@@ -512,7 +515,7 @@ class _HaCf:
         if not toks:
             raise self.err("ping needs an address, e.g. ping 192.0.2.254")
         for t in toks:
-            addr = self.host(word, t, 6 if word == "ping6" else 4)
+            addr = self.host(word, t, 6 if word == "ping6" else None)
             if any(p.name == addr for p in self.cfg.pings):
                 self.warn("ping %s listed twice" % addr)
                 continue
@@ -524,7 +527,7 @@ class _HaCf:
         name = toks[0]
         if any(p.name == name for p in self.cfg.pings) or name.lower() in self.cfg.nodes:
             raise self.err("ping_group %s: the name is already used" % name)
-        addrs = [self.host(word, t, 4) for t in toks[1:]]
+        addrs = [self.host(word, t, None) for t in toks[1:]]
         self.cfg.pings.append(PingNode(name, addrs, group=True, line=self.line))
 
     def d_respawn(self, word, rest, toks):
@@ -698,7 +701,7 @@ class _HaCf:
 
 
 def parse_hacf(text: str, filename: str, node: str,
-               local_addrs=frozenset()) -> Config:
+               local_addrs: Iterable[str] = ()) -> Config:
     """ha.cf text -> Config (everything but groups and auth).
 
     node is this node's name; local_addrs this machine's addresses (ucast lines
@@ -968,12 +971,14 @@ def _check_system(cfg: Config, hacf: str, har: str, strict: bool) -> None:
             raise ConfigError(text)
         cfg.warnings.append(text)
 
-    def chardev(path: str) -> str | None:
+    def chardev(path: str, fifo: bool = False) -> str | None:
         try:
             st = os.stat(path)
         except OSError as e:
             return e.strerror
-        return None if stat.S_ISCHR(st.st_mode) else "not a character device"
+        if stat.S_ISCHR(st.st_mode) or (fifo and stat.S_ISFIFO(st.st_mode)):
+            return None
+        return "not a character device"
 
     for m in cfg.media:
         if m.kind == "serial":
@@ -983,7 +988,7 @@ def _check_system(cfg: Config, hacf: str, har: str, strict: bool) -> None:
         elif m.dev not in ifaces:
             problem(hacf, m.line, "%s: no interface %s on this machine" % (m.kind, m.dev))
     if cfg.watchdog:
-        why = chardev(cfg.watchdog)
+        why = chardev(cfg.watchdog, fifo=True)
         if why:
             problem(hacf, cfg.lines["watchdog"], "watchdog %s: %s" % (cfg.watchdog, why))
     for r in cfg.respawns:
@@ -1057,11 +1062,32 @@ def describe(cfg: Config) -> str:
     return "\n".join(out) + "\n"
 
 
+DIGEST_PARTS = (("haresources", 6), ("auto_failback", 2), ("keepalive", 3),
+                ("deadtime", 3), ("warntime", 3), ("initdead", 3))
+
+
 def digest(cfg: Config) -> str:
     """Short hex digest of what both nodes must agree on: the groups,
-    auto_failback and the timings."""
-    parts = ["%s %s" % (g.node, " ".join(r.text for r in g.resources)) for g in cfg.groups]
-    parts.append("auto_failback=%s" % cfg.auto_failback)
+    auto_failback and the timings; one fixed-width piece each (DIGEST_PARTS),
+    so that digest_diff() can name what differs."""
+    values = {"haresources": "\n".join("%s %s" % (g.node, " ".join(r.text for r in g.resources))
+                                       for g in cfg.groups),
+              "auto_failback": cfg.auto_failback}
     for k in ("keepalive", "deadtime", "warntime", "initdead"):
-        parts.append("%s=%d" % (k, int(round(getattr(cfg, k) * 1000))))
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
+        values[k] = "%d" % int(round(getattr(cfg, k) * 1000))
+    return "".join(hashlib.sha256(("%s=%s" % (k, values[k])).encode()).hexdigest()[:n]
+                   for k, n in DIGEST_PARTS)
+
+
+def digest_diff(a: str, b: str) -> list[str]:
+    """The settings whose pieces differ between two digests ([] if equal; every
+    setting if either is not a digest of this version)."""
+    width = sum(n for _, n in DIGEST_PARTS)
+    if len(a) != width or len(b) != width:
+        return [k for k, _ in DIGEST_PARTS] if a != b else []
+    out, i = [], 0
+    for k, n in DIGEST_PARTS:
+        if a[i:i + n] != b[i:i + n]:
+            out.append(k)
+        i += n
+    return out

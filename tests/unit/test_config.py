@@ -370,6 +370,15 @@ def test_ping_and_ping_group():
     assert c.deadping == 10
 
 
+def test_ping_ipv6_and_ping6():
+    c = hacf(BASE + "ping 2001:db8::fe\nping6 2001:db8::fd\nping_group g 192.0.2.1 2001:db8::1\n")
+    assert [p.addrs for p in c.pings] == [["2001:db8::fe"], ["2001:db8::fd"],
+                                          ["192.0.2.1", "2001:db8::1"]]
+    with pytest.raises(ConfigError, match="^ha.cf:4: ping6 takes an IPv6 address: 192.0.2.1 is "
+                       "IPv4; use ping$"):
+        hacf(BASE + "ping6 192.0.2.1\n")
+
+
 def test_respawn_ipfail_and_others():
     c = hacf(BASE + "ping 192.0.2.254\nrespawn hacluster /usr/lib/heartbeat/ipfail\n"
              "respawn root /usr/local/bin/mon  -f  /etc/mon.cf\n")
@@ -385,7 +394,7 @@ def test_ipfail_without_ping_warns():
 
 
 @pytest.mark.parametrize("value,secs", [("10", 10.0), ("500ms", 0.5), ("off", None),
-                                        ("no", None)])
+                                        ("no", None), ("5s", 5.0), ("1.5 sec", 1.5)])
 def test_monitor_extension(value, secs):
     c = hacf(BASE + "monitor %s\n" % value)
     assert c.monitor == secs and "monitor" not in c.defaulted
@@ -592,6 +601,12 @@ def test_real_pty_and_interface_pass(tmp_path):
         os.close(slave)
 
 
+def test_watchdog_may_be_a_fifo_stand_in(tmp_path):
+    os.mkfifo(tmp_path / "wd")
+    d = confdir(tmp_path, GOOD_HACF + "watchdog %s/wd\n" % tmp_path, GOOD_HAR, GOOD_AK)
+    assert config.load(d, "alpha").watchdog == "%s/wd" % tmp_path
+
+
 def test_serial_must_be_a_character_device(tmp_path):
     d = confdir(tmp_path, "node alpha beta\nserial %s/plain\nbcast lo\nauto_failback on\n"
                 % tmp_path, GOOD_HAR, GOOD_AK)
@@ -677,17 +692,23 @@ def test_digest_covers_what_both_nodes_must_agree_on():
     base = hacf(BASE + "keepalive 2\n")
     base.groups = parse_haresources("alpha 192.0.2.10\n", "h", ["alpha", "beta"])
     d0 = config.digest(base)
-    assert len(d0) == 8 and int(d0, 16) >= 0
+    assert len(d0) == 20 and int(d0, 16) >= 0
     # the other node, other comments, logging, media: same digest
     other = hacf("# peer\nnode alpha,beta\nserial /dev/ttyS0\nauto_failback on\n"
                  "keepalive 2000ms\nlogfacility daemon\n", node="beta")
     other.groups = parse_haresources("# x\nALPHA   192.0.2.10  # y\n", "h", ["alpha", "beta"])
     assert config.digest(other) == d0
-    for change in ["keepalive 3", "deadtime 20", "warntime 9", "initdead 60",
-                   "auto_failback off"]:
+    assert config.digest_diff(d0, config.digest(other)) == []
+    for change in ["keepalive 3", "deadtime 25\nwarntime 15\ninitdead 30", "warntime 9",
+                   "initdead 60", "auto_failback off"]:
         c = hacf(BASE + "keepalive 2\n" + change + "\n")
         c.groups = base.groups
         assert config.digest(c) != d0, change
+        assert config.digest_diff(d0, config.digest(c)) == [change.split()[0]]
     c = hacf(BASE + "keepalive 2\n")
     c.groups = parse_haresources("beta 192.0.2.10\n", "h", ["alpha", "beta"])
-    assert config.digest(c) != d0
+    assert config.digest_diff(config.digest(c), d0) == ["haresources"]
+    c = hacf(BASE + "keepalive 2\ndeadtime 20\n")
+    assert config.digest_diff(config.digest(c), d0) == ["haresources", "deadtime",
+                                                        "warntime", "initdead"]
+    assert config.digest_diff("abc", d0) == [k for k, _ in config.DIGEST_PARTS]

@@ -1,0 +1,1079 @@
+"""Liveness and resource ownership between two nodes.  Pure: no I/O, no clock.
+
+An Owner is fed events with the time they happen (monotonic seconds):
+message(fields, now), request(line, now), tick(now), agent_done(group, action,
+rc, now), shutdown(now), reconfigure(cfg, now).  Each returns a list of actions
+for hb-watch to carry out: Send a message line, Run a group's agents, Log a
+line, Save state and status, feed the Watchdog, Exit.
+
+Ownership is one variable per group, `assign` (this node, the peer, or not yet
+decided), moved by Heartbeat's haresources-mode protocol (reference §4.10-4.15:
+starting/resource, ask_resources, hb_takeover, ip-request, shutdone) and by
+node deaths.  A second table then turns (group state, wanted here, held by the
+peer) into agent runs, so a group is started only when a live peer does not
+advertise it, and groups never wait on each other.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Iterable, Union
+
+from hb.config import Config, Group
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Send:
+    """A message for hb-beat to send now (beat.fifo)."""
+    fields: dict
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a group's agents: start (left to right), stop (right to left), status."""
+    group: int
+    action: str
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str          # debug | info | warning | error
+    text: str
+
+
+@dataclass(frozen=True)
+class Save:
+    """state and status changed: rewrite them."""
+
+
+@dataclass(frozen=True)
+class Watchdog:
+    """Our own heartbeat went out: feed the watchdog."""
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int
+
+
+Action = Union[Send, Run, Log, Save, Watchdog, Exit]
+
+ME, PEER = "me", "peer"
+STOPPED, STARTING, RUNNING, STOPPING, FAILED, PROBING = (
+    "stopped", "starting", "running", "stopping", "failed", "probing")
+HELD = (STARTING, RUNNING, STOPPING, PROBING)
+RQSTDELAY = 10.0          # Heartbeat's wait when both start (Heartbeat peers only)
+ASK_TIMEOUT = 10.0        # no `other` reply to `ask_resources info=me`
+STOP_RETRY = 1.0
+STOP_RETRIES = 10
+HOUR = 3600.0
+TAKEOVER_MAP = {"all": "all", "local": "foreign", "foreign": "local", "failback": "all"}
+
+# (group state, wanted here) -> (agent action, next state); the peer gate and
+# split brain are decided before this table is consulted.
+GROUP_TABLE: dict[tuple[str, bool], tuple[str, str]] = {
+    (STOPPED, True): ("start", STARTING),
+    (RUNNING, False): ("stop", STOPPING),
+    (STOPPING, False): ("stop", STOPPING),      # a failed stop, retried
+    (STOPPING, True): ("stop", STOPPING),       # finish the stop first
+}
+
+# (action, state while running, succeeded) -> next state
+RESULT_TABLE: dict[tuple[str, str, bool], str] = {
+    ("start", STARTING, True): RUNNING,
+    ("start", STARTING, False): FAILED,
+    ("start", RUNNING, True): RUNNING,          # re-announce
+    ("start", RUNNING, False): RUNNING,
+    ("stop", STOPPING, True): STOPPED,
+    ("stop", STOPPING, False): STOPPING,
+}
+
+
+@dataclass
+class GroupState:
+    group: Group
+    state: str = STOPPED
+    assign: str | None = None
+    busy: str | None = None          # agent action running
+    since: float = 0.0
+    fails: int = 0
+    stop_tries: int = 0
+    retry_at: float = 0.0
+    dirty: bool = False              # a stop failed for good: may still run here
+    needs_failback: bool = False     # taken because its preferred node died
+    split: bool = False              # held on both sides: waiting for the peer to let go
+    reannounce: bool = False
+
+
+@dataclass
+class Node:
+    name: str
+    kind: str = "unknown"            # hb | heartbeat | self
+    status: str = "init"             # init | up | dead
+    since: float = 0.0
+    last: float | None = None        # last status heartbeat
+    gen: int | None = None
+    seq: int = -1
+    dt: float | None = None          # its advertised deadtime
+    st: str = ""
+    stable: bool = False
+    holds: set = field(default_factory=set)       # group indexes it holds
+    holds_known: bool = False
+    blocked: set = field(default_factory=set)     # Heartbeat peer: not released yet
+    cfd: str = ""
+    pings: int | None = None
+    late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
+    beats: int = 0
+    shutdown: bool = False
+
+
+@dataclass
+class Link:
+    node: str
+    medium: str
+    status: str = "up"
+    since: float = 0.0
+    last: float = 0.0
+
+
+@dataclass
+class Ping:
+    name: str
+    status: str = "init"
+    since: float = 0.0
+    last: float | None = None
+
+
+@dataclass
+class Handshake:
+    role: str                        # giver | taker
+    what: str                        # all | local | foreign, relative to the giver
+    groups: set
+    phase: str                       # asked | stopping | waiting
+    t0: float
+    reason: str = ""
+
+
+def _holds_from(rsc_hold: str, node: str, groups: list[Group]) -> set:
+    """Groups meant by rsc_hold=none|local|foreign|all, relative to node."""
+    return {g.index for g in groups
+            if rsc_hold == "all" or (rsc_hold == "local" and g.node == node)
+            or (rsc_hold == "foreign" and g.node != node)}
+
+
+def _hold_word(held: Iterable[int], node: str, groups: list[Group]) -> str:
+    held = set(held)
+    loc = any(g.index in held and g.node == node for g in groups)
+    fgn = any(g.index in held and g.node != node for g in groups)
+    return {(True, True): "all", (True, False): "local",
+            (False, True): "foreign"}.get((loc, fgn), "none")
+
+
+def _hex(s: str | None) -> int | None:
+    try:
+        return int(s, 16) if s else None
+    except ValueError:
+        return None
+
+
+class Owner:
+    """The state machine of one hb-watch (see the module docstring)."""
+
+    def __init__(self, cfg: Config, now: float, digest: str = "",
+                 held: Iterable[int] = ()) -> None:
+        self.cfg = cfg
+        self.me = cfg.node
+        self.digest = digest
+        self.start = now
+        self.peer_name = cfg.peers[0] if cfg.peers else ""
+        self.nodes = {n: Node(n, since=now) for n in cfg.nodes}
+        self.nodes[self.me].kind = "self"
+        self.links: dict[tuple[str, str], Link] = {}
+        self.pings = {p.name: Ping(p.name, since=now) for p in cfg.pings}
+        self.gs = {g.index: GroupState(g, since=now) for g in cfg.groups}
+        self.comm_up = False
+        self.st = "up"
+        self.hs: Handshake | None = None
+        self.gives: list[tuple[str, set, str]] = []      # queued standby (what, groups, why)
+        self.ipreq: set = set()          # groups to answer ip-request-resp for once stopped
+        self.rqst_at: float | None = None
+        self.maint_until: float | None = None
+        self.shutting = False
+        self.exited = False
+        self.cfd_logged = False
+        self.kind_logged: set = set()
+        self.last = (now, "started")
+        self.next_summary = now + HOUR
+        for i in held:
+            if i in self.gs:
+                gs = self.gs[i]
+                gs.assign, gs.state, gs.busy = ME, PROBING, "status"
+        self._pending_runs = [i for i in held if i in self.gs]
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def peer(self) -> Node | None:
+        return self.nodes.get(self.peer_name)
+
+    def _log(self, out: list, level: str, text: str, last: float | None = None) -> None:
+        out.append(Log(level, text))
+        if last is not None:
+            self.last = (last, text)
+
+    def _set_group(self, gs: GroupState, state: str, now: float) -> None:
+        if gs.state != state:
+            gs.state = state
+            gs.since = now
+
+    def _deadtime(self, n: Node) -> float:
+        return n.dt if n.dt else self.cfg.deadtime
+
+    def peer_alive(self) -> bool:
+        p = self.peer
+        return bool(p) and p.status == "up" and not p.shutdown
+
+    def peer_has(self, i: int) -> bool:
+        """Does the live peer advertise (or not yet release) group i?"""
+        p = self.peer
+        if not self.peer_alive():
+            return False
+        return i in p.holds or i in p.blocked
+
+    def held(self) -> list[int]:
+        return [i for i, gs in self.gs.items() if gs.state in HELD or gs.dirty]
+
+    def wanted(self) -> list[int]:
+        return [i for i, gs in self.gs.items() if gs.assign == ME]
+
+    def stable(self) -> bool:
+        return (self.comm_up and self.hs is None and self.rqst_at is None
+                and not any(gs.busy or gs.state in (STARTING, STOPPING, PROBING)
+                            for gs in self.gs.values()))
+
+    def peer_stable(self) -> bool:
+        p = self.peer
+        return self.peer_alive() and p.stable and p.st == "active"
+
+    def in_maintenance(self, now: float) -> bool:
+        return self.maint_until is not None and now < self.maint_until
+
+    def _mine(self, what: str, node: str) -> set:
+        return _holds_from(what, node, self.cfg.groups)
+
+    def _resource(self, info: str = "", after: bool = False) -> Send:
+        hold = self.wanted() if after else self.held()
+        f = {"t": "resource", "rsc_hold": _hold_word(hold, self.me, self.cfg.groups),
+             "rtype": "full", "isstable": "1" if self.stable() else "0"}
+        if info:
+            f["info"] = info
+        f["grps"] = ",".join(str(i) for i in self.held()) or "none"
+        return Send(f)
+
+    def state_fields(self) -> dict[str, str]:
+        """What every status heartbeat advertises (RUNDIR/state)."""
+        f = {"st": self.st,
+             "rsc_hold": _hold_word(self.held(), self.me, self.cfg.groups),
+             "grps": ",".join(str(i) for i in self.held()) or "none",
+             "isstable": "1" if self.stable() else "0", "hbv": "1"}
+        if self.digest:
+            f["cfd"] = self.digest
+        if self.pings:
+            f["pings"] = str(sum(p.status == "up" for p in self.pings.values()))
+        return f
+
+    def worst_late(self, n: Node, now: float) -> float:
+        while n.late and n.late[0][0] < now - HOUR:
+            n.late.popleft()
+        return max((x for _, x in n.late), default=0.0)
+
+    # ------------------------------------------------------------ events
+
+    def begin(self, now: float) -> list[Action]:
+        """The first actions: probe the groups held before a respawn."""
+        out: list[Action] = [Run(i, "status") for i in self._pending_runs]
+        if self._pending_runs:
+            self._log(out, "info", "recovering groups %s held before the restart: checking them"
+                      % ",".join(map(str, self._pending_runs)), now)
+        self._pending_runs = []
+        out.append(Save())
+        return out
+
+    def message(self, f: dict, now: float) -> list[Action]:
+        out: list[Action] = []
+        t, src, via = f.get("t", ""), f.get("src", "").lower(), f.get("_via", "")
+        if t == "ping" or via == "ping":
+            self._ping(f, now, out)
+            return out
+        if src == self.me:
+            if t == "status" and via == "local":
+                out.append(Watchdog())
+                self._heard_self(now, out)
+            return out
+        n = self.nodes.get(src)
+        if n is None:
+            return out
+        if via and via != "local":
+            self._link_heard(n, via, now, out)
+        if f.get("_dup"):
+            return out
+        gen = _hex(f.get("hg"))
+        if gen is not None and n.gen is not None and gen > n.gen:
+            self._log(out, "info", "node %s: restarted (generation %x -> %x)" % (src, n.gen, gen),
+                      now)
+            n.seq = -1
+            if n.kind != "hb":
+                n.holds, n.holds_known, n.blocked = set(), False, set()
+            n.stable = False
+        if gen is not None and (n.gen is None or gen > n.gen):
+            n.gen = gen
+        seq = _hex(f.get("seq"))
+        stale = seq is not None and seq < n.seq
+        if seq is not None and seq > n.seq:
+            n.seq = seq
+        if t == "status":
+            self._status(n, f, now, out, stale)
+        elif not stale:
+            handler = getattr(self, "_m_" + t.replace("-", "_"), None)
+            if handler is not None:
+                handler(n, f, now, out)
+                out.append(Save())
+        self._reconcile(now, out)
+        return out
+
+    def request(self, line: str, now: float) -> list[Action]:
+        out: list[Action] = []
+        words = line.split()
+        if not words:
+            return out
+        cmd, arg = words[0], words[1] if len(words) > 1 else "all"
+        if cmd in ("standby", "takeover") and arg not in TAKEOVER_MAP:
+            self._log(out, "warning", "request %r: want all, local, foreign or failback" % line)
+            return out
+        if cmd == "maintenance":
+            self._maintenance(words[1:], now, out)
+        elif self.in_maintenance(now) and cmd in ("standby", "takeover"):
+            self._log(out, "warning", "request %r refused: in maintenance mode" % line)
+        elif cmd == "standby":
+            what = "foreign" if arg == "failback" else arg
+            self._give(what, self._mine(what, self.me), "standby request", now, out,
+                       manual=True)
+        elif cmd == "takeover":
+            self._takeover(arg, now, out)
+        else:
+            self._log(out, "warning", "unknown request %r" % line)
+        self._reconcile(now, out)
+        out.append(Save())
+        return out
+
+    def tick(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        self._check_nodes(now, out)
+        if self.maint_until is not None and now >= self.maint_until:
+            self._maintenance(["off"], now, out)
+        if self.rqst_at is not None and now >= self.rqst_at:
+            self.rqst_at = None
+            self._take_local(now, out, "both nodes started")
+        hs = self.hs
+        if hs and hs.role == "giver" and hs.phase == "asked" and now - hs.t0 > ASK_TIMEOUT:
+            self._log(out, "warning", "no reply to standby request: standby request cancelled",
+                      now)
+            self.hs = None
+        self._check_handshake(now, out)
+        if now >= self.next_summary:
+            self.next_summary = now + HOUR
+            self._summary(now, out)
+        self._reconcile(now, out)
+        if out and not any(isinstance(a, Save) for a in out):
+            out.append(Save())
+        return out
+
+    def _check_handshake(self, now: float, out: list) -> None:
+        """With an hb peer, its isstable flag ends a handshake whose last message was lost."""
+        hs, p = self.hs, self.peer
+        if hs is None or p is None or p.kind != "hb" or not self.peer_stable():
+            return
+        if hs.role == "giver" and hs.phase == "waiting":
+            self.hs = None
+            self._log(out, "info", "standby done: %s is stable" % p.name, now)
+        elif hs.role == "taker" and now - hs.t0 > self.cfg.keepalive * 2:
+            self.hs = None
+            for i in hs.groups:
+                gs = self.gs[i]
+                if gs.state == STOPPED and not gs.busy and i in p.holds:
+                    gs.assign = PEER
+            self._log(out, "warning", "standby from %s cancelled" % p.name, now)
+
+    def agent_done(self, i: int, action: str, rc: int, now: float) -> list[Action]:
+        out: list[Action] = []
+        gs = self.gs.get(i)
+        if gs is None:
+            return out
+        gs.busy = None
+        ok = rc == 0
+        name = "group %d (%s)" % (i, gs.group.key)
+        if action == "status":
+            if gs.state == PROBING:
+                if rc == 0:
+                    self._set_group(gs, RUNNING, now)
+                    gs.assign = ME
+                    self._log(out, "info", "%s is running here: kept" % name, now)
+                elif rc == 3:
+                    self._set_group(gs, STOPPED, now)
+                    if gs.assign == ME and not self.comm_up:
+                        gs.assign = None
+                    self._log(out, "info", "%s is stopped here" % name, now)
+                else:
+                    self._set_group(gs, RUNNING, now)
+                    gs.assign, gs.reannounce = ME, True
+                    self._log(out, "warning", "%s is partly running here: starting the rest"
+                              % name, now)
+        else:
+            new = RESULT_TABLE.get((action, gs.state, ok), gs.state)
+            if action == "start" and not ok and gs.state == STARTING:
+                gs.fails += 1
+                self._log(out, "error", "%s failed to start here: giving it up" % name, now)
+                gs.assign = PEER if self.peer_alive() else None
+                if self.peer_alive() and not self.shutting:
+                    self.gives.append(("local" if gs.group.node == self.me else "foreign",
+                                       {i}, "failed start"))
+            elif action == "start" and ok and gs.state == STARTING:
+                self._log(out, "info", "%s running here" % name, now)
+            elif action == "stop" and ok:
+                gs.stop_tries, gs.dirty = 0, False
+                self._log(out, "info", "%s stopped here" % name, now)
+            elif action == "stop":
+                gs.stop_tries += 1
+                gs.fails += 1
+                gs.retry_at = now + STOP_RETRY
+                if gs.stop_tries >= STOP_RETRIES:
+                    new, gs.dirty = FAILED, True
+                    self._log(out, "error", "%s failed to stop %d times: resources may still "
+                              "run here; giving up, manual action needed" % (name, gs.stop_tries),
+                              now)
+                else:
+                    self._log(out, "error", "%s failed to stop (try %d): retrying"
+                              % (name, gs.stop_tries), now)
+            self._set_group(gs, new, now)
+            if self.peer and self.peer.kind == "hb" and action == "stop" and ok:
+                out.append(self._resource("standby" if self.hs else ""))
+        self._progress(now, out)
+        self._reconcile(now, out)
+        out.append(Save())
+        return out
+
+    def shutdown(self, now: float) -> list[Action]:
+        """SIGTERM: release every group (to the live peer, announced), then exit."""
+        out: list[Action] = []
+        if self.shutting:
+            return out
+        self.shutting = True
+        self.maint_until = None
+        self.hs, self.gives = None, []
+        to = self.peer_name if self.peer_alive() else "nobody"
+        self._log(out, "info", "shutting down: releasing all groups to %s" % to, now)
+        if self.cfg.auto_failback != "legacy" or (self.peer and self.peer.kind == "hb"):
+            out.append(Send({"t": "resource", "rsc_hold": "none", "rtype": "full",
+                             "isstable": "0", "info": "shutdown",
+                             "grps": ",".join(map(str, self.held())) or "none"}))
+        for gs in self.gs.values():
+            gs.assign = PEER
+        self._reconcile(now, out)
+        out.append(Save())
+        return out
+
+    def reconfigure(self, cfg: Config, now: float, digest: str = "") -> list[Action]:
+        """SIGHUP: new timings and settings; groups and holdings stay as they are."""
+        out: list[Action] = []
+        old = [(g.node, g.key) for g in self.cfg.groups]
+        if [(g.node, g.key) for g in cfg.groups] != old:
+            self._log(out, "error", "haresources changed: restart hb to apply it; "
+                      "keeping the old groups")
+            cfg.groups = self.cfg.groups
+        self.cfg = cfg
+        self.digest = digest or self.digest
+        self.cfd_logged = False
+        olds = self.pings
+        self.pings = {p.name: olds.get(p.name) or Ping(p.name, since=now) for p in cfg.pings}
+        self._log(out, "info", "configuration re-read", now)
+        out.append(Save())
+        return out
+
+    # ------------------------------------------------------------ liveness
+
+    def _heard_self(self, now: float, out: list) -> None:
+        n = self.nodes[self.me]
+        if n.status != "up":
+            self._log(out, "info" if n.status == "init" else "warning",
+                      "node %s (this node): heartbeat %s" % (
+                          self.me, "up" if n.status == "init" else "back"))
+            n.status, n.since = "up", now
+            out.append(Save())
+        if n.last is not None:
+            n.late.append((now, max(0.0, now - n.last - self.cfg.keepalive)))
+        n.last = now
+
+    def _link_heard(self, n: Node, via: str, now: float, out: list) -> None:
+        k = (n.name, via)
+        ln = self.links.get(k)
+        if ln is None:
+            self.links[k] = Link(n.name, via, "up", now, now)
+            self._log(out, "info", "link %s %s up" % (n.name, via))
+            out.append(Save())
+            return
+        if ln.status != "up":
+            ln.status, ln.since = "up", now
+            self._log(out, "info", "link %s %s up" % (n.name, via), now)
+            out.append(Save())
+        ln.last = now
+
+    def _status(self, n: Node, f: dict, now: float, out: list, stale: bool) -> None:
+        dt = _hex(f.get("dt"))
+        if dt:
+            n.dt = dt / 1000.0
+        kind = "hb" if f.get("hbv") else "heartbeat"
+        if n.kind != kind:
+            n.kind = kind
+            if (n.name, kind) not in self.kind_logged:
+                self.kind_logged.add((n.name, kind))
+                self._log(out, "info", "node %s runs %s" % (
+                    n.name, "hb" if kind == "hb" else "Heartbeat: using Heartbeat's rules"))
+        if n.last is not None:
+            gap = now - n.last
+            n.late.append((now, max(0.0, gap - self.cfg.keepalive)))
+            if gap > self.cfg.warntime and n.status == "up":
+                self._log(out, "warning", "node %s: late heartbeat, %.1f s" % (n.name, gap))
+        n.last = now
+        n.beats += 1
+        st = f.get("st", "")
+        if not stale:
+            n.st = st
+            if kind == "hb":
+                g = f.get("grps")
+                if g is not None:
+                    n.holds = {int(x) for x in g.split(",") if x.isdigit()}
+                    n.holds_known = True
+                n.stable = f.get("isstable") == "1"
+            if f.get("pings", "").isdigit():
+                n.pings = int(f["pings"])
+        cfd = f.get("cfd", "")
+        n.cfd = cfd
+        if cfd and self.digest and cfd != self.digest and not self.cfd_logged:
+            self.cfd_logged = True
+            diff = ""
+            if n.dt and abs(n.dt - self.cfg.deadtime) > 0.001:
+                diff = " (deadtime %g s there, %g s here)" % (n.dt, self.cfg.deadtime)
+            self._log(out, "error", "node %s: configuration differs%s: digest %s there, %s "
+                      "here; haresources, auto_failback and the timings must match"
+                      % (n.name, diff, cfd, self.digest), now)
+        if st == "dead":
+            if n.status == "up":
+                self._node_down(n, now, out, "it stopped (st=dead)")
+            return
+        if n.status != "up":
+            was = n.status
+            n.status, n.since, n.shutdown = "up", now, False
+            if was == "dead":
+                self._log(out, "warning", "node %s: back after being dead%s" % (
+                    n.name, "" if n.shutdown else ": a partition or a restart"), now)
+                if kind != "hb":
+                    n.stable = False
+            else:
+                self._log(out, "info", "node %s: up" % n.name, now)
+            out.append(Save())
+            if not self.comm_up:
+                self._comm_up(now, out)
+        if not self.comm_up and self._all_heard():
+            self._comm_up(now, out)
+
+    def _all_heard(self) -> bool:
+        return all(n.status != "init" for n in self.nodes.values() if n.kind != "self")
+
+    def _check_nodes(self, now: float, out: list) -> None:
+        for n in self.nodes.values():
+            if n.name == self.me:
+                if n.status == "up" and n.last is not None and now - n.last > self.cfg.deadtime:
+                    n.status, n.since = "dead", now
+                    self._log(out, "error", "node %s (this node): no local heartbeat for %.1f s:"
+                              " is hb-beat running?" % (self.me, now - n.last), now)
+                    out.append(Save())
+                continue
+            if n.status == "init" and now - self.start > self.cfg.initdead:
+                self._node_down(n, now, out, "not heard within initdead %g s"
+                                % self.cfg.initdead)
+            elif n.status == "up" and n.last is not None and now - n.last > self._deadtime(n):
+                self._node_down(n, now, out, "no heartbeat for %.2f s" % (now - n.last))
+        for ln in self.links.values():
+            n = self.nodes[ln.node]
+            if ln.status == "up" and now - ln.last > self._deadtime(n):
+                ln.status, ln.since = "dead", now
+                self._log(out, "warning", "link %s %s dead" % (ln.node, ln.medium), now)
+                out.append(Save())
+        if now - self.start > self.cfg.initdead:
+            for n in self.nodes.values():
+                if n.kind == "self":
+                    continue
+                for m in self.cfg.media:
+                    if (n.name, m.name) not in self.links:
+                        self.links[(n.name, m.name)] = Link(n.name, m.name, "dead", now, now)
+                        self._log(out, "warning", "link %s %s dead" % (n.name, m.name))
+                        out.append(Save())
+        for p in self.pings.values():
+            limit = self.cfg.deadping
+            if p.last is None:
+                limit = max(self.cfg.initdead, self.cfg.deadping)
+            ref = p.last if p.last is not None else self.start
+            if p.status != "dead" and now - ref > limit:
+                p.status, p.since = "dead", now
+                self._log(out, "warning", "ping node %s dead" % p.name, now)
+                out.append(Save())
+
+    def _ping(self, f: dict, now: float, out: list) -> None:
+        p = self.pings.get(f.get("src", ""))
+        if p is None:
+            return
+        p.last = now
+        if p.status != "up":
+            p.status, p.since = "up", now
+            self._log(out, "info", "ping node %s up" % p.name, now)
+            out.append(Save())
+
+    def _node_down(self, n: Node, now: float, out: list, why: str) -> None:
+        n.status, n.since = "dead", now
+        n.stable = False
+        gave_up = n.shutdown or (n.holds_known and not n.holds)
+        self._log(out, "warning", "node %s: dead (%s)" % (n.name, why), now)
+        out.append(Save())
+        if n.name != self.peer_name:
+            return
+        if not n.shutdown:
+            out.append(Send({"t": "stonith", "node": n.name,
+                             "result": "unneeded" if gave_up else "n_stnth"}))
+        self._mach_down(now, out, "%s is dead" % n.name)
+        if not self.comm_up:
+            self._comm_up(now, out)
+
+    def _summary(self, now: float, out: list) -> None:
+        parts = []
+        for n in self.nodes.values():
+            parts.append("node %s %s worst late %.3f s, %d heartbeats" % (
+                n.name, n.status, self.worst_late(n, now), n.beats))
+            n.beats = 0
+        for ln in self.links.values():
+            parts.append("link %s %s %s" % (ln.node, ln.medium, ln.status))
+        self._log(out, "info", "hourly summary: " + "; ".join(parts))
+
+    # ------------------------------------------------------------ ownership
+
+    def _comm_up(self, now: float, out: list) -> None:
+        self.comm_up = True
+        self.st = "active"
+        p = self.peer
+        if p is None or p.status == "dead":
+            for gs in self.gs.values():
+                if gs.assign is None:
+                    gs.assign = ME
+            self._log(out, "info", "communication up: taking all groups (no live peer)", now)
+            return
+        self._log(out, "info", "communication up with %s" % p.name, now)
+        if self.cfg.auto_failback == "legacy":
+            for gs in self.gs.values():
+                g = gs.group
+                if g.node != self.me or gs.assign is not None:
+                    if gs.assign is None:
+                        gs.assign = PEER
+                    continue
+                if self.peer_has(g.index) or (p.kind != "hb" and p.st == "active"):
+                    out.append(Send({"t": "ip-request", "ipaddr": g.key}))
+                else:
+                    gs.assign = ME
+            return
+        out.append(Send({"t": "starting"}))
+        if p.kind == "hb":
+            self._take_local(now, out, "")
+        else:
+            self.rqst_at = now + RQSTDELAY
+
+    def _take_local(self, now: float, out: list, why: str) -> None:
+        took = []
+        for gs in self.gs.values():
+            if gs.assign is not None:
+                continue
+            if gs.group.node == self.me and not self.peer_has(gs.group.index):
+                gs.assign = ME
+                took.append(gs.group.index)
+            else:
+                gs.assign = PEER
+        if took and why:
+            self._log(out, "info", "taking local groups %s: %s" % (
+                ",".join(map(str, took)), why), now)
+
+    def _mach_down(self, now: float, out: list, why: str) -> None:
+        p = self.peer
+        p.holds, p.blocked, p.holds_known = set(), set(), False
+        self.hs, self.gives, self.ipreq = None, [], set()
+        self.rqst_at = None
+        took = []
+        for gs in self.gs.values():
+            if self.shutting:
+                continue
+            if gs.assign != ME:
+                gs.assign = ME
+                took.append(gs.group.index)
+                if gs.group.node == p.name:
+                    gs.needs_failback = True
+            if gs.state == FAILED and not gs.dirty:
+                self._set_group(gs, STOPPED, now)
+        if took:
+            self._log(out, "info", "taking groups %s: %s" % (",".join(map(str, took)), why), now)
+        if self.cfg.auto_failback != "legacy" and took:
+            out.append(Send({"t": "resource", "rsc_hold": "foreign", "info": "mach_down"}))
+
+    def _give(self, what: str, groups: set, why: str, now: float, out: list,
+              manual: bool = False) -> bool:
+        """Start the standby handshake as the giver; False when refused."""
+        p = self.peer
+        reason = None
+        if self.shutting:
+            reason = "shutting down"
+        elif not self.peer_alive():
+            reason = "no live peer"
+        elif self.cfg.auto_failback == "legacy" and p.kind != "hb":
+            reason = "standby needs auto_failback on or off with a Heartbeat peer"
+        elif not self.stable():
+            reason = "local resources in flux"
+        elif not self.peer_stable():
+            reason = "other side is in flux"
+        if reason:
+            if manual:
+                self._log(out, "warning", "%s refused: %s" % (why, reason), now)
+            return False
+        f = {"t": "ask_resources", "rsc_hold": what, "info": "me"}
+        if groups != self._mine(what, self.me):
+            f["grps"] = ",".join(map(str, sorted(groups)))
+        out.append(Send(f))
+        self.hs = Handshake("giver", what, set(groups), "asked", now, why)
+        self._log(out, "info", "%s: asking %s to take %s groups" % (why, p.name, what), now)
+        return True
+
+    def _takeover(self, arg: str, now: float, out: list) -> None:
+        if self.peer_alive():
+            out.append(Send({"t": "hb_takeover", "rsc_hold": arg}))
+            self._log(out, "info", "takeover %s: asking %s to hand over" % (arg, self.peer_name),
+                      now)
+            return
+        what = "all" if arg == "failback" else arg
+        for i in self._mine(what, self.me):
+            gs = self.gs[i]
+            gs.assign = ME
+            if gs.state == FAILED and not gs.dirty:
+                self._set_group(gs, STOPPED, now)
+                gs.fails = 0
+        self._log(out, "info", "takeover %s: no live peer, taking the groups" % arg, now)
+
+    def _maintenance(self, args: list, now: float, out: list) -> None:
+        if args[:1] == ["on"] and len(args) == 2:
+            try:
+                secs = float(args[1])
+            except ValueError:
+                secs = -1
+            if secs > 0:
+                self.maint_until = now + secs
+                self._log(out, "info", "maintenance mode for %g s: no resource will be started "
+                          "or stopped" % secs, now)
+                out.append(Save())
+                return
+        if args == ["off"]:
+            if self.maint_until is None:
+                return
+            self.maint_until = None
+            self._log(out, "info", "maintenance mode off: checking the groups", now)
+            for gs in self.gs.values():
+                if gs.busy is None and gs.state in (STOPPED, RUNNING, FAILED):
+                    self._set_group(gs, PROBING, now)
+                    gs.busy = "status"
+                    out.append(Run(gs.group.index, "status"))
+            out.append(Save())
+            return
+        self._log(out, "warning", "bad maintenance request: want 'on SECONDS' or 'off'")
+
+    # messages of the resource protocol (peer -> us)
+
+    def _m_starting(self, n: Node, f: dict, now: float, out: list) -> None:
+        out.append(self._resource())
+
+    def _m_resource(self, n: Node, f: dict, now: float, out: list) -> None:
+        info = f.get("info", "")
+        if "grps" in f:
+            n.holds = {int(x) for x in f["grps"].split(",") if x.isdigit()}
+            n.holds_known = True
+        elif info not in ("standby", "shutdown"):
+            n.holds = _holds_from(f.get("rsc_hold", "none"), n.name, self.cfg.groups)
+            n.holds_known = True
+        if "isstable" in f:
+            n.stable = f["isstable"] == "1"
+        if info == "shutdown":
+            self._log(out, "info", "received shutdown notice from %s" % n.name, now)
+            n.stable = False
+            if n.kind != "hb":
+                n.blocked = set(n.holds)
+            self.hs, self.gives = None, []
+            if not self.shutting:
+                for gs in self.gs.values():
+                    if gs.assign != ME:
+                        gs.assign = ME
+                        if gs.group.node == n.name:
+                            gs.needs_failback = True
+            return
+        if n.kind != "hb" and self.rqst_at is not None and "isstable" in f:
+            if n.stable:
+                self.rqst_at = None
+                self._take_local(now, out, "%s is stable" % n.name)
+            else:
+                self.rqst_at = now + RQSTDELAY
+
+    def _m_shutdone(self, n: Node, f: dict, now: float, out: list) -> None:
+        n.holds, n.blocked, n.shutdown = set(), set(), True
+        n.holds_known = True
+        if n.status == "up":
+            n.status, n.since = "dead", now
+            self._log(out, "info", "node %s: shut down, gave up its groups" % n.name, now)
+            self._mach_down(now, out, "%s shut down" % n.name)
+        out.append(Save())
+
+    def _m_ask_resources(self, n: Node, f: dict, now: float, out: list) -> None:
+        info, what = f.get("info", ""), f.get("rsc_hold", "all")
+        grps = {int(x) for x in f.get("grps", "").split(",") if x.isdigit()}
+        hs = self.hs
+        if info == "me":
+            if self.shutting or self.in_maintenance(now) or not self.stable() or hs:
+                self._log(out, "warning", "standby message [me] from %s ignored: local "
+                          "resources in flux" % n.name, now)
+                return
+            groups = grps or self._mine(what, n.name)
+            self.hs = Handshake("taker", what, groups, "waiting", now, "standby of " + n.name)
+            for i in groups:
+                self.gs[i].assign = ME
+                if n.kind != "hb":
+                    n.blocked.add(i)
+            out.append(Send({"t": "ask_resources", "rsc_hold": what, "info": "other"}))
+            self._log(out, "info", "%s hands over %s groups %s" % (
+                n.name, what, ",".join(map(str, sorted(groups)))), now)
+        elif info == "other" and hs and hs.role == "giver" and hs.phase == "asked":
+            hs.phase = "stopping"
+            for i in hs.groups:
+                self.gs[i].assign = PEER
+                self.gs[i].needs_failback = False
+            out.append(self._resource("standby", after=True))
+            self._progress(now, out)
+        elif info == "done" and hs and hs.role == "taker":
+            n.blocked -= hs.groups
+            hs.phase = "starting"
+            self._progress(now, out)
+        elif info == "done" and hs and hs.role == "giver" and hs.phase == "waiting":
+            self.hs = None
+            self._log(out, "info", "standby done: %s took %s groups" % (n.name, hs.what), now)
+            out.append(self._resource())
+
+    def _m_hb_takeover(self, n: Node, f: dict, now: float, out: list) -> None:
+        what = TAKEOVER_MAP.get(f.get("rsc_hold", "all"), "all")
+        self._give(what, self._mine(what, self.me), "takeover request from %s" % n.name, now,
+                   out, manual=True)
+
+    def _m_ip_request(self, n: Node, f: dict, now: float, out: list) -> None:
+        gs = self._by_key(f.get("ipaddr", ""))
+        if gs is None:
+            return
+        if gs.assign == ME or gs.state in HELD:
+            gs.assign = PEER
+            self.ipreq.add(gs.group.index)
+            self._log(out, "info", "%s asks for group %d: releasing it" % (
+                n.name, gs.group.index), now)
+            self._progress(now, out)
+        else:
+            out.append(Send({"t": "ip-request-resp", "dest": n.name, "ipaddr": gs.group.key,
+                             "weown": "no", "ok": "OK"}))
+
+    def _m_ip_request_resp(self, n: Node, f: dict, now: float, out: list) -> None:
+        gs = self._by_key(f.get("ipaddr", ""))
+        if gs is None or f.get("dest", self.me) != self.me or f.get("ok") != "OK":
+            return
+        if gs.assign != ME:
+            gs.assign = ME
+            n.blocked.discard(gs.group.index)
+            if n.kind != "hb":
+                n.holds.discard(gs.group.index)
+            self._log(out, "info", "%s released group %d" % (n.name, gs.group.index), now)
+
+    def _by_key(self, key: str) -> GroupState | None:
+        for gs in self.gs.values():
+            if gs.group.key == key:
+                return gs
+        return None
+
+    # ------------------------------------------------------------ progress
+
+    def _progress(self, now: float, out: list) -> None:
+        """Send what finished transitions owe the peer."""
+        for i in sorted(self.ipreq):
+            gs = self.gs[i]
+            if gs.state not in HELD and not gs.busy:
+                self.ipreq.discard(i)
+                out.append(Send({"t": "ip-request-resp", "dest": self.peer_name,
+                                 "ipaddr": gs.group.key, "weown": "yes", "ok": "OK"}))
+        hs = self.hs
+        if hs is None:
+            return
+        if hs.role == "giver" and hs.phase == "stopping":
+            if all(self.gs[i].state not in HELD and not self.gs[i].busy for i in hs.groups):
+                hs.phase = "waiting"
+                out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))
+        elif hs.role == "taker":
+            if all(self.gs[i].state in (RUNNING, FAILED) and not self.gs[i].busy
+                   for i in hs.groups):
+                self.hs = None
+                out.append(self._resource())
+                out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))
+
+    def _reconcile(self, now: float, out: list) -> None:
+        if self.exited:
+            return
+        maint = self.in_maintenance(now)
+        if not maint and not self.shutting:
+            self._policy(now, out)
+        for i, gs in self.gs.items():
+            if gs.busy:
+                continue
+            want = gs.assign == ME and not self.shutting
+            pa = self.peer_has(i)
+            if gs.state in (RUNNING, STARTING) and pa and not gs.split:
+                self._split_brain(gs, now, out)
+                want = gs.assign == ME
+            if gs.split and not pa:
+                gs.split = False
+                if gs.assign == ME and gs.state == RUNNING:
+                    gs.reannounce = True
+            if maint or (not self.comm_up and not self.shutting):
+                continue
+            if gs.reannounce and gs.state == RUNNING and want:
+                gs.reannounce = False
+                gs.busy = "start"
+                out.append(Run(i, "start"))
+                continue
+            if gs.state == FAILED and not gs.dirty:
+                continue
+            step = GROUP_TABLE.get((gs.state, want))
+            if step is None:
+                continue
+            action, nxt = step
+            if action == "start" and pa:
+                continue
+            if gs.state == STOPPING and now < gs.retry_at:
+                continue
+            if gs.state == FAILED and gs.stop_tries >= STOP_RETRIES:
+                continue
+            self._set_group(gs, nxt, now)
+            gs.busy = action
+            out.append(Run(i, action))
+            self._log(out, "info", "group %d: %s" % (i, "starting here" if action == "start"
+                                                     else "stopping here"), now)
+            out.append(Save())
+        if self.shutting and not self.exited and all(
+                not gs.busy and (gs.state not in HELD or gs.stop_tries >= STOP_RETRIES)
+                for gs in self.gs.values()):
+            self.exited = True
+            if any(gs.dirty for gs in self.gs.values()):
+                self._log(out, "error", "shut down with groups %s perhaps still running here"
+                          % ",".join(str(i) for i, gs in self.gs.items() if gs.dirty), now)
+                out.append(Save())
+                out.append(Exit(1))
+                return
+            self.st = "dead"
+            out.append(Send({"t": "shutdone", "st": "dead"}))
+            self._log(out, "info", "shut down: all groups released", now)
+            out.append(Save())
+            out.append(Exit(0))
+
+    def _split_brain(self, gs: GroupState, now: float, out: list) -> None:
+        g = gs.group
+        gs.split = True
+        if g.node == self.me:
+            gs.assign = ME
+            gs.reannounce = True
+            self._log(out, "error", "split brain: group %d held by both %s and %s: %s "
+                      "(preferred) keeps it" % (g.index, self.me, self.peer_name, self.me), now)
+        else:
+            gs.assign = PEER
+            gs.needs_failback = False
+            self._log(out, "error", "split brain: group %d held by both %s and %s: stopping it "
+                      "here, %s (preferred) keeps it" % (g.index, self.me, self.peer_name,
+                                                         g.node), now)
+
+    def _policy(self, now: float, out: list) -> None:
+        """Decisions that wait for both sides to be stable: failback, queued standbys."""
+        if not self.comm_up or self.hs is not None or not self.peer_alive():
+            return
+        p = self.peer
+        if self.gives and self.stable() and self.peer_stable():
+            what, groups, why = self.gives.pop(0)
+            self._give(what, groups, why, now, out)
+            return
+        if not (self.stable() and self.peer_stable()):
+            return
+        if self.cfg.auto_failback == "on":
+            back = {i for i, gs in self.gs.items()
+                    if gs.needs_failback and gs.group.node == p.name and gs.state == RUNNING}
+            if back:
+                for i in back:
+                    self.gs[i].needs_failback = False
+                self._give("foreign", back, "auto_failback to %s" % p.name, now, out)
+                return
+        if p.holds_known:
+            for i, gs in self.gs.items():
+                if (gs.group.node == self.me and gs.assign != ME and i not in p.holds
+                        and i not in p.blocked and gs.state == STOPPED):
+                    gs.assign = ME
+                    self._log(out, "info", "group %d: %s does not hold it: taking it back"
+                              % (i, p.name), now)
+
+    # ------------------------------------------------------------ status
+
+    def status_text(self, now: float, wall: float, pid: int) -> str:
+        """RUNDIR/status: wall is the epoch time at monotonic `now`."""
+        def ep(t: float) -> str:
+            return "%d" % int(wall - (now - t))
+
+        lines = ["updated %d pid=%d node=%s" % (int(wall), pid, self.me)]
+        maint = ("until=" + ep(self.maint_until)) if self.in_maintenance(now) else "off"
+        sf = self.state_fields()
+        lines.append("self %s st=%s rsc_hold=%s maintenance=%s" % (
+            self.me, sf["st"], sf["rsc_hold"], maint))
+        for n in self.nodes.values():
+            extra = ""
+            if n.kind != "self" and n.cfd:
+                extra = " cfd=%s" % ("same" if n.cfd == self.digest else "differs")
+            lines.append("node %s %s since=%s late=%s gen=%s kind=%s%s" % (
+                n.name, n.status, ep(n.since), "%.3g" % self.worst_late(n, now),
+                "%x" % n.gen if n.gen is not None else "0",
+                n.kind if n.kind != "unknown" else "hb", extra))
+        for ln in self.links.values():
+            lines.append("link %s %s %s since=%s" % (ln.node, ln.medium, ln.status,
+                                                     ep(ln.since)))
+        for p in self.pings.values():
+            lines.append("ping %s %s since=%s" % (p.name, "up" if p.status == "up" else "dead",
+                                                  ep(p.since)))
+        for i, gs in self.gs.items():
+            here = gs.state in HELD or gs.dirty
+            there = self.peer_alive() and i in self.peer.holds
+            holder = "both" if here and there else self.me if here else \
+                self.peer_name if there else "none"
+            state = gs.state if gs.state != PROBING else STARTING
+            if not here and there:
+                state = RUNNING if self.peer.stable or gs.state != STOPPED else STARTING
+            lines.append("group %d %s %s pref=%s since=%s fails=%d key=%s" % (
+                i, holder, state, gs.group.node, ep(gs.since), gs.fails, gs.group.key))
+        lines.append("last %s %s" % (ep(self.last[0]), self.last[1]))
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,612 @@
+"""owner.py with a fake clock: two Owners joined by a simulated hb-beat and agents."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hb import owner
+from hb.config import Config, Group, Medium, Resource
+
+J, C = "julius", "caesar"
+KEEPALIVE, DEADTIME, INITDEAD = 0.1, 0.5, 1.0
+STEP = 0.02
+
+
+def config(node: str, af: str = "on", groups=((J, "198.18.0.100"), (C, "198.18.0.101"))):
+    gs = [Group(i + 1, n, [Resource("IPaddr", [a], a)]) for i, (n, a) in enumerate(groups)]
+    return Config(node=node, nodes=[J, C], keepalive=KEEPALIVE, deadtime=DEADTIME,
+                  warntime=0.3, initdead=INITDEAD, auto_failback=af,
+                  media=[Medium("bcast", "eth0"), Medium("serial", "/dev/ttyS0")], groups=gs)
+
+
+class Box:
+    """One node: its hb-beat (sequencing, heartbeats) and its agents."""
+
+    def __init__(self, sim: "Sim", name: str) -> None:
+        self.sim, self.name = sim, name
+        self.gen = 0
+        self.running: set[int] = set()       # resources really up on this box
+        self.fail_start: set[int] = set()
+        self.fail_stop: set[int] = set()
+        self.agent_time = 0.1
+        self.ow: owner.Owner | None = None
+        self.beating = False
+        self.logs: list[tuple[str, str]] = []
+        self.sent: list[dict] = []
+        self.runs: list[tuple[int, str]] = []
+        self.watchdog = 0
+        self.exit: int | None = None
+        self.state: dict = {}
+        self.jobs: list[tuple[float, int, str]] = []
+        self.seq = 0
+        self.next_beat = 0.0
+
+    def start(self, af: str = "on", held=(), digest: str = "d1") -> None:
+        self.gen += 1
+        self.seq = 0
+        self.beating = True
+        self.exit = None
+        self.runs = []
+        self.next_beat = self.sim.now
+        self.jobs: list[tuple[float, int, str]] = []
+        self.ow = owner.Owner(config(self.name, af), self.sim.now, digest, held)
+        self.state = self.ow.state_fields()
+        self.apply(self.ow.begin(self.sim.now))
+
+    def kill(self) -> None:
+        """kill -9 of both daemons: silence; the addresses stay on the dead box."""
+        self.ow, self.beating = None, False
+
+    def apply(self, actions) -> None:
+        for a in actions:
+            if isinstance(a, owner.Send):
+                self.sent.append(dict(a.fields))
+                self.send(dict(a.fields))
+            elif isinstance(a, owner.Run):
+                self.runs.append((a.group, a.action))
+                self.jobs.append((self.sim.now + self.agent_time, a.group, a.action))
+            elif isinstance(a, owner.Log):
+                self.logs.append((a.level, a.text))
+            elif isinstance(a, owner.Save):
+                self.state = self.ow.state_fields()
+            elif isinstance(a, owner.Watchdog):
+                self.watchdog += 1
+            elif isinstance(a, owner.Exit):
+                self.exit = a.code
+        if self.ow and self.exit is not None:
+            self.state = self.ow.state_fields()
+            self.ow = None
+
+    def send(self, fields: dict) -> None:
+        self.seq += 1
+        fields.update(src=self.name, seq="%x" % self.seq, hg="%x" % self.gen)
+        self.sim.deliver(self, fields)
+
+    def step(self) -> None:
+        now = self.sim.now
+        if self.beating and now >= self.next_beat:
+            self.next_beat = now + KEEPALIVE
+            f = {"t": "status", "st": self.state.get("st", "up"),
+                 "dt": "%x" % int(DEADTIME * 1000)}
+            f.update({k: v for k, v in self.state.items() if k != "st"})
+            self.send(f)
+            if self.ow:
+                local = dict(f, _via="local", _self="1")
+                self.apply(self.ow.message(local, now))
+        for job in [j for j in self.jobs if j[0] <= now]:
+            self.jobs.remove(job)
+            _, g, action = job
+            rc = 0
+            if action == "start":
+                if g in self.fail_start:
+                    rc = 1
+                else:
+                    self.running.add(g)
+            elif action == "stop":
+                if g in self.fail_stop:
+                    rc = 1
+                else:
+                    self.running.discard(g)
+            elif action == "status":
+                rc = 0 if g in self.running else 3
+            if self.ow:
+                self.apply(self.ow.agent_done(g, action, rc, now))
+        if self.ow:
+            self.apply(self.ow.tick(now))
+
+    def log_has(self, text: str, level: str | None = None) -> bool:
+        return any(text in t and (level is None or lv == level) for lv, t in self.logs)
+
+
+class Sim:
+    def __init__(self, af: str = "on") -> None:
+        self.now = 1000.0
+        self.af = af
+        self.boxes = {J: Box(self, J), C: Box(self, C)}
+        self.media = {"eth0": True, "ttyS0": True}
+        self.drop = lambda src, f: False
+        self.queue: list[tuple[float, str, dict]] = []
+        self.double: list[tuple[float, int]] = []      # (time, group) held twice
+
+    def __getitem__(self, name: str) -> Box:
+        return self.boxes[name]
+
+    def deliver(self, box: Box, fields: dict) -> None:
+        if self.drop(box.name, fields):
+            return
+        other = C if box.name == J else J
+        first = True
+        for m, up in self.media.items():
+            if up:
+                f = dict(fields, _via=m)
+                if not first:
+                    f = {"t": fields["t"], "src": box.name, "_via": m, "_dup": "1"}
+                self.queue.append((self.now + 0.005, other, f))
+                first = False
+
+    def run(self, secs: float) -> None:
+        end = self.now + secs
+        while self.now < end:
+            self.now = round(self.now + STEP, 6)
+            due = [q for q in self.queue if q[0] <= self.now]
+            self.queue = [q for q in self.queue if q[0] > self.now]
+            for _, to, f in due:
+                b = self.boxes[to]
+                if b.ow and b.beating:
+                    b.apply(b.ow.message(f, self.now))
+            for b in self.boxes.values():
+                b.step()
+            for g in (1, 2):
+                live = [b for b in self.boxes.values() if b.beating and g in b.running]
+                if len(live) > 1:
+                    self.double.append((self.now, g))
+
+    def holders(self, g: int) -> list[str]:
+        return [b.name for b in self.boxes.values() if b.beating and g in b.running]
+
+    def until(self, cond, limit: float) -> float:
+        """Run until cond() holds; the time it took (fails the test past limit)."""
+        t0 = self.now
+        while not cond():
+            assert self.now - t0 <= limit, "condition not met within %g s" % limit
+            self.run(STEP)
+        return self.now - t0
+
+
+def both_started(af: str = "on") -> Sim:
+    s = Sim(af)
+    s[J].start(af)
+    s[C].start(af)
+    s.run(0.5)
+    return s
+
+
+# ---------------------------------------------------------------- start-up
+
+def test_normal_start_of_both_takes_local_groups_at_once():
+    s = Sim()
+    s[J].start()
+    s[C].start()
+    t = s.until(lambda: s.holders(1) == [J] and s.holders(2) == [C], 0.5)
+    assert t < 0.4                       # no 10 s delay between hb nodes
+    s.run(1)
+    assert s.holders(1) == [J] and s.holders(2) == [C] and not s.double
+    assert s[J].state["st"] == "active" and s[J].state["rsc_hold"] == "local"
+    assert s[J].state["grps"] == "1" and s[C].state["grps"] == "2"
+    assert any(f["t"] == "starting" for f in s[J].sent)
+    assert s[J].watchdog > 5
+
+
+@pytest.mark.parametrize("af", ["on", "off", "legacy"])
+def test_start_with_silent_peer_takes_all_after_initdead(af):
+    s = Sim(af)
+    s[J].start(af)
+    s.run(INITDEAD - 0.1)
+    assert s[J].runs == []
+    t = s.until(lambda: s.holders(1) == [J] and s.holders(2) == [J], 0.5)
+    assert t < 0.4
+    assert s[J].log_has("node caesar: dead (not heard within initdead")
+    assert {"t": "stonith", "node": C, "result": "n_stnth"}.items() <= s[J].sent[0].items()
+
+
+def test_second_node_started_later_takes_nothing_held():
+    s = Sim("off")
+    s[J].start("off")
+    s.run(1.5)
+    assert s.holders(2) == [J]
+    s[C].start("off")
+    s.run(2)
+    assert s.holders(1) == [J] and s.holders(2) == [J] and not s.double
+    assert s[C].runs == []
+
+
+# ---------------------------------------------------------------- death, failback
+
+def test_peer_death_takes_over_within_deadtime():
+    s = both_started()
+    s[C].kill()
+    t = s.until(lambda: 2 in s[J].running, DEADTIME + 0.4)
+    assert t >= DEADTIME
+    assert s[J].log_has("node caesar: dead (no heartbeat")
+    assert s[J].log_has("taking groups 2: caesar is dead")
+    assert any(f["t"] == "resource" and f.get("info") == "mach_down" for f in s[J].sent)
+    st = s[J].ow.status_text(s.now, 1.7e9, 42)
+    assert re.search(r"^node caesar dead since=\d+ ", st, re.M)
+    assert re.search(r"^group 2 julius running pref=caesar ", st, re.M)
+
+
+def _die_and_return(af: str) -> Sim:
+    s = both_started(af)
+    s[C].kill()
+    s.until(lambda: 2 in s[J].running, 1)
+    s[C].running.clear()                     # the box rebooted
+    s[C].start(af)
+    s.run(3)
+    assert not s.double
+    return s
+
+
+def test_peer_back_with_auto_failback_on_gets_its_group_back():
+    s = _die_and_return("on")
+    assert s.holders(1) == [J] and s.holders(2) == [C]
+    assert any(f["t"] == "ask_resources" and f["info"] == "me" and f["rsc_hold"] == "foreign"
+               for f in s[J].sent)
+    assert s[J].log_has("node caesar: restarted (generation 1 -> 2)")
+
+
+def test_peer_back_with_auto_failback_off_stays_empty():
+    s = _die_and_return("off")
+    assert s.holders(1) == [J] and s.holders(2) == [J]
+    assert s[C].runs == []
+
+
+def test_peer_back_with_auto_failback_legacy_asks_for_its_group():
+    s = _die_and_return("legacy")
+    assert s.holders(1) == [J] and s.holders(2) == [C]
+    assert {"t": "ip-request", "ipaddr": "198.18.0.101"}.items() <= next(
+        f for f in s[C].sent if f["t"] == "ip-request").items()
+    assert any(f["t"] == "ip-request-resp" and f["weown"] == "yes" for f in s[J].sent)
+
+
+# ---------------------------------------------------------------- standby / takeover
+
+@pytest.mark.parametrize("af", ["on", "off", "legacy"])
+def test_standby_all_then_takeover_all(af):
+    s = both_started(af)
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    t = s.until(lambda: s.holders(1) == [C] and s.holders(2) == [C], 1)
+    assert t < 0.6                       # stop + start, no timeout
+    s.run(0.5)
+    assert s[J].ow.hs is None and s[C].ow.hs is None
+    s[J].apply(s[J].ow.request("takeover all", s.now))
+    s.until(lambda: s.holders(1) == [J] and s.holders(2) == [J], 1)
+    assert any(f["t"] == "hb_takeover" and f["rsc_hold"] == "all" for f in s[J].sent)
+    s.run(1)
+    assert s.holders(1) == [J] and s.holders(2) == [J] and not s.double
+
+
+def test_standby_local_and_foreign_and_takeover_foreign():
+    s = both_started("off")
+    s[C].apply(s[C].ow.request("standby local", s.now))     # caesar gives group 2
+    s.until(lambda: s.holders(2) == [J], 1)
+    assert s.holders(1) == [J]
+    s.run(0.3)
+    s[J].apply(s[J].ow.request("standby foreign", s.now))   # julius gives caesar's back
+    s.until(lambda: s.holders(2) == [C], 1)
+    s.run(0.3)
+    s[J].apply(s[J].ow.request("takeover foreign", s.now))  # julius takes caesar's group
+    s.until(lambda: s.holders(2) == [J], 1)
+    assert s.holders(1) == [J] and not s.double
+
+
+def test_standby_refused_without_live_peer_and_in_maintenance():
+    s = Sim()
+    s[J].start()
+    s.run(1.5)
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    assert s[J].log_has("standby request refused: no live peer")
+    s[J].apply(s[J].ow.request("maintenance on 60", s.now))
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    assert s[J].log_has("refused: in maintenance mode")
+    s[J].apply(s[J].ow.request("standby sideways", s.now))
+    assert s[J].log_has("want all, local, foreign or failback")
+
+
+def test_takeover_with_dead_peer_retries_failed_group():
+    s = Sim()
+    s[J].fail_start = {2}
+    s[J].start()
+    s.run(1.6)
+    assert s.holders(2) == [] and s[J].ow.gs[2].state == "failed"
+    s[J].fail_start = set()
+    s[J].apply(s[J].ow.request("takeover all", s.now))
+    s.until(lambda: s.holders(2) == [J], 1)
+
+
+# ---------------------------------------------------------------- partitions
+
+def test_cutting_one_medium_moves_nothing_and_logs_the_link():
+    s = both_started()
+    s.media["ttyS0"] = False
+    s.run(1.5)
+    assert s.holders(1) == [J] and s.holders(2) == [C]
+    assert s[J].log_has("link caesar ttyS0 dead", "warning")
+    assert not s[J].log_has("node caesar: dead")
+    s.media["ttyS0"] = True
+    s.run(0.3)
+    assert s[J].log_has("link caesar ttyS0 up")
+
+
+def test_partition_heal_with_both_holding():
+    s = both_started()
+    s.media = {"eth0": False, "ttyS0": False}
+    s.run(1.5)
+    assert s.holders(1) == [J, C] or sorted(s.holders(1)) == [C, J]
+    assert sorted(s.holders(2)) == [C, J]
+    runs_before = list(s[J].runs)
+    s.media = {"eth0": True, "ttyS0": True}
+    t = s.until(lambda: s.holders(1) == [J] and s.holders(2) == [C], 1)
+    assert t < 0.5
+    assert s[J].log_has("split brain: group 1 held by both julius and caesar: julius "
+                        "(preferred) keeps it", "error")
+    assert s[J].log_has("split brain: group 2", "error")
+    assert s[C].log_has("split brain: group 2 held by both caesar and julius: caesar "
+                        "(preferred) keeps it")
+    s.run(1)
+    new = s[J].runs[len(runs_before):]
+    assert (1, "start") in new and (2, "stop") in new     # re-announce 1, release 2
+    assert (1, "stop") not in new
+    assert s.holders(1) == [J] and s.holders(2) == [C]
+
+
+# ---------------------------------------------------------------- agents
+
+def test_failed_start_gives_the_group_to_the_peer():
+    s = Sim()
+    s[C].fail_start = {2}
+    s[J].start()
+    s[C].start()
+    s.until(lambda: s.holders(2) == [J], 1.5)
+    assert s[C].log_has("group 2 (198.18.0.101) failed to start here: giving it up", "error")
+    st = s[C].ow.status_text(s.now, 1.7e9, 1)
+    assert re.search(r"^group 2 julius running pref=caesar since=\d+ fails=1 key=198.18.0.101$",
+                     st, re.M)
+    s.run(2)
+    assert s.holders(2) == [J] and s.holders(1) == [J]
+
+
+def test_failed_stop_is_retried_and_logged_as_error():
+    s = both_started()
+    s[J].fail_stop = {1}
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    s.run(2.5)
+    assert s[J].log_has("failed to stop (try 1): retrying", "error")
+    assert s.holders(1) == [J]           # never started twice
+    s[J].fail_stop = set()
+    s.until(lambda: s.holders(1) == [C], 2)
+    assert not s.double
+
+
+def test_failed_stop_gives_up_after_ten_tries():
+    s = both_started()
+    s[J].fail_stop = {1}
+    s[J].apply(s[J].ow.shutdown(s.now))
+    s.run(12)
+    assert s[J].log_has("failed to stop 10 times", "error")
+    assert s[J].exit == 1
+    assert not any(f["t"] == "shutdone" for f in s[J].sent)
+    assert s.holders(1) == [J]           # caesar never starts what julius may still run
+
+
+def test_recovery_after_respawn_keeps_running_groups():
+    s = both_started()
+    s[J].kill()
+    s[J].start(held=[1])
+    s[J].beating = True
+    s.run(1.5)
+    assert s[J].runs == [(1, "status")]
+    assert s.holders(1) == [J] and s.holders(2) == [C]
+    assert s[J].log_has("is running here: kept")
+
+
+# ---------------------------------------------------------------- lost messages
+
+@pytest.mark.parametrize("lost", [
+    ("julius", "ask_resources", "done"),     # giver's done: the taker starts on grps
+    ("caesar", "ask_resources", "done"),     # taker's done: the giver sees it stable
+    ("julius", "resource", "standby"),
+])
+def test_a_lost_standby_message_never_leaves_a_group_unheld(lost):
+    s = both_started()
+    gone = []
+
+    def drop(src, f):
+        if (src, f["t"], f.get("info")) == lost and not gone:
+            gone.append(f)
+            return True
+        return False
+    s.drop = drop
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    s.until(lambda: s.holders(1) == [C] and s.holders(2) == [C], 1)
+    s.run(1)
+    assert gone and not s.double
+    assert s[J].ow.hs is None and s[C].ow.hs is None
+
+
+def test_lost_ip_request_resp_is_covered_by_the_status_heartbeat():
+    s = both_started("legacy")
+    s[C].kill()
+    s.until(lambda: 2 in s[J].running, 1)
+    s[C].running.clear()
+    s.drop = lambda src, f: f["t"] == "ip-request-resp"
+    s[C].start("legacy")
+    s.until(lambda: s.holders(2) == [C], 2)
+    assert not s.double
+
+
+def test_lost_shutdown_notice_still_moves_at_shutdone():
+    s = both_started()
+    s.drop = lambda src, f: f["t"] == "resource" and f.get("info") == "shutdown"
+    s[J].apply(s[J].ow.shutdown(s.now))
+    t = s.until(lambda: s.holders(1) == [C], 1)
+    assert t < DEADTIME
+
+
+# ---------------------------------------------------------------- restarts, shutdown
+
+def test_peer_restart_with_new_generation_inside_deadtime():
+    s = both_started("off")
+    s[C].apply(s[C].ow.request("standby all", s.now))
+    s.until(lambda: s.holders(2) == [J] and s.holders(1) == [J], 1)
+    s.run(0.3)
+    s[J].apply(s[J].ow.request("standby local", s.now))     # caesar now holds group 1
+    s.until(lambda: s.holders(1) == [C], 1)
+    s[C].kill()
+    s[C].running.clear()
+    s.run(0.2)
+    s[C].start("off")                   # back before deadtime, a new hg, holding nothing
+    s.until(lambda: s.holders(1) == [J], 1.5)
+    assert s[J].log_has("node caesar: restarted (generation 1 -> 2)")
+    assert not s[J].log_has("node caesar: dead")
+    s.run(1)
+    assert s.holders(2) == [J] and not s.double
+
+
+def test_sigterm_releases_to_the_peer_at_once():
+    s = both_started()
+    s[J].apply(s[J].ow.shutdown(s.now))
+    t = s.until(lambda: s.holders(1) == [C], 1)
+    assert t < DEADTIME / 2
+    s.until(lambda: s[J].exit == 0, 1)
+    assert s[J].sent[-1] == {"t": "shutdone", "st": "dead"}
+    assert s[J].state["st"] == "dead" and s[J].state["rsc_hold"] == "none"
+    assert s[C].log_has("received shutdown notice from julius")
+    s.run(1)
+    assert s.holders(1) == [C] and s.holders(2) == [C]
+    assert not any(f["t"] == "stonith" for f in s[C].sent)
+
+
+def test_sigterm_alone_stops_everything():
+    s = Sim()
+    s[J].start()
+    s.run(1.5)
+    s[J].apply(s[J].ow.shutdown(s.now))
+    s.until(lambda: s[J].exit == 0, 1)
+    assert s[J].running == set()
+
+
+# ---------------------------------------------------------------- maintenance
+
+def test_maintenance_freezes_then_resumes():
+    s = both_started()
+    s[J].apply(s[J].ow.request("maintenance on 2", s.now))
+    st = s[J].ow.status_text(s.now, 1.7e9, 1)
+    assert re.search(r"^self julius st=active rsc_hold=local maintenance=until=1700000002$",
+                     st, re.M)
+    s[C].kill()
+    s.run(1.5)
+    assert s.holders(2) == [] and 2 not in s[J].running
+    s[J].running.discard(1)              # the admin stopped it by hand
+    s.run(0.6)                           # maintenance times out: probe, then act
+    s.until(lambda: s.holders(1) == [J] and 2 in s[J].running, 1)
+    assert s[J].log_has("maintenance mode off: checking the groups")
+
+
+def test_maintenance_off_adopts_what_runs():
+    s = both_started()
+    s[J].apply(s[J].ow.request("maintenance on 100", s.now))
+    s[J].running.add(2)                  # the admin started caesar's group here: both hold it
+    s[J].apply(s[J].ow.request("maintenance off", s.now))
+    s.until(lambda: s.holders(2) == [C], 1)
+    assert s[J].log_has("split brain: group 2")
+
+
+# ---------------------------------------------------------------- liveness details
+
+def test_late_heartbeat_warning_and_worst_lateness():
+    s = both_started()
+    s[C].next_beat = s.now + 0.4         # one heartbeat 0.4 s late (warntime 0.3)
+    s.run(1)
+    assert s[J].log_has("node caesar: late heartbeat, 0.", "warning")
+    st = s[J].ow.status_text(s.now, 1.7e9, 1)
+    late = float(re.search(r"^node caesar up .* late=([\d.]+) ", st, re.M).group(1))
+    assert 0.25 < late < 0.45
+    assert not s[J].log_has("node caesar: dead")
+
+
+def test_hourly_summary():
+    s = both_started()
+    s.run(0.1)
+    ow = s[J].ow
+    ow.next_summary = s.now
+    s[J].apply(ow.tick(s.now))
+    assert s[J].log_has("hourly summary: node julius up worst late")
+    assert s[J].log_has("node caesar up worst late")
+
+
+def test_config_digest_mismatch_logged_once():
+    s = Sim()
+    s[J].start(digest="aaaa")
+    s[C].start(digest="bbbb")
+    s.run(1)
+    errs = [(lv, t) for lv, t in s[J].logs if "configuration differs" in t]
+    assert len(errs) == 1 and errs[0][0] == "error"
+    errs = [t for _, t in errs]
+    assert "digest bbbb there, aaaa here" in errs[0]
+    assert "cfd=differs" in s[J].ow.status_text(s.now, 1.7e9, 1)
+
+
+def test_status_file_lines():
+    s = both_started()
+    st = s[J].ow.status_text(s.now, 1700000000.0, 77)
+    lines = st.splitlines()
+    assert lines[0] == "updated 1700000000 pid=77 node=julius"
+    assert lines[1] == "self julius st=active rsc_hold=local maintenance=off"
+    assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self$", lines[2])
+    assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb cfd=same$",
+                    lines[3])
+    assert re.match(r"link caesar eth0 up since=\d+$", lines[4])
+    assert re.match(r"link caesar ttyS0 up since=\d+$", lines[5])
+    assert re.match(r"group 1 julius running pref=julius since=\d+ fails=0 "
+                    r"key=198.18.0.100$", lines[6])
+    assert re.match(r"group 2 caesar running pref=caesar since=\d+ fails=0 "
+                    r"key=198.18.0.101$", lines[7])
+    assert re.match(r"last \d+ \S", lines[8])
+
+
+def test_heartbeat_peer_gets_heartbeats_10s_delay():
+    ow = owner.Owner(config(J), 0.0, "d")
+    out = ow.message({"t": "status", "st": "up", "src": C, "hg": "5", "seq": "1",
+                      "_via": "eth0"}, 0.1)
+    assert owner.Send({"t": "starting"}) in out
+    assert ow.peer.kind == "heartbeat"
+    ow.message({"t": "resource", "rsc_hold": "none", "rtype": "full", "isstable": "0",
+                "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
+    runs = []
+    for i in range(1, 104):
+        t = 0.2 + i * 0.1
+        ow.message({"t": "status", "st": "active", "src": C, "hg": "5", "seq": "%x" % (i + 2),
+                    "_via": "eth0"}, t)
+        runs += [(round(t, 1), a) for a in ow.tick(t) if isinstance(a, owner.Run)]
+    assert runs == [(10.2, owner.Run(1, "start"))]
+
+
+def test_heartbeat_peer_stable_means_take_now():
+    ow = owner.Owner(config(J), 0.0, "d")
+    ow.message({"t": "status", "st": "active", "src": C, "hg": "5", "seq": "1",
+                "_via": "eth0"}, 0.1)
+    out = ow.message({"t": "resource", "rsc_hold": "local", "rtype": "full", "isstable": "1",
+                      "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
+    assert owner.Run(1, "start") in out and owner.Run(2, "start") not in out
+
+
+def test_answers_starting_and_ignores_replays_and_strangers():
+    ow = owner.Owner(config(J), 0.0, "d")
+    assert ow.message({"t": "status", "src": "brutus", "hg": "1", "seq": "1"}, 0.1) == []
+    ow.message({"t": "status", "st": "up", "hbv": "1", "src": C, "hg": "5", "seq": "1",
+                "_via": "eth0"}, 0.1)
+    out = ow.message({"t": "starting", "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
+    res = [a.fields for a in out if isinstance(a, owner.Send) and a.fields["t"] == "resource"]
+    assert res and res[0]["rtype"] == "full" and res[0]["rsc_hold"] in ("none", "local")

@@ -10,7 +10,7 @@ Options:
   -c CONFDIR       configuration directory [default: /etc/ha.d]
   -r RUNDIR        run directory: state, beat.fifo [default: /var/run/hb]
   -s STATEDIR      persistent state: the generation counter [default: /var/lib/hb]
-  --node NAME      this node's name [default: uname -n, lower-cased]
+  --node NAME      this node's name (default: uname -n, lower-cased)
   --stats SECONDS  log drop counters at most this often [default: 60]
   --listen         send nothing; print every verified message that arrives
   --send-once      send one status heartbeat on every medium and exit
@@ -39,31 +39,6 @@ class StdoutClosed(Exception):
     pass
 
 
-def next_generation(statedir: str) -> int:
-    """Read, increment, fsync and return the generation (Heartbeat's format)."""
-    path = os.path.join(statedir, "generation")
-    try:
-        with open(path) as f:
-            gen = int(f.read().strip()) + 1
-    except (OSError, ValueError):
-        gen = int(time.time())
-    os.makedirs(statedir, exist_ok=True)
-    tmp = path + ".new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, b"%15d\n" % gen)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dfd = os.open(statedir, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return gen
-
-
 def next_beat(t0: float, period: float, now: float) -> float:
     """The first slot t0 + k*period after now: no drift, no burst after a stall."""
     return t0 + (int((now - t0) / period) + 1) * period
@@ -76,25 +51,6 @@ def status_fields(state: dict[str, str], deadtime: float) -> list[tuple[str, str
     out += [(k, v) for k, v in state.items()
             if k not in ("t", "st", "dt") and k not in STANDARD and k and v is not None]
     return out
-
-
-def set_realtime() -> None:
-    """mlockall + SCHED_RR at the lowest priority; one warning if refused."""
-    why = []
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mlockall(3) != 0:     # MCL_CURRENT | MCL_FUTURE
-            why.append("mlockall: %s" % os.strerror(ctypes.get_errno()))
-    except OSError as e:
-        why.append("mlockall: %s" % e)
-    try:
-        prio = os.sched_get_priority_min(os.SCHED_RR)
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-    except OSError as e:
-        why.append("SCHED_RR: %s" % e.strerror)
-    if why:
-        log.warning("realtime refused, running without it (%s)", "; ".join(why))
 
 
 class Beat:
@@ -360,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     except DocoptExit as e:
         print(e, file=sys.stderr)
         return exits.USAGE
-    me = (args["--node"] if args["--node"] and not args["--node"].startswith("uname")
-          else os.uname().nodename).lower()
+    me = (args["--node"] or os.uname().nodename).lower()
     try:
         stats = float(args["--stats"])
     except ValueError:
@@ -379,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     listen, once = args["--listen"], args["--send-once"]
     if not listen:
         try:
-            gen = next_generation(args["-s"])
+            gen = media.next_generation(args["-s"])
         except OSError as e:
             print(hblog.fatal(PROG, "write", os.path.join(args["-s"], "generation"),
                               e.strerror), file=sys.stderr)
@@ -388,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if once:
         return send_once(beat)
     if cfg.realtime and not listen:
-        set_realtime()
+        media.set_realtime()
     if not listen:
         try:
             os.makedirs(args["-r"], exist_ok=True)

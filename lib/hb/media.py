@@ -1,4 +1,5 @@
-"""Heartbeat media: serial, bcast, mcast, ucast (UDP on udpport) and ping.
+"""Heartbeat media: serial, bcast, mcast, ucast (UDP on udpport) and ping;
+the generation counter and real-time set-up of the hb-beat process.
 
 Every medium is non-blocking and owns its failures: a medium that cannot be
 opened or cannot send logs it once, is retried every RETRY seconds, and never
@@ -331,3 +332,49 @@ def open_media(cfg: Any) -> list[Medium]:
         else:
             out.append(Udp(m))
     return out
+
+
+# -- the process: generation counter, real-time scheduling --------------------
+
+def next_generation(statedir: str) -> int:
+    """Read, increment, fsync and return the generation (Heartbeat's format)."""
+    path = os.path.join(statedir, "generation")
+    try:
+        with open(path) as f:
+            gen = int(f.read().strip()) + 1
+    except (OSError, ValueError):
+        gen = int(time.time())
+    os.makedirs(statedir, exist_ok=True)
+    tmp = path + ".new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"%15d\n" % gen)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dfd = os.open(statedir, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return gen
+
+
+def set_realtime() -> None:
+    """mlockall + SCHED_RR at the lowest priority; one warning if refused."""
+    why = []
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mlockall(3) != 0:     # MCL_CURRENT | MCL_FUTURE
+            why.append("mlockall: %s" % os.strerror(ctypes.get_errno()))
+    except OSError as e:
+        why.append("mlockall: %s" % e)
+    try:
+        prio = os.sched_get_priority_min(os.SCHED_RR)
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+    except OSError as e:
+        why.append("SCHED_RR: %s" % e.strerror)
+    if why:
+        log.warning("realtime refused, running without it (%s)", "; ".join(why))

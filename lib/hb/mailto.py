@@ -13,12 +13,13 @@ MailTo convention.  Without EMAIL, hb-mailto is an OCF resource agent: it reads
 OCF_RESKEY_email and OCF_RESKEY_subject, and ACTION may also be monitor,
 meta-data or validate-all.  start and stop put the mail in the spool, then
 deliver the spool; what cannot be delivered waits there for the next run (or
---flush), and the action still succeeds.
+--flush), and the action still succeeds.  HB_CONFDIR, HB_RUNDIR and HB_STATEDIR
+in the environment change the directories' defaults (for Pacemaker).
 
 Options:
-  -c CONFDIR          configuration directory, for mailto.conf [default: /etc/ha.d]
-  -r RUNDIR           run directory, for the state file [default: /var/run/hb]
-  -s STATEDIR         state directory, for the mail spool [default: /var/lib/hb]
+  -c CONFDIR          configuration directory, for mailto.conf (default: /etc/ha.d)
+  -r RUNDIR           run directory, for the state file (default: /var/run/hb)
+  -s STATEDIR         state directory, for the mail spool (default: /var/lib/hb)
   --node NAME         this node's name (default: uname -n, lower-cased)
   --smtp HOST[:PORT]  deliver by SMTP to HOST (port 25) even when sendmail exists
   --flush             only deliver what the spool holds
@@ -30,7 +31,7 @@ from __future__ import annotations
 import os
 import sys
 
-from hb import exits, mail
+from hb import exits, mail, runfiles
 
 PROG = "hb-mailto"
 
@@ -133,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     except DocoptExit as e:
         sys.stderr.write("%s\n" % e)
         return exits.USAGE
+    for opt, var, default in (("-c", "HB_CONFDIR", runfiles.CONFDIR),
+                              ("-r", "HB_RUNDIR", runfiles.RUNDIR),
+                              ("-s", "HB_STATEDIR", runfiles.VARDIR)):
+        args[opt] = args[opt] or os.environ.get(var) or default
     action = args["ACTION"]
     ocf = args["EMAIL"] is None
     try:

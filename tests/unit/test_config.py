@@ -1,6 +1,8 @@
 """config: ha.cf, haresources, authkeys parsing; load(), describe(), digest()."""
 
 import os
+import re
+import subprocess
 
 import pytest
 
@@ -712,3 +714,69 @@ def test_digest_covers_what_both_nodes_must_agree_on():
     assert config.digest_diff(config.digest(c), d0) == ["haresources", "deadtime",
                                                         "warntime", "initdead"]
     assert config.digest_diff("abc", d0) == [k for k, _ in config.DIGEST_PARTS]
+
+
+# ---------------------------------------------------------------- man pages say what is parsed
+
+def man(name):
+    with open(os.path.join(ROOT, "man", name)) as f:
+        return f.read()
+
+
+def man_examples(page):
+    ex = page.split(".SH EXAMPLES", 1)[1].split(".SH SEE ALSO", 1)[0]
+    blocks = re.findall(r"^\.nf\n(.*?)^\.fi$", ex, re.M | re.S)
+    return [b.replace("\\e", "\\").replace("\\-", "-") for b in blocks]
+
+
+@pytest.mark.parametrize("name", ["ha.cf.5", "haresources.5", "authkeys.5"])
+def test_man_page_sections_in_order(name):
+    heads = re.findall(r"^\.SH (.+)$", man(name), re.M)
+    assert heads == ["NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "EXAMPLES", "SEE ALSO"]
+
+
+def test_ha_cf_man_names_every_directive():
+    page = man("ha.cf.5")
+    table = config._HaCf(config.Config(), "ha.cf", ()).dispatch()
+    named = set(re.findall(r"^\.BR? \"?([a-z_0-9]+)", page, re.M))
+    noeffect = page.split(".SS Accepted without effect")[1].split(".SS")[0]
+    assert set(config.NO_EFFECT) <= set(re.findall(r"^\.BR? ([a-z_]+)", noeffect, re.M))
+    named |= set(re.findall(r"^\.BI ([a-z_0-9]+) ", page, re.M))
+    named |= set(re.findall(r'^\.BR [a-z_]+ ", " ([a-z_]+)', page, re.M))
+    assert set(table) - named == set()
+    for sub in ["Syntax", "Nodes and timing", "Heartbeat media", "Resources", "Connectivity",
+                "Processes and logging", "Accepted without effect", "Refused",
+                "Outgrowing two nodes"]:
+        assert ".SS %s\n" % sub in page
+    assert "hb extension" in page and "hb\\-supervise \\-\\-export pacemaker" in page
+
+
+def test_ha_cf_man_examples_parse():
+    first, second, _ = man_examples(man("ha.cf.5"))
+    cfg = parse_hacf(first, "ha.cf", "julius")
+    assert (cfg.keepalive, cfg.deadtime, cfg.warntime, cfg.initdead) == (2, 10, 5, 30)
+    assert cfg.warnings == []
+    cfg = parse_hacf(second, "ha.cf", "caesar", {"198.51.100.2"})
+    assert [m.addr for m in cfg.media] == ["198.51.100.1"]
+
+
+def test_haresources_man_examples_parse():
+    a, b = man_examples(man("haresources.5"))
+    assert parse_haresources(a, "h", ["julius", "caesar"])[0].key == "IPaddr::192.0.2.1/24/eth0"
+    groups = parse_haresources(b, "h", ["alpha", "beta"])
+    addr = config.parse_address(groups[1].resources[1].args[0])
+    assert (addr.prefix, addr.iface, addr.label, addr.broadcast) == \
+        (28, "eth1", "vip", "198.51.100.15")
+
+
+def test_authkeys_man_examples_parse():
+    a, b, _ = man_examples(man("authkeys.5"))
+    assert parse_authkeys(a, "ak").signing.method == "sha1"
+    assert sorted(parse_authkeys(b, "ak").keys) == [1, 2]
+
+
+def test_man_pages_are_clean_roff():
+    for name in ["ha.cf.5", "haresources.5", "authkeys.5"]:
+        r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(ROOT, "man", name)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", (name, r.stderr)

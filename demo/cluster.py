@@ -82,12 +82,13 @@ class Node:
             self.proc = self.host.popen(self.argv(), stdout=subprocess.DEVNULL, stderr=err)
         return self
 
-    def children(self) -> dict[str, int]:
+    def children(self, pid: int | None = None) -> dict[str, int]:
         """hb-supervise's children by program name: {'hb-beat': pid, 'hb-watch': pid}."""
-        if self.proc is None:
+        pid = pid or (self.proc.pid if self.proc else None)
+        if pid is None:
             return {}
         try:
-            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
                 pids = [int(p) for p in f.read().split()]
         except FileNotFoundError:
             return {}
@@ -105,11 +106,12 @@ class Node:
                     break
         return out
 
-    def wait_children(self, timeout: float = 10, old: dict[str, int] | None = None) -> dict:
+    def wait_children(self, timeout: float = 10, old: dict[str, int] | None = None,
+                      pid: int | None = None) -> dict:
         """Until both daemons run (and, given old, neither has its old pid)."""
         deadline = time.monotonic() + timeout
         while True:
-            kids = self.children()
+            kids = self.children(pid)
             if {"hb-beat", "hb-watch"} <= set(kids) and not any(
                     kids[k] == v for k, v in (old or {}).items() if k in kids):
                 return kids

@@ -284,8 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         return exits.FAIL
     if args["--daemon"]:
         import daemon
+        for h in list(log.log.handlers):      # their files are closed by detaching
+            log.log.removeHandler(h)
+            h.close()
         with daemon.DaemonContext(files_preserve=[lockfd, keep], umask=0o022,
                                   signal_map={}):
+            for fd in (0, 1, 2):                # /dev/null, but close-on-exec there
+                os.set_inheritable(fd, True)
             log.setup(PROG, cfg, stderr=False)
             runfiles.write_atomic(os.path.join(args["-r"], PIDFILE), "%d\n" % os.getpid())
             return run(args, cfg, keep)

@@ -288,6 +288,132 @@ class HeartbeatNode:
                       r"Initial resource acquisition complete", timeout)
 
 
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (by /proc ppid links)."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+class HbNode:
+    """hb-supervise for node NAME in lab host `host`, with its own CONF/RUN/STATE dirs."""
+
+    def __init__(self, lab: Lab, host: Host, name: str, cf: str, haresources: str,
+                 authkeys: str = AUTHKEYS) -> None:
+        self.lab, self.host, self.name = lab, host, name
+        self.dir = os.path.join(lab.tmp, "hb-" + name)
+        self.conf, self.run, self.state = (os.path.join(self.dir, d)
+                                           for d in ("ha.d", "run", "state"))
+        for d in (self.conf, self.state):
+            os.makedirs(d, exist_ok=True)
+        self.logfile = os.path.join(self.dir, "ha-log")
+        self.errfile = os.path.join(self.dir, "stderr")
+        self.proc: subprocess.Popen | None = None
+        self.configure(cf, haresources, authkeys)
+
+    def configure(self, cf: str, haresources: str, authkeys: str = AUTHKEYS) -> None:
+        with open(os.path.join(self.conf, "ha.cf"), "w") as f:
+            f.write("logfile %s\n" % self.logfile + cf)
+        with open(os.path.join(self.conf, "haresources"), "w") as f:
+            f.write(haresources)
+        path = os.path.join(self.conf, "authkeys")
+        with open(path, "w") as f:
+            f.write(authkeys)
+        os.chmod(path, 0o600)
+
+    def start(self) -> "HbNode":
+        assert not self.running()
+        self._err = open(self.errfile, "a")
+        self.proc = self.host.popen(["hb-supervise", "-c", self.conf, "-r", self.run,
+                                     "-s", self.state, "--node", self.name],
+                                    stdin=subprocess.DEVNULL, stdout=self._err,
+                                    stderr=subprocess.STDOUT)
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pids(self) -> list[int]:
+        return descendants(self.proc.pid) if self.running() else []
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM to hb-supervise: hb's orderly stop; returns its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("hb-supervise %s did not stop in %gs" % (self.name, timeout))
+
+    def kill(self) -> None:
+        """kill -9 of hb-supervise, hb-beat and hb-watch together (a crash): all are
+        stopped first, so none can act on the others' death."""
+        pids = self.pids()
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        if self.proc is not None:
+            self.proc.wait(5)
+
+    def close(self) -> None:
+        if self.running():
+            self.kill()
+        if getattr(self, "_err", None):
+            self._err.close()
+
+    def switch(self, *args: str, timeout: float = 40) -> subprocess.CompletedProcess:
+        """hb-switch ARGS -r RUNDIR (as the admin would run it on the node)."""
+        return subprocess.run(["hb-switch", *args, "-r", self.run], text=True,
+                              capture_output=True, timeout=timeout)
+
+    def status(self) -> str:
+        try:
+            with open(os.path.join(self.run, "status")) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log(self) -> str:
+        out = ""
+        for path in (self.logfile, self.errfile):
+            try:
+                with open(path, errors="replace") as f:
+                    out += f.read()
+            except FileNotFoundError:
+                pass
+        return out
+
+    def wait_log(self, pattern: str, timeout: float = 10) -> re.Match:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError("hb %s: no /%s/ in %.1fs; log:\n%s\nstatus:\n%s"
+                                     % (self.name, pattern, timeout, self.log()[-6000:],
+                                        self.status()))
+            time.sleep(0.05)
+
+
 def wait_until(pred: Callable[[], object], timeout: float, what: str,
                step: float = 0.02) -> float:
     """Poll pred until true; returns the seconds waited; fails naming `what`."""
@@ -333,14 +459,20 @@ class Probe:
     def replied_since(self, t: float) -> bool:
         return any(ts >= t for ts, _, _ in self.replies())
 
-    def gaps(self, since: float = 0.0) -> list[float]:
-        """Silences between consecutive replies after `since`, largest first."""
-        ts = sorted(t for t, _, dup in self.replies() if not dup and t >= since)
+    def gaps(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """Silences between consecutive replies in [since, until], largest first.
+
+        The reply just before `since` and just after `until` bound the window, so a
+        silence that spans either edge counts whole."""
+        ts = sorted(t for t, _, dup in self.replies() if not dup)
+        before = [t for t in ts if t < since][-1:]
+        after = [t for t in ts if t > until][:1]
+        ts = before + [t for t in ts if since <= t <= until] + after
         return sorted((b - a for a, b in zip(ts, ts[1:])), reverse=True)
 
-    def outage(self, since: float = 0.0) -> float:
-        """The longest silence (seconds) after `since`, less one probe interval."""
-        g = self.gaps(since)
+    def outage(self, since: float = 0.0, until: float = float("inf")) -> float:
+        """The longest silence (seconds) in the window, less one probe interval."""
+        g = self.gaps(since, until)
         return max(0.0, (g[0] if g else 0.0) - 0.01)
 
     def duplicates(self, since: float = 0.0) -> int:
@@ -357,6 +489,24 @@ def heartbeat(lab):
 
     def make(host: Host, name: str, cf: str, haresources: str, **kw) -> HeartbeatNode:
         n = HeartbeatNode(lab, host, name, cf, haresources, **kw)
+        nodes.append(n)
+        return n
+
+    yield make
+    for n in nodes:
+        try:
+            n.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def hbnode(lab):
+    """Factory: hbnode(host, name, cf, haresources) -> HbNode (not started)."""
+    nodes: list[HbNode] = []
+
+    def make(host: Host, name: str, cf: str, haresources: str, **kw) -> HbNode:
+        n = HbNode(lab, host, name, cf, haresources, **kw)
         nodes.append(n)
         return n
 

@@ -104,17 +104,21 @@ def chosen(st: dict, which: str) -> list[dict]:
             or (which == "local") == (g.get("pref") == mine)]
 
 
-def outcome(st: dict, verb: str, which: str, since: float) -> tuple[str, str] | None:
-    """('ok'|'fail', text) once the request is done or refused, None while pending."""
+def outcome(st: dict, verb: str, which: str, since: float,
+            before: dict | None = None) -> tuple[str, str] | None:
+    """('ok'|'fail', text) once the request is done or refused, None while pending.
+
+    since: when the request was sent (status times are whole seconds); before: the
+    `last` record then, so that an older refusal is not taken for the answer."""
     mine = me(st)
     p = peer(st)
     groups = chosen(st, which)
-    last = st["last"]
-    if last.get("time") is not None and last["time"] >= since - 0.001 \
+    last, since = st["last"], int(since)
+    if last.get("time") is not None and last["time"] >= since and last != (before or {}) \
             and any(w in last["text"].lower() for w in ("refus", "ignor")):
         return "fail", "%s: refused by hb-watch: %s" % (verb, last["text"])
     for g in groups:
-        if g.get("state") == "failed" and (_float(g.get("since")) or since) >= since - 0.001:
+        if g.get("state") == "failed" and (_float(g.get("since")) or since) >= since:
             return "fail", "%s: group %s failed on %s" % (verb, g["index"], g["holder"])
 
     def settled(g: dict) -> bool:
@@ -199,7 +203,11 @@ def request(args: dict) -> int:
               "(--force stops them anyway)" % (p["name"] if p else "(none)",
                                                p.get("status") if p else "unknown"))
         return exits.SWITCH_REFUSED
-    t0 = time.time()
+    if verb != "maintenance" and st is not None and maintenance(st)[0]:
+        print("fail: %s refused: maintenance mode is on until %s (hb-switch maintenance off)"
+              % (verb, clock(maintenance(st)[1])))
+        return exits.SWITCH_REFUSED
+    t0, last0 = time.time(), st["last"] if st is not None else {}
     try:
         runfiles.fifo_send(os.path.join(rundir, runfiles.WATCH_FIFO), line)
     except runfiles.NotRunning:
@@ -223,7 +231,7 @@ def request(args: dict) -> int:
         if new != sig:
             sig, st = new, _read(rundir)
             res = None if st is None else _maint_outcome(st, secs, t0) \
-                if verb == "maintenance" else outcome(st, verb, which, t0)
+                if verb == "maintenance" else outcome(st, verb, which, t0, last0)
             if res is not None:
                 print("%s: %s (%.2f s)" % (res[0], res[1], time.time() - t0))
                 return exits.SWITCH_DONE if res[0] == "ok" else exits.SWITCH_REFUSED

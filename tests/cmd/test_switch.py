@@ -236,3 +236,13 @@ def _timed(rundir):
     t = time.monotonic()
     hbswitch(rundir, "cl_status", "rscstatus")
     return time.monotonic() - t
+
+
+def test_moves_refused_in_maintenance(tmp_path):
+    until = int(time.time()) + 600
+    write(tmp_path, text=STATUS.format(now=time.time(), peer="up", g1="julius")
+          .replace("maintenance=off", "maintenance=until=%d" % until))
+    rc, out, _ = hbswitch(tmp_path, "takeover")
+    assert rc == 1
+    assert out == "fail: takeover refused: maintenance mode is on until %s " \
+        "(hb-switch maintenance off)\n" % switch.clock(until)

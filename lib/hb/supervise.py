@@ -3,6 +3,7 @@
 Usage:
   hb-supervise [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--daemon]
   hb-supervise --check [-c CONFDIR] [--node NAME]
+  hb-supervise --export pacemaker [-c CONFDIR] [--node NAME] [-o DIR] [--addr NODE=ADDR]...
   hb-supervise -h | --help
 
 Options:
@@ -12,6 +13,9 @@ Options:
   --node NAME  this node's name (default: uname -n, lower-cased)
   --daemon     detach from the terminal and write RUNDIR/hb-supervise.pid
   --check      validate the three files, print the effective settings, and exit
+  --export pacemaker  write the cluster as Corosync + Pacemaker configuration into DIR
+  -o DIR       where --export writes [default: pacemaker]
+  --addr NODE=ADDR  --export: the address Corosync uses for NODE (default: found)
   -h --help    show this help
 """
 
@@ -146,6 +150,27 @@ def check(confdir: str, node: str | None) -> int:
     return exits.CONFIG_VALID
 
 
+def do_export(args: dict) -> int:
+    if args["--export"] != "pacemaker":
+        print("%s: --export knows only pacemaker, not %r" % (PROG, args["--export"]),
+              file=sys.stderr)
+        return exits.USAGE
+    addrs = {}
+    for a in args["--addr"]:
+        node, sep, addr = a.partition("=")
+        if not sep or not node or not addr:
+            print("%s: --addr wants NODE=ADDR, not %r" % (PROG, a), file=sys.stderr)
+            return exits.USAGE
+        addrs[node.lower()] = addr
+    try:
+        cfg = config.load(args["-c"], args["--node"], check_devices=False)
+    except config.ConfigError as e:
+        print(e, file=sys.stderr)
+        return exits.CONFIG_INVALID
+    from hb import export
+    return export.main_export(cfg, args["-o"], addrs)
+
+
 def prepare(rundir: str, statedir: str) -> tuple[int, int]:
     """RUNDIR (0700, ours), the lock (non-blocking: a second instance is refused), the fifos.
 
@@ -267,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
     if args["--check"]:
         return check(args["-c"], args["--node"])
+    if args["--export"] is not None:
+        return do_export(args)
     try:
         cfg = config.load(args["-c"], args["--node"])
     except config.ConfigError as e:

@@ -98,3 +98,16 @@ def test_help_is_the_usage():
     rc, out, _ = hbsupervise("--help")
     assert rc == 0 and out.startswith("hb-supervise: ")
     assert "  hb-supervise --check [-c CONFDIR] [--node NAME]" in out.splitlines()
+
+
+def test_export_pacemaker(conf, tmp_path):
+    out = tmp_path / "pcmk"
+    rc, stdout, err = hbsupervise("--export", "pacemaker", "-c", str(conf), "--node", "julius",
+                                  "-o", str(out), "--addr", "julius=192.0.2.11",
+                                  "--addr", "CAESAR=192.0.2.12")
+    assert rc == 0, err
+    assert sorted(os.listdir(out)) == ["README.export", "authkey", "cib.xml", "corosync.conf"]
+    assert sorted(stdout.split()) == sorted(str(out / f) for f in os.listdir(out))
+    assert "192.0.2.12" in (out / "corosync.conf").read_text()
+    assert hbsupervise("--export", "pacemaker", "-c", str(conf), "--addr", "julius")[0] == 2
+    assert hbsupervise("--export", "keepalived", "-c", str(conf))[0] == 2

@@ -1,0 +1,131 @@
+"""One benchmark case: a system at one setting, N power losses, N planned switch-overs.
+
+Each repetition fails whichever node holds the VIP and measures, from the
+client's probes (every 10 ms), the interruption the failure caused; the failed
+node then reboots (or comes back) as a backup, so the roles alternate.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from pair import Pair, idle_usage, pss_kb      # first: puts tests/ on the path
+import probe
+from systems import System
+
+
+@dataclass
+class Result:
+    system: str
+    label: str
+    power_ms: list[float] = field(default_factory=list)
+    planned_ms: list[float] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)     # repetitions that did not recover
+    both_served: int = 0         # probes answered by two nodes (must stay 0)
+    both_held: int = 0           # broadcast probes answered by two nodes (VIP on both)
+    rss_kb: int = 0              # idle, all processes of the active node
+    rss_backup_kb: int = 0
+    pss_kb: int = 0              # the same, shared pages split among their users
+    cpu_s_min: float = 0.0       # idle CPU seconds per minute, active node
+    cpu_backup_s_min: float = 0.0
+    timeline: list[list] = field(default_factory=list)   # [t - t_fail, who] of one failure
+    timeline_ms: float = 0.0
+
+    def stats(self, kind: str) -> tuple[float, float, float] | None:
+        v = self.power_ms if kind == "power" else self.planned_ms
+        return (min(v), statistics.median(v), max(v)) if v else None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("power", "planned"):
+            s = self.stats(k)
+            d[k + "_min_med_max"] = list(s) if s else None
+        return d
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S ") + msg, flush=True)
+
+
+def run_case(make: Callable[[Pair], System], reps: int, idle: float,
+             kinds: tuple[str, ...] = ("power", "planned"), keep_timeline: bool = True
+             ) -> Result:
+    pair = Pair("bf")
+    system = make(pair)
+    res = Result(system.name, system.label)
+    try:
+        _run(pair, system, res, reps, idle, kinds, keep_timeline)
+    except Exception as e:    # a case that breaks is reported, the others still run
+        res.failed.append("aborted: %s" % e)
+        log("%s %s: aborted: %s" % (system.name, system.label, traceback.format_exc()))
+        for n in "ab":
+            try:
+                with open(system.log(n), errors="replace") as f:
+                    log("%s log of %s:\n%s" % (system.name, n, f.read()[-2500:]))
+            except OSError:
+                pass
+    finally:
+        system.close()
+        pair.close()
+    return res
+
+
+def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
+         kinds: tuple[str, ...], keep_timeline: bool) -> None:
+    boot = 20 + 4 * system.detect
+    system.start("a")
+    system.settled("a", boot)
+    pr = pair.prober(boot + 5)
+    try:
+        pr.wait_served("a", boot)
+    finally:
+        pr.stop()
+    system.start("b")
+    system.settled("b", boot)
+    if idle > 0:
+        (res.rss_kb, res.cpu_s_min), (res.rss_backup_kb, res.cpu_backup_s_min) = \
+            idle_usage([lambda: system.pids("a"), lambda: system.pids("b")], idle)
+        res.pss_kb = pss_kb(system.pids("a"))
+    active = "a"
+    timelines: list[tuple[float, list]] = []
+    for kind in kinds:
+        for i in range(reps):
+            other = pair.peer(active)
+            pr = pair.prober(60 + 4 * system.detect)
+            try:
+                pr.wait_served(active, 10)
+                time.sleep(0.3)
+                t = pair.power_loss(active) if kind == "power" else system.planned(active)
+                try:
+                    pr.wait_served(other, 15 + 3 * system.detect, since=t)
+                except AssertionError as e:
+                    res.failed.append("%s %d: %s" % (kind, i, e))
+                    log("%s %s %s %d: no recovery: %s"
+                        % (system.name, system.label, kind, i, e))
+                    raise
+                time.sleep(0.5)
+            finally:
+                probes = pr.stop()
+            gap = probe.outage_after(probes, t)
+            ms = gap.ms if gap else 0.0
+            (res.power_ms if kind == "power" else res.planned_ms).append(ms)
+            res.both_served += len(probe.multi(probes, "served"))
+            res.both_held += len(probe.multi(probe.window(probes, t), "holders"))
+            if kind == "power" and keep_timeline:
+                timelines.append((ms, [[round(p.t - t, 4), p.who] for p in
+                                       probe.window(probes, t - 0.3, t + 3 + 2 * ms / 1000)]))
+            log("%s %s %s %d: %.0f ms" % (system.name, system.label, kind, i, ms))
+            if kind == "power":
+                pair.reboot(active)
+                system.start(active)
+            else:
+                system.after_planned(active)
+            system.settled(active, boot)
+            active = other
+    if timelines:
+        timelines.sort(key=lambda x: x[0])
+        res.timeline_ms, res.timeline = timelines[len(timelines) // 2]

@@ -1,0 +1,221 @@
+"""Tables, result files, the chart and docs/benchmarks.md.
+
+Each bench writes bench/results/DATE-KIND.{txt,json}; docs/benchmarks.md is
+rebuilt from the newest result of every kind, so it always shows one run each.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import subprocess
+import time
+
+from pair import ROOT
+
+RESULTS = os.path.join(ROOT, "bench", "results")
+DOCS = os.path.join(ROOT, "docs")
+
+
+def machine() -> dict:
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024
+    try:
+        with open("/etc/debian_version") as f:
+            deb = f.read().strip()
+    except OSError:
+        deb = "?"
+    vers = {}
+    for p in ("keepalived", "ucarp", "heartbeat", "python3", "stress-ng"):
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", p], text=True,
+                           capture_output=True)
+        vers[p] = r.stdout.strip() or "?"
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], text=True,
+                             capture_output=True).stdout.strip()
+    except OSError:
+        rev = "?"
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cpu": cpu, "cores": os.cpu_count(), "mem_mb": mem,
+            "kernel": platform.release(), "debian": deb, "versions": vers, "hb": rev}
+
+
+def machine_line(m: dict) -> str:
+    v = m["versions"]
+    return ("%s; %s, %d cores, %d MB; Linux %s; Debian %s; keepalived %s, ucarp %s, "
+            "heartbeat %s; hb %s" % (m["date"], m["cpu"], m["cores"], m["mem_mb"],
+                                     m["kernel"], m["debian"], v["keepalived"], v["ucarp"],
+                                     v["heartbeat"], m["hb"]))
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A markdown table that also reads well as plain text."""
+    w = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+         for i, h in enumerate(headers)]
+    fmt = "| " + " | ".join("%%-%ds" % x for x in w) + " |"
+    lines = [fmt % tuple(headers), "|" + "|".join("-" * (x + 2) for x in w) + "|"]
+    lines += [fmt % tuple(r) for r in rows]
+    return "\n".join(lines)
+
+
+def mmm(s: list[float] | None) -> str:
+    return "%.0f / %.0f / %.0f" % tuple(s) if s else "-"
+
+
+def write(kind: str, text: str, data: dict) -> tuple[str, str]:
+    os.makedirs(RESULTS, exist_ok=True)
+    base = os.path.join(RESULTS, "%s-%s" % (time.strftime("%Y-%m-%d", time.gmtime()), kind))
+    with open(base + ".txt", "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+    with open(base + ".json", "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    return base + ".txt", base + ".json"
+
+
+def newest(kind: str) -> dict | None:
+    files = sorted(glob.glob(os.path.join(RESULTS, "*-%s.json" % kind)))
+    if not files:
+        return None
+    with open(files[-1]) as f:
+        d = json.load(f)
+    d["_file"] = os.path.relpath(files[-1], ROOT)
+    return d
+
+
+def chart(cases: list[dict], path: str) -> None:
+    """Each case's client-side timeline around a power loss (its median repetition)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cases = [c for c in cases if c.get("timeline")]
+    if not cases:
+        return
+    span = max(c["timeline_ms"] for c in cases) + 400
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(cases) + 1.5))
+    colours = {"old": "#4477aa", "new": "#66aa55", "both": "#cc3311"}
+    for row, c in enumerate(reversed(cases)):
+        tl = c["timeline"]
+        old = next((w for t, w in tl if t < 0 and w), None)
+        runs: list[list] = []          # [who, first ms, last ms]
+        for t, who in tl:
+            if runs and runs[-1][0] == who:
+                runs[-1][2] = t * 1000
+            else:
+                runs.append([who, t * 1000, t * 1000])
+        for who, t0, t1 in runs:
+            if who is None:
+                continue
+            k = "both" if "+" in who else ("old" if who == old else "new")
+            ax.broken_barh([(t0, t1 - t0 + 10)], (row - 0.35, 0.7), facecolors=colours[k],
+                           linewidth=0)
+    ax.set_yticks(range(len(cases)))
+    ax.set_yticklabels(["%s %s: %.0f ms" % (c["system"], c["label"], c["timeline_ms"])
+                        for c in reversed(cases)], fontsize=8)
+    ax.set_xlim(-300, span)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("ms since the active node lost power (one probe every 10 ms)")
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=colours["old"], label="old node answered"),
+                       Patch(color=colours["new"], label="new node answered"),
+                       Patch(color=colours["both"], label="both answered")],
+              loc="lower right", fontsize=8)
+    ax.set_title("Who answered the client around a power loss (median repetition)")
+    fig.tight_layout()
+    fig.savefig(path, format=path.rsplit(".", 1)[1])
+    plt.close(fig)
+
+
+def failover_rows(cases: list[dict]) -> list[list[str]]:
+    rows = []
+    for c in cases:
+        rows.append([c["system"], c["label"], mmm(c.get("power_min_med_max")),
+                     mmm(c.get("planned_min_med_max")),
+                     "%.1f / %.1f" % (c["rss_kb"] / 1024, c.get("pss_kb", 0) / 1024)
+                     if c.get("rss_kb") else "-",
+                     "%.0f" % (c["cpu_s_min"] * 1000) if c.get("rss_kb") else "-",
+                     str(len(c["power_ms"]) + len(c["planned_ms"])),
+                     str(len(c["failed"])) + ("" if not c["both_served"]
+                                              else " both=%d" % c["both_served"])])
+    return rows
+
+
+FAILOVER_HEAD = ["system", "timings", "power loss ms min/med/max",
+                 "planned ms min/med/max", "RSS / PSS MB", "CPU ms/min", "runs", "failed"]
+
+
+def ratios(cases: list[dict]) -> list[str]:
+    """hb / best peer, for the medians and the footprint."""
+    hb = [c for c in cases if c["system"] == "hb"]
+    peers = [c for c in cases if c["system"] != "hb"]
+    if not hb or not peers:
+        return []
+    out = []
+    for key, what in (("power_min_med_max", "power-loss median"),
+                      ("planned_min_med_max", "planned median")):
+        h = [c for c in hb if c.get(key)]
+        p = [c for c in peers if c.get(key)]
+        if h and p:
+            bh = min(h, key=lambda c: c[key][1])
+            bp = min(p, key=lambda c: c[key][1])
+            out.append("%s: hb %.0f ms (%s) / %s %.0f ms (%s) = %.2f"
+                       % (what, bh[key][1], bh["label"], bp["system"], bp[key][1],
+                          bp["label"], bh[key][1] / max(bp[key][1], 1)))
+    h = [c for c in hb if c.get("rss_kb")]
+    p = [c for c in peers if c.get("rss_kb")]
+    if h and p:
+        bh = min(h, key=lambda c: c["rss_kb"])
+        bp = min(p, key=lambda c: c["rss_kb"])
+        out.append("idle RSS: hb %.1f MB / %s %.1f MB = %.2f"
+                   % (bh["rss_kb"] / 1024, bp["system"], bp["rss_kb"] / 1024,
+                      bh["rss_kb"] / bp["rss_kb"]))
+    return out
+
+
+def docs() -> str:
+    """Rebuild docs/benchmarks.md from the newest result of each bench."""
+    os.makedirs(DOCS, exist_ok=True)
+    out = ["# Benchmarks", "",
+           "Generated by `bench/failover`, `bench/load` and `bench/footprint` "
+           "(run as root; they build network namespaces and run the real daemons: "
+           "hb, Debian's Heartbeat 3.0.6, keepalived and ucarp). A client probes the "
+           "floating address every 10 ms with a UDP request that the node holding it "
+           "answers with its name; an interruption is the number of unanswered probes "
+           "times 10 ms. *Power loss* = every process of the active node killed "
+           "(SIGKILL) and its cable pulled; *planned* = the system's own switch-over "
+           "(hb: `hb-switch standby`; Heartbeat: `hb_standby`; keepalived and ucarp: "
+           "stopping the master). RSS and CPU are those of every process of the active "
+           "node's failover system while idle (no probing).", ""]
+    f = newest("failover")
+    if f:
+        out += ["## Failover", "", "Machine: " + machine_line(f["machine"]) + ".",
+                "Repetitions per case: %d. Raw data: `%s`." % (f["reps"], f["_file"]), "",
+                table(FAILOVER_HEAD, failover_rows(f["cases"])), ""]
+        r = ratios(f["cases"])
+        if r:
+            out += ["Ratios, hb / best peer in the same run:", ""]
+            out += ["- " + x for x in r] + [""]
+        svg = os.path.join(DOCS, "failover-timeline.svg")
+        chart(f["cases"], svg)
+        if os.path.exists(svg):
+            out += ["![who answered the client around a power loss](failover-timeline.svg)",
+                    ""]
+        if f.get("notes"):
+            out += [f["notes"], ""]
+    for kind, title in (("load", "Under load"), ("footprint", "Footprint")):
+        d = newest(kind)
+        if d:
+            out += ["## " + title, "", "Machine: " + machine_line(d["machine"]) + ".",
+                    "Raw data: `%s`." % d["_file"], "", d["text"].rstrip(), ""]
+    path = os.path.join(DOCS, "benchmarks.md")
+    with open(path, "w") as fh:
+        fh.write("\n".join(out))
+    return path

@@ -383,7 +383,7 @@ class _HaCf:
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:
-            if re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", addr) and \
+            if re.match(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$", addr) and \
                     not re.match(r"^[0-9.]+$", addr):
                 return addr                     # a host name, resolved when used
             raise self.err("%s: %r is neither an IP%s address nor a host name"

@@ -7,9 +7,10 @@ export PATH := $(CURDIR)/bin:$(PATH)
 RUN_DEPS  = python3-serial python3-pyroute2 python3-docopt python3-daemon iproute2
 TEST_DEPS = python3-pytest python3-hypothesis python3-aiosmtpd flake8 socat \
             iputils-ping tcpdump procps psmisc util-linux heartbeat resource-agents \
-            keepalived ucarp stress-ng python3-matplotlib
-DEB_DEPS  = debhelper dh-python python3-all python3-setuptools lintian devscripts \
-            build-essential fakeroot
+            keepalived ucarp stress-ng python3-matplotlib \
+            corosync pacemaker pacemaker-cli-utils debootstrap $(DEB_DEPS)
+DEB_DEPS  = debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+            lintian devscripts build-essential fakeroot
 
 .PHONY: deps deb-deps check test lint demo deb bench clean
 
@@ -23,7 +24,7 @@ deps:
 	    --no-install-recommends $$missing >/dev/null; \
 	fi
 	@# heartbeat/keepalived are test peers only: never let them run as services here
-	-@for s in heartbeat keepalived ucarp; do \
+	-@for s in heartbeat keepalived ucarp corosync pacemaker; do \
 	  systemctl disable --now $$s >/dev/null 2>&1 || true; done
 
 deb-deps:
@@ -48,8 +49,9 @@ demo: deps
 	$(PYTHON) -c 'import sys; sys.path.insert(0, "lib"); from hb import supervise; sys.exit(supervise.main(["--check", "-c", "etc/ha.d", "--node", "julius"]))'
 
 deb: deps deb-deps
-	dpkg-buildpackage -us -uc -b
-	mkdir -p dist && mv ../hb_*.deb ../hb_*.buildinfo ../hb_*.changes dist/ 2>/dev/null || true
+	@# Debian's own tools: not pyenv's python3 nor this tree's PYTHONPATH
+	env -u PYTHONPATH PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	mkdir -p dist && mv ../hb_*.deb ../hb_*.buildinfo ../hb_*.changes dist/
 
 clean:
 	rm -rf build dist .pybuild lib/*.egg-info

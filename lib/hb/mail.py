@@ -12,15 +12,17 @@ next mail that goes out.  compose() and the rate limit are pure (clock passed in
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import time
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from typing import Any, Mapping
 
 from hb import exits, runfiles
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:       # status must start quickly: email, json, typing load on use
+    from collections.abc import Mapping
+    from email.message import EmailMessage
+    from typing import Any
 
 SENDMAIL = "/usr/sbin/sendmail"
 CONFFILE = "mailto.conf"
@@ -103,6 +105,8 @@ def event_text(action: str, node: str, now: float) -> str:
 def compose(addrs: list[str], subject: str, action: str, node: str, now: float,
             sender: str | None = None, held: list[tuple[float, str]] = ()) -> EmailMessage:
     """The alert mail for action (start|stop) of group `subject` on node at now."""
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
     what = "Takeover in progress on" if action == "start" else "Migrating resource away from"
     msg = EmailMessage()
     msg["Date"] = formatdate(now, localtime=True)
@@ -208,6 +212,7 @@ class _Locked:
 def enqueue(statedir: str, addrs: list[str], subject: str, action: str, node: str,
             cfg: dict[str, Any], now: float | None = None) -> list[str]:
     """Rate-limit and spool the mail(s) for one event; what was decided, as text lines."""
+    import json
     now = time.time() if now is None else now
     said = []
     with _Locked(statedir) as spool:

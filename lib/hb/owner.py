@@ -20,7 +20,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
-from hb.config import Config, Group
+from hb.config import Config, Group, digest_diff
 
 # ---------------------------------------------------------------- actions
 
@@ -126,6 +126,7 @@ class Node:
     cfd: str = ""
     pings: int | None = None
     late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
+    lates: collections.deque = field(default_factory=collections.deque)  # times of late beats
     beats: int = 0
     shutdown: bool = False
 
@@ -288,6 +289,8 @@ class Owner:
     def worst_late(self, n: Node, now: float) -> float:
         while n.late and n.late[0][0] < now - HOUR:
             n.late.popleft()
+        while n.lates and n.lates[0] < now - HOUR:
+            n.lates.popleft()
         return max((x for _, x in n.late), default=0.0)
 
     # ------------------------------------------------------------ events
@@ -534,10 +537,16 @@ class Owner:
         dt = _hex(f.get("dt"))
         if dt:
             n.dt = dt / 1000.0
+        st = f.get("st", "")
         kind = "hb" if f.get("hbv") else "heartbeat"
+        if n.kind == "hb" and kind == "heartbeat" and st in ("", "init", "up"):
+            kind = "hb"               # an hb node's first beats, before its state file
         if n.kind != kind:
             n.kind = kind
-            if (n.name, kind) not in self.kind_logged:
+            if kind == "hb" and self.rqst_at is not None:
+                self.rqst_at = None
+                self._take_local(now, out, "")
+            if (n.name, kind) not in self.kind_logged and (kind == "hb" or st == "active"):
                 self.kind_logged.add((n.name, kind))
                 self._log(out, "info", "node %s runs %s" % (
                     n.name, "hb" if kind == "hb" else "Heartbeat: using Heartbeat's rules"))
@@ -545,10 +554,10 @@ class Owner:
             gap = now - n.last
             n.late.append((now, max(0.0, gap - self.cfg.keepalive)))
             if gap > self.cfg.warntime and n.status == "up":
+                n.lates.append(now)
                 self._log(out, "warning", "node %s: late heartbeat, %.1f s" % (n.name, gap))
         n.last = now
         n.beats += 1
-        st = f.get("st", "")
         if not stale:
             n.st = st
             if kind == "hb":
@@ -563,12 +572,10 @@ class Owner:
         n.cfd = cfd
         if cfd and self.digest and cfd != self.digest and not self.cfd_logged:
             self.cfd_logged = True
-            diff = ""
-            if n.dt and abs(n.dt - self.cfg.deadtime) > 0.001:
-                diff = " (deadtime %g s there, %g s here)" % (n.dt, self.cfg.deadtime)
-            self._log(out, "error", "node %s: configuration differs%s: digest %s there, %s "
-                      "here; haresources, auto_failback and the timings must match"
-                      % (n.name, diff, cfd, self.digest), now)
+            what = ", ".join(digest_diff(cfd, self.digest)) or "settings"
+            self._log(out, "error", "node %s: configuration differs: %s (digest %s there, %s "
+                      "here); both nodes must have the same haresources, auto_failback and "
+                      "timings" % (n.name, what, cfd, self.digest), now)
         if st == "dead":
             if n.status == "up":
                 self._node_down(n, now, out, "it stopped (st=dead)")
@@ -1055,10 +1062,10 @@ class Owner:
             extra = ""
             if n.kind != "self" and n.cfd:
                 extra = " cfd=%s" % ("same" if n.cfd == self.digest else "differs")
-            lines.append("node %s %s since=%s late=%s gen=%s kind=%s%s" % (
+            lines.append("node %s %s since=%s late=%s gen=%s kind=%s lates=%d%s" % (
                 n.name, n.status, ep(n.since), "%.3g" % self.worst_late(n, now),
                 "%x" % n.gen if n.gen is not None else "0",
-                n.kind if n.kind != "unknown" else "hb", extra))
+                n.kind if n.kind != "unknown" else "hb", len(n.lates), extra))
         for ln in self.links.values():
             lines.append("link %s %s %s since=%s" % (ln.node, ln.medium, ln.status,
                                                      ep(ln.since)))

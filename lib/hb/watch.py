@@ -1,0 +1,315 @@
+"""hb-watch: judge liveness from hb-beat's message lines and decide who holds each group.
+
+Usage:
+  hb-watch [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME]
+  hb-watch --check [-r RUNDIR] [--max-age S]
+  hb-watch -h | --help
+
+Options:
+  -c CONFDIR     configuration directory [default: /etc/ha.d]
+  -r RUNDIR      run directory: state, status, beat.fifo, watch.fifo [default: /var/run/hb]
+  -s STATEDIR    persistent state (mail spool) [default: /var/lib/hb]
+  --node NAME    this node's name (default: uname -n, lower-cased)
+  --check        read RUNDIR/status, print one line, exit with a Nagios code
+  --max-age S    with --check: status older than S seconds is critical [default: 10]
+  -h --help      show this help
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import sys
+import time
+
+from docopt import docopt
+
+from hb import agents, config, exits, log as hblog, owner, runfiles, wire
+
+PROG = "hb-watch"
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+log = hblog.log
+
+
+def parse_status(text: str) -> dict:
+    """RUNDIR/status -> {'updated': (epoch, {k: v}), 'node': [...], ...}; words split."""
+    out: dict = {"node": [], "link": [], "ping": [], "group": []}
+    for line in text.splitlines():
+        w = line.split()
+        if not w:
+            continue
+        kv = {k: v for k, _, v in (x.partition("=") for x in w[1:]) if _}
+        pos = [x for x in w[1:] if "=" not in x]
+        if w[0] in out:
+            out[w[0]].append((pos, kv))
+        elif w[0] in ("updated", "self"):
+            out[w[0]] = (pos, kv)
+        elif w[0] == "last":
+            out["last"] = line[5:]
+    return out
+
+
+def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, str]:
+    """hb-watch --check: (Nagios code, one line)."""
+    path = os.path.join(rundir, runfiles.STATUS)
+    text = runfiles.read_text(path)
+    st = parse_status(text or "")
+    if not text or "updated" not in st:
+        return exits.NAGIOS_UNKNOWN, "UNKNOWN: no status in %s: is hb-watch running?" % path
+    now = time.time() if now is None else now
+    crit, warn = [], []
+    try:
+        age = now - float(st["updated"][0][0])
+    except (ValueError, IndexError):
+        return exits.NAGIOS_UNKNOWN, "UNKNOWN: unreadable status in %s" % path
+    me = st["updated"][1].get("node", "?")
+    if age > max_age:
+        crit.append("status is %.0f s old (pid %s)" % (age, st["updated"][1].get("pid", "?")))
+    selfkv = st.get("self", ([], {}))[1]
+    starting = selfkv.get("st") == "up"
+    if selfkv.get("maintenance", "off") != "off":
+        warn.append("maintenance mode")
+    for pos, kv in st["node"]:
+        name, state = (pos + ["?", "?"])[:2]
+        if kv.get("kind") == "self":
+            if state == "dead":
+                crit.append("no local heartbeat: hb-beat is not running")
+            continue
+        if state == "dead":
+            crit.append("node %s dead" % name)
+        elif state == "init":
+            warn.append("node %s not heard yet" % name)
+            starting = True
+        if kv.get("lates", "0") not in ("0", ""):
+            warn.append("node %s late %s times in the last hour (worst %s s)"
+                        % (name, kv["lates"], kv.get("late", "?")))
+        if kv.get("cfd") == "differs":
+            warn.append("configuration differs from %s" % name)
+    for pos, kv in st["link"]:
+        if len(pos) >= 3 and pos[2] == "dead":
+            warn.append("link %s %s dead" % (pos[0], pos[1]))
+    for pos, kv in st["ping"]:
+        if len(pos) >= 2 and pos[1] == "dead":
+            warn.append("ping node %s dead" % pos[0])
+    held = []
+    for pos, kv in st["group"]:
+        num, holder, state = (pos + ["?", "?", "?"])[:3]
+        if holder == "both":
+            crit.append("group %s held by both nodes" % num)
+        elif holder == "none":
+            (warn if starting else crit).append("group %s held by nobody (%s)" % (num, state))
+        elif state in ("starting", "stopping"):
+            warn.append("group %s %s on %s" % (num, state, holder))
+        else:
+            held.append("%s on %s" % (num, holder))
+    summary = "%s: groups %s" % (me, ", ".join(held) or "none held")
+    if crit:
+        return exits.NAGIOS_CRITICAL, "CRITICAL: " + "; ".join(crit + warn)
+    if warn:
+        return exits.NAGIOS_WARNING, "WARNING: " + "; ".join(warn)
+    return exits.NAGIOS_OK, "OK: " + summary
+
+
+def held_before(rundir: str, me: str) -> list[int]:
+    """Groups the last hb-watch of this node held, from its status file."""
+    st = parse_status(runfiles.read_text(os.path.join(rundir, runfiles.STATUS)) or "")
+    if "updated" not in st or st["updated"][1].get("node") != me:
+        return []
+    return [int(pos[0]) for pos, kv in st["group"]
+            if len(pos) >= 3 and pos[0].isdigit() and pos[1] in (me, "both")
+            and pos[2] != "stopped"]
+
+
+class Watch:
+    """The I/O around owner.Owner: stdin, watch.fifo, agents, beat.fifo, files."""
+
+    def __init__(self, cfg: config.Config, rundir: str, statedir: str) -> None:
+        self.cfg, self.rundir = cfg, rundir
+        self.now = time.monotonic()
+        self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node))
+        self.runner = agents.Runner(agents.Caller(cfg.confdir, cfg.node, rundir, statedir,
+                                                  env={"HA_" + k: v for k, v in cfg.env.items()}))
+        self.beat_fd: int | None = None
+        self.pending: list[tuple[float, bytes]] = []
+        self.wd_fd: int | None = None
+        self.state_text = ""
+        self.next_status = 0.0
+        self.exit: int | None = None
+
+    def apply(self, actions: list) -> None:
+        save = False
+        for a in actions:
+            if isinstance(a, owner.Save):
+                save = True
+            elif isinstance(a, owner.Log):
+                log.log(LEVELS.get(a.level, 20), "%s", a.text)
+        if save:                      # state first: later heartbeats must show the change
+            self.save()
+        for a in actions:
+            if isinstance(a, owner.Send):
+                self.send(wire.format_line(a.fields))
+            elif isinstance(a, owner.Run):
+                self.runner.run(self.ow.gs[a.group].group, a.action)
+            elif isinstance(a, owner.Watchdog):
+                self.feed_watchdog()
+            elif isinstance(a, owner.Exit):
+                self.exit = a.code
+
+    def save(self) -> None:
+        text = runfiles.format_kv(self.ow.state_fields())
+        if text != self.state_text:
+            runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATE), text)
+            self.state_text = text
+        self.write_status()
+
+    def write_status(self) -> None:
+        self.next_status = self.now + 1.0
+        runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
+                              self.ow.status_text(self.now, time.time(), os.getpid()))
+
+    def send(self, line: str) -> None:
+        self.pending.append((self.now + 5.0, (line + "\n").encode()))
+        self.flush()
+
+    def flush(self) -> None:
+        if self.beat_fd is None:
+            try:
+                self.beat_fd = os.open(os.path.join(self.rundir, runfiles.BEAT_FIFO),
+                                       os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno not in (errno.ENXIO, errno.ENOENT):
+                    log.error("cannot open beat.fifo: %s", e.strerror)
+        while self.pending and self.beat_fd is not None:
+            due, data = self.pending[0]
+            try:
+                os.write(self.beat_fd, data)
+                self.pending.pop(0)
+            except BlockingIOError:
+                break
+            except OSError:
+                os.close(self.beat_fd)
+                self.beat_fd = None
+        while self.pending and self.pending[0][0] < self.now:
+            log.error("hb-beat is not reading beat.fifo: message lost: %s",
+                      self.pending.pop(0)[1].decode().strip())
+
+    def feed_watchdog(self) -> None:
+        if not self.cfg.watchdog:
+            return
+        try:
+            if self.wd_fd is None:
+                self.wd_fd = os.open(self.cfg.watchdog, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.write(self.wd_fd, b"\0")
+        except OSError as e:
+            if self.wd_fd is None:
+                log.error("cannot open watchdog %s: %s", self.cfg.watchdog, e.strerror)
+
+    def close(self, disarm: bool) -> None:
+        if self.wd_fd is not None:
+            try:
+                if disarm:
+                    os.write(self.wd_fd, b"V")
+                os.close(self.wd_fd)
+            except OSError:
+                pass
+        if self.beat_fd is not None:
+            os.close(self.beat_fd)
+
+    def reload(self) -> None:
+        try:
+            cfg = config.load(self.cfg.confdir, self.cfg.node)
+        except (config.ConfigError, OSError) as e:
+            log.error("SIGHUP: keeping the running configuration: %s", e)
+            return
+        hblog.setup(PROG, cfg)
+        self.cfg = cfg
+        self.apply(self.ow.reconfigure(cfg, self.now, config.digest(cfg)))
+
+    def run(self) -> int:
+        sel = selectors.DefaultSelector()
+        os.set_blocking(0, False)
+        stdin = runfiles.LineReader(0)
+        fifo_r, fifo_keep = runfiles.open_fifo_reader(os.path.join(self.rundir,
+                                                                   runfiles.WATCH_FIFO))
+        fifo = runfiles.LineReader(fifo_r)
+        sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, lambda *_: None)
+        sel.register(0, selectors.EVENT_READ, "stdin")
+        sel.register(fifo_r, selectors.EVENT_READ, "fifo")
+        sel.register(self.runner.fileno(), selectors.EVENT_READ, "agents")
+        sel.register(sig_r, selectors.EVENT_READ, "signal")
+        step = max(0.01, min(0.1, self.cfg.keepalive / 4))
+        self.apply(self.ow.begin(self.now))
+        while self.exit is None:
+            for key, _ in sel.select(step):
+                self.now = time.monotonic()
+                if key.data == "stdin":
+                    for line in stdin.read():
+                        self.apply(self.ow.message(wire.parse_line(line), self.now))
+                    if stdin.eof:
+                        log.warning("stdin closed: hb-supervise is gone; exiting, "
+                                    "resources left as they are")
+                        sel.unregister(0)
+                        self.exit = exits.OK
+                        self.write_status()
+                elif key.data == "fifo":
+                    for line in fifo.read():
+                        log.info("request: %s", line.strip())
+                        self.apply(self.ow.request(line, self.now))
+                elif key.data == "agents":
+                    for i, action, rc in self.runner.collect():
+                        self.apply(self.ow.agent_done(i, action, rc, self.now))
+                elif key.data == "signal":
+                    sigs = os.read(sig_r, 64)
+                    if signal.SIGHUP in sigs:
+                        self.reload()
+                    if signal.SIGTERM in sigs or signal.SIGINT in sigs:
+                        self.apply(self.ow.shutdown(self.now))
+            self.now = time.monotonic()
+            if self.exit is None:
+                self.apply(self.ow.tick(self.now))
+                if self.pending:
+                    self.flush()
+                if self.now >= self.next_status:
+                    self.write_status()
+        self.close(disarm=self.ow.exited)
+        for fd in (fifo_r, fifo_keep, sig_r, sig_w):
+            os.close(fd)
+        return self.exit
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = docopt(__doc__, argv)
+    if args["--check"]:
+        try:
+            max_age = float(args["--max-age"])
+        except ValueError:
+            print("%s: --max-age wants seconds" % PROG, file=sys.stderr)
+            return exits.NAGIOS_UNKNOWN
+        code, line = check(args["-r"], max_age)
+        print(line)
+        return code
+    try:
+        cfg = config.load(args["-c"], args["--node"])
+    except config.ConfigError as e:
+        print(e, file=sys.stderr)
+        return exits.USAGE
+    except OSError as e:
+        print(hblog.fatal(PROG, "read", e.filename or args["-c"], e.strerror), file=sys.stderr)
+        return exits.FAIL
+    hblog.setup(PROG, cfg)
+    for p in agents.preload(cfg.groups, cfg.confdir):
+        log.error("%s", p)
+    try:
+        os.makedirs(args["-r"], exist_ok=True)
+        w = Watch(cfg, args["-r"], args["-s"])
+    except OSError as e:
+        print(hblog.fatal(PROG, "use", args["-r"], e.strerror), file=sys.stderr)
+        return exits.FAIL
+    log.info("starting: node %s, %d groups, auto_failback %s, deadtime %g s", cfg.node,
+             len(cfg.groups), cfg.auto_failback, cfg.deadtime)
+    return w.run()

@@ -20,7 +20,14 @@ from typing import Iterable
 
 
 class ConfigError(Exception):
-    """One line: 'FILE:LINE: what is wrong'."""
+    """One line: 'FILE:LINE: what is wrong'.
+
+    Parsing goes on past a bad line: .errors lists every error found, in file
+    order (the first is the message)."""
+
+    def __init__(self, msg: str, errors: list[str] | None = None) -> None:
+        super().__init__(msg)
+        self.errors = errors or [msg]
 
 
 @dataclass
@@ -710,6 +717,7 @@ def parse_hacf(text: str, filename: str, node: str,
     p = _HaCf(cfg, filename, local_addrs)
     table = p.dispatch()
     last = 1
+    errors: list[str] = []
     for n, raw in _lines(text, filename, cfg.warnings):
         p.line = n
         line = _strip_comment(raw)
@@ -719,9 +727,14 @@ def parse_hacf(text: str, filename: str, node: str,
         word, _, rest = line.replace("\t", " ").partition(" ")
         rest = rest.strip()
         fn = table.get(word)
-        if fn is None:
-            raise p.err("unknown directive %r%s" % (word, _suggest(word, table)))
-        fn(word, rest, [t for t in _SPLIT.split(rest) if t])
+        try:
+            if fn is None:
+                raise p.err("unknown directive %r%s" % (word, _suggest(word, table)))
+            fn(word, rest, [t for t in _SPLIT.split(rest) if t])
+        except ConfigError as e:
+            errors.append(str(e))
+    if errors:
+        raise ConfigError(errors[0], errors)
     p.line = last
     p.finish(last)
     return cfg
@@ -754,6 +767,7 @@ def parse_haresources(text: str, filename: str, nodes: list[str],
     groups: list[Group] = []
     keys: dict[str, int] = {}
     logical: list[tuple[int, str]] = []
+    errors: list[str] = []
 
     def err(line: int, msg: str) -> ConfigError:
         return ConfigError("%s:%d: %s" % (filename, line, msg))
@@ -793,6 +807,13 @@ def parse_haresources(text: str, filename: str, nodes: list[str],
         groups.append(g)
         logical.clear()
 
+    def group() -> None:
+        try:
+            flush()
+        except ConfigError as e:
+            errors.append(str(e))
+            logical.clear()
+
     cont = False
     for n, raw in _lines(text, filename, warnings):
         line = _strip_comment(raw)
@@ -800,10 +821,12 @@ def parse_haresources(text: str, filename: str, nodes: list[str],
         if more:
             line = line[:-1]
         if not cont:
-            flush()
+            group()
         logical.extend((n, t) for t in line.split())
         cont = more
-    flush()
+    group()
+    if errors:
+        raise ConfigError(errors[0], errors)
     return groups
 
 
@@ -822,10 +845,8 @@ def parse_authkeys(text: str, filename: str, warnings: list[str] | None = None) 
     def err(line: int, msg: str) -> ConfigError:
         return ConfigError("%s:%d: %s" % (filename, line, msg))
 
-    for n, raw in _lines(text, filename, warnings):
-        toks = raw.split()
-        if not toks or toks[0].startswith("#"):
-            continue
+    def line(n: int, toks: list[str]) -> None:
+        nonlocal use, use_line
         if toks[0].startswith("a"):
             if toks[0] != "auth" or len(toks) < 2 or not toks[1].isdigit():
                 raise err(n, "write auth N, N being the key that signs (e.g. auth 1)")
@@ -833,7 +854,7 @@ def parse_authkeys(text: str, filename: str, warnings: list[str] | None = None) 
                 warnings.append("%s:%d: auth given again (line %d): this one wins"
                                 % (filename, n, use_line))
             use, use_line = int(toks[1]), n
-            continue
+            return
         if not toks[0].isdigit() or not 0 <= int(toks[0]) <= 15:
             raise err(n, "write N METHOD KEY, N from 1 to 15 (e.g. 1 sha1 SECRET)")
         num = int(toks[0])
@@ -841,9 +862,8 @@ def parse_authkeys(text: str, filename: str, warnings: list[str] | None = None) 
             raise err(n, "key %d has no method: sha1, md5 or crc" % num)
         method = toks[1].lower()
         if method not in AUTH_METHODS:
-            raise err(n, "unknown method %r%s: sha1, md5 or crc" % (toks[1],
-                                                                    _suggest(method,
-                                                                             AUTH_METHODS)))
+            raise err(n, "unknown method %r%s: sha1, md5 or crc"
+                      % (toks[1], _suggest(method, AUTH_METHODS)))
         if method == "crc":
             if len(toks) > 2:
                 raise err(n, "crc takes no key")
@@ -864,8 +884,22 @@ def parse_authkeys(text: str, filename: str, warnings: list[str] | None = None) 
             warnings.append("%s:%d: key %d listed again (line %d): this one wins"
                             % (filename, n, num, keys[num].line))
         keys[num] = AuthKey(num, method, key, n)
+
+    errors: list[str] = []
+    last = 1
+    for n, raw in _lines(text, filename, warnings):
+        toks = raw.split()
+        if not toks or toks[0].startswith("#"):
+            continue
+        last = n
+        try:
+            line(n, toks)
+        except ConfigError as e:
+            errors.append(str(e))
+    if errors:
+        raise ConfigError(errors[0], errors)
     if use is None:
-        raise err(max(1, text.count("\n")), "no auth line: add auth N naming the key that signs")
+        raise err(last, "no auth line: add auth N naming the key that signs")
     if use not in keys:
         raise err(use_line, "auth %d: there is no key %d (listed: %s)"
                   % (use, use, " ".join(map(str, sorted(keys))) or "none"))
@@ -943,18 +977,28 @@ def load(confdir: str = "/etc/ha.d", node: str | None = None,
     (starting), warnings otherwise (--check)."""
     node = (node or default_node(confdir)).lower()
     hacf = os.path.join(confdir, "ha.cf")
-    cfg = parse_hacf(_read(hacf), hacf, node, local_addresses())
-    cfg.confdir = confdir
     har = os.path.join(confdir, "haresources")
-    cfg.groups = parse_haresources(_read(har), har, cfg.nodes, cfg.warnings)
     ak = os.path.join(confdir, "authkeys")
-    text = _read(ak)
-    why = authkeys_mode_problem(ak)
-    if why and check_devices:
-        raise ConfigError(why)
-    if why:
-        cfg.warnings.append(why)
-    cfg.auth = parse_authkeys(text, ak, cfg.warnings)
+    errors: list[str] = []
+    cfg: Config | None = None
+    try:
+        cfg = parse_hacf(_read(hacf), hacf, node, local_addresses())
+        cfg.confdir = confdir
+        cfg.groups = parse_haresources(_read(har), har, cfg.nodes, cfg.warnings)
+    except ConfigError as e:
+        errors += e.errors
+    warnings = cfg.warnings if cfg else []
+    try:
+        text = _read(ak)
+        why = authkeys_mode_problem(ak)
+        if why:
+            (errors if check_devices else warnings).append(why)
+        auth = parse_authkeys(text, ak, warnings)
+    except ConfigError as e:
+        errors += e.errors
+    if errors or cfg is None:
+        raise ConfigError(errors[0], errors)
+    cfg.auth = auth
     _check_system(cfg, hacf, har, check_devices)
     return cfg
 
@@ -965,11 +1009,10 @@ def _check_system(cfg: Config, hacf: str, har: str, strict: bool) -> None:
     except OSError:
         ifaces = set()
 
+    errors: list[str] = []
+
     def problem(fn: str, line: int, msg: str) -> None:
-        text = "%s:%d: %s" % (fn, line, msg)
-        if strict:
-            raise ConfigError(text)
-        cfg.warnings.append(text)
+        (errors if strict else cfg.warnings).append("%s:%d: %s" % (fn, line, msg))
 
     def chardev(path: str, fifo: bool = False) -> str | None:
         try:
@@ -1003,6 +1046,8 @@ def _check_system(cfg: Config, hacf: str, har: str, strict: bool) -> None:
                 if a.iface and a.iface not in ifaces:
                     cfg.warnings.append("%s:%d: %s: no interface %s on this machine"
                                         % (har, r.line, r.text, a.iface))
+    if errors:
+        raise ConfigError(errors[0], errors)
 
 
 # ---------------------------------------------------------------- output

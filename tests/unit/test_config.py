@@ -71,7 +71,7 @@ def read(*parts):
 
 def confdir(tmp_path, hacf, haresources, authkeys, mode=0o600):
     d = tmp_path / "ha.d"
-    d.mkdir()
+    d.mkdir(parents=True)
     (d / "ha.cf").write_text(hacf)
     (d / "haresources").write_text(haresources)
     (d / "authkeys").write_text(authkeys)
@@ -588,6 +588,27 @@ def test_devices_error_at_start_warning_in_check(tmp_path):
         "%s:2: serial device /dev/hb-no-such-tty: No such file or directory" % hf,
         "%s:3: bcast: no interface hbnosuch0 on this machine" % hf,
         "%s:4: watchdog /dev/hb-no-such-watchdog: No such file or directory" % hf]
+
+
+def test_every_error_is_reported(tmp_path):
+    d = confdir(tmp_path, "node alpha beta\nkeepalive 2x\nbcast eth1\nundport 9\n",
+                "alpha 192.0.2.10\n", "auth 1\n1 sha secret\n2 md5\n", mode=0o644)
+    with pytest.raises(ConfigError) as e:
+        config.load(d, "alpha")
+    assert str(e.value) == e.value.errors[0]
+    assert [x.split(": ", 1)[0] for x in e.value.errors] == [
+        d + "/ha.cf:2", d + "/ha.cf:4", d + "/authkeys:0", d + "/authkeys:2", d + "/authkeys:3"]
+    d2 = confdir(tmp_path / "x", GOOD_HACF, "gamma 192.0.2.10\nalpha\nbeta 192.0.2.300\n",
+                 GOOD_AK)
+    with pytest.raises(ConfigError) as e:
+        config.load(d2, "alpha")
+    assert [x.split(": ", 1)[0] for x in e.value.errors] == [
+        d2 + "/haresources:1", d2 + "/haresources:2", d2 + "/haresources:3"]
+    d3 = confdir(tmp_path / "y", "node alpha beta\nserial /dev/hb-no-tty\nbcast hbnosuch0\n",
+                 GOOD_HAR, GOOD_AK)
+    with pytest.raises(ConfigError) as e:
+        config.load(d3, "alpha")
+    assert len(e.value.errors) == 2
 
 
 def test_real_pty_and_interface_pass(tmp_path):

@@ -290,7 +290,7 @@ NO_EFFECT = {
     "coreroot": "hb leaves core dumps to the system's settings",
     "use_logd": "hb logs through logfile, debugfile and logfacility itself",
     "conn_logd_time": "hb does not use ha_logd",
-    "log_badpack": "hb logs each bad packet at debug level",
+    "log_badpack": "hb-beat's logging of bad packets is fixed",
     "syslogmsgfmt": "hb's syslog format is fixed",
     "msgfmt": "hb sends classic messages and receives both formats",
     "hbgenmethod": "hb keeps its generation counter in STATEDIR",

@@ -414,6 +414,42 @@ class HbNode:
             time.sleep(0.05)
 
 
+class WireTap:
+    """`hb-beat --listen` on a third host: every verified cluster message, for diagnosis.
+
+    It listens as node `as_node` with that node's configuration (a copy of CONFDIR),
+    so messages of that node come out marked _self=1.  It sends nothing."""
+
+    def __init__(self, lab: Lab, host: Host, confdir: str, as_node: str) -> None:
+        self.dir = os.path.join(lab.tmp, "tap-" + host.name)
+        shutil.copytree(confdir, os.path.join(self.dir, "ha.d"), dirs_exist_ok=True)
+        cf = os.path.join(self.dir, "ha.d", "ha.cf")
+        with open(cf) as f:
+            lines = [ln for ln in f if not re.match(r"\s*(logfile|debugfile)\b", ln)]
+        with open(cf, "w") as f:
+            f.writelines(lines)
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        self.out = os.path.join(self.dir, "messages")
+        self._f = open(self.out, "w")
+        self.proc = host.popen(["hb-beat", "--listen", "-c", os.path.join(self.dir, "ha.d"),
+                                "-s", os.path.join(self.dir, "state"), "--node", as_node],
+                               stdout=self._f, stderr=subprocess.DEVNULL)
+
+    def messages(self, skip_status: bool = True) -> list[str]:
+        """The messages so far as lines, `t=status` ones left out unless asked."""
+        from hb import wire
+        out = []
+        with open(self.out, errors="replace") as f:
+            for line in f:
+                d = wire.parse_line(line)
+                if skip_status and d.get("t") == "status":
+                    continue
+                keep = {k: v for k, v in d.items()
+                        if k not in ("srcuuid", "ld", "ttl", "hg", "ts", "_self", "_via")}
+                out.append(" ".join("%s=%s" % kv for kv in keep.items()))
+        return out
+
+
 def wait_until(pred: Callable[[], object], timeout: float, what: str,
                step: float = 0.02) -> float:
     """Poll pred until true; returns the seconds waited; fails naming `what`."""

@@ -11,6 +11,8 @@ Nothing happens at import time.
 
 from __future__ import annotations
 
+import _thread
+import errno
 import os
 import select
 import socket
@@ -554,15 +556,31 @@ class LinkWatcher:
 
 _tx: dict[str, socket.socket] = {}
 _rx: dict[tuple[str, int], socket.socket] = {}
+_locks: dict[object, _thread.LockType] = {}
+_locks_lock = _thread.allocate_lock()
+
+
+def _lock_for(key: object) -> _thread.LockType:
+    """One lock per key: hb-watch may start groups from several threads at once."""
+    with _locks_lock:
+        lk = _locks.get(key)
+        if lk is None:
+            lk = _locks[key] = _thread.allocate_lock()
+        return lk
 
 
 def _tx_socket(iface: str) -> socket.socket:
-    s = _tx.get(iface)
-    if s is None:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-        s.bind((iface, 0))
-        _tx[iface] = s
-    return s
+    with _locks_lock:
+        s = _tx.get(iface)
+        if s is None:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+            try:
+                s.bind((iface, 0))
+            except OSError:
+                s.close()
+                raise
+            _tx[iface] = s
+        return s
 
 
 def _mac(iface: str) -> bytes:
@@ -574,9 +592,12 @@ def _send(iface: str, frames: list[bytes]) -> None:
     try:
         for f in frames:
             s.send(f)
-    except OSError:
-        _tx.pop(iface, None)        # interface gone or renamed: reopen next time
-        s.close()
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENODEV):     # interface gone: reopen next time
+            with _locks_lock:
+                if _tx.get(iface) is s:
+                    del _tx[iface]
+            s.close()
         raise
 
 
@@ -593,16 +614,21 @@ def _bpf(proto: int) -> bytes:
 
 
 def _rx_socket(iface: str, proto: int) -> socket.socket:
+    """A filtered receiving socket, kept open; the caller holds _lock_for((iface, proto))."""
     s = _rx.get((iface, proto))
     if s is None:
         import ctypes
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                           socket.htons(proto))
-        prog = _bpf(proto)
-        buf = ctypes.create_string_buffer(prog)
-        fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
-        s.setsockopt(socket.SOL_SOCKET, 26, fprog)      # SO_ATTACH_FILTER
-        s.bind((iface, proto))
+        try:
+            prog = _bpf(proto)
+            buf = ctypes.create_string_buffer(prog)
+            fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
+            s.setsockopt(socket.SOL_SOCKET, 26, fprog)      # SO_ATTACH_FILTER
+            s.bind((iface, proto))
+        except OSError:
+            s.close()
+            raise
         s.setblocking(False)
         _rx[(iface, proto)] = s
     while True:     # drop what arrived before this probe
@@ -613,19 +639,37 @@ def _rx_socket(iface: str, proto: int) -> socket.socket:
 
 
 def probe(spec: Spec, iface: str, timeout: float) -> bool:
-    """Duplicate address detection: True when another host answers for spec.ip."""
-    mac, raw = _mac(iface), spec.raw
-    if spec.family == AF_INET:
-        rx, frame = _rx_socket(iface, ETH_P_ARP), arp_probe_frame(mac, raw)
-    else:
-        rx, frame = _rx_socket(iface, ETH_P_IPV6), dad_ns_frame(mac, raw)
-    _send(iface, [frame])
+    """Duplicate address detection: True when another host answers for spec.ip.
+
+    An interface without an Ethernet address, or one that cannot send (down),
+    has nobody to answer: False.
+    """
+    proto = ETH_P_ARP if spec.family == AF_INET else ETH_P_IPV6
+    with _lock_for((iface, proto)):
+        try:
+            mac = _mac(iface)
+            if len(mac) != 6:
+                return False
+            rx = _rx_socket(iface, proto)
+            frame = (arp_probe_frame if proto == ETH_P_ARP else dad_ns_frame)(mac, spec.raw)
+            _send(iface, [frame])
+        except OSError:
+            return False
+        return _await_conflict(spec, rx, iface, frame, mac, timeout)
+
+
+def _await_conflict(spec: Spec, rx: socket.socket, iface: str, frame: bytes, mac: bytes,
+                    timeout: float) -> bool:
+    raw = spec.raw
     start = time.monotonic()
     resent = False
     while True:
         left = start + timeout - time.monotonic()
         if not resent and left < timeout / 2:
-            _send(iface, [frame])
+            try:
+                _send(iface, [frame])
+            except OSError:
+                pass
             resent = True
         if left <= 0:
             return False
@@ -646,9 +690,18 @@ def announce_frames(spec: Spec, iface: str) -> list[bytes]:
     return [na_frame(mac, spec.raw, spec.router)]
 
 
-def announce(spec: Spec, iface: str) -> None:
-    """One gratuitous ARP pair (IPv4) or unsolicited NA (IPv6) for spec on iface."""
-    _send(iface, announce_frames(spec, iface))
+def announce(spec: Spec, iface: str) -> bool:
+    """One gratuitous ARP pair (IPv4) or unsolicited NA (IPv6) for spec on iface.
+
+    False when the interface has no Ethernet address or cannot send (e.g. down).
+    """
+    try:
+        if len(_mac(iface)) != 6:
+            return False
+        _send(iface, announce_frames(spec, iface))
+    except OSError:
+        return False
+    return True
 
 
 def repeat_announce(spec: Spec, iface: str, count: int, stop: Callable[[], bool]) -> int:
@@ -658,9 +711,7 @@ def repeat_announce(spec: Spec, iface: str, count: int, stop: Callable[[], bool]
         time.sleep(spec.arp_interval)
         if stop() or find_held(Spec(spec.ip, spec.family, iface=iface)) is None:
             break
-        try:
-            announce(spec, iface)
-        except OSError:
+        if not announce(spec, iface):
             break
         sent += 1
     return sent
@@ -742,12 +793,15 @@ def start(spec: Spec, background: str = "thread") -> str:
         iface, prefix = findif(spec, addrs)
         if spec.dad and spec.dad_timeout > 0 and probe(spec, iface, spec.dad_timeout):
             raise Refused("%s answers from another host on %s" % (spec.ip, iface))
-        add(spec, iface, prefix)
+        with _lock_for("netlink"):
+            add(spec, iface, prefix)
         what = "added %s/%d on %s" % (spec.ip, prefix, iface)
     _cancel(spec.ip)
     if spec.arp_count > 0:
-        announce(spec, iface)
-        _background(spec, iface, spec.arp_count - 1, background)
+        if announce(spec, iface):
+            _background(spec, iface, spec.arp_count - 1, background)
+        else:
+            what += " (not announced: %s cannot send)" % iface
     return what
 
 
@@ -778,7 +832,8 @@ def stop(spec: Spec) -> str:
     have = find_held(spec)
     if have is None:
         return "%s not held" % spec.ip
-    remove(have)
+    with _lock_for("netlink"):
+        remove(have)
     return "removed %s/%d from %s" % (spec.ip, have.prefix, have.ifname)
 
 

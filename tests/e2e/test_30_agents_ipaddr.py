@@ -274,3 +274,40 @@ def test_status_is_quick(lab):
         best = min(best, time.monotonic() - t)
         assert r.stdout == "running\n"
     assert best < 0.15, best     # with `ip netns exec` around it; bench/agents has the figure
+
+
+def test_start_on_a_down_interface_adds_without_announcing(lab):
+    a, _b, _c = pair(lab)
+    a.link_down("eth0")
+    r = a.run(["hb-ipaddr", VIP + "/24/eth0", "start"], check=False)
+    assert r.returncode == 0, r.stderr
+    assert "not announced" in r.stderr and a.has_addr(VIP)
+    assert a.run(["hb-ipaddr", VIP, "stop"]).returncode == 0 and not a.has_addr(VIP)
+
+
+THREADS = r"""
+import json, threading
+from hb import address
+ips = ["198.18.0.100", "198.18.0.101", "198.18.0.102", "2001:db8::100", "2001:db8::101"]
+out = {}
+def go(ip):
+    out[ip] = address.run_agent([ip], "start")[0]
+ts = [threading.Thread(target=go, args=(ip,)) for ip in ips]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps(out))
+"""
+
+
+def test_run_agent_from_several_threads_at_once(lab):
+    """hb-watch starts groups from worker threads: probes must not steal each other's
+    answers, and the one address another host holds is refused."""
+    a, b, _c = pair(lab)
+    b.run(["hb-ipaddr", "--no-dad", "198.18.0.101", "start"])
+    b.run(["hb-ipaddr", "--no-dad", "2001:db8::101", "start"])
+    r = a.run(["/usr/bin/python3", "-c", THREADS],
+              env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib")))
+    assert json.loads(r.stdout) == {"198.18.0.100": 0, "198.18.0.101": 1, "198.18.0.102": 0,
+                                    "2001:db8::100": 0, "2001:db8::101": 1}
+    assert a.has_addr("198.18.0.102") and not a.has_addr("198.18.0.101")
+    assert a.has_addr("2001:db8::100") and not a.has_addr("2001:db8::101")

@@ -171,10 +171,15 @@ FACILITIES = {
     "local6", "local7", "none",
 }
 BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
-_TIME = re.compile(r"\s*(\d+\.?\d*|\.\d+)\s*(ms|msec|us|usec)?\s*$")
+_TIME = re.compile(r"\s*(\d+\.?\d*|\.\d+)\s*(ms|msec|us|usec)?\s*$", re.ASCII)
 _IFNAME = re.compile(r"^[^/:\s]{1,15}$")
 _BARE_IPV4 = re.compile(r"^[0-9].*\.[0-9].*\.[0-9].*\.[0-9]")  # ResourceManager's glob
 _SPLIT = re.compile(r"[\s,]+")
+
+
+def _num(s: str) -> bool:
+    """Only ASCII digits ('²'.isdigit() is true, and int() refuses it)."""
+    return s.isascii() and s.isdigit()
 
 
 def parse_time(text: str) -> float:
@@ -217,7 +222,7 @@ def parse_address(spec: str) -> Address:
     maxbits = 32 if ip.version == 4 else 128
     if len(parts) > 1 and parts[1]:
         m = parts[1]
-        if m.isdigit():
+        if _num(m):
             a.prefix = int(m)
             if a.prefix > maxbits:
                 raise ValueError("bad netmask in %r: /%s is more than %d bits"
@@ -231,7 +236,7 @@ def parse_address(spec: str) -> Address:
         else:
             raise ValueError("bad prefix length in %r: %r" % (spec, m))
     rest = parts[2:]
-    if rest and rest[0][:1].isdigit():          # IP/24/BROADCAST (IPaddr's old form)
+    if rest and _num(rest[0][:1]):          # IP/24/BROADCAST (IPaddr's old form)
         if len(rest) > 1:
             raise ValueError("bad address %r: the interface comes before the broadcast "
                              "address" % spec)
@@ -367,7 +372,7 @@ class _HaCf:
 
     def integer(self, word: str, toks: list[str], lo: int, hi: int) -> int:
         v = self.one(word, toks)
-        if not v.isdigit() or not lo <= int(v) <= hi:
+        if not _num(v) or not lo <= int(v) <= hi:
             raise self.err("%s: bad value %r: a whole number from %d to %d" % (word, v, lo, hi))
         return int(v)
 
@@ -425,7 +430,7 @@ class _HaCf:
         if len(toks) == 1 and toks[0].lower() in FALSE:
             self.setting("monitor", None)
             return
-        m = re.match(r"^\s*(\d+\.?\d*|\.\d+)\s*(s|sec)\s*$", rest)   # hb-only: 5s too
+        m = re.match(r"^\s*(\d+\.?\d*|\.\d+)\s*(s|sec)\s*$", rest, re.ASCII)   # hb-only: 5s too
         self.setting("monitor", self.time(word, m.group(1) if m else rest))
 
     def d_udpport(self, word, rest, toks):
@@ -437,7 +442,7 @@ class _HaCf:
 
     def d_baud(self, word, rest, toks):
         v = self.one(word, toks)
-        if not v.isdigit() or int(v) not in BAUDS:
+        if not _num(v) or int(v) not in BAUDS:
             raise self.err("baud: bad rate %r: one of %s" % (v, " ".join(map(str, BAUDS))))
         self.setting("baud", int(v))
         if any(m.kind == "serial" for m in self.cfg.media):
@@ -848,14 +853,14 @@ def parse_authkeys(text: str, filename: str, warnings: list[str] | None = None) 
     def line(n: int, toks: list[str]) -> None:
         nonlocal use, use_line
         if toks[0].startswith("a"):
-            if toks[0] != "auth" or len(toks) < 2 or not toks[1].isdigit():
+            if toks[0] != "auth" or len(toks) < 2 or not _num(toks[1]):
                 raise err(n, "write auth N, N being the key that signs (e.g. auth 1)")
             if use is not None:
                 warnings.append("%s:%d: auth given again (line %d): this one wins"
                                 % (filename, n, use_line))
             use, use_line = int(toks[1]), n
             return
-        if not toks[0].isdigit() or not 0 <= int(toks[0]) <= 15:
+        if not _num(toks[0]) or not 0 <= int(toks[0]) <= 15:
             raise err(n, "write N METHOD KEY, N from 1 to 15 (e.g. 1 sha1 SECRET)")
         num = int(toks[0])
         if len(toks) < 2:

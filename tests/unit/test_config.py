@@ -5,6 +5,7 @@ import re
 import subprocess
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from hb import config
 from hb.config import ConfigError, parse_authkeys, parse_hacf, parse_haresources
@@ -218,7 +219,8 @@ def test_parse_time(text, secs):
     assert config.parse_time(text) == secs
 
 
-@pytest.mark.parametrize("text", ["2x", "", "ms", "-1", "1s", "1,5", "1e3"])
+@pytest.mark.parametrize("text", ["2x", "", "ms", "-1", "1s", "1,5", "1e3", "\u0663",
+                                  "\u00b2"])
 def test_parse_time_refuses(text):
     with pytest.raises(ValueError):
         config.parse_time(text)
@@ -801,3 +803,36 @@ def test_man_pages_are_clean_roff():
         r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(ROOT, "man", name)],
                            capture_output=True, text=True)
         assert r.returncode == 0 and r.stderr == "", (name, r.stderr)
+
+
+# ---------------------------------------------------------------- robustness
+
+_WORDS = ["node", "alpha", "beta", "bcast", "ucast", "mcast", "serial", "/dev/ttyS0", "eth1",
+          "keepalive", "deadtime", "500ms", "2", "auto_failback", "on", "ping", "ping_group",
+          "respawn", "crm", "#", ",", "\\", "::", "IPaddr::", "192.0.2.10/24/eth0", "1",
+          "sha1", "auth", "crc", "monitor", "udpport", "x" * 20, "2001:db8::1", "\t", "\r",
+          "\u00b2", "\u0663", "15", "0x1f"]
+
+
+@given(st.lists(st.lists(st.sampled_from(_WORDS) | st.text(max_size=6), max_size=6),
+                max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_parsers_raise_only_config_errors(lines):
+    text = "\n".join(" ".join(words) for words in lines)
+    for parse in (lambda: parse_hacf(text, "f", "alpha", {"192.0.2.1"}),
+                  lambda: parse_haresources(text, "f", ["alpha", "beta"]),
+                  lambda: parse_authkeys(text, "f")):
+        try:
+            parse()
+        except ConfigError as e:
+            assert all(re.match(r"^f:\d+: \S", x) and "\n" not in x for x in e.errors)
+
+
+@given(st.text(alphabet="0123456789abcdef.:/eth", max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_parse_address_raises_only_value_errors(spec):
+    try:
+        a = config.parse_address(spec)
+    except ValueError:
+        return
+    assert a.version in (4, 6)

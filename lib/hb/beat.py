@@ -66,8 +66,14 @@ class Beat:
         self.seqno = 0
         self.hist = wire.History()
         self.state_key: tuple = ()
+        self.state_path = os.path.join(rundir, runfiles.STATE)
+        self.pfx: tuple = (None,)
+        self.next_check = 0.0
+        self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.state: dict[str, str] = {}
-        self.ld = ("", 0.0)
+        self.ld = (b"", "", -1e9)
+        self.me_b = me.encode()
+        self.me_q = wire.format_line({"": me})[1:]
         self.logged = dict.fromkeys(wire.COUNTERS, 0)
         self.next_stats = 0.0
         self.out_fd = 1
@@ -79,6 +85,8 @@ class Beat:
         self.keys = {n: (k.method, k.key) for n, k in cfg.auth.keys.items()}
         self.sign = cfg.auth.signing
         self.ttl = str(1 + len(cfg.nodes))
+        self.ttl_b = self.ttl.encode()
+        self.status = (None, [])
         old = getattr(self, "rx", None)
         self.rx = wire.Receiver(self.me, cfg.nodes, self.keys, self.gen)
         if old is not None:
@@ -89,43 +97,61 @@ class Beat:
         self.media = media.open_media(cfg)
 
     # -- sending ------------------------------------------------------------
-    def loadavg(self, now: float) -> str:
-        if now - self.ld[1] >= 1.0:
+    def loadavg(self, now: float) -> tuple[bytes, str]:
+        """The first line of /proc/loadavg (read at most once a second), raw and quoted."""
+        if now - self.ld[2] >= 1.0:
             try:
-                with open("/proc/loadavg") as f:
-                    self.ld = (f.readline().strip(), now)
+                with open("/proc/loadavg", "rb") as f:
+                    ld = f.readline().strip()
             except OSError:
-                self.ld = ("0.00 0.00 0.00 0/0 0", now)
-        return self.ld[0]
+                ld = b"0.00 0.00 0.00 0/0 0"
+            self.ld = (ld, wire.format_line({"": ld.decode()})[1:], now)
+        return self.ld[0], self.ld[1]
 
-    def build(self, fields: list[tuple[str, str]], now: float
-              ) -> tuple[bytes, list[tuple[str, int, str]]]:
-        """Add the standard fields (Heartbeat's order) and auth; keep in history."""
-        fields = [f for f in fields if f[0] not in STANDARD]
-        fields.sort(key=lambda f: f[0] != "t")
-        t = fields[0][1]
-        ns = t.startswith("NS_")
-        out = [(k, wire.STRING, v) for k, v in fields]
-        out.append(("src", wire.STRING, self.me))
-        if not ns:
+    def build(self, fields: list[tuple[str, str]], now: float) -> tuple[bytes, str]:
+        """Add the standard fields (Heartbeat's order) and auth; keep in history.
+
+        Returns the packet and the message as a line (without _via/_rt).  The
+        message's own fields are rendered once while they stay the same."""
+        key = tuple(fields)
+        if key != self.pfx[0]:
+            fields = [f for f in fields if f[0] not in STANDARD]
+            fields.sort(key=lambda f: f[0] != "t")
+            typed = [(k, wire.STRING, v) for k, v in fields]
+            for f in typed:
+                wire.check_field(*f)
+            d = dict(fields)
+            self.pfx = (key, wire.classic_string(typed), wire.format_line(d),
+                        fields[0][1].startswith("NS_"), d.get("dest", self.me) == self.me)
+        _, head, line, ns, forus = self.pfx
+        ts = int(time.time())
+        if ns:
+            s = b"%ssrc=%s\nhg=%x\nts=%x\nttl=%s\n" % (head, self.me_b, self.gen, ts, self.ttl_b)
+            line += " src=%s hg=%x ts=%x ttl=%s" % (self.me_q, self.gen, ts, self.ttl)
+        else:
             self.seqno += 1
-            out.append(("seq", wire.STRING, "%x" % self.seqno))
-        out += [("hg", wire.STRING, "%x" % self.gen), ("ts", wire.STRING, "%x" % int(time.time()))]
-        if not ns:
-            out.append(("ld", wire.STRING, self.loadavg(now)))
-        out.append(("ttl", wire.STRING, self.ttl))
+            ld, ldq = self.loadavg(now)
+            s = b"%ssrc=%s\nseq=%x\nhg=%x\nts=%x\nld=%s\nttl=%s\n" % (
+                head, self.me_b, self.seqno, self.gen, ts, ld, self.ttl_b)
+            line += " src=%s seq=%x hg=%x ts=%x ld=%s ttl=%s" % (
+                self.me_q, self.seqno, self.gen, ts, ldq, self.ttl)
         k = self.sign
-        data = wire.render_classic(out, k.num, k.method, k.key)
+        token = wire.auth_token(k.method, k.key, s).encode()
+        data = b">>>\n%sauth=%d %s\n<<<\n" % (s, k.num, token)
         if not ns:
             self.hist.add(self.seqno, data)
-        return data, out
+            if forus:
+                self.mine[data] = (self.seqno, line)
+                if len(self.mine) > 16:
+                    del self.mine[next(iter(self.mine))]
+        return data, line
 
     def send(self, data: bytes, now: float, status: bool = False) -> None:
         for m in self.media:
             m.send(data, status, now)
 
     def read_state(self) -> dict[str, str]:
-        path = os.path.join(self.rundir, runfiles.STATE)
+        path = self.state_path
         try:
             st = os.stat(path)
             key = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -137,12 +163,13 @@ class Beat:
         return self.state
 
     def send_status(self, now: float) -> None:
-        fields = status_fields(self.read_state(), self.cfg.deadtime)
-        data, out = self.build(fields, now)
+        state = self.read_state()
+        if self.status[0] is not state:
+            self.status = (state, status_fields(state, self.cfg.deadtime))
+        fields = self.status[1]
+        data, line = self.build(fields, now)
         self.send(data, now, status=True)
-        line = {n: v for n, _, v in out}
-        line.update(_via="local", _rt="%.6f" % now, _self="1")
-        self.emit(line)
+        self.write("%s _via=local _rt=%.6f _self=1\n" % (line, now))
 
     def send_line(self, text: str, now: float) -> None:
         fields = list(wire.parse_line(text).items())
@@ -154,7 +181,10 @@ class Beat:
 
     # -- receiving ------------------------------------------------------------
     def emit(self, fields: dict) -> None:
-        data = wire.format_line(fields).encode("utf-8", "surrogateescape") + b"\n"
+        self.write(wire.format_line(fields) + "\n")
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogateescape")
         try:
             while data:
                 data = data[os.write(self.out_fd, data):]
@@ -162,6 +192,11 @@ class Beat:
             raise StdoutClosed() from None
 
     def handle(self, data: bytes, via: str, now: float) -> None:
+        mine = self.mine.get(data)
+        if mine is not None:        # our own message heard back: known good
+            if self.rx.own(mine[0], now) == "ok":
+                self.write("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))
+            return
         verdict, pkt = self.rx.receive(data, now)
         if verdict != "ok" or pkt is None:
             return
@@ -210,6 +245,9 @@ class Beat:
             self.rx.counts["rexmit_asked"] += 1
 
     def log_events(self, now: float, force: bool = False) -> None:
+        if now < self.next_check and not force:
+            return
+        self.next_check = now + 0.1
         for e in self.rx.seq.events:
             log.warning("%s", e)
         self.rx.seq.events.clear()
@@ -246,25 +284,22 @@ class Beat:
                     due = next_beat(t0, period, now)
                 self.ask_rexmit(now)
                 self.log_events(now)
-                p = select.poll()
+                rl = [sigfd] if fifo < 0 else [sigfd, fifo]
+                wl = []
                 byfd: dict[int, media.Medium] = {}
                 for m in self.media:
-                    if m.ensure(now) and m.fileno() >= 0:
-                        byfd[m.fileno()] = m
-                        p.register(m.fileno(), select.POLLIN
-                                   | (select.POLLOUT if m.wants_write() else 0))
-                if fifo >= 0:
-                    p.register(fifo, select.POLLIN)
-                p.register(sigfd, select.POLLIN)
-                if watch_out:
-                    p.register(self.out_fd, 0)
+                    if m.ensure(now) and (fd := m.fileno()) >= 0:
+                        byfd[fd] = m
+                        rl.append(fd)
+                        if m.wants_write():
+                            wl.append(fd)
                 wait = [due - now if not self.listen else 1.0, self.rx.seq.next_due - now]
                 wait += [t for m in self.media if (t := m.timeout()) is not None]
-                timeout = max(0.0, min(wait))
-                for fd, ev in p.poll(timeout * 1000 + 0.5 if timeout else 0):
-                    now = time.monotonic()
-                    if fd == self.out_fd:
-                        return exits.OK
+                r, w, _ = select.select(rl, wl, [], max(0.0, min(wait)))
+                now = time.monotonic()
+                for fd in w:
+                    byfd[fd].flush()
+                for fd in r:
                     if fd == sigfd:
                         _drain(sigfd)
                     elif fd == fifo and reader is not None:
@@ -273,11 +308,10 @@ class Beat:
                                 self.send_line(line, now)
                     elif fd in byfd:
                         m = byfd[fd]
-                        if ev & select.POLLOUT:
-                            m.flush()
-                        if ev & (select.POLLIN | select.POLLERR | select.POLLHUP):
-                            for data in m.recv(now):
-                                self.handle(data, m.name, now)
+                        for data in m.recv(now):
+                            self.handle(data, m.name, now)
+                if watch_out and self.listen and not r and _closed(self.out_fd):
+                    return exits.OK
                 for m in self.media:
                     if m.timeout() is not None:
                         m.flush()
@@ -299,6 +333,13 @@ class Beat:
             return
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
+
+
+def _closed(fd: int) -> bool:
+    """True when fd is a pipe whose reader went away."""
+    p = select.poll()
+    p.register(fd, 0)
+    return any(ev & select.POLLERR for _, ev in p.poll(0))
 
 
 def _drain(fd: int) -> None:

@@ -129,3 +129,27 @@ def test_sigterm_and_realtime(lab):
     assert p.returncode == 0
     assert len([ln for ln in err.splitlines() if "realtime" in ln]) <= 1
     assert os.path.exists(os.path.join(da["r"], "beat.fifo"))
+
+
+def test_built_packets_are_the_codecs(tmp_path):
+    """The sender's cached rendering is byte for byte wire.render_classic."""
+    from hb import config
+    keys = {1: config.AuthKey(1, "sha1", b"k1"), 2: config.AuthKey(2, "crc", b"")}
+    for use in (1, 2):
+        cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=2.0,
+                            auth=config.Auth(use, keys))
+        b = beat.Beat(cfg, "alpha", str(tmp_path), gen=0x6b06)
+        for fields in (beat.status_fields({"st": "active", "rsc_hold": "local"}, 2.0),
+                       [("info", "a b\nc"), ("t", "resource"), ("seq", "99")],
+                       beat.status_fields({}, 2.0),
+                       [("t", "NS_rexmit"), ("dest", "beta"), ("firstseq", "5")]):
+            data, line = b.build(fields, 0.0)
+            p = wire.parse(data)
+            assert wire.verify(p, {n: (k.method, k.key) for n, k in keys.items()})
+            assert wire.render_classic(p.fields, use, keys[use].method, keys[use].key) == data
+            assert wire.parse_line(line) == p.strings()
+            assert p.fields[0][:3:2] == ("t", dict(fields)["t"])
+            names = [n for n, _, _ in p.fields]
+            std = [n for n in names if n in wire.STANDARD]
+            assert names[-len(std):] == std
+    assert std == ["src", "hg", "ts", "ttl", "auth"]

@@ -67,6 +67,21 @@ class Child:
         self.started = 0.0
         self.due = 0.0
         self.done = False
+        self.hup = False          # SIGHUP owed, sent once the program catches it
+
+    def pass_hup(self) -> None:
+        """Send an owed SIGHUP unless the program is still starting (SIGHUP would kill it)."""
+        if not self.hup or self.proc is None:
+            self.hup = False
+            return
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                caught = next(int(ln.split()[1], 16) for ln in f if ln.startswith("SigCgt:"))
+        except (OSError, StopIteration, ValueError):
+            caught = 0
+        if caught >> (signal.SIGHUP - 1) & 1:
+            self.kill(signal.SIGHUP)
+            self.hup = False
 
     def start(self, now: float) -> None:
         kw: dict = {}
@@ -204,7 +219,7 @@ def reload(args: dict, cfg: config.Config, kids: list[Child]) -> config.Config:
         return cfg
     log.log.info("SIGHUP: configuration re-read; passing it on")
     for k in kids:
-        k.kill(signal.SIGHUP)
+        k.hup = k.proc is not None
     return new
 
 
@@ -231,6 +246,7 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
             if k.proc is None and not k.done and now >= k.due:
                 k.start(now)
         waits = [k.due - now for k in kids if k.proc is None and not k.done]
+        waits += [0.02 for k in kids if k.hup]
         try:
             select.select([sigr], [], [], max(0.0, min(waits, default=5.0)))
             sigs = os.read(sigr, 512)
@@ -254,6 +270,7 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
         now = time.monotonic()
         for k in [beat, watch, *others]:
             k.reap(now, stopping=k.done)
+            k.pass_hup()
         others = [k for k in others if not (k.done and k.proc is None)]
 
 

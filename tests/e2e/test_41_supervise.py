@@ -1,0 +1,124 @@
+"""hb-supervise running a real pair in namespaces: an orderly stop hands the VIP over
+at once; a daemon killed with -9 is respawned without moving anything; a second
+instance is refused; SIGHUP with a broken configuration keeps the running one."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+
+import pytest
+
+import probe
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "demo"))
+from cluster import VIP, Pair  # noqa: E402
+
+
+def started(lab, **kw) -> tuple[Pair, probe.Prober]:
+    pair = Pair(lab, **kw)
+    for name in pair.nodes:
+        probe.responder(pair[name].host, VIP, name)
+    pair.start()
+    prober = probe.Prober(pair.client, VIP, duration=60)
+    prober.wait_served("julius", timeout=15)
+    pair.wait(lambda: pair["caesar"].node("julius").get("status") == "up"
+              and pair["julius"].node("caesar").get("status") == "up", what="both up")
+    return pair, prober
+
+
+def test_sigterm_hands_the_vip_to_the_peer_within_a_second(lab):
+    pair, prober = started(lab)
+    julius = pair["julius"]
+    t0 = time.monotonic()
+    rc = julius.terminate()
+    served = prober.wait_served("caesar", timeout=5, since=t0)
+    probes = prober.stop()
+    assert rc == 0, julius.logtail()
+    assert served - t0 < 1.0, (served - t0, pair["caesar"].logtail())
+    assert probe.multi(probes, "holders") == []
+    gap = probe.outage_after(probes, t0)
+    assert gap is None or gap.ms < 1000
+    left = os.listdir(julius.run)
+    assert "beat.fifo" not in left and "watch.fifo" not in left
+    assert not julius.has_vip()
+    assert pair["caesar"].holds() == ["1"]
+
+
+@pytest.mark.parametrize("daemon", ["hb-watch", "hb-beat"])
+def test_kill9_of_a_daemon_is_respawned_and_nothing_moves(lab, daemon):
+    pair, prober = started(lab)
+    julius, caesar = pair["julius"], pair["caesar"]
+    seen = caesar.node("julius")
+    time.sleep(1.1)                  # past the one-second throttle of the first start
+    old = julius.children()
+    t0 = time.monotonic()
+    os.kill(old[daemon], signal.SIGKILL)
+    new = julius.wait_children(timeout=5, old={daemon: old[daemon]})
+    respawned = time.monotonic() - t0
+    assert new[daemon] != old[daemon]
+    time.sleep(1.5)                  # three deadtimes for the peer to judge
+    probes = probe.window(prober.stop(), t0 - 0.2)
+    assert respawned < 0.5, respawned
+    assert [p for p in probes if p.who != "julius"] == [], probe.servers(probes)
+    assert [p for p in probes if set(p.holders) != {"julius"}] == []
+    now = caesar.node("julius")
+    assert now.get("status") == "up" and now.get("since") == seen.get("since"), (seen, now)
+    with open(caesar.log) as f:
+        dead = [ln for ln in f if re.search(r"\bjulius\b.*\bdead\b", ln, re.I)
+                and not re.search(r"\blink\b", ln)]
+    assert dead == []
+    assert julius.holds() == ["1"] and caesar.holds() == []
+    with open(julius.log) as f:
+        assert "%s killed by signal 9; restarting" % daemon in f.read()
+
+
+def test_second_instance_refused_and_sighup_keeps_a_good_config(lab):
+    pair = Pair(lab)
+    julius = pair["julius"].start()
+    kids = julius.wait_children()
+    r = julius.host.run(julius.argv(), check=False)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("hb-supervise: fatal: unable to lock ")
+    assert r.stderr.rstrip().endswith("another hb-supervise is running")
+    hacf = os.path.join(julius.conf, "ha.cf")
+    with open(hacf) as f:
+        good = f.read()
+    with open(hacf, "a") as f:
+        f.write("undport 694\n")
+    os.kill(julius.proc.pid, signal.SIGHUP)
+    pair.wait(lambda: "keeping the running configuration" in open(julius.log).read(),
+              timeout=5, what="refusal of the broken config")
+    assert re.search(r"ha\.cf:\d+: .*undport", open(julius.log).read())
+    with open(hacf, "w") as f:
+        f.write(good.replace("warntime 300ms", "warntime 250ms"))
+    os.kill(julius.proc.pid, signal.SIGHUP)
+    pair.wait(lambda: "configuration re-read" in open(julius.log).read(), timeout=5)
+    time.sleep(0.3)
+    assert julius.children() == kids, julius.logtail()
+    assert julius.terminate() == 0
+    assert julius.children() == {}
+
+
+def test_daemon_detaches_and_writes_its_pid(lab):
+    pair = Pair(lab)
+    julius = pair["julius"]
+    r = julius.host.run(julius.argv("--daemon"), check=False, timeout=10)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    pidfile = os.path.join(julius.run, "hb-supervise.pid")
+    pid = 0
+    try:
+        pair.wait(lambda: os.path.exists(pidfile), timeout=5, what="the pid file")
+        with open(pidfile) as f:
+            pid = int(f.read())
+        julius.wait_children(pid=pid)
+        os.kill(pid, signal.SIGTERM)
+        pair.wait(lambda: not os.path.exists("/proc/%d" % pid), timeout=10, what="its exit")
+        assert not os.path.exists(pidfile)
+    finally:
+        if pid and os.path.exists("/proc/%d" % pid):
+            os.kill(pid, signal.SIGKILL)

@@ -791,6 +791,7 @@ def start(spec: Spec, background: str = "thread") -> str:
         iface, what = have.ifname, "re-announced %s on %s" % (spec.ip, have.ifname)
     else:
         iface, prefix = findif(spec, addrs)
+        _check_exists(iface)
         if spec.dad and spec.dad_timeout > 0 and probe(spec, iface, spec.dad_timeout):
             raise Refused("%s answers from another host on %s" % (spec.ip, iface))
         with _lock_for("netlink"):
@@ -845,13 +846,17 @@ def refresh(spec: Spec) -> None:
         _background(spec, have.ifname, spec.arp_count_refresh - 1, "fork")
 
 
+def _check_exists(iface: str) -> None:
+    try:
+        socket.if_nametoindex(iface)
+    except OSError:
+        raise SpecError("no such interface: %s" % iface) from None
+
+
 def validate(spec: Spec) -> tuple[str, int]:
     """(iface, prefix) start would use; SpecError when it cannot be started here."""
     if spec.iface:
-        try:
-            socket.if_nametoindex(spec.iface)
-        except OSError:
-            raise SpecError("no such interface: %s" % spec.iface) from None
+        _check_exists(spec.iface)
     return findif(spec, dump_addrs(spec.family))
 
 

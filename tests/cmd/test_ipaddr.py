@@ -143,7 +143,8 @@ def test_ocf_convention(lab):
         r = h.run("hb-ipaddr validate-all", check=False, env=ocf_env(**params))
         assert r.returncode == code, (params, r.stderr)
         assert r.stderr.startswith("hb-ipaddr: fatal: unable to ")
-    r = h.run("hb-ipaddr start", check=False, env=ocf_env(ip="203.0.113.9"))
-    assert r.returncode == 6
+    for params in ({"ip": "203.0.113.9"}, {"ip": VIP, "nic": "eth9", "cidr_netmask": "24"}):
+        r = h.run("hb-ipaddr start", check=False, env=ocf_env(**params))
+        assert r.returncode == 6, r.stderr
     r = h.run("hb-ipaddr start", check=False, env=ocf_env(ip=VIP, iflabel="vip"))
     assert r.returncode == 0 and "eth0:vip" in h.addrs()

@@ -217,6 +217,7 @@ def reload(args: dict, cfg: config.Config, kids: list[Child]) -> config.Config:
     except config.ConfigError as e:
         log.log.error("SIGHUP: keeping the running configuration, the new one is broken: %s", e)
         return cfg
+    log.setup(PROG, new, stderr=False if args["--daemon"] else None)
     log.log.info("SIGHUP: configuration re-read; passing it on")
     for k in kids:
         k.hup = k.proc is not None
@@ -255,7 +256,8 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
         except InterruptedError:
             continue
         if signal.SIGTERM in sigs or signal.SIGINT in sigs:
-            log.log.info("stopping: hb-watch hands the groups over first")
+            log.log.info("stopping: hb-watch hands the groups over first" if watch.proc
+                         else "stopping: hb-watch is not running, nothing is handed over")
             return stop(beat, watch, others, rundir)
         if signal.SIGHUP in sigs:
             cfg = reload(args, cfg, [beat, watch])

@@ -44,7 +44,7 @@ bcast eth0
 auto_failback off
 realtime {realtime}
 node julius caesar
-"""
+{extra}"""
 
 
 class Node:
@@ -179,13 +179,14 @@ class Pair:
 
     def __init__(self, lab, haresources: str = HARESOURCES, keepalive: str = "100ms",
                  warntime: str = "300ms", deadtime: str = "500ms", initdead: str = "1",
-                 realtime: str = "on") -> None:
+                 realtime: str = "on", extra: str = "") -> None:
         self.lab = lab
         a, b = lab.serial_pair()
         self.nodes = {"julius": Node(self, "julius", a), "caesar": Node(self, "caesar", b)}
         for n in self.nodes.values():
             n.write_config(haresources, keepalive=keepalive, warntime=warntime,
-                           deadtime=deadtime, initdead=initdead, realtime=realtime)
+                           deadtime=deadtime, initdead=initdead, realtime=realtime,
+                           extra=extra)
         self.client = lab.host("client", CLIENT)
 
     def __getitem__(self, name: str) -> Node:

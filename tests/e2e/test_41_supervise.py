@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import pytest
@@ -122,3 +124,39 @@ def test_daemon_detaches_and_writes_its_pid(lab):
     finally:
         if pid and os.path.exists("/proc/%d" % pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_respawn_lines_run_as_their_user_and_ipfail_is_left_to_hb_watch(lab):
+    d = tempfile.mkdtemp(prefix="hbrespawn.")
+    try:
+        os.chmod(d, 0o777)
+        for name, tail in (("loop", "exec sleep 30"), ("once", "exit 100"),
+                           ("ipfail", "exec sleep 30")):
+            path = os.path.join(d, name)
+            with open(path, "w") as f:
+                f.write('#!/bin/sh\necho "$(id -un) $$" >> %s.out\n%s\n' % (path, tail))
+            os.chmod(path, 0o755)
+        pair = Pair(lab, extra="respawn nobody %s/loop\nrespawn nobody %s/once\n"
+                    "respawn root %s/ipfail\n" % (d, d, d))
+        julius = pair["julius"].start()
+
+        def lines(name):
+            try:
+                with open(os.path.join(d, name + ".out")) as f:
+                    return [ln.split() for ln in f]
+            except FileNotFoundError:
+                return []
+        pair.wait(lambda: lines("loop"), timeout=10, what="the respawn program")
+        (user, pid), = lines("loop")
+        assert user == "nobody"
+        os.kill(int(pid), signal.SIGKILL)
+        pair.wait(lambda: len(lines("loop")) == 2, timeout=5, what="its respawn")
+        time.sleep(1.5)
+        assert lines("once") == [["nobody", lines("once")[0][1]]]
+        assert lines("ipfail") == []
+        last = int(lines("loop")[1][1])
+        assert julius.terminate() == 0
+        assert not os.path.exists("/proc/%d" % last) or \
+            open("/proc/%d/stat" % last).read().split()[2] == "Z"
+    finally:
+        shutil.rmtree(d)

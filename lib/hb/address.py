@@ -12,7 +12,6 @@ Nothing happens at import time.
 from __future__ import annotations
 
 import _thread
-import errno
 import os
 import select
 import socket
@@ -554,8 +553,8 @@ class LinkWatcher:
 
 # -- AF_PACKET: announcements and probes --------------------------------------------
 
-_tx: dict[str, socket.socket] = {}
-_rx: dict[tuple[str, int], socket.socket] = {}
+_tx: dict[tuple[str, int], socket.socket] = {}
+_rx: dict[tuple[str, int, int], socket.socket] = {}
 _locks: dict[object, _thread.LockType] = {}
 _locks_lock = _thread.allocate_lock()
 
@@ -570,8 +569,10 @@ def _lock_for(key: object) -> _thread.LockType:
 
 
 def _tx_socket(iface: str) -> socket.socket:
+    """The sending socket of iface (by name and index: a re-created one gets a new one)."""
+    key = (iface, socket.if_nametoindex(iface))
     with _locks_lock:
-        s = _tx.get(iface)
+        s = _tx.get(key)
         if s is None:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
             try:
@@ -579,7 +580,7 @@ def _tx_socket(iface: str) -> socket.socket:
             except OSError:
                 s.close()
                 raise
-            _tx[iface] = s
+            _tx[key] = s
         return s
 
 
@@ -589,16 +590,8 @@ def _mac(iface: str) -> bytes:
 
 def _send(iface: str, frames: list[bytes]) -> None:
     s = _tx_socket(iface)
-    try:
-        for f in frames:
-            s.send(f)
-    except OSError as e:
-        if e.errno in (errno.ENXIO, errno.ENODEV):     # interface gone: reopen next time
-            with _locks_lock:
-                if _tx.get(iface) is s:
-                    del _tx[iface]
-            s.close()
-        raise
+    for f in frames:
+        s.send(f)
 
 
 def _bpf(proto: int) -> bytes:
@@ -615,7 +608,8 @@ def _bpf(proto: int) -> bytes:
 
 def _rx_socket(iface: str, proto: int) -> socket.socket:
     """A filtered receiving socket, kept open; the caller holds _lock_for((iface, proto))."""
-    s = _rx.get((iface, proto))
+    key = (iface, socket.if_nametoindex(iface), proto)
+    s = _rx.get(key)
     if s is None:
         import ctypes
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
@@ -630,7 +624,7 @@ def _rx_socket(iface: str, proto: int) -> socket.socket:
             s.close()
             raise
         s.setblocking(False)
-        _rx[(iface, proto)] = s
+        _rx[key] = s
     while True:     # drop what arrived before this probe
         try:
             s.recv(2048)

@@ -311,3 +311,34 @@ def test_run_agent_from_several_threads_at_once(lab):
                                     "2001:db8::100": 0, "2001:db8::101": 1}
     assert a.has_addr("198.18.0.102") and not a.has_addr("198.18.0.101")
     assert a.has_addr("2001:db8::100") and not a.has_addr("2001:db8::101")
+
+
+STEPWISE = r"""
+import sys
+from hb import address
+for line in sys.stdin:
+    print(address.run_agent(line.split()[:1], line.split()[1]), flush=True)
+"""
+
+
+def test_in_process_survives_a_recreated_interface(lab):
+    """hb-watch keeps its AF_PACKET sockets: an interface deleted and made again
+    (a new index) must get new ones, or its announcements would go nowhere."""
+    a, _b, c = pair(lab)
+    p = a.popen(["/usr/bin/python3", "-c", STEPWISE], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True,
+                env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib")))
+
+    def step(line):
+        p.stdin.write(line + "\n")
+        p.stdin.flush()
+        return p.stdout.readline().strip()
+    assert step(VIP + "/24/eth0 start") == "(0, 'added 198.18.0.100/24 on eth0')"
+    a.run(["ip", "link", "del", "eth0"])
+    lab.plug(a, "eth0", "198.18.0.1/24")
+    cap = capture(c, 1.5)
+    assert step(VIP + "/24/eth0 start") == "(0, 'added 198.18.0.100/24 on eth0')"
+    got = [f for f in frames(cap) if f["kind"] == "arp" and f["spa"] == VIP]
+    assert len(got) == 10 and all(f["mac"] == mac(a) for f in got)
+    p.stdin.close()
+    p.wait(5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from dataclasses import dataclass, field
 
@@ -145,10 +146,32 @@ def crc32_posix(data: bytes) -> int:
     return c ^ 0xFFFFFFFF
 
 
+_PADS: dict[tuple[str, bytes], tuple] = {}
+
+
+def _pads(method: str, key: bytes) -> tuple:
+    """RFC 2104's keyed inner and outer hash states, kept for the next message."""
+    k = hashlib.new(method, key).digest() if len(key) > 64 else key
+    k = k.ljust(64, b"\0")
+    pads = (hashlib.new(method, bytes(b ^ 0x36 for b in k)),
+            hashlib.new(method, bytes(b ^ 0x5C for b in k)))
+    if len(_PADS) > 64:
+        _PADS.clear()
+    _PADS[(method, key)] = pads
+    return pads
+
+
 def auth_token(method: str, key: bytes, data: bytes) -> str:
     """The authenticator token Heartbeat computes for data (lowercase hex)."""
     if method in _HMAC:
-        return hmac.digest(key, data, method).hex()
+        pads = _PADS.get((method, key))
+        if pads is None:
+            pads = _pads(method, key)
+        i = pads[0].copy()
+        i.update(data)
+        o = pads[1].copy()
+        o.update(i.digest())
+        return o.hexdigest()
     if method == "crc":
         return "%x" % crc32_posix(data)
     raise WireError("unknown auth method %r" % method)
@@ -376,10 +399,13 @@ class SerialFramer:
             frame = bytes(self.buf[:end])
             del self.buf[:end]
             self.infr = False
-            nxt = frame.rfind(b"\n>>>\n", 3)
-            if nxt >= 0:
-                self.garbage += nxt + 1
-                frame = frame[nxt + 1:]
+            nxt = frame.rfind(b">>>\n", 1)
+            if nxt > 0:                 # a frame cut short, then a new one
+                try:
+                    parse(frame)
+                except WireError:
+                    self.garbage += nxt
+                    frame = frame[nxt:]
             out.append(frame)
 
 

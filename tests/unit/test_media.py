@@ -1,0 +1,139 @@
+"""Media against real file descriptors: a serial medium on a pty that nobody reads
+never blocks and never builds a backlog; frames cross a pty intact; interface
+addresses via ioctl; the generation file."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from hb import config, media, wire
+
+KEY = b"k"
+
+
+def status(seq: int) -> bytes:
+    return wire.render_classic([("t", 0, "status"), ("st", 0, "up"), ("src", 0, "alpha"),
+                                ("seq", 0, "%x" % seq), ("pad", 0, "x" * 200)], 1, "sha1", KEY)
+
+
+@pytest.fixture
+def pty():
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.set_blocking(master, False)
+    yield master, path
+    os.close(master)
+    os.close(slave)
+
+
+def drain(fd: int, seconds: float = 0.3) -> bytes:
+    out = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        out += chunk
+    return out
+
+
+def test_serial_unread_port_never_blocks_nor_backlogs(pty):
+    master, path = pty
+    m = media.Serial(config.Medium("serial", path), 19200)
+    t = time.monotonic()
+    worst = 0.0
+    for seq in range(1, 2001):
+        t1 = time.monotonic()
+        m.send(status(seq), True, t1)
+        worst = max(worst, time.monotonic() - t1)
+    assert m.failed is None
+    assert worst < 0.05 and time.monotonic() - t < 5
+    assert len(m.queue) <= 1 and m.dropped > 1000
+    got = wire.SerialFramer().feed(drain(master))
+    for _ in range(20):                 # let what remains go out
+        m.flush()
+        got += wire.SerialFramer().feed(drain(master, 0.05))
+    seqs = [int(wire.parse(f).get("seq") or "0", 16) for f in got]
+    assert seqs and seqs[-1] == 2000          # the newest status made it out
+    assert len(seqs) < 200                    # the rest were replaced, not queued
+    assert all(wire.verify(wire.parse(f), {1: ("sha1", KEY)}) for f in got)
+
+
+def test_serial_messages_not_replaced_by_status(pty):
+    master, path = pty
+    m = media.Serial(config.Medium("serial", path), 19200)
+    m.send(status(1), True, 0.0)
+    m.send(b">>>\nt=resource\n<<<\n", False, 0.0)
+    m.send(status(2), True, 0.0)
+    data = b""
+    for _ in range(30):
+        m.flush()
+        data += drain(master, 0.02)
+    frames = wire.SerialFramer().feed(data)
+    assert b"t=resource" in b"".join(frames)
+
+
+def test_serial_reads_frames_through_garbage(pty):
+    master, path = pty
+    m = media.Serial(config.Medium("serial", path), 19200)
+    assert m.ensure(0.0)
+    os.write(master, b"line noise\r\n" + status(7)[:30])
+    os.write(master, status(8) + b"\xff\xfe" + status(9))
+    time.sleep(0.1)
+    got = m.recv(0.0)
+    assert [wire.parse(f).get("seq") for f in got] == ["8", "9"]
+
+
+def test_serial_missing_device_fails_once_and_retries(caplog):
+    m = media.Serial(config.Medium("serial", "/nonexistent/ttyS7"), 19200)
+    for i in range(5):
+        m.send(status(i), True, i * 0.3)
+    assert m.failed and m.fileno() < 0
+    assert len([r for r in caplog.records if "ttyS7 failing" in r.getMessage()]) == 1
+    assert m.errors == 2                      # opened at 0.0 and 1.2: once per RETRY
+
+
+def test_loopback_addresses_by_ioctl():
+    assert media.if_ipv4("lo") == "127.0.0.1"
+    assert media.if_broadcast("lo") == "127.255.255.255"      # no brd set: from the netmask
+    with pytest.raises(OSError):
+        media.if_ipv4("nosuchif0")
+
+
+def test_udp_ucast_over_loopback():
+    port = 20000 + os.getpid() % 20000
+    a = media.Udp(config.Medium("ucast", "lo", addr="127.0.0.1", port=port))
+    assert a.ensure(0.0)
+    a.send(b">>>\nt=x\n<<<\n", False, 0.0)
+    time.sleep(0.05)
+    assert a.recv(0.0) == [b">>>\nt=x\n<<<\n"]
+    a.close()
+    assert a.fileno() < 0
+
+
+def test_generation_increments_and_survives(tmp_path):
+    d = str(tmp_path / "state")
+    g1 = media.next_generation(d)
+    assert abs(g1 - time.time()) < 5
+    g2 = media.next_generation(d)
+    assert g2 == g1 + 1
+    with open(os.path.join(d, "generation"), "rb") as f:
+        assert f.read() == b"%15d\n" % g2
+    with open(os.path.join(d, "generation"), "w") as f:
+        f.write("garbage")
+    assert abs(media.next_generation(d) - time.time()) < 5
+
+
+def test_no_heavy_imports():
+    import subprocess
+    import sys
+    code = "import hb.beat, sys; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+           "('pyroute2', 'serial', 'asyncio', 'ctypes', 'docopt')))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ))
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -203,9 +203,11 @@ def test_exported_cluster_serves_and_fails_over(lab, record_property):
     lab.stop(cl)
     assert served is not None, "caesar never served the VIP"
     assert hosts["caesar"].has_addr(VIP, "eth0")
-    r = in_node(caesar, ["crm_mon", "-1"])
-    assert "OFFLINE: [ julius ]" in r.stdout, r.stdout
-    assert re.search(r"\(ocf:hb:IPaddr\):\s+Started caesar", r.stdout), r.stdout
+
+    def started_on_caesar() -> str | None:
+        out = in_node(caesar, ["crm_mon", "-1"]).stdout
+        return out if re.search(r"\(ocf:hb:IPaddr\):\s+Started caesar", out) else None
+    assert "OFFLINE: [ julius ]" in wait(started_on_caesar, 30, "Started caesar in crm_mon")
     token, consensus = timing(1.0)
     record_property("pacemaker_failover_s", round(served, 3))
     print("\npacemaker failover (deadtime 1s: token %dms + consensus %dms): client served "

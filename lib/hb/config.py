@@ -597,6 +597,10 @@ class _HaCf:
 
     def d_crm(self, word, rest, toks):
         v = self.one(word, toks).lower()
+        if "crm" in self.cfg.lines:
+            raise self.err("%s: crm or pacemaker already given (line %d): say it once, as "
+                           "Heartbeat requires" % (word, self.cfg.lines["crm"]))
+        self.cfg.lines["crm"] = self.line
         if v in FALSE:
             return
         raise self.err("%s %s: %s" % (word, v, _PACEMAKER))
@@ -977,7 +981,7 @@ def load(confdir: str = "/etc/ha.d", node: str | None = None,
          check_devices: bool = True) -> Config:
     """Read and check CONFDIR/{ha.cf,haresources,authkeys}.
 
-    A missing serial device, interface or watchdog, and an authkeys file
+    A missing serial device, interface, watchdog or respawn program, and an authkeys file
     others may read or not owned by root, are errors when check_devices
     (starting), warnings otherwise (--check)."""
     node = (node or default_node(confdir)).lower()
@@ -1042,8 +1046,7 @@ def _check_system(cfg: Config, hacf: str, har: str, strict: bool) -> None:
     for r in cfg.respawns:
         prog = r.command.split()[0]
         if not os.access(prog, os.X_OK):
-            cfg.warnings.append("%s:%d: respawn: %s is not an executable file"
-                                % (hacf, r.line, prog))
+            problem(hacf, r.line, "respawn: %s is not an executable file" % prog)
     for g in cfg.groups:
         for r in g.resources:
             if r.name in ("IPaddr", "IPaddr2"):

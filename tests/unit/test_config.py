@@ -3,12 +3,14 @@
 import os
 import re
 import subprocess
+import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from hb import config
 from hb.config import ConfigError, parse_authkeys, parse_hacf, parse_haresources
+from heartbeat import heartbeat  # noqa: F401 (the fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -430,7 +432,7 @@ def test_harmless_crm_and_autojoin_values(line):
 
 
 def test_every_heartbeat_directive_is_known():
-    heartbeat = """node keepalive deadtime warntime initdead deadping udpport bcast ucast
+    words = """node keepalive deadtime warntime initdead deadping udpport bcast ucast
     mcast mcast6 ucast6 serial baud auto_failback nice_failback ping ping6 ping_group hbaping
     respawn failfast apiauth logfile debugfile logfacility use_logd conn_logd_time debug
     realtime rtprio hopfudge hbgenmethod msgfmt watchdog stonith stonith_host crm pacemaker
@@ -439,7 +441,7 @@ def test_every_heartbeat_directive_is_known():
     syslogmsgfmt use_apphbd env crm_daemon_dir crmd_spawns_pengine record_config_changes
     record_pengine_inputs enable_config_writes udp""".split()
     table = config._HaCf(config.Config(), "ha.cf", ()).dispatch()
-    assert set(heartbeat) | {"monitor"} == set(table)
+    assert set(words) | {"monitor"} == set(table)
 
 
 def test_single_node_warns():
@@ -643,7 +645,10 @@ def test_serial_must_be_a_character_device(tmp_path):
 def test_haresources_interface_and_respawn_checked(tmp_path):
     d = confdir(tmp_path, GOOD_HACF + "respawn root /nonexistent/prog -x\n",
                 "alpha IPaddr2::192.0.2.10/24/hbnosuch1:0\n", GOOD_AK)
-    cfg = config.load(d, "alpha")
+    with pytest.raises(ConfigError) as e:
+        config.load(d, "alpha")
+    assert str(e.value) == "%s/ha.cf:4: respawn: /nonexistent/prog is not an executable file" % d
+    cfg = config.load(d, "alpha", check_devices=False)
     assert cfg.warnings == [
         "%s/ha.cf:4: respawn: /nonexistent/prog is not an executable file" % d,
         "%s/haresources:1: IPaddr2::192.0.2.10/24/hbnosuch1:0: no interface hbnosuch1 on "
@@ -836,3 +841,85 @@ def test_parse_address_raises_only_value_errors(spec):
     except ValueError:
         return
     assert a.version in (4, 6)
+
+
+# ---------------------------------------------------------------- against real Heartbeat 3.0.6
+
+B3 = "node ME peer\nbcast eth0\nauto_failback on\n"
+# (ha.cf with ME for the node's name, Heartbeat 3.0.6 starts with it, hb accepts it)
+AGAINST_HEARTBEAT = [
+    (B3, True, True),
+    (B3 + "keepalive 500ms\ndeadtime 2\nwarntime 1\ninitdead 12\n", True, True),
+    ("node ME,peer\nbcast eth0\nauto_failback on\n", True, True),
+    ("# c\n\n\tnode\tME   # me\nudp eth0\t\nnode peer\nnice_failback on", True, True),
+    (B3.replace("\n", "\r\n"), True, True),
+    (B3 + "ucast eth0 198.18.0.2 198.18.0.3\nmcast eth0 239.0.0.1 694 1 0\n", True, True),
+    (B3 + "auto_failback YES\nauto_failback legacy\nrealtime n\ncrm off\n", True, True),
+    (B3 + "pacemaker no\n", True, True),
+    (B3 + "crm off\npacemaker no\n", False, False),
+    (B3 + "ping 198.18.0.254\nping_group g 198.18.0.253 198.18.0.252\ndeadping 20\n"
+     "respawn hacluster /usr/libexec/heartbeat/ipfail\napiauth ipfail uid=hacluster\n", True,
+     True),
+    (B3 + "respawn root /bin/true\n", True, True),
+    (B3 + "debug 1\nhopfudge 1\ncompression bz2\ncompression_threshold 2\ncoredumps true\n"
+     "msgfmt netstring\nconn_logd_time 60\nmax_rexmit_delay 250\nuuidfrom nodename\n"
+     "cluster linux-ha\nmemreserve 6500\nlog_badpack false\nsyslogmsgfmt true\n"
+     "hbgenmethod file\ntraditional_compression no\nrtprio 5\nenv FOO=bar\nautojoin none\n",
+     True, True),
+    (B3 + "undport 694\n", False, False),
+    ("Node ME peer\nbcast eth0\n", False, False),
+    (B3 + "deadtime 10s\n", False, False),
+    (B3 + "deadtime 10\ninitdead 5\n", False, False),
+    (B3 + "keepalive 2\ndeadtime 3\n", False, False),
+    (B3 + "keepalive 2\ndeadtime 10\ndeadping 3\n", False, False),
+    (B3 + "mcast eth0 192.0.2.7 694 1 0\n", False, False),
+    (B3 + "mcast eth0 239.0.0.1 694 5 0\n", False, False),
+    (B3 + "baud 14400\n", False, False),
+    (B3 + "autojoin any\n", False, False),
+    (B3 + "hbaping qlogic-qla2200-0\n", False, False),
+    ("node peer other\nbcast eth0\n", False, False),
+    # hb is stricter on purpose (ha.cf(5) says why and what to do instead)
+    (B3 + "keepalive 1\nwarntime 12\ndeadtime 10\n", True, False),
+    (B3 + "stonith_host * baytech 192.0.2.3 mylogin mysecretpassword\n", True, False),
+    (B3 + "node third\n", True, False),
+    # hb is more lenient: a blank between a number and its unit
+    (B3 + "keepalive 1500 msec\ndeadtime 10\n", False, True),
+]
+
+
+@pytest.mark.slow
+def test_heartbeat_3_agrees(lab, heartbeat):  # noqa: F811
+    """Each ha.cf: does real Heartbeat 3.0.6 start with it, does hb accept it?"""
+    nodes = []
+    for i, (text, _, _) in enumerate(AGAINST_HEARTBEAT):
+        me = "c%02d" % i
+        h = lab.host(me, "198.18.0.1/24")
+        nodes.append(heartbeat(h, me, text.replace("ME", me), "%s 198.18.0.100\n" % me))
+    for n in nodes:
+        try:
+            n.start()
+        except RuntimeError:
+            pass                        # exited at once: a configuration error
+    verdicts = {}
+    deadline = time.monotonic() + 20
+    while len(verdicts) < len(nodes) and time.monotonic() < deadline:
+        for i, n in enumerate(nodes):
+            text = n.log() + n.stdio_text()
+            if i not in verdicts and "Configuration validated" in text:
+                verdicts[i] = True
+            elif i not in verdicts and "onfiguration error" in text:
+                verdicts[i] = False
+        time.sleep(0.1)
+    for n in nodes:
+        n.close()
+    for i, (text, heartbeat_starts, hb_accepts) in enumerate(AGAINST_HEARTBEAT):
+        me = "c%02d" % i
+        errors = [x for x in nodes[i].log().splitlines() if "ERROR" in x]
+        assert verdicts.get(i) == heartbeat_starts, (text, errors)
+        full = "logfile /x\ndebugfile /y\nuse_logd no\n" + text.replace("ME", me)
+        try:
+            parse_hacf(full, "ha.cf", me)
+            accepted = True
+        except ConfigError:
+            accepted = False
+        assert accepted == hb_accepts, text

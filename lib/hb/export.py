@@ -169,8 +169,8 @@ def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link],
             if n not in k.addrs:
                 where = ("link %d (%s)" % (k.number, k.dev)) if k.dev else "link 0"
                 raise _err(cfg, "ha.cf", k.line or _line(cfg, sys_, "node"),
-                           "no address for node %s on %s: give --addr %s=ADDRESS"
-                           % (n, where, n))
+                           "no address for node %s on %s: give --addr %s=ADDRESS%s"
+                           % (n, where, n, "[,ADDRESS] (one per link)" if len(out) > 1 else ""))
         fams = {ipaddress.ip_address(a).version for a in k.addrs.values()}
         if len(fams) > 1:
             raise _err(cfg, "ha.cf", k.line, "link %d mixes IPv4 and IPv6 addresses: %s"

@@ -1,7 +1,7 @@
 """The exported configuration runs: Debian's Corosync + Pacemaker on two namespaces.
 
 hb's ha.cf/haresources/authkeys for julius and caesar are exported with
-hb-supervise's export; each node runs `corosync -f` and `pacemakerd` in its own
+`hb-supervise --export pacemaker`; each node runs `corosync -f` and `pacemakerd` in its own
 network, mount and UTS namespaces (private /etc/corosync, /var/lib/pacemaker,
 /var/lib/corosync, /run, /dev/shm, /var/log, and /usr/lib/ocf/resource.d with
 hb-ipaddr installed as ocf:hb:IPaddr), the CIB is loaded with cibadmin as
@@ -101,13 +101,12 @@ def export(tmp: str) -> str:
             f.write(text)
     os.chmod(os.path.join(conf, "authkeys"), 0o600)
     out = os.path.join(tmp, "export")
-    code = ("import sys; from hb import config, export; "
-            "cfg = config.load(sys.argv[1], node='julius', check_devices=False); "
-            "sys.exit(export.main_export(cfg, sys.argv[2], "
-            "{'julius': '198.18.0.1', 'caesar': '198.18.0.2'}))")
-    r = subprocess.run([sys.executable, "-c", code, conf, out], capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(["hb-supervise", "--export", "pacemaker", "-c", conf, "--node", "julius",
+                        "-o", out, "--addr", "julius=198.18.0.1", "--addr", "caesar=198.18.0.2"],
+                       capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [os.path.join(out, f) for f in
+                                ("corosync.conf", "authkey", "cib.xml", "README.export")]
     return out
 
 

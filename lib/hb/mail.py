@@ -145,6 +145,34 @@ def rate_decide(state: dict[str, Any], addr: str, now: float,
     return True
 
 
+def next_release(state: dict[str, Any], rate: tuple[int, float]) -> float | None:
+    """When the first address with held-back events may be mailed again (None: none held)."""
+    count, window = rate
+    due = [sorted(st["sent"])[-count] + window if len(st["sent"]) >= count else 0.0
+           for st in state.values() if st["held"]]
+    return min(due) if due else None
+
+
+def compose_summary(addr: str, node: str, now: float, sender: str | None,
+                    held: list[tuple[float, str]]) -> EmailMessage:
+    """The mail that releases events held back for addr when no new event came."""
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+    msg = EmailMessage()
+    msg["Date"] = formatdate(now, localtime=True)
+    msg["From"] = sender or "hb on %s <root@%s>" % (node, node)
+    msg["To"] = addr
+    msg["Subject"] = "%d event%s held back by the mail rate limit on %s" % (
+        len(held), "s" * (len(held) != 1), node)
+    msg["Message-ID"] = make_msgid("hb", domain=node)
+    msg["Auto-Submitted"] = "auto-generated"
+    body = ["Held back by the mail rate limit since the last mail (%d):" % len(held)]
+    body += ["  %s" % text for _t, text in held]
+    body += ["", "-- ", "hb-mailto on %s" % node]
+    msg.set_content("\n".join(body) + "\n")
+    return msg
+
+
 def instance_name(addrs: list[str], subject: str) -> str:
     """File-name-safe name of one MailTo resource, for its state file."""
     raw = ",".join(addrs) + ("-" + subject if subject else "")
@@ -225,16 +253,48 @@ def enqueue(statedir: str, addrs: list[str], subject: str, action: str, node: st
                 held.extend(tuple(h) for h in state[a]["held"])
                 state[a]["held"] = []
             else:
-                state[a]["held"].append([now, event_text(action, node, now)])
+                text = "%s: %s" % (subject, event_text(action, node, now))
+                state[a]["held"].append([now, text])
                 said.append("rate limit: mail to %s held back" % a)
         if go:
             held = sorted(set(held))
             msg = compose(go, subject, action, node, now, cfg["from"], held)
-            name = "%.6f.%d.eml" % (now, os.getpid())
-            runfiles.write_atomic(os.path.join(spool, name), msg.as_string(), 0o600)
-            said.append("mail to %s spooled as %s" % (", ".join(go), name))
+            said.append("mail to %s spooled as %s" % (", ".join(go), _spool(spool, msg, now)))
         runfiles.write_atomic(path, json.dumps(state), 0o600)
     return said
+
+
+def _spool(spool: str, msg: EmailMessage, now: float) -> str:
+    name = "%.6f.%d.eml" % (now, os.getpid())
+    while os.path.exists(os.path.join(spool, name)):
+        now += 1e-6
+        name = "%.6f.%d.eml" % (now, os.getpid())
+    runfiles.write_atomic(os.path.join(spool, name), msg.as_string(), 0o600)
+    return name
+
+
+def release_held(statedir: str, cfg: dict[str, Any], node: str,
+                 now: float | None = None) -> tuple[list[str], float | None]:
+    """Spool a summary for each address whose held-back events may go now.
+
+    Returns (what was done, when the next may go or None)."""
+    import json
+    now = time.time() if now is None else now
+    said = []
+    with _Locked(statedir) as spool:
+        path = os.path.join(spool, ".rate")
+        state = json.loads(runfiles.read_text(path) or "{}")
+        changed = False
+        for a, st in sorted(state.items()):
+            if st["held"] and rate_decide(state, a, now, cfg["rate"]):
+                held = sorted(tuple(h) for h in st["held"])
+                st["held"] = []
+                name = _spool(spool, compose_summary(a, node, now, cfg["from"], held), now)
+                said.append("held-back events for %s spooled as %s" % (a, name))
+                changed = True
+        if changed:
+            runfiles.write_atomic(path, json.dumps(state), 0o600)
+        return said, next_release(state, cfg["rate"])
 
 
 def deliver(data: bytes, cfg: dict[str, Any]) -> str:
@@ -311,25 +371,40 @@ _queue: Any = None
 
 
 def _worker() -> None:
+    """Deliver the spool when asked, and release held-back events when they are due."""
     import logging
+    import queue
     log = logging.getLogger("hb")
+    last, due = None, None
     while True:
-        statedir, cfg = _queue.get()
-        n, err = flush(statedir, cfg)
+        try:
+            last = _queue.get(timeout=None if due is None else max(0.0, due - time.time()))
+        except queue.Empty:
+            pass
+        statedir, cfg, node = last
+        try:
+            said, due = release_held(statedir, cfg, node)
+            n, err = flush(statedir, cfg)
+        except Exception as e:      # a full disk must not end the thread
+            log.warning("MailTo: %s", e)
+            due = None
+            continue
+        for line in said:
+            log.info("MailTo: %s", line)
         if n:
             log.info("MailTo: %d mail%s delivered", n, "s" * (n != 1))
         if err:
             log.warning("MailTo: %s", err)
 
 
-def _background_flush(statedir: str, cfg: dict[str, Any]) -> None:
+def _background_flush(statedir: str, cfg: dict[str, Any], node: str) -> None:
     global _queue
     if _queue is None:
         import queue
         import threading
         _queue = queue.Queue()
         threading.Thread(target=_worker, name="mailto", daemon=True).start()
-    _queue.put((statedir, cfg))
+    _queue.put((statedir, cfg, node))
 
 
 def run_agent(args: list[str], action: str, node: str, rundir: str, statedir: str,
@@ -357,5 +432,5 @@ def run_agent(args: list[str], action: str, node: str, rundir: str, statedir: st
         if action == "stop":        # a stop never fails for want of a mail
             return exits.OK, "MailTo %s: %s" % (action, e)
         return exits.FAIL, "MailTo %s: %s" % (action, e)
-    _background_flush(statedir, cfg)
+    _background_flush(statedir, cfg, node)
     return exits.OK, "; ".join(said)

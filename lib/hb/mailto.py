@@ -90,7 +90,9 @@ def _env(args: dict) -> dict[str, str]:
     return env
 
 
-def _flush(statedir: str, cfg: dict) -> None:
+def _flush(statedir: str, cfg: dict, node: str) -> None:
+    for line in mail.release_held(statedir, cfg, node)[0]:
+        _say(line)
     n, err = mail.flush(statedir, cfg)
     if n:
         _say("%d mail%s delivered" % (n, "s" * (n != 1)))
@@ -123,7 +125,7 @@ def run(addrs: list[str], subject: str, action: str, args: dict, ocf: bool) -> i
         return exits.OCF_ERR_GENERIC if action == "start" else exits.OK
     for line in said:
         _say(line)
-    _flush(statedir, cfg)
+    _flush(statedir, cfg, node)
     return exits.OK
 
 
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ocf = args["EMAIL"] is None
     try:
         if args["--flush"]:
-            _flush(args["-s"], mail.settings(mail.load_conf(args["-c"]), _env(args)))
+            _flush(args["-s"], mail.settings(mail.load_conf(args["-c"]), _env(args)),
+                   args["--node"] or os.uname().nodename.lower())
             return exits.OK
         if ocf and action == "meta-data":
             sys.stdout.write(meta_data())

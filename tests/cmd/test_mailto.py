@@ -203,3 +203,16 @@ def test_ocf_convention_and_ocf_tester(dirs, smtpd, tmp_path):
                        capture_output=True, text=True, env=e, cwd="/tmp", timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "passed all tests" in r.stdout
+
+
+def test_flush_releases_held_back_events_when_due(dirs, smtpd):
+    env = {"HB_MAIL_RATE": "1/1"}
+    for action in ("start", "stop"):
+        assert hbm(dirs, "root", "web", action, smtp=smtpd, env=env).returncode == 0
+    r = hbm(dirs, "--flush", smtp=smtpd, env=env)
+    assert (r.returncode, r.stderr, len(smtpd.messages)) == (0, "", 1)     # not yet due
+    time.sleep(1.05)
+    r = hbm(dirs, "--flush", smtp=smtpd, env=env)
+    assert r.returncode == 0 and "1 mail delivered" in r.stderr
+    assert smtpd.messages[1]["Subject"] == "1 event held back by the mail rate limit on caesar"
+    assert "web: Migrating resource away from caesar at" in smtpd.messages[1].get_payload()

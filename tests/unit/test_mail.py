@@ -118,3 +118,36 @@ def test_load_conf_refuses_a_readable_password(tmp_path):
     with pytest.raises(MailError, match=r"mailto.conf:1: want name = value"):
         mail.load_conf(str(tmp_path))
     assert mail.load_conf(str(tmp_path / "none")) == {}
+
+
+def test_next_release_with_fake_clock():
+    rate = (2, 100.0)
+    assert mail.next_release({}, rate) is None
+    state = {"a": {"sent": [NOW, NOW + 10], "held": [[NOW + 20, "x"]]},
+             "b": {"sent": [NOW + 5], "held": []},
+             "c": {"sent": [NOW + 1, NOW + 30, NOW + 40], "held": [[NOW + 41, "y"]]}}
+    assert mail.next_release(state, rate) == NOW + 100     # a: NOW expires
+    state["a"]["held"] = []
+    assert mail.next_release(state, rate) == NOW + 130
+    state["c"]["sent"] = [NOW + 1]
+    assert mail.next_release(state, rate) == 0.0      # may go at once
+
+
+def test_release_held_sends_a_summary_when_due(tmp_path):
+    cfg = mail.settings({"rate": "1/100"}, {})
+    sd = str(tmp_path)
+    mail.enqueue(sd, ["root"], "web", "start", "caesar", cfg, now=NOW)
+    mail.enqueue(sd, ["root"], "web", "stop", "caesar", cfg, now=NOW + 10)
+    assert mail.release_held(sd, cfg, "caesar", now=NOW + 50) == ([], NOW + 100)
+    said, due = mail.release_held(sd, cfg, "caesar", now=NOW + 100)
+    assert len(said) == 1 and said[0].startswith("held-back events for root spooled as ")
+    assert due is None
+    names = mail.spooled(sd)
+    assert len(names) == 2
+    with open(os.path.join(sd, "spool", names[1])) as f:
+        m = email.message_from_string(f.read())
+    assert m["Subject"] == "1 event held back by the mail rate limit on caesar"
+    assert m["To"] == "root" and m["Auto-Submitted"] == "auto-generated"
+    assert "  web: Migrating resource away from caesar at 2026-11-26 10:37:34 UTC\n" in \
+        m.get_payload()
+    assert mail.release_held(sd, cfg, "caesar", now=NOW + 300) == ([], None)

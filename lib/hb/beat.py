@@ -29,7 +29,6 @@ import time
 from hb import config, exits, log as hblog, media, runfiles, wire
 
 PROG = "hb-beat"
-STANDARD = set(wire.STANDARD)
 BAD = ("garbage", "auth", "unknown", "replay")
 
 log = hblog.log
@@ -37,20 +36,6 @@ log = hblog.log
 
 class StdoutClosed(Exception):
     pass
-
-
-def next_beat(t0: float, period: float, now: float) -> float:
-    """The first slot t0 + k*period after now: no drift, no burst after a stall."""
-    return t0 + (int((now - t0) / period) + 1) * period
-
-
-def status_fields(state: dict[str, str], deadtime: float) -> list[tuple[str, str]]:
-    """t=status st=... dt=<hex ms>, then the other fields of RUNDIR/state."""
-    out = [("t", "status"), ("st", state.get("st") or "up"),
-           ("dt", "%x" % int(round(deadtime * 1000)))]
-    out += [(k, v) for k, v in state.items()
-            if k not in ("t", "st", "dt") and k not in STANDARD and k and v is not None]
-    return out
 
 
 class Beat:
@@ -94,7 +79,10 @@ class Beat:
             self.rx.seq.peers.update(old.seq.peers)
         for m in getattr(self, "media", []):
             m.close()
+        if getattr(self, "pinger", None) is not None:
+            self.pinger.close()
         self.media = media.open_media(cfg)
+        self.pinger = media.Pinger(cfg.pings) if cfg.pings and not self.listen else None
 
     # -- sending ------------------------------------------------------------
     def loadavg(self, now: float) -> tuple[bytes, str]:
@@ -115,7 +103,7 @@ class Beat:
         message's own fields are rendered once while they stay the same."""
         key = tuple(fields)
         if key != self.pfx[0]:
-            fields = [f for f in fields if f[0] not in STANDARD]
+            fields = [f for f in fields if f[0] not in wire.STANDARD]
             fields.sort(key=lambda f: f[0] != "t")
             typed = [(k, wire.STRING, v) for k, v in fields]
             for f in typed:
@@ -165,7 +153,7 @@ class Beat:
     def send_status(self, now: float) -> None:
         state = self.read_state()
         if self.status[0] is not state:
-            self.status = (state, status_fields(state, self.cfg.deadtime))
+            self.status = (state, wire.status_fields(state, self.cfg.deadtime))
         fields = self.status[1]
         data, line = self.build(fields, now)
         self.send(data, now, status=True)
@@ -281,10 +269,14 @@ class Beat:
                     self.log_events(now, force=True)
                 if not self.listen and now >= due:
                     self.send_status(now)
-                    due = next_beat(t0, period, now)
+                    if self.pinger is not None:
+                        self.pinger.ping(now)
+                    due = wire.next_beat(t0, period, now)
                 self.ask_rexmit(now)
                 self.log_events(now)
                 rl = [sigfd] if fifo < 0 else [sigfd, fifo]
+                pfds = self.pinger.fds() if self.pinger is not None else []
+                rl += pfds
                 wl = []
                 byfd: dict[int, media.Medium] = {}
                 for m in self.media:
@@ -301,7 +293,7 @@ class Beat:
                     byfd[fd].flush()
                 for fd in r:
                     if fd == sigfd:
-                        _drain(sigfd)
+                        media.drain(sigfd)
                     elif fd == fifo and reader is not None:
                         for line in reader.read():
                             if line.strip():
@@ -310,7 +302,11 @@ class Beat:
                         m = byfd[fd]
                         for data in m.recv(now):
                             self.handle(data, m.name, now)
-                if watch_out and self.listen and not r and _closed(self.out_fd):
+                    elif fd in pfds and self.pinger is not None:
+                        for name, addr in self.pinger.recv(fd):
+                            self.write("t=ping %s _via=ping _rt=%.6f\n" % (
+                                wire.format_line({"src": name, "addr": addr}), now))
+                if watch_out and self.listen and not r and media.pipe_closed(self.out_fd):
                     return exits.OK
                 for m in self.media:
                     if m.timeout() is not None:
@@ -324,6 +320,8 @@ class Beat:
                     os.close(fd)
             for m in self.media:
                 m.close()
+            if self.pinger is not None:
+                self.pinger.close()
 
     def reload(self) -> None:
         try:
@@ -333,21 +331,6 @@ class Beat:
             return
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
-
-
-def _closed(fd: int) -> bool:
-    """True when fd is a pipe whose reader went away."""
-    p = select.poll()
-    p.register(fd, 0)
-    return any(ev & select.POLLERR for _, ev in p.poll(0))
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

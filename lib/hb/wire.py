@@ -628,3 +628,20 @@ class Receiver:
         else:
             self.counts[v] += 1
         return v, pkt
+
+
+# ---------------------------------------------------------------------------
+# Sending: the status heartbeat and its schedule.
+
+def next_beat(t0: float, period: float, now: float) -> float:
+    """The first slot t0 + k*period after now: no drift, no burst after a stall."""
+    return t0 + (int((now - t0) / period) + 1) * period
+
+
+def status_fields(state: dict[str, str], deadtime: float) -> list[tuple[str, str]]:
+    """t=status st=... dt=<hex ms>, then the other fields of RUNDIR/state."""
+    out = [("t", "status"), ("st", state.get("st") or "up"),
+           ("dt", "%x" % int(round(deadtime * 1000)))]
+    out += [(k, v) for k, v in state.items()
+            if k not in ("t", "st", "dt") and k not in STANDARD and k and v is not None]
+    return out

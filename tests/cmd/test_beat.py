@@ -139,9 +139,9 @@ def test_built_packets_are_the_codecs(tmp_path):
         cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=2.0,
                             auth=config.Auth(use, keys))
         b = beat.Beat(cfg, "alpha", str(tmp_path), gen=0x6b06)
-        for fields in (beat.status_fields({"st": "active", "rsc_hold": "local"}, 2.0),
+        for fields in (wire.status_fields({"st": "active", "rsc_hold": "local"}, 2.0),
                        [("info", "a b\nc"), ("t", "resource"), ("seq", "99")],
-                       beat.status_fields({}, 2.0),
+                       wire.status_fields({}, 2.0),
                        [("t", "NS_rexmit"), ("dest", "beta"), ("firstseq", "5")]):
             data, line = b.build(fields, 0.0)
             p = wire.parse(data)

@@ -290,3 +290,25 @@ def test_lost_packets_recovered_by_rexmit(lab):
     assert "lost packet(s) for alpha" in errb
     assert counters(errb)["rexmit_asked"] >= 1 and counters(erra)["rexmit_sent"] >= 1
     assert counters(erra)["nak_sent"] == 0
+
+
+def test_ping_nodes_and_groups_ipv4_ipv6(lab):
+    a, b, na, nb = pair(lab, ["bcast eth0", "ping 198.18.0.3 2001:db8::3",
+                              "ping_group far 198.18.0.4 2001:db8::3"])
+    a.run(["ip", "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])
+    c = lab.host("c", "198.18.0.3/24")
+    c.run(["ip", "addr", "add", "2001:db8::3/64", "dev", "eth0", "nodad"])
+    na.start()
+    for src, addr in (("198.18.0.3", "198.18.0.3"), ("2001:db8::3", "2001:db8::3"),
+                      ("far", "2001:db8::3")):
+        na.wait(lambda d: d.get("t") == "ping" and d.get("src") == src
+                and d.get("addr") == addr and d.get("_via") == "ping", count=3)
+    lab.cut(c)
+    time.sleep(0.3)
+    t = time.monotonic()
+    time.sleep(0.5)
+    rc, err = na.stop()
+    assert rc == 0, err
+    assert not [d for d in na.lines if d.get("t") == "ping" and float(d["_rt"]) > t]
+    assert not [d for d in na.lines if d.get("addr") == "198.18.0.4"]
+    assert "failing" not in err

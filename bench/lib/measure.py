@@ -121,6 +121,7 @@ def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
             log("%s %s %s %d: %.0f ms" % (system.name, system.label, kind, i, ms))
             if kind == "power":
                 pair.reboot(active)
+                system.rebooted(active)
                 system.start(active)
             else:
                 system.after_planned(active)

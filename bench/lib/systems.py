@@ -91,6 +91,9 @@ class System:
         """Bring node n back as a backup after planned()."""
         self.start(n)
 
+    def rebooted(self, n: str) -> None:
+        """Node n comes back from a power loss: what a reboot clears (/run) goes."""
+
     def pids(self, n: str) -> list[int]:
         return self.pair.daemon_pids(n)
 
@@ -219,3 +222,74 @@ class Heartbeat(System):
 
 def _ms(s: float) -> str:
     return "%dms" % round(s * 1000) if s < 1 or s != int(s) else "%d" % s
+
+
+class Hb(System):
+    """hb-supervise on each node, ucast on eth0 like the others, realtime on."""
+    name = "hb"
+
+    @staticmethod
+    def available() -> bool:
+        from pair import ROOT
+        return os.access(os.path.join(ROOT, "bin", "hb-supervise"), os.X_OK)
+
+    def __init__(self, pair: Pair, keepalive: float = 0.2, deadtime: float = 1.0,
+                 realtime: bool = True, label: str = "") -> None:
+        super().__init__(pair)
+        self.keepalive, self.deadtime = keepalive, deadtime
+        self.label = label or "keepalive %s deadtime %s" % (_ms(keepalive), _ms(deadtime))
+        self.detect = deadtime + 1.0
+        self.dirs: dict[str, dict[str, str]] = {}
+        cf = "\n".join([
+            "keepalive %s" % _ms(keepalive), "deadtime %s" % _ms(deadtime),
+            "initdead %s" % _ms(max(1.0, 2 * deadtime)), "udpport 694",
+            "ucast eth0 %s" % ADDR["a"], "ucast eth0 %s" % ADDR["b"],
+            "auto_failback off", "realtime %s" % ("on" if realtime else "off"),
+            "node a b", ""])
+        for n in "ab":
+            d = {k: os.path.join(self.tmp, "hb-" + n, k) for k in ("ha.d", "run", "state")}
+            for k in ("ha.d", "state"):
+                os.makedirs(d[k], exist_ok=True)
+            _write(os.path.join(d["ha.d"], "ha.cf"), "logfile %s\n" % self.log(n) + cf)
+            _write(os.path.join(d["ha.d"], "haresources"), "a %s/%d/eth0\n" % (VIP, PREFIX))
+            _write(os.path.join(d["ha.d"], "authkeys"), "auth 1\n1 sha1 bench\n", 0o600)
+            self.dirs[n] = d
+
+    def start(self, n: str) -> None:
+        d = self.dirs[n]
+        self.popen(n, ["hb-supervise", "-c", d["ha.d"], "-r", d["run"], "-s", d["state"],
+                       "--node", n])
+
+    def status(self, n: str) -> str:
+        try:
+            with open(os.path.join(self.dirs[n]["run"], "status")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def settled(self, n: str, timeout: float) -> None:
+        peer = self.pair.peer(n)
+        alone = peer not in self.procs or self.procs[peer].poll() is not None
+        want = (r"^group 1 %s running" % n) if alone else (r"^node %s up" % peer)
+        rx = re.compile(want, re.M)
+        deadline = time.monotonic() + timeout
+        while not rx.search(self.status(n)):
+            if time.monotonic() > deadline:
+                raise TimeoutError("hb %s: no /%s/ in its status within %.0fs:\n%s"
+                                   % (n, want, timeout, self.status(n)))
+            time.sleep(0.02)
+
+    def planned(self, n: str) -> float:
+        t = time.monotonic()
+        r = subprocess.run(["hb-switch", "standby", "-r", self.dirs[n]["run"]], text=True,
+                           capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("hb-switch standby on %s: %s%s" % (n, r.stdout, r.stderr))
+        return t
+
+    def after_planned(self, n: str) -> None:
+        pass
+
+    def rebooted(self, n: str) -> None:
+        import shutil
+        shutil.rmtree(self.dirs[n]["run"], ignore_errors=True)     # /run is a tmpfs

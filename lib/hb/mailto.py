@@ -22,7 +22,7 @@ Options:
   -s STATEDIR         state directory, for the mail spool (default: /var/lib/hb)
   --node NAME         this node's name (default: uname -n, lower-cased)
   --smtp HOST[:PORT]  deliver by SMTP to HOST (port 25) even when sendmail exists
-  --flush             only deliver what the spool holds
+  --flush             only deliver the spool and the held-back events now due
   -h, --help          show this help
 """
 

@@ -45,8 +45,7 @@ test:
 check: deps lint test
 
 demo: deps
-	$(PYTHON) -m pytest --version >/dev/null
-	$(PYTHON) -c 'import sys; sys.path.insert(0, "lib"); from hb import supervise; sys.exit(supervise.main(["--check", "-c", "etc/ha.d", "--node", "julius"]))'
+	$(PYTHON) demo/run
 
 deb: deps deb-deps
 	@# Debian's own tools: not pyenv's python3 nor this tree's PYTHONPATH

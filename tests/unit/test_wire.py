@@ -397,3 +397,14 @@ if __name__ == "__main__":
     t0 = time.monotonic()
     n = fuzz(FUZZ_PACKETS, float("inf"))
     print("fuzz: %d packets, only WireError, %.1f s" % (n, time.monotonic() - t0))
+
+
+def test_heartbeat_306_packet_becomes_a_line():
+    r = wire.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=1)
+    verdict, p = r.receive(VECTOR, 1.0)
+    assert verdict == "ok" and p is not None
+    line = wire.format_line(dict(p.strings(), _via="eth1", _rt="1.000000"))
+    assert line == ("t=status st=active dt=1f40 protocol=1 src=beta "
+                    "srcuuid=io2OL6FhQVqIVwGlc20IgQ%3D%3D seq=6 hg=6b060abf ts=6b060ac0 "
+                    "ld=0.00%200.02%200.00%201/95%208735 ttl=3 _via=eth1 _rt=1.000000")
+    assert r.receive(VECTOR, 1.1)[0] == "dup"

@@ -861,6 +861,7 @@ class Owner:
                           "resources in flux" % n.name, now)
                 return
             groups = grps or self._mine(what, n.name)
+            n.stable = False          # the giver is in flux until it says otherwise
             self.hs = Handshake("taker", what, groups, "waiting", now, "standby of " + n.name)
             for i in groups:
                 self.gs[i].assign = ME
@@ -871,6 +872,7 @@ class Owner:
                 n.name, what, ",".join(map(str, sorted(groups)))), now)
         elif info == "other" and hs and hs.role == "giver" and hs.phase == "asked":
             hs.phase = "stopping"
+            n.stable = False          # the taker is in flux until its next status says not
             for i in hs.groups:
                 self.gs[i].assign = PEER
                 self.gs[i].needs_failback = False
@@ -1079,7 +1081,7 @@ class Owner:
                 self.peer_name if there else "none"
             state = gs.state if gs.state != PROBING else STARTING
             if not here and there:
-                state = RUNNING if self.peer.stable or gs.state != STOPPED else STARTING
+                state = RUNNING
             lines.append("group %d %s %s pref=%s since=%s fails=%d key=%s" % (
                 i, holder, state, gs.group.node, ep(gs.since), gs.fails, gs.group.key))
         lines.append("last %s %s" % (ep(self.last[0]), self.last[1]))

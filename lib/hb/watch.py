@@ -66,7 +66,7 @@ def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, s
         return exits.NAGIOS_UNKNOWN, "UNKNOWN: unreadable status in %s" % path
     me = st["updated"][1].get("node", "?")
     if age > max_age:
-        crit.append("status is %.0f s old (pid %s)" % (age, st["updated"][1].get("pid", "?")))
+        crit.append("status is %d s old (pid %s)" % (age, st["updated"][1].get("pid", "?")))
     selfkv = st.get("self", ([], {}))[1]
     starting = selfkv.get("st") == "up"
     if selfkv.get("maintenance", "off") != "off":
@@ -238,6 +238,8 @@ class Watch:
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, lambda *_: None)
+        if EARLY:                     # signals that came while we were starting
+            os.write(sig_w, bytes(EARLY))
         sel.register(0, selectors.EVENT_READ, "stdin")
         sel.register(fifo_r, selectors.EVENT_READ, "fifo")
         sel.register(self.runner.fileno(), selectors.EVENT_READ, "agents")
@@ -282,7 +284,12 @@ class Watch:
         return self.exit
 
 
+EARLY: list[int] = []
+
+
 def main(argv: list[str] | None = None) -> int:
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, lambda n, _: EARLY.append(n))
     args = docopt(__doc__, argv)
     if args["--check"]:
         try:

@@ -272,14 +272,17 @@ def test_peer_back_with_auto_failback_legacy_asks_for_its_group():
 
 # ---------------------------------------------------------------- standby / takeover
 
-@pytest.mark.parametrize("af", ["on", "off", "legacy"])
-def test_standby_all_then_takeover_all(af):
+@pytest.mark.parametrize("af,agent_time", [("on", 0.1), ("off", 0.1), ("legacy", 0.1),
+                                           ("off", 0.0), ("on", 0.3)])
+def test_standby_all_then_takeover_all(af, agent_time):
     s = both_started(af)
+    s[J].agent_time = s[C].agent_time = agent_time
     s[J].apply(s[J].ow.request("standby all", s.now))
     t = s.until(lambda: s.holders(1) == [C] and s.holders(2) == [C], 1)
-    assert t < 0.6                       # stop + start, no timeout
+    assert t < 2 * agent_time + 0.4      # stop + start, no timeout
     s.run(0.5)
     assert s[J].ow.hs is None and s[C].ow.hs is None
+    assert not s[J].log_has("split brain") and not s[J].log_has("taking it back")
     s[J].apply(s[J].ow.request("takeover all", s.now))
     s.until(lambda: s.holders(1) == [J] and s.holders(2) == [J], 1)
     assert any(f["t"] == "hb_takeover" and f["rsc_hold"] == "all" for f in s[J].sent)
@@ -533,6 +536,7 @@ def test_late_heartbeat_warning_and_worst_lateness():
     st = s[J].ow.status_text(s.now, 1.7e9, 1)
     late = float(re.search(r"^node caesar up .* late=([\d.]+) ", st, re.M).group(1))
     assert 0.25 < late < 0.45
+    assert " lates=1" in st
     assert not s[J].log_has("node caesar: dead")
 
 
@@ -564,8 +568,8 @@ def test_status_file_lines():
     lines = st.splitlines()
     assert lines[0] == "updated 1700000000 pid=77 node=julius"
     assert lines[1] == "self julius st=active rsc_hold=local maintenance=off"
-    assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self$", lines[2])
-    assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb cfd=same$",
+    assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0$", lines[2])
+    assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 cfd=same$",
                     lines[3])
     assert re.match(r"link caesar eth0 up since=\d+$", lines[4])
     assert re.match(r"link caesar ttyS0 up since=\d+$", lines[5])

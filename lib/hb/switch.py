@@ -328,7 +328,8 @@ def _shell(st: dict, a: float | None, stale: bool) -> str:
         for k in ("holder", "state", "pref", "since", "fails", "key"):
             kv.append(("HB_GROUP_%s_%s" % (g["index"], k.upper()), g.get(k, "")))
     if st["last"]:
-        kv += [("HB_LAST_TIME", st["last"]["time"]), ("HB_LAST", st["last"]["text"])]
+        kv += [("HB_LAST_TIME", "%.10g" % (st["last"]["time"] or 0)),
+               ("HB_LAST", st["last"]["text"])]
     return "".join("%s=%s\n" % (k, q(v)) for k, v in kv)
 
 

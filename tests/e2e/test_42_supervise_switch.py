@@ -77,7 +77,8 @@ def test_standby_with_a_dead_peer_is_refused(lab):
     assert r.stdout.startswith("fail: standby refused: peer caesar is dead"), r.stdout
     time.sleep(0.5)
     probes = prober.stop()
-    assert probes and all(p.who == "julius" for p in probes), probe.servers(probes)
+    assert probes and not [p for p in probes if (set(p.served) | set(p.holders)) - {"julius"}]
+    assert sum(p.who == "julius" for p in probes) >= 0.9 * len(probes), probe.servers(probes)
     assert julius.holds() == ["1"]
     assert julius.switch("cl_status", "nodestatus", "caesar").returncode == 1
     assert julius.switch("cl_status", "rscstatus").stdout == "local\n"

@@ -197,7 +197,8 @@ def request(args: dict) -> int:
         return exits.SWITCH_REFUSED
     st = _read(rundir)
     p = peer(st) if st is not None else None
-    if verb == "standby" and st is not None and not args["--force"] and chosen(st, which) \
+    if verb == "standby" and st is not None and not args["--force"] \
+            and any(g.get("holder") in (me(st), "both") for g in chosen(st, which)) \
             and (p is None or p.get("status") != "up"):
         print("fail: standby refused: peer %s is %s, nothing would run the groups "
               "(--force stops them anyway)" % (p["name"] if p else "(none)",

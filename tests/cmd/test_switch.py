@@ -246,3 +246,12 @@ def test_moves_refused_in_maintenance(tmp_path):
     assert rc == 1
     assert out == "fail: takeover refused: maintenance mode is on until %s " \
         "(hb-switch maintenance off)\n" % switch.clock(until)
+
+
+def test_standby_of_groups_not_held_here_is_not_refused(tmp_path):
+    write(tmp_path, text=STATUS.format(now=time.time(), peer="dead", g1="julius")
+          .replace("2 julius running", "2 none stopped"))
+    rc, out, _ = hbswitch(tmp_path, "standby", "foreign")
+    assert (rc, out) == (1, "fail: standby: hb-watch is not running\n")
+    rc, out, _ = hbswitch(tmp_path, "standby", "local")
+    assert rc == 1 and out.startswith("fail: standby refused: peer caesar is dead")

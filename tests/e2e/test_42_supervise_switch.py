@@ -84,3 +84,7 @@ def test_standby_with_a_dead_peer_is_refused(lab):
     assert julius.switch("cl_status", "rscstatus").stdout == "local\n"
     r = julius.switch("status", "--format=shell")
     assert "HB_NODE_CAESAR='dead'" in r.stdout.splitlines()
+    r = julius.switch("standby", "--force", "--wait", "5")
+    assert (r.returncode, r.stdout[:40]) in (
+        (1, "fail: standby: refused by hb-watch: stan"),
+        (0, "ok: standby: group 1 stopped; nothing ru")), r.stdout

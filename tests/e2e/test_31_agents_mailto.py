@@ -106,7 +106,7 @@ def test_in_process_never_blocks_and_delivers_later(tmp_path, smtpd):
     try:
         out, err = run_in_process(tmp_path, [["status", 0],
                                              ["start", black.getsockname()[1]],
-                                             ["status", 0]], 1.5)
+                                             ["status", 0]], 0, rate="5/60", settle=1.3)
     finally:
         black.close()
     assert [o[:2] for o in out] == [["status", 3], ["start", 0], ["status", 0]]
@@ -115,7 +115,8 @@ def test_in_process_never_blocks_and_delivers_later(tmp_path, smtpd):
     assert "kept in the spool" in err and "timed out" in err
     assert len([n for n in os.listdir(tmp_path / "lib" / "spool") if n.endswith(".eml")]) == 1
 
-    out, err = run_in_process(tmp_path, [["stop", smtpd.port], ["status", 0]], 1.0)
+    out, err = run_in_process(tmp_path, [["stop", smtpd.port], ["status", 0]], 0,
+                              rate="5/60", settle=0.5)
     assert [o[:2] for o in out] == [["stop", 0], ["status", 3]]
     assert out[0][3] < 0.25
     assert [m["Subject"] for m in smtpd.messages] == [
@@ -174,7 +175,8 @@ def test_in_process_releases_held_back_events_when_due(tmp_path, smtpd):
     """A flapping group, then quiet: the events held back by the rate limit are mailed
     by hb-watch's mail thread when the window opens, not left for the next event."""
     out, err = run_in_process(tmp_path, [["start", smtpd.port], ["stop", smtpd.port],
-                                         ["start", smtpd.port]], 0.0, settle=2.5)
+                                         ["start", smtpd.port]], 0.0, rate="1/0.8",
+                              settle=1.4)
     assert [o[1] for o in out] == [0, 0, 0]
     assert out[1][2] == out[2][2] == "rate limit: mail to root@example.org held back"
     assert [m["Subject"] for m in smtpd.messages] == [

@@ -86,29 +86,36 @@ class Packet:
 
     value is str for type 0 (bytes decoded utf-8 with surrogateescape, so the
     original bytes come back exactly) and bytes for every other type.
-    For netstring packets, signed is the exact bytes from '###\\n' through
-    '%%%\\n' and trailer the (N, hex) of the auth trailer, if any.
+    signed is what the authenticator covers: for netstring packets the exact
+    bytes from '###\\n' through '%%%\\n' (trailer: the (N, hex) of the auth
+    trailer, if any); for classic ones every line but auth, as received.
     """
     fields: list[tuple[str, int, "str | bytes"]] = field(default_factory=list)
     framing: str = "classic"
     signed: bytes = b""
     trailer: tuple[int, str] | None = None
 
+    def text(self) -> dict[str, str]:
+        """Fields as text (binary ones base64), first of each name; built once."""
+        m = self.__dict__.get("_text")
+        if m is None:
+            m = {}
+            for n, t, v in self.fields:
+                if n not in m:
+                    m[n] = v if t == STRING else _b64(v)       # type: ignore[arg-type]
+            self.__dict__["_text"] = m
+        return m
+
     def get(self, name: str, default: str | None = None) -> str | None:
-        for n, t, v in self.fields:
-            if n == name:
-                return v if isinstance(v, str) else _b64(v)
-        return default
+        return self.text().get(name, default)
 
     def __contains__(self, name: str) -> bool:
-        return any(n == name for n, _, _ in self.fields)
+        return name in self.text()
 
     def strings(self) -> dict[str, str]:
         """Fields as a dict of text (binary ones base64), auth left out."""
-        out: dict[str, str] = {}
-        for n, t, v in self.fields:
-            if n != "auth" and n not in out:
-                out[n] = v if isinstance(v, str) else _b64(v)
+        out = dict(self.text())
+        out.pop("auth", None)
         return out
 
 
@@ -249,32 +256,47 @@ def _typed(item: bytes, classic: bool) -> tuple[str, int, "str | bytes"]:
         return name, typ, _dec(raw)
     if classic:
         try:
-            raw = base64.b64decode(raw, validate=True)
+            dec = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             raise WireError("field %s: bad base64" % name) from None
+        if base64.b64encode(dec) != raw:
+            raise WireError("field %s: base64 not in canonical form" % name)
+        return name, typ, dec
     return name, typ, raw
 
 
 def _parse_classic(data: bytes) -> Packet:
+    """Fields up to the <<< line; signed = their lines as sent (= Heartbeat's S)."""
     if data.endswith(b"\0"):
         data = data[:-1]
-    pkt = Packet(framing="classic")
-    pos = len(CLASSIC_START)
-    n = len(data)
-    while True:
-        if pos >= n:
-            raise WireError("classic message without <<<")
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            nl = n
-        line = data[pos:nl]
-        pos = nl + 1
+    fields = []
+    signed = []
+    lines = data.split(b"\n")
+    for k in range(1, len(lines)):
+        line = lines[k]
         if not line:
             continue
         if line == CLASSIC_END:
             break
-        pkt.fields.append(_typed(line, classic=True))
-    return pkt
+        eq = line.find(b"=")
+        if eq > 0 and line[0] != 0x28:          # name=value, the common case
+            try:
+                name = line[:eq].decode("ascii")
+            except UnicodeDecodeError:
+                raise WireError("bad field name") from None
+            v = line[eq + 1:]
+            if b"\x13" in v:
+                v = v.replace(b"\x13", b"\n")
+            f = (name, STRING, v.decode("utf-8", "surrogateescape"))
+        else:
+            f = _typed(line, classic=True)
+        fields.append(f)
+        if f[0] != "auth":
+            signed.append(line)
+    else:
+        raise WireError("classic message without <<<")
+    signed.append(b"")
+    return Packet(fields, "classic", b"\n".join(signed))
 
 
 def _parse_netstring(data: bytes) -> Packet:
@@ -344,7 +366,7 @@ def verify(pkt: Packet, keys: dict[int, tuple[str, bytes]]) -> bool:
         if sp <= 0 or not a[:sp].isdigit():
             return False
         num, token = int(a[:sp]), a[sp + 1:]
-        data = classic_string(pkt.fields)
+        data = pkt.signed or classic_string(pkt.fields)
     k = keys.get(num)
     if k is None:
         return False

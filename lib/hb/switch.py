@@ -31,16 +31,13 @@ import os
 import sys
 import time
 
-from hb import exits, runfiles, wire
+from hb import exits, runfiles
 
 STALE = 3.0          # hb-watch rewrites status at least once a second
 POLL = 0.01
 
 # cl_status's own exit codes (Heartbeat's cl_status.c), kept for Nagios plugins
-CL_OK = 0
-CL_FAIL = 1
-CL_PARAMETER_ERROR = 11
-CL_UNKNOWN_ERROR = 13
+CL_OK, CL_FAIL, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR = 0, 1, 11, 13
 
 _FIXED = {"updated": ["time"], "self": ["name"], "node": ["name", "status"],
           "link": ["node", "medium", "status"], "ping": ["name", "status"],
@@ -49,8 +46,8 @@ _FIXED = {"updated": ["time"], "self": ["name"], "node": ["name", "status"],
 
 def parse_status(text: str) -> dict:
     """RUNDIR/status -> {'updated': {...}, 'self': {...}, 'node': [...], ..., 'last': {...}}."""
-    st: dict = {"updated": {}, "self": {}, "node": [], "link": [], "ping": [], "group": [],
-                "last": {}}
+    st: dict = {k: [] if k in ("node", "link", "ping", "group") else {} for k in _FIXED}
+    st["last"] = {}
     for line in text.splitlines():
         words = line.split()
         if not words:
@@ -65,12 +62,27 @@ def parse_status(text: str) -> dict:
         if names is None:
             continue
         rec: dict = dict(zip(names, words[1:1 + len(names)]))
-        rec.update(wire.parse_line(" ".join(words[1 + len(names):])))
+        for w in words[1 + len(names):]:
+            k, sep, v = w.partition("=")
+            if sep:
+                rec[k] = _unquote(v)
         if isinstance(st[kind], list):
             st[kind].append(rec)
         else:
             st[kind] = rec
     return st
+
+
+def _unquote(s: str) -> str:
+    """Undo the percent-encoding of message lines (wire.py's, without importing it)."""
+    parts = s.split("%")
+    out = [parts[0]]
+    for p in parts[1:]:
+        try:
+            out.append(chr(int(p[:2], 16)) + p[2:] if len(p) >= 2 else "%" + p)
+        except ValueError:
+            out.append("%" + p)
+    return "".join(out)
 
 
 def _float(s: str | None) -> float | None:
@@ -110,9 +122,7 @@ def outcome(st: dict, verb: str, which: str, since: float,
 
     since: when the request was sent (status times are whole seconds); before: the
     `last` record then, so that an older refusal is not taken for the answer."""
-    mine = me(st)
-    p = peer(st)
-    groups = chosen(st, which)
+    mine, p, groups = me(st), peer(st), chosen(st, which)
     last, since = st["last"], int(since)
     if last.get("time") is not None and last["time"] >= since and last != (before or {}) \
             and any(w in last["text"].lower() for w in ("refus", "ignor")):
@@ -131,27 +141,19 @@ def outcome(st: dict, verb: str, which: str, since: float,
 
     if not all(settled(g) for g in groups):
         return None
-    ids = ",".join(g["index"] for g in groups)
     if not groups:
         return "ok", "%s %s: no groups to move" % (verb, which)
+    what = "group%s %s" % ("s" if len(groups) > 1 else "", ",".join(g["index"] for g in groups))
     where = {g["holder"] for g in groups}
     if where == {"none"}:
-        return "ok", "%s: group%s %s stopped; nothing runs them" % (
-            verb, "s" if len(groups) > 1 else "", ids)
-    return "ok", "%s: group%s %s now on %s" % (
-        verb, "s" if len(groups) > 1 else "", ids, ",".join(sorted(where)))
-
-
-def pending(st: dict, which: str) -> str:
-    return ", ".join("group %s %s on %s" % (g["index"], g.get("state"), g.get("holder"))
-                     for g in chosen(st, which))
+        return "ok", "%s: %s stopped; nothing runs them" % (verb, what)
+    return "ok", "%s: %s now on %s" % (verb, what, ",".join(sorted(where)))
 
 
 def maintenance(st: dict) -> tuple[bool, float | None]:
     """(on, until) from the self record: maintenance=off, maintenance=until=EPOCH or until=."""
-    s = st["self"]
-    v = s.get("maintenance", "off")
-    until = _float(s.get("until") or (v.split("=", 1)[1] if v.startswith("until=") else None))
+    v = st["self"].get("maintenance", "off")
+    until = _float(st["self"].get("until") or (v[6:] if v.startswith("until=") else None))
     return (v != "off" or until is not None), until
 
 
@@ -175,6 +177,10 @@ def duration(text: str) -> float:
 
 def clock(t: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _since(rec: dict) -> str:
+    return clock(_float(rec.get("since")))
 
 
 def _read(rundir: str) -> dict | None:
@@ -211,11 +217,9 @@ def request(args: dict) -> int:
     t0, last0 = time.time(), st["last"] if st is not None else {}
     try:
         runfiles.fifo_send(os.path.join(rundir, runfiles.WATCH_FIFO), line)
-    except runfiles.NotRunning:
-        print("fail: %s: hb-watch is not running" % verb)
-        return exits.SWITCH_REFUSED
-    except OSError as e:
-        print("fail: %s: unable to write to %s: %s" % (verb, runfiles.WATCH_FIFO, e))
+    except (runfiles.NotRunning, OSError) as e:
+        print("fail: %s: %s" % (verb, "hb-watch is not running" if isinstance(
+            e, runfiles.NotRunning) else "unable to write to watch.fifo: %s" % e.strerror))
         return exits.SWITCH_REFUSED
     if not wait:
         print("ok: %s requested" % line)
@@ -239,7 +243,9 @@ def request(args: dict) -> int:
         if now - t0 >= wait:
             break
         time.sleep(POLL)
-    what = pending(st, which) if st is not None and verb != "maintenance" else ""
+    what = ", ".join("group %s %s on %s" % (g["index"], g.get("state"), g.get("holder"))
+                     for g in chosen(st, which)) if st is not None and verb != "maintenance" \
+        else ""
     a = age(st, time.time()) if st is not None else None
     stale = "; status is stale (last written %.0f s ago)" % a if a and a > STALE else ""
     print("timeout: %s%s after %g s%s" % (line, ": " + what if what else "", wait, stale))
@@ -285,18 +291,14 @@ def show(st: dict | None, fmt: str, now: float) -> tuple[int, str]:
         if n.get("name") == me(st):
             continue
         out.append("node   %-12s %-7s since %s  late %ss  %s" % (
-            n["name"], n.get("status"), clock(_float(n.get("since"))), n.get("late", "0"),
-            n.get("kind", "")))
-    for ln in st["link"]:
-        out.append("link   %-12s %-7s %-7s since %s" % (
-            ln["node"], ln.get("medium"), ln.get("status"), clock(_float(ln.get("since")))))
-    for p in st["ping"]:
-        out.append("ping   %-12s %-7s since %s" % (
-            p["name"], p.get("status"), clock(_float(p.get("since")))))
-    for g in st["group"]:
-        out.append("group  %-3s %-8s on %-12s prefers %s, since %s, fails %s: %s" % (
-            g["index"], g.get("state"), g.get("holder"), g.get("pref", "?"),
-            clock(_float(g.get("since"))), g.get("fails", "0"), g.get("key", "")))
+            n["name"], n.get("status"), _since(n), n.get("late", "0"), n.get("kind", "")))
+    out += ["link   %-12s %-7s %-7s since %s" % (
+        ln["node"], ln.get("medium"), ln.get("status"), _since(ln)) for ln in st["link"]]
+    out += ["ping   %-12s %-7s since %s" % (p["name"], p.get("status"), _since(p))
+            for p in st["ping"]]
+    out += ["group  %-3s %-8s on %-12s prefers %s, since %s, fails %s: %s" % (
+        g["index"], g.get("state"), g.get("holder"), g.get("pref", "?"), _since(g),
+        g.get("fails", "0"), g.get("key", "")) for g in st["group"]]
     if st["last"]:
         out.append("last   %s %s" % (clock(st["last"]["time"]), st["last"]["text"]))
     return rc, "\n".join(out) + "\n"

@@ -153,3 +153,40 @@ def test_built_packets_are_the_codecs(tmp_path):
             std = [n for n in names if n in wire.STANDARD]
             assert names[-len(std):] == std
     assert std == ["src", "hg", "ts", "ttl", "auth"]
+
+
+def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
+    a = lab.host("a", "198.18.0.1/24")
+    da = confdir(lab.tmp, "alpha", "bcast eth0")
+    err = os.path.join(lab.tmp, "err")
+    with open(err, "w") as ef:
+        p = a.popen([BIN, *da["argv"]], stdout=subprocess.PIPE, stderr=ef, text=True)
+    assert p.stdout is not None
+
+    def interval(n: int = 6) -> float:
+        ts = []
+        while len(ts) < n:
+            d = wire.parse_line(p.stdout.readline())
+            if d.get("_via") == "local":
+                ts.append(float(d["_rt"]))
+        return (ts[-1] - ts[0]) / (n - 1)
+
+    assert abs(interval() - 0.1) < 0.03
+    hacf = os.path.join(da["c"], "ha.cf")
+    text = open(hacf).read()
+    with open(hacf, "w") as f:
+        f.write(text.replace("keepalive 100ms", "keepalive 20ms"))
+    os.kill(p.pid, signal.SIGHUP)
+    interval(10)
+    assert abs(interval(20) - 0.02) < 0.01
+    with open(hacf, "w") as f:
+        f.write(text.replace("keepalive 100ms", "keepalive never"))
+    os.kill(p.pid, signal.SIGHUP)
+    os.kill(p.pid, signal.SIGUSR1)
+    assert abs(interval(20) - 0.02) < 0.01
+    lab.stop(p)
+    assert p.returncode == 0
+    log = open(err).read()
+    assert "SIGHUP: configuration reloaded" in log
+    assert "SIGHUP: configuration not reloaded: %s:" % hacf in log
+    assert len([ln for ln in log.splitlines() if "counters:" in ln]) == 2   # USR1, exit

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -90,28 +91,35 @@ def test_lintian_clean(deb):
     assert tags == [], "\n".join(tags)
 
 
+# The namespace's init: reaps orphans (as init does, so daemons can be stopped), for 15 min.
+REAPER = ("import os, time\n"
+          "end = time.monotonic() + 900\n"
+          "while time.monotonic() < end:\n"
+          "    try: os.waitpid(-1, os.WNOHANG) != (0, 0) or time.sleep(0.1)\n"
+          "    except ChildProcessError: time.sleep(0.1)\n")
+
+
 class Chroot:
-    """An overlay on the cached base system, in its own mount, network and PID namespaces."""
+    """An overlay on the cached base system in its own mount, net, PID and UTS namespaces."""
 
     def __init__(self, base: str, tmp: str, debdir: str) -> None:
         self.root = os.path.join(tmp, "root")
         for d in ("root", "upper", "work"):
             os.makedirs(os.path.join(tmp, d))
-        script = ("set -e; mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s;"
-                  " mount -t proc proc %s/proc; mount --bind %s %s/mnt;"
-                  " echo ready; exec sleep 600"
-                  % (base, os.path.join(tmp, "upper"), os.path.join(tmp, "work"),
-                     self.root, self.root, debdir, self.root))
+        script = ('set -e; hostname julius; mount -t overlay overlay'
+                  ' -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$2/root";'
+                  ' mount -t proc proc "$2/root/proc"; mount --bind "$3" "$2/root/mnt";'
+                  ' echo ready; exec /usr/bin/python3 -c "$4"')
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--net", "--pid", "--fork", "--propagation", "private",
-             "sh", "-c", script],
+            ["unshare", "--mount", "--net", "--pid", "--uts", "--fork",
+             "--propagation", "private", "sh", "-c", script, "init", base, tmp, debdir, REAPER],
             stdout=subprocess.PIPE, text=True, start_new_session=True, env=ENV)
         assert self.proc.stdout.readline().strip() == "ready"
         with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
             self.pid = int(f.read().split()[0])      # the namespace's init
 
     def run(self, cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return run(["nsenter", "-t", str(self.pid), "-m", "-n", "-p",
+        return run(["nsenter", "-t", str(self.pid), "-m", "-n", "-p", "-u",
                     "chroot", self.root, "sh", "-c", cmd], timeout=timeout)
 
     def exists(self, path: str) -> bool:
@@ -168,3 +176,25 @@ def test_installs_and_works_on_a_fresh_debian(deb, chroot):
     assert not chroot.exists("/var/lib/hb")
     assert not chroot.exists("/usr/sbin/hb-supervise")
     assert no_page == [], "commands without a man page"
+
+
+HACF = "keepalive 200ms\ndeadtime 1\ninitdead 2\nbcast lo\nauto_failback on\nnode julius caesar\n"
+
+
+def test_sysvinit_script_runs_hb_from_a_configuration(deb, chroot):
+    ok(chroot.run("dpkg -i /mnt/" + os.path.basename(deb)))
+    ok(chroot.run("mkdir -p /etc/ha.d && printf '%s' > /etc/ha.d/ha.cf && "
+                  "echo 'julius 198.18.0.100/24/lo' > /etc/ha.d/haresources && "
+                  "printf 'auth 1\\n1 sha1 pkgtest\\n' > /etc/ha.d/authkeys && "
+                  "chmod 600 /etc/ha.d/authkeys && ip link set lo up" % HACF))
+    ok(chroot.run("/etc/init.d/hb start"))
+    for _ in range(100):
+        if "group 1 julius running" in chroot.run("cat /run/hb/status").stdout:
+            break
+        time.sleep(0.1)
+    assert "198.18.0.100/24" in ok(chroot.run("ip -o addr show lo"))
+    assert "is running" in ok(chroot.run("/etc/init.d/hb status"))
+    ok(chroot.run("/etc/init.d/hb stop"))
+    assert chroot.run("/etc/init.d/hb status").returncode == 3
+    assert chroot.run("pidof -x hb-supervise hb-beat hb-watch").returncode != 0
+    assert "198.18.0.100" not in ok(chroot.run("ip -o addr show lo"))

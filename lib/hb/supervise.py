@@ -60,9 +60,11 @@ class Child:
 
     def __init__(self, name: str, argv: list[str], user: str | None = None,
                  stdin: int | None = None, stdout: int | None = None,
-                 final: int | None = None) -> None:
+                 final: int | None = None, orphan_term: bool = True) -> None:
         self.name, self.argv, self.user = name, argv, user
         self.stdin, self.stdout, self.final = stdin, stdout, final
+        self.orphan_term = orphan_term    # SIGTERM if hb-supervise dies (not hb-beat: it
+        #                                   must carry hb-watch's hand-over, then sees EPIPE)
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
         self.due = 0.0
@@ -98,7 +100,7 @@ class Child:
             self.proc = subprocess.Popen(
                 self.argv, stdin=self.stdin if self.stdin is not None else subprocess.DEVNULL,
                 stdout=self.stdout if self.stdout is not None else subprocess.DEVNULL,
-                process_group=0, preexec_fn=_pdeathsig, **kw)
+                process_group=0, preexec_fn=_pdeathsig if self.orphan_term else None, **kw)
         except OSError as e:
             log.log.error("unable to start %s: %s", quote(self.argv), e)
             self.proc = None
@@ -232,7 +234,7 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
         fcntl.fcntl(wfd, F_SETPIPE_SZ, 1 << 20)
     except OSError:
         pass
-    beat = Child("hb-beat", [program("hb-beat"), *common], stdout=wfd)
+    beat = Child("hb-beat", [program("hb-beat"), *common], stdout=wfd, orphan_term=False)
     watch = Child("hb-watch", [program("hb-watch"), *common], stdin=rfd)
     others = respawns(cfg)
     sigr, sigw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -33,8 +33,11 @@ def started(lab, **kw) -> tuple[Pair, probe.Prober]:
     return pair, prober
 
 
+SLOW = {"warntime": "1", "deadtime": "3", "initdead": "6"}     # hand-over, not deadtime
+
+
 def test_sigterm_hands_the_vip_to_the_peer_within_a_second(lab):
-    pair, prober = started(lab)
+    pair, prober = started(lab, **SLOW)
     julius = pair["julius"]
     t0 = time.monotonic()
     rc = julius.terminate()
@@ -49,6 +52,20 @@ def test_sigterm_hands_the_vip_to_the_peer_within_a_second(lab):
     assert "beat.fifo" not in left and "watch.fifo" not in left
     assert not julius.has_vip()
     assert pair["caesar"].holds() == ["1"]
+
+
+def test_kill9_of_hb_supervise_still_hands_the_vip_over(lab):
+    pair, prober = started(lab, **SLOW)
+    julius = pair["julius"]
+    kids = julius.children()
+    t0 = time.monotonic()
+    os.kill(julius.proc.pid, signal.SIGKILL)
+    served = prober.wait_served("caesar", timeout=5, since=t0)
+    assert served - t0 < 1.0, (served - t0, julius.logtail())
+    pair.wait(lambda: not any(os.path.exists("/proc/%d" % p) for p in kids.values()),
+              timeout=5, what="hb-beat and hb-watch to exit")
+    assert probe.multi(prober.stop(), "holders") == []
+    assert not julius.has_vip() and pair["caesar"].holds() == ["1"]
 
 
 @pytest.mark.parametrize("daemon", ["hb-watch", "hb-beat"])

@@ -56,7 +56,6 @@ class Beat:
         self.next_check = 0.0
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.state: dict[str, str] = {}
-        self.ld = (b"", "", -1e9)
         self.me_b = me.encode()
         self.me_q = wire.format_line({"": me})[1:]
         self.logged = dict.fromkeys(wire.COUNTERS, 0)
@@ -85,17 +84,6 @@ class Beat:
         self.pinger = media.Pinger(cfg.pings) if cfg.pings and not self.listen else None
 
     # -- sending ------------------------------------------------------------
-    def loadavg(self, now: float) -> tuple[bytes, str]:
-        """The first line of /proc/loadavg (read at most once a second), raw and quoted."""
-        if now - self.ld[2] >= 1.0:
-            try:
-                with open("/proc/loadavg", "rb") as f:
-                    ld = f.readline().strip()
-            except OSError:
-                ld = b"0.00 0.00 0.00 0/0 0"
-            self.ld = (ld, wire.format_line({"": ld.decode()})[1:], now)
-        return self.ld[0], self.ld[1]
-
     def build(self, fields: list[tuple[str, str]], now: float) -> tuple[bytes, str]:
         """Add the standard fields (Heartbeat's order) and auth; keep in history.
 
@@ -118,7 +106,7 @@ class Beat:
             line += " src=%s hg=%x ts=%x ttl=%s" % (self.me_q, self.gen, ts, self.ttl)
         else:
             self.seqno += 1
-            ld, ldq = self.loadavg(now)
+            ld, ldq = media.loadavg(now)
             s = b"%ssrc=%s\nseq=%x\nhg=%x\nts=%x\nld=%s\nttl=%s\n" % (
                 head, self.me_b, self.seqno, self.gen, ts, ld, self.ttl_b)
             line += " src=%s seq=%x hg=%x ts=%x ld=%s ttl=%s" % (
@@ -260,20 +248,23 @@ class Beat:
         try:
             while True:
                 now = time.monotonic()
-                if flags.pop("term", None):
-                    return exits.OK
-                if flags.pop("hup", None):
-                    self.reload()
-                    period = self.cfg.keepalive
-                if flags.pop("usr1", None):
-                    self.log_events(now, force=True)
+                if flags:
+                    if flags.pop("term", None):
+                        return exits.OK
+                    if flags.pop("hup", None):
+                        self.reload()
+                        period = self.cfg.keepalive
+                    if flags.pop("usr1", None):
+                        self.log_events(now, force=True)
                 if not self.listen and now >= due:
                     self.send_status(now)
                     if self.pinger is not None:
                         self.pinger.ping(now)
                     due = wire.next_beat(t0, period, now)
-                self.ask_rexmit(now)
-                self.log_events(now)
+                if now >= self.rx.seq.next_due:
+                    self.ask_rexmit(now)
+                if now >= self.next_check:
+                    self.log_events(now)
                 rl = [sigfd] if fifo < 0 else [sigfd, fifo]
                 pfds = self.pinger.fds() if self.pinger is not None else []
                 rl += pfds
@@ -333,6 +324,11 @@ class Beat:
         log.info("SIGHUP: configuration reloaded")
 
 
+def fatal(verb: str, obj: str, e: OSError) -> int:
+    print(hblog.fatal(PROG, verb, obj, e.strerror or e), file=sys.stderr)
+    return exits.FAIL
+
+
 def main(argv: list[str] | None = None) -> int:
     from docopt import DocoptExit, docopt
     try:
@@ -352,17 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return exits.USAGE
     except OSError as e:
-        print(hblog.fatal(PROG, "read", args["-c"], e.strerror), file=sys.stderr)
-        return exits.FAIL
+        return fatal("read", args["-c"], e)
     hblog.setup(PROG, cfg)
     listen, once = args["--listen"], args["--send-once"]
     if not listen:
         try:
             gen = media.next_generation(args["-s"])
         except OSError as e:
-            print(hblog.fatal(PROG, "write", os.path.join(args["-s"], "generation"),
-                              e.strerror), file=sys.stderr)
-            return exits.FAIL
+            return fatal("write", os.path.join(args["-s"], "generation"), e)
     beat = Beat(cfg, me, args["-r"], gen if not listen else -1, listen, stats)
     if once:
         return send_once(beat)
@@ -373,9 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             os.makedirs(args["-r"], exist_ok=True)
             runfiles.make_fifo(os.path.join(args["-r"], runfiles.BEAT_FIFO))
         except OSError as e:
-            print(hblog.fatal(PROG, "create", os.path.join(args["-r"], runfiles.BEAT_FIFO),
-                              e.strerror), file=sys.stderr)
-            return exits.FAIL
+            return fatal("create", os.path.join(args["-r"], runfiles.BEAT_FIFO), e)
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     flags: dict[str, bool] = {}
     for sig, name in ((signal.SIGTERM, "term"), (signal.SIGINT, "term"),

@@ -455,6 +455,21 @@ def drain(fd: int) -> None:
         pass
 
 
+_LD: list = [b"", "", -1e9]
+
+
+def loadavg(now: float) -> tuple[bytes, str]:
+    """The first line of /proc/loadavg (read at most once a second), raw and quoted."""
+    if now - _LD[2] >= 1.0:
+        try:
+            with open("/proc/loadavg", "rb") as f:
+                ld = f.readline().strip()
+        except OSError:
+            ld = b"0.00 0.00 0.00 0/0 0"
+        _LD[:] = [ld, wire.format_line({"": ld.decode()})[1:], now]
+    return _LD[0], _LD[1]
+
+
 def open_media(cfg: Any) -> list[Medium]:
     """Media objects for every ha.cf medium (opened lazily by ensure())."""
     out: list[Medium] = []

@@ -49,7 +49,7 @@ demo: deps
 
 deb: deps deb-deps
 	@# Debian's own tools: not pyenv's python3 nor this tree's PYTHONPATH
-	env -u PYTHONPATH PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	env -u PYTHONPATH PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b --post-clean
 	mkdir -p dist && mv ../hb_*.deb ../hb_*.buildinfo ../hb_*.changes dist/
 
 clean:

@@ -316,7 +316,8 @@ def _shell(st: dict, a: float | None, stale: bool) -> str:
           ("HB_AGE", "%.1f" % a if a is not None else ""),
           ("HB_PID", st["updated"].get("pid", "")), ("HB_NODE", me(st)),
           ("HB_ST", st["self"].get("st", "")), ("HB_RSC_HOLD", st["self"].get("rsc_hold", "")),
-          ("HB_MAINTENANCE", "on" if on else "off"), ("HB_MAINTENANCE_UNTIL", until or ""),
+          ("HB_MAINTENANCE", "on" if on else "off"),
+          ("HB_MAINTENANCE_UNTIL", "%d" % until if until else ""),
           ("HB_NODES", " ".join(n["name"] for n in st["node"])),
           ("HB_GROUPS", " ".join(g["index"] for g in st["group"]))]
     for n in st["node"]:

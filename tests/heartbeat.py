@@ -450,13 +450,15 @@ class WireTap:
         return out
 
 
-def wait_until(pred: Callable[[], object], timeout: float, what: str,
-               step: float = 0.02) -> float:
-    """Poll pred until true; returns the seconds waited; fails naming `what`."""
+def wait_until(pred: Callable[[], object], timeout: float,
+               what: "str | Callable[[], str]", step: float = 0.02) -> float:
+    """Poll pred until true; returns the seconds waited; fails naming `what`
+    (a callable is called only then, so it can show the state at the timeout)."""
     t0 = time.monotonic()
     while not pred():
         if time.monotonic() - t0 > timeout:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+            raise AssertionError("timed out after %.1fs waiting for %s"
+                                 % (timeout, what() if callable(what) else what))
         time.sleep(step)
     return time.monotonic() - t0
 

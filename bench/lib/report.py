@@ -76,7 +76,7 @@ def write(kind: str, text: str, data: dict) -> tuple[str, str]:
     with open(base + ".txt", "w") as f:
         f.write(text.rstrip("\n") + "\n")
     with open(base + ".json", "w") as f:
-        json.dump(data, f, indent=1)
+        json.dump(data, f, separators=(",", ":"))
         f.write("\n")
     return base + ".txt", base + ".json"
 
@@ -215,6 +215,10 @@ def docs() -> str:
         if d:
             out += ["## " + title, "", "Machine: " + machine_line(d["machine"]) + ".",
                     "Raw data: `%s`." % d["_file"], "", d["text"].rstrip(), ""]
+    notes = os.path.join(RESULTS, "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as fh:
+            out += [fh.read().rstrip(), ""]
     path = os.path.join(DOCS, "benchmarks.md")
     with open(path, "w") as fh:
         fh.write("\n".join(out))

@@ -178,7 +178,7 @@ def test_power_loss_fails_over_and_the_node_rejoins_as_backup(lab):
 
 
 def test_planned_standby_then_takeover(lab):
-    pair, prober = started(lab)
+    pair, prober = started(lab, media=("bcast", "serial"))
     alpha, beta = pair["alpha"], pair["beta"]
     time.sleep(0.3)
     t1 = time.monotonic()
@@ -215,7 +215,7 @@ def test_sigterm_hands_over_at_once(lab):
 
 @pytest.mark.parametrize("failback", ["on", "off"])
 def test_auto_failback_when_the_preferred_node_returns(lab, failback):
-    pair, prober = started(lab, auto_failback=failback)
+    pair, prober = started(lab, media=("bcast",), auto_failback=failback)
     alpha = pair["alpha"]
     assert alpha.terminate() == 0, pair.logtail()
     prober.wait_served("beta", timeout=5)

@@ -1,0 +1,139 @@
+"""bench/footprint: what a whole idle node costs, and what each command costs to start.
+
+Usage:
+  footprint [--seconds S] [--no-write]
+
+Options:
+  --seconds S   idle time over which CPU is measured [default: 60]
+  --no-write    print only (no bench/results, no docs)
+
+A pair of each system idles at keepalive 1 s (Heartbeat: keepalive 1, deadtime
+10; keepalived: advert_int 1; ucarp: -b 1; hb: keepalive 1, deadtime 10) and
+every process of the active node is measured: RSS (shared pages counted in
+each process), PSS (shared pages split) and CPU over S seconds.  Then the start
+of every hb command (`--help`, and `hb-ipaddr ... status`, the path cron and
+Pacemaker monitors call) is timed beside resource-agents' IPaddr2 monitor.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from docopt import docopt
+
+import report
+from measure import log
+from pair import ROOT, VIP, Pair, cpu_seconds, pss_kb, rss_kb
+from systems import Hb, Heartbeat, Keepalived, System, Ucarp
+
+
+def comm(pid: int) -> str:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return "?"
+    prog = [os.path.basename(a) for a in argv[:2] if not a.endswith("python3")]
+    return prog[0] if prog else os.path.basename(argv[0]) if argv else "?"
+
+
+def node(make, seconds: float) -> dict:
+    pair = Pair("fp")
+    system: System = make(pair)
+    try:
+        system.start("a")
+        system.settled("a", 30)
+        system.start("b")
+        system.settled("b", 30)
+        time.sleep(3)
+        pids = system.pids("a")
+        c0 = {p: cpu_seconds([p]) for p in pids}
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        dt = time.monotonic() - t0
+        procs = [{"comm": comm(p), "rss_kb": rss_kb([p]), "pss_kb": pss_kb([p]),
+                  "cpu_ms_min": (cpu_seconds([p]) - c0[p]) / dt * 60000} for p in pids]
+        return {"system": system.name, "label": system.label, "procs": procs,
+                "rss_kb": sum(p["rss_kb"] for p in procs),
+                "pss_kb": sum(p["pss_kb"] for p in procs),
+                "cpu_ms_min": sum(p["cpu_ms_min"] for p in procs)}
+    finally:
+        system.close()
+        pair.close()
+
+
+def timed(argv: list[str], env: dict | None = None, runs: int = 5) -> tuple[float, int]:
+    """(best wall ms, max RSS kB) of a command over several runs."""
+    best, rss = float("inf"), 0
+    for _ in range(runs):
+        t = time.monotonic()
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=env)
+        _, _, ru = os.wait4(p.pid, 0)
+        p.returncode = 0
+        best = min(best, (time.monotonic() - t) * 1000)
+        rss = max(rss, ru.ru_maxrss)
+    return best, rss
+
+
+def commands() -> list[list[str]]:
+    rows = []
+    bindir = os.path.join(ROOT, "bin")
+    for cmd in sorted(os.listdir(bindir)):
+        ms, kb = timed([os.path.join(bindir, cmd), "--help"])
+        rows.append(["%s --help" % cmd, "%.0f" % ms, "%.1f" % (kb / 1024)])
+    pair = Pair("fc")
+    try:
+        a = pair.hosts["a"]
+        a.run(["ip", "addr", "add", "%s/24" % VIP, "dev", "eth0"])
+        spec = "%s/24/eth0" % VIP
+        ms, kb = timed(a.argv([os.path.join(bindir, "hb-ipaddr"), spec, "status"]))
+        rows.append(["hb-ipaddr %s status" % spec, "%.0f" % ms, "%.1f" % (kb / 1024)])
+        agent = "/usr/lib/ocf/resource.d/heartbeat/IPaddr2"
+        if os.access(agent, os.X_OK):
+            env = dict(os.environ, OCF_ROOT="/usr/lib/ocf", OCF_RESKEY_ip=VIP,
+                       OCF_RESKEY_cidr_netmask="24", OCF_RESKEY_nic="eth0")
+            ms, kb = timed(a.argv([agent, "monitor"]), env=env)
+            rows.append(["IPaddr2 monitor (resource-agents)", "%.0f" % ms,
+                         "%.1f" % (kb / 1024)])
+    finally:
+        pair.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = docopt(__doc__, argv)
+    secs = float(args["--seconds"])
+    nodes = []
+    for make in (lambda p: Hb(p, 1.0, 10.0), lambda p: Heartbeat(p, 1.0, 10.0),
+                 lambda p: Keepalived(p, 1.0), lambda p: Ucarp(p, 1, 3)):
+        try:
+            n = node(make, secs)
+        except Exception as e:        # a system that cannot run is reported, not fatal
+            log("footprint: %s" % e)
+            continue
+        log("footprint %s %s: %d kB RSS, %.0f ms CPU/min"
+            % (n["system"], n["label"], n["rss_kb"], n["cpu_ms_min"]))
+        nodes.append(n)
+    rows = [[n["system"], n["label"], str(len(n["procs"])), "%.1f" % (n["rss_kb"] / 1024),
+             "%.1f" % (n["pss_kb"] / 1024), "%.0f" % n["cpu_ms_min"]] for n in nodes]
+    text = ("Idle active node at keepalive 1 s, every process of its failover system, "
+            "CPU over %g s:\n\n" % secs
+            + report.table(["system", "setting", "processes", "RSS MB", "PSS MB",
+                            "CPU ms/min"], rows) + "\n")
+    prows = [[n["system"], p["comm"], "%.1f" % (p["rss_kb"] / 1024),
+              "%.1f" % (p["pss_kb"] / 1024), "%.0f" % p["cpu_ms_min"]]
+             for n in nodes for p in n["procs"]]
+    head = ["system", "process", "RSS MB", "PSS MB", "CPU ms/min"]
+    text += "\nPer process:\n\n" + report.table(head, prows) + "\n"
+    crows = commands()
+    text += ("\nCommand start-up (best of 5 wall ms, max RSS):\n\n"
+             + report.table(["command", "ms", "RSS MB"], crows) + "\n")
+    print(text)
+    if not args["--no-write"]:
+        txt, _ = report.write("footprint", text, {"machine": report.machine(), "nodes": nodes,
+                                                  "commands": crows, "text": text})
+        print("wrote", txt, report.docs())
+    return 0

@@ -1,0 +1,142 @@
+"""bench/load: false failovers with both cores saturated, and the fastest stable setting.
+
+Usage:
+  load [--minutes M] [--step-minutes S] [--reps N] [--no-search] [--no-write]
+
+Options:
+  --minutes M        saturation per main run (hb realtime on/off, keepalived) [default: 2]
+  --step-minutes S   saturation per step of the search [default: 1]
+  --reps N           power losses measured at each fastest stable setting [default: 5]
+  --no-search        only the main runs
+  --no-write         print only (no bench/results, no docs)
+
+Load: `stress-ng --cpu 2 --io 2` (both cores busy, sync() storms) while a pair
+idles at keepalive 100 ms / deadtime 500 ms.  A false failover is the backup
+declaring the live active node dead (hb: `node X: dead`) or becoming master
+(keepalived: `Entering MASTER STATE`).  The search halves keepalive and
+deadtime (keepalived: advert_int) until a false failover appears; the setting
+before it is the fastest stable one, whose power-loss interruption is then
+measured unloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+from docopt import docopt
+
+import report
+from measure import log, run_case
+from pair import Pair
+from systems import Hb, Keepalived, System
+
+EVENTS = {"hb": r"node \w+: dead", "keepalived": r"Entering MASTER STATE"}
+
+
+def stress(seconds: float) -> subprocess.Popen:
+    return subprocess.Popen(["stress-ng", "--cpu", "2", "--io", "2", "--timeout",
+                             "%ds" % seconds, "--quiet"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def trial(make, seconds: float) -> tuple[str, int, list[str]]:
+    """Run the pair idle under saturation; (label, false failovers, their log lines)."""
+    pair = Pair("bl")
+    system: System = make(pair)
+    load = None
+    try:
+        system.start("a")
+        system.settled("a", 30)
+        system.start("b")
+        system.settled("b", 30)
+        time.sleep(2)
+        marks = {n: os.path.getsize(system.log(n)) for n in "ab"}
+        load = stress(seconds)
+        load.wait(seconds + 30)
+        time.sleep(1)
+        lines = []
+        for n in "ab":
+            with open(system.log(n), errors="replace") as f:
+                f.seek(marks[n])
+                lines += ["%s: %s" % (n, ln.strip()) for ln in f
+                          if re.search(EVENTS[system.name], ln)]
+        return system.label, len(lines), lines
+    finally:
+        if load is not None and load.poll() is None:
+            os.killpg(load.pid, signal.SIGKILL)
+            load.wait()
+        system.close()
+        pair.close()
+
+
+def search(name: str, settings: list, make, seconds: float) -> tuple[object, list]:
+    """Halving: the last setting without a false failover, and every step's result."""
+    steps, best = [], None
+    for s in settings:
+        label, n, lines = trial(lambda p: make(p, s), seconds)
+        log("search %s %s: %d false failovers %s" % (name, label, n, lines[:3]))
+        steps.append({"label": label, "false": n, "events": lines[:10]})
+        if n:
+            break
+        best = s
+    return best, steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = docopt(__doc__, argv)
+    secs = float(args["--minutes"]) * 60
+    step = float(args["--step-minutes"]) * 60
+    reps = int(args["--reps"])
+    runs = []
+    for what, make in (
+            ("hb, realtime on", lambda p: Hb(p, 0.1, 0.5, True,
+                                             "keepalive 100ms deadtime 500ms realtime on")),
+            ("hb, realtime off", lambda p: Hb(p, 0.1, 0.5, False,
+                                              "keepalive 100ms deadtime 500ms realtime off")),
+            ("keepalived", lambda p: Keepalived(p, 0.1))):
+        label, n, lines = trial(make, secs)
+        log("load %s %s: %d false failovers %s" % (what, label, n, lines[:3]))
+        runs.append({"system": what.split(",")[0], "label": label, "false": n,
+                     "minutes": secs / 60, "events": lines[:10]})
+    rows = [[r["system"], r["label"], "%g" % r["minutes"], str(r["false"])] for r in runs]
+    text = ("Both cores saturated (`stress-ng --cpu 2 --io 2`), pair idle, false "
+            "failovers counted from the logs.\n\n"
+            + report.table(["system", "setting", "minutes", "false failovers"], rows) + "\n")
+    data: dict = {"machine": report.machine(), "runs": runs}
+    if not args["--no-search"]:
+        hb_set = [(0.1 / 2 ** i, 0.5 / 2 ** i) for i in range(6)]        # to 3 ms / 16 ms
+        ka_set = [0.1, 0.05, 0.03, 0.02, 0.01]       # VRRPv3 counts in centiseconds
+        hb_best, hb_steps = search("hb", hb_set, lambda p, s: Hb(p, s[0], s[1]), step)
+        ka_best, ka_steps = search("keepalived", ka_set, lambda p, s: Keepalived(p, s), step)
+        data["search"] = {"hb": hb_steps, "keepalived": ka_steps}
+        srows = [[sysname, s["label"], "%g" % (step / 60), str(s["false"])]
+                 for sysname, steps in (("hb", hb_steps), ("keepalived", ka_steps))
+                 for s in steps]
+        text += ("\nSearch for the fastest stable setting (halving until a false "
+                 "failover), %g min of saturation per step:\n\n" % (step / 60)
+                 + report.table(["system", "setting", "minutes", "false failovers"], srows)
+                 + "\n")
+        fastest = []
+        if hb_best is not None:
+            fastest.append(run_case(lambda p: Hb(p, hb_best[0], hb_best[1]), reps, 0,
+                                    kinds=("power",), keep_timeline=False))
+        if ka_best is not None:
+            fastest.append(run_case(lambda p: Keepalived(p, ka_best), reps, 0,
+                                    kinds=("power",), keep_timeline=False))
+        data["fastest"] = [r.as_dict() for r in fastest]
+        frows = [[r.system, r.label, report.mmm(r.stats("power")), str(len(r.failed))]
+                 for r in fastest]
+        text += ("\nPower loss (unloaded) at each one's fastest stable setting, "
+                 "%d repetitions:\n\n" % reps
+                 + report.table(["system", "fastest stable setting",
+                                 "power loss ms min/med/max", "failed"], frows) + "\n")
+    print(text)
+    data["text"] = text
+    if not args["--no-write"]:
+        txt, _ = report.write("load", text, data)
+        print("wrote", txt, report.docs())
+    return 0

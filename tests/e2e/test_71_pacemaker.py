@@ -165,19 +165,24 @@ def kill_namespace(ns: str) -> None:
 def test_exported_cluster_serves_and_fails_over(lab, record_property):
     out = export(lab.tmp)
     hosts, procs = {}, {}
-    for name, addr in ADDRS.items():
-        hosts[name] = lab.host(name, addr + "/24")
-        d = node_dir(lab.tmp, name, out)
+
+    def boot(name: str) -> None:
+        d = os.path.join(lab.tmp, name)
         procs[name] = hosts[name].popen(
             ["unshare", "--mount", "--uts", "--propagation", "private",
              "sh", "-c", NODE, "node", name, d],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "w"))
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "a"))
         hosts[name].popen([sys.executable, "-c", SERVER, name])
+
+    for name, addr in ADDRS.items():
+        hosts[name] = lab.host(name, addr + "/24")
+        node_dir(lab.tmp, name, out)
+        boot(name)
     client = lab.host("client", "198.18.0.9/24")
     julius, caesar = procs["julius"], procs["caesar"]
 
     def both_online() -> bool:
-        r = in_node(julius, ["crm_mon", "-1", "-r"], check=False)
+        r = in_node(caesar, ["crm_mon", "-1", "-r"], check=False)
         return r.returncode == 0 and "Online: [ caesar julius ]" in r.stdout
     wait(both_online, 60, "both nodes online in crm_mon")
     in_node(julius, ["crm_verify", "--xml-file", os.path.join(out, "cib.xml")])
@@ -212,3 +217,12 @@ def test_exported_cluster_serves_and_fails_over(lab, record_property):
     print("\npacemaker failover (deadtime 1s: token %dms + consensus %dms): client served "
           "by caesar %.2fs after julius died" % (token, consensus, served))
     assert served < 10
+
+    # julius reboots (its addresses are gone) and rejoins: with auto_failback off
+    # the group stays on caesar (resource-stickiness outweighs the preference).
+    hosts["julius"].run(["ip", "addr", "del", VIP + "/24", "dev", "eth0"])
+    lab.mend(hosts["julius"])
+    boot("julius")
+    wait(both_online, 60, "julius back online")
+    time.sleep(3)
+    assert started_on_caesar() and not hosts["julius"].has_addr(VIP)

@@ -203,6 +203,8 @@ class Beat:
             last = int(pkt.get("lastseq") or first)
         except ValueError:
             return
+        if first < 1:
+            return
         packets, naks = self.hist.request(first, last, now)
         for data in packets:
             self.send(data, now)

@@ -106,6 +106,11 @@ class Medium:
             if e.errno in (errno.EAGAIN, errno.ENOBUFS):
                 self.errors += 1      # a full queue drops this one, nothing more
                 return
+            if e.errno == errno.EMSGSIZE:
+                self.errors += 1
+                log.warning("medium %s %s: message of %d bytes too long: not sent",
+                            self.kind, self.name, len(data))
+                return
             self.fail("send", e, now)
             return
         if self.failed is not None and self.fileno() >= 0:

@@ -122,10 +122,12 @@ MEDIA = {
     "bcast": (["bcast eth0"], ["bcast eth0"]),
     "mcast": (["mcast eth0 239.0.0.94 694 1 0"], ["mcast eth0 239.0.0.94 694 1 0"]),
     "ucast": (["ucast eth0 %s" % B_IP], ["ucast eth0 %s" % A_IP]),
+    "ucast6": (["ucast6 eth0 2001:db8::2"], ["ucast6 eth0 2001:db8::1"]),
+    "mcast6": (["mcast6 eth0 ff02::694 694 1 0"], ["mcast6 eth0 ff02::694 694 1 0"]),
 }
 
 
-@pytest.mark.parametrize("kind", ["bcast", "mcast", "ucast", "serial", "all"])
+@pytest.mark.parametrize("kind", ["bcast", "mcast", "ucast", "ucast6", "mcast6", "serial", "all"])
 def test_medium_delivers_exactly_once(lab, kind):
     if kind == "serial" or kind == "all":
         ta, tb = lab.serial_pair()
@@ -137,6 +139,9 @@ def test_medium_delivers_exactly_once(lab, kind):
     else:
         ma, mb = MEDIA[kind]
     a, b, na, nb = pair(lab, ma, mb)
+    if kind.endswith("6"):
+        a.run(["ip", "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])
+        b.run(["ip", "addr", "add", "2001:db8::2/64", "dev", "eth0", "nodad"])
     na.start()
     nb.start()
     nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=5)

@@ -110,14 +110,19 @@ def _network(sys_: System, dev: str | None):
     return None
 
 
-def _pick(cands: list[str], net, first: bool) -> str | None:
+def _pick(cands: list[str], net) -> str | None:
+    """The first candidate inside net (the link's subnet, when known)."""
     for a in cands:
-        try:
-            if net is not None and ipaddress.ip_address(a) in net:
-                return a
-        except ValueError:
-            continue
-    return cands[0] if (cands and net is None and first) else None
+        if net is not None and ipaddress.ip_address(a) in net:
+            return a
+    return None
+
+
+def _literal(sys_: System, text: str) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(text))]
+    except ValueError:
+        return sys_.resolve(text)
 
 
 def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link], list[str]]:
@@ -143,26 +148,32 @@ def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link],
         if mine and cfg.node in cfg.nodes:
             k.addrs[cfg.node] = mine[0]
         for n in cfg.nodes:
-            cands = [a for a in given.get(n, "").split(",") if a]
-            if len(out) > 1 and net is None:
-                cands = cands[k.number:k.number + 1]
-            a = _pick(cands, net, len(out) == 1 or net is None)
+            cands = []
+            for text in filter(None, given.get(n, "").split(",")):
+                found = _literal(sys_, text)
+                if not found:
+                    raise _err(cfg, "ha.cf", _line(cfg, sys_, "node"), "--addr %s=%s: not "
+                               "an address, and the name does not resolve" % (n, text))
+                cands.append(found[0])
+            a = _pick(cands, net)
+            if a is None and cands:     # one link: as given; several: one per link, in order
+                a = cands[0] if len(out) == 1 else (cands[k.number:] or [None])[0]
             if a:
                 k.addrs[n] = a
         ucast: list[str] = []
         for m in k.media:
             if m.kind in ("ucast", "ucast6") and m.addr:
-                try:
-                    ucast.append(str(ipaddress.ip_address(m.addr)))
-                except ValueError:
-                    ucast.extend(sys_.resolve(m.addr))
+                ucast.extend(_literal(sys_, m.addr)[:1])
         ucast = [a for a in ucast if a not in local_all and a not in k.addrs.values()]
         missing = [n for n in cfg.nodes if n not in k.addrs]
         if len(missing) == 1 and missing[0] != cfg.node and len(set(ucast)) == 1:
             k.addrs[missing[0]] = ucast[0]
         for n in cfg.nodes:
             if n not in k.addrs:
-                a = _pick(sys_.resolve(n), net, len(out) == 1)
+                found = sys_.resolve(n)
+                a = _pick(found, net)
+                if a is None and found and net is None and len(out) == 1:
+                    a = found[0]
                 if a:
                     k.addrs[n] = a
         for n in cfg.nodes:
@@ -185,7 +196,7 @@ def timing(deadtime: float) -> tuple[int, int]:
     return token, max(120, round(deadtime * 1000) - token)
 
 
-def corosync_conf(cfg: Config, ls: list[Link], sys_: System) -> str:
+def corosync_conf(cfg: Config, ls: list[Link]) -> str:
     token, consensus = timing(cfg.deadtime)
     src = os.path.join(cfg.confdir, "ha.cf")
     crypto = cfg.auth is not None and cfg.auth.signing.method != "crc"
@@ -482,7 +493,7 @@ def export(cfg: Config, addrs: dict[str, str], sys_: System) -> Export:
     if cfg.ipfail:
         notes.append("ipfail: replaced by the ping location rules in cib.xml")
     files: dict[str, str | bytes] = {
-        "corosync.conf": corosync_conf(cfg, ls, sys_),
+        "corosync.conf": corosync_conf(cfg, ls),
         "authkey": authkey(cfg),
         "cib.xml": cib_xml(cfg, sys_, notes),
     }

@@ -246,6 +246,16 @@ def test_addr_option_wins_and_picks_by_subnet():
     assert ls[0].addrs["beta"] == "198.18.0.7"
 
 
+def test_addr_option_names_resolve_and_are_taken_as_given():
+    cfg = two([Medium("bcast", "eth0", line=2)])
+    sys_ = export.System(local={"eth0": ["198.18.0.1/24"]},
+                         resolve=lambda n: {"beta-ring0": ["203.0.113.2"]}.get(n, []))
+    ls, _ = export.links(cfg, {"beta": "beta-ring0"}, sys_)
+    assert ls[0].addrs == {"alpha": "198.18.0.1", "beta": "203.0.113.2"}
+    with pytest.raises(ConfigError, match="--addr beta=nowhere: not an address"):
+        export.links(cfg, {"beta": "nowhere"}, sys_)
+
+
 def test_no_address_is_a_file_line_error():
     cfg = two([Medium("bcast", "eth1", line=7)])
     with pytest.raises(ConfigError, match=r"^/c/ha\.cf:7: no address for node alpha .*"

@@ -30,6 +30,7 @@ from hb import config, exits, log as hblog, media, runfiles, wire
 
 PROG = "hb-beat"
 BAD = ("garbage", "auth", "unknown", "replay")
+EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
 
 log = hblog.log
 
@@ -54,6 +55,7 @@ class Beat:
         self.state_path = os.path.join(rundir, runfiles.STATE)
         self.pfx: tuple = (None,)
         self.next_check = 0.0
+        self.events = 0
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.state: dict[str, str] = {}
         self.me_b = me.encode()
@@ -227,14 +229,19 @@ class Beat:
             return
         self.next_check = now + 0.1
         for e in self.rx.seq.events:
-            log.warning("%s", e)
+            self.events += 1
+            if self.events <= EVENTS:
+                log.warning("%s", e)
         self.rx.seq.events.clear()
         c = self.rx.counts
         changed = any(c[k] != self.logged[k] for k in BAD + ("lost",))
-        if force or (changed and now >= self.next_stats):
+        if force or ((changed or self.events > EVENTS) and now >= self.next_stats):
+            if self.events > EVENTS:
+                log.warning("%d more sequence events not logged", self.events - EVENTS)
             log.info("counters: %s", " ".join("%s=%d" % (k, c[k]) for k in wire.COUNTERS))
             self.logged = dict(c)
             self.next_stats = now + self.stats
+            self.events = 0
 
     # -- the loop -------------------------------------------------------------
     def run(self, sigfd: int, flags: dict) -> int:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -346,3 +347,12 @@ def test_main_export_refusal_is_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("/c/haresources:4: ")
     assert not out.exists()
+
+
+def test_local_addresses_of_a_namespace(lab):
+    h = lab.host("a", "198.18.0.1/24")
+    h.run(["ip", "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])
+    r = h.run([sys.executable, "-c", "from hb import export; print(export._local_addrs())"])
+    local = eval(r.stdout)
+    assert local["eth0"] == ["198.18.0.1/24", "2001:db8::1/64"]
+    assert local["lo"] == ["127.0.0.1/8", "::1/128"]

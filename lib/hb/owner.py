@@ -205,6 +205,7 @@ class Owner:
         self.shutting = False
         self.exited = False
         self.cfd_logged = False
+        self.announced = False
         self.kind_logged: set = set()
         self.last = (now, "started")
         self.next_summary = now + HOUR
@@ -880,6 +881,8 @@ class Owner:
             self._progress(now, out)
         elif info == "done" and hs and hs.role == "taker":
             n.blocked -= hs.groups
+            if n.kind != "hb":        # its last `resource` predates the stop
+                n.holds -= hs.groups
             hs.phase = "starting"
             self._progress(now, out)
         elif info == "done" and hs and hs.role == "giver" and hs.phase == "waiting":
@@ -990,6 +993,7 @@ class Owner:
             self._log(out, "info", "group %d: %s" % (i, "starting here" if action == "start"
                                                      else "stopping here"), now)
             out.append(Save())
+        self._announce(out)
         if self.shutting and not self.exited and all(
                 not gs.busy and (gs.state not in HELD or gs.stop_tries >= STOP_RETRIES)
                 for gs in self.gs.values()):
@@ -1005,6 +1009,16 @@ class Owner:
             self._log(out, "info", "shut down: all groups released", now)
             out.append(Save())
             out.append(Exit(0))
+
+    def _announce(self, out: list) -> None:
+        """Heartbeat's `resource ... isstable=1` each time this node settles."""
+        if not self.stable() or self.shutting:
+            self.announced = False
+        elif not self.announced and self.peer_alive() and (
+                self.cfg.auto_failback != "legacy" or self.peer.kind == "hb"):
+            out.append(self._resource())
+            out.append(Save())
+            self.announced = True
 
     def _split_brain(self, gs: GroupState, now: float, out: list) -> None:
         g = gs.group

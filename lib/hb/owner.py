@@ -1075,9 +1075,10 @@ class Owner:
         lines.append("self %s st=%s rsc_hold=%s maintenance=%s" % (
             self.me, sf["st"], sf["rsc_hold"], maint))
         for n in self.nodes.values():
-            extra = ""
+            st = self.st if n.kind == "self" else n.st if n.status == "up" and n.st else n.status
+            extra = " st=%s" % st
             if n.kind != "self" and n.cfd:
-                extra = " cfd=%s" % ("same" if n.cfd == self.digest else "differs")
+                extra += " cfd=%s" % ("same" if n.cfd == self.digest else "differs")
             lines.append("node %s %s since=%s late=%s gen=%s kind=%s lates=%d%s" % (
                 n.name, n.status, ep(n.since), "%.3g" % self.worst_late(n, now),
                 "%x" % n.gen if n.gen is not None else "0",

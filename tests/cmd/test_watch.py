@@ -204,7 +204,7 @@ def test_alone_takes_everything_after_initdead_and_writes_its_files(node):
     lines = n.status().splitlines()
     assert re.fullmatch(r"updated \d+ pid=%d node=julius" % n.proc.pid, lines[0])
     assert lines[1] == "self julius st=active rsc_hold=all maintenance=off"
-    assert re.fullmatch(r"node caesar dead since=\d+ late=0 gen=0 kind=hb lates=0", lines[3])
+    assert re.fullmatch(r"node caesar dead since=\d+ late=0 gen=0 kind=hb lates=0 st=dead", lines[3])
     assert lines[4].startswith("link caesar lo dead since=")
     assert re.fullmatch(r"group 2 julius running pref=caesar since=\d+ fails=0 key=Rsc::g2",
                         lines[6])
@@ -371,16 +371,17 @@ last 1 started
     ({"peer": "dead"}, 2, "CRITICAL: node caesar dead"),
     ({"holder": "none", "state": "stopped"}, 2, "CRITICAL: group 1 held by nobody (stopped)"),
     ({"holder": "both"}, 2, "CRITICAL: group 1 held by both nodes"),
-    ({"age": 30}, 2, "CRITICAL: status is 30 s old (pid 1)"),
+    ({"age": 30}, 2, r"CRITICAL: status is 3[01] s old \(pid 1\)"),
 ])
 def test_check_codes(tmp_path, kw, code, text):
-    f = dict(now=int(time.time()) - kw.pop("age", 0), maint="off", peer="up", lates="0",
+    f = dict(now=int(time.time()) - kw.get("age", 0), maint="off", peer="up", lates="0",
              link="up", holder="julius", state="running")
     f.update(kw)
     runfiles.write_atomic(str(tmp_path / "status"), STATUS.format(**f))
     r = subprocess.run([BIN, "--check", "-r", str(tmp_path)], capture_output=True, text=True,
                        timeout=10)
-    assert (r.returncode, r.stdout) == (code, text + "\n")
+    assert r.returncode == code
+    assert r.stdout == text + "\n" or re.fullmatch(text + "\n", r.stdout), r.stdout
 
 
 def test_check_unknown(tmp_path):

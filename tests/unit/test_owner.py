@@ -568,8 +568,8 @@ def test_status_file_lines():
     lines = st.splitlines()
     assert lines[0] == "updated 1700000000 pid=77 node=julius"
     assert lines[1] == "self julius st=active rsc_hold=local maintenance=off"
-    assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0$", lines[2])
-    assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 cfd=same$",
+    assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0 st=active$", lines[2])
+    assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 st=active cfd=same$",
                     lines[3])
     assert re.match(r"link caesar eth0 up since=\d+$", lines[4])
     assert re.match(r"link caesar ttyS0 up since=\d+$", lines[5])

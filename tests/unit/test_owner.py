@@ -568,9 +568,10 @@ def test_status_file_lines():
     lines = st.splitlines()
     assert lines[0] == "updated 1700000000 pid=77 node=julius"
     assert lines[1] == "self julius st=active rsc_hold=local maintenance=off"
-    assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0 st=active$", lines[2])
-    assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 st=active cfd=same$",
-                    lines[3])
+    assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0 "
+                    r"st=active$", lines[2])
+    assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 "
+                    r"st=active cfd=same$", lines[3])
     assert re.match(r"link caesar eth0 up since=\d+$", lines[4])
     assert re.match(r"link caesar ttyS0 up since=\d+$", lines[5])
     assert re.match(r"group 1 julius running pref=julius since=\d+ fails=0 "
@@ -614,3 +615,97 @@ def test_answers_starting_and_ignores_replays_and_strangers():
     out = ow.message({"t": "starting", "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
     res = [a.fields for a in out if isinstance(a, owner.Send) and a.fields["t"] == "resource"]
     assert res and res[0]["rtype"] == "full" and res[0]["rsc_hold"] in ("none", "local")
+
+
+class Peer:
+    """A scripted Heartbeat (or hb) peer talking to one Owner."""
+
+    def __init__(self, ow: owner.Owner, name: str = C, hb: bool = False) -> None:
+        self.ow, self.name, self.hb, self.seq, self.t = ow, name, hb, 0, 0.0
+
+    def say(self, when: float, **f) -> list:
+        self.seq += 1
+        self.t = when
+        d = dict(f, src=self.name, hg="5", seq="%x" % self.seq, _via="eth0")
+        if self.hb and f.get("t") == "status":
+            d.setdefault("hbv", "1")
+        return self.ow.message(d, when)
+
+    def beat(self, when: float, st: str = "active") -> list:
+        return self.say(when, t="status", st=st) + self.ow.tick(when)
+
+
+def sends(out, t=None) -> list[dict]:
+    return [a.fields for a in out if isinstance(a, owner.Send)
+            and (t is None or a.fields["t"] == t)]
+
+
+def runs(out) -> list[owner.Run]:
+    return [a for a in out if isinstance(a, owner.Run)]
+
+
+def test_heartbeat_giver_standby_is_started_on_done_not_before():
+    ow = owner.Owner(config(C, "on"), 0.0, "d")
+    hb = Peer(ow, J)
+    hb.beat(0.1)
+    hb.say(0.2, t="resource", rsc_hold="all", rtype="full", isstable="1")
+    out = hb.say(0.3, t="ask_resources", rsc_hold="foreign", info="me")
+    assert sends(out, "ask_resources") == [{"t": "ask_resources", "rsc_hold": "foreign",
+                                           "info": "other"}]
+    out = hb.say(0.4, t="resource", rsc_hold="local", rtype="full", isstable="0", info="standby")
+    assert runs(out + hb.beat(0.5)) == []          # Heartbeat has not stopped it yet
+    out = hb.say(0.6, t="ask_resources", rsc_hold="foreign", info="done")
+    assert runs(out) == [owner.Run(2, "start")]
+    out = ow.agent_done(2, "start", 0, 0.7)
+    got = sends(out)
+    assert {"t": "ask_resources", "rsc_hold": "foreign", "info": "done"} in got
+    res = [f for f in got if f["t"] == "resource"]
+    assert res[0]["rsc_hold"] == "local" and res[0]["isstable"] == "1"
+
+
+def test_heartbeat_shutdown_waits_for_shutdone():
+    ow = owner.Owner(config(C, "on"), 0.0, "d")
+    hb = Peer(ow, J)
+    hb.beat(0.1)
+    hb.say(0.2, t="resource", rsc_hold="all", rtype="full", isstable="1")
+    out = hb.say(0.3, t="resource", rsc_hold="none", rtype="full", isstable="0", info="shutdown")
+    assert runs(out + hb.beat(0.4)) == []
+    out = hb.say(0.5, t="shutdone", st="dead")
+    assert sorted(a.group for a in runs(out)) == [1, 2]
+    assert "node julius: shut down, gave up its groups" in [
+        a.text for a in out if isinstance(a, owner.Log)]
+
+
+def test_legacy_holder_answers_ip_request_after_stopping():
+    ow = owner.Owner(config(J, "legacy"), 0.0, "d")
+    peer = Peer(ow, C, hb=True)
+    out = peer.beat(0.1)
+    assert runs(out) == [owner.Run(1, "start")]
+    ow.agent_done(1, "start", 0, 0.2)
+    out = peer.say(1.0, t="ip-request", ipaddr="198.18.0.100")     # not ours to give: no
+    out = peer.say(1.1, t="ip-request", ipaddr="198.18.0.101")
+    assert sends(out, "ip-request-resp") == [{"t": "ip-request-resp", "dest": C,
+                                              "ipaddr": "198.18.0.101", "weown": "no",
+                                              "ok": "OK"}]
+
+
+def test_config_digest_names_the_setting():
+    from hb import config as cf
+    a, b = config(J), config(J)
+    b.deadtime = 0.7
+    ow = owner.Owner(a, 0.0, cf.digest(a))
+    out = ow.message({"t": "status", "st": "up", "hbv": "1", "cfd": cf.digest(b), "src": C,
+                      "hg": "1", "seq": "1", "_via": "eth0"}, 0.1)
+    errs = [a.text for a in out if isinstance(a, owner.Log) and a.level == "error"]
+    assert len(errs) == 1 and "configuration differs: deadtime (digest" in errs[0]
+
+
+def test_peer_status_without_state_yet_then_hb():
+    """An hb peer's first beats come before its state file: Heartbeat rules until hbv."""
+    ow = owner.Owner(config(J), 0.0, "d")
+    out = ow.message({"t": "status", "st": "up", "src": C, "hg": "5", "seq": "1",
+                      "_via": "eth0"}, 0.1)
+    assert runs(out) == [] and ow.rqst_at is not None
+    out = ow.message({"t": "status", "st": "up", "hbv": "1", "grps": "none", "isstable": "1",
+                      "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
+    assert runs(out) == [owner.Run(1, "start")]

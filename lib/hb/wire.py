@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-from dataclasses import dataclass, field
 
 _ENC = {"%": "%25", " ": "%20", "=": "%3D", "\n": "%0A", "\r": "%0D", "\t": "%09"}
 
@@ -80,7 +79,6 @@ class WireError(ValueError):
     """Anything wrong with a packet: framing, field syntax, encoding, size."""
 
 
-@dataclass
 class Packet:
     """A parsed Heartbeat message: ordered (name, type, value) fields.
 
@@ -90,20 +88,28 @@ class Packet:
     bytes from '###\\n' through '%%%\\n' (trailer: the (N, hex) of the auth
     trailer, if any); for classic ones every line but auth, as received.
     """
-    fields: list[tuple[str, int, "str | bytes"]] = field(default_factory=list)
-    framing: str = "classic"
-    signed: bytes = b""
-    trailer: tuple[int, str] | None = None
+
+    def __init__(self, fields: list[tuple[str, int, "str | bytes"]] | None = None,
+                 framing: str = "classic", signed: bytes = b"",
+                 trailer: tuple[int, str] | None = None) -> None:
+        self.fields = fields if fields is not None else []
+        self.framing = framing
+        self.signed = signed
+        self.trailer = trailer
+        self._text: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return "Packet(%r, %r)" % (self.framing, self.fields)
 
     def text(self) -> dict[str, str]:
         """Fields as text (binary ones base64), first of each name; built once."""
-        m = self.__dict__.get("_text")
+        m = self._text
         if m is None:
             m = {}
             for n, t, v in self.fields:
                 if n not in m:
                     m[n] = v if t == STRING else _b64(v)       # type: ignore[arg-type]
-            self.__dict__["_text"] = m
+            self._text = m
         return m
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -141,13 +147,13 @@ def _crc_table() -> list[int]:
     return tab
 
 
-_CRC = _crc_table()
+_CRC: list[int] = []
 
 
 def crc32_posix(data: bytes) -> int:
     """CRC-32, poly 0x04C11DB7 MSB-first, init 0, final complement, no length."""
     c = 0
-    tab = _CRC
+    tab = _CRC or _CRC.extend(_crc_table()) or _CRC
     for b in data:
         c = ((c << 8) & 0xFFFFFFFF) ^ tab[(c >> 24) ^ b]
     return c ^ 0xFFFFFFFF
@@ -444,13 +450,13 @@ REXMIT_MAX = 50         # messages resent per request
 DUP_WINDOW = 2.0        # an already-accepted seq seen within this is a duplicate
 
 
-@dataclass
 class _Peer:
-    gen: int = -1
-    last: int = 0
-    missing: dict[int, float] = field(default_factory=dict)     # seq -> due time
-    tries: dict[int, int] = field(default_factory=dict)
-    recent: dict[int, float] = field(default_factory=dict)      # seq -> accepted at
+    def __init__(self, gen: int = -1) -> None:
+        self.gen = gen
+        self.last = 0
+        self.missing: dict[int, float] = {}     # seq -> due time
+        self.tries: dict[int, int] = {}
+        self.recent: dict[int, float] = {}      # seq -> accepted at
 
 
 class Sequencer:

@@ -24,15 +24,14 @@ from typing import Callable
 from hb import exits
 from hb.config import Config, ConfigError, Group, Medium, Resource, parse_address
 
-UDP = ("bcast", "mcast", "ucast", "mcast6", "ucast6")
-BUILTIN = ("IPaddr", "IPaddr2", "MailTo")
 LOCATION_SCORE = 100          # preference for a group's preferred node
 STICKY = 200                  # auto_failback off: more than the preference
 PING_SCORE = 1000             # per reachable ping node: more than both
 SCHEMA = "pacemaker-3.0"
 
-# Heartbeat's resource.d wrappers and the OCF parameters their arguments set
-# (from the hto wrappers of heartbeat 3.0.6).  None: the rest of the arguments.
+# Heartbeat's resource.d wrappers (heartbeat 3.0.6) and, in order, the parameters of
+# the ocf:heartbeat agent their arguments set; "nodelist*": all arguments as one,
+# "ip/nic": one IP/IFACE argument.
 WRAPPERS: dict[str, list[str]] = {
     "AudibleAlarm": ["nodelist*"],
     "Delay": ["startdelay", "stopdelay"],
@@ -62,7 +61,6 @@ class System:
     resolve: Callable[[str], list[str]] = lambda name: []
     resource_d: set[str] = field(default_factory=set)   # CONFDIR/resource.d
     init_d: set[str] = field(default_factory=set)       # /etc/init.d
-    lines: dict[str, list[int]] = field(default_factory=dict)  # ha.cf directive
 
 
 @dataclass
@@ -75,8 +73,8 @@ def _err(cfg: Config, fname: str, line: int, msg: str) -> ConfigError:
     return ConfigError("%s:%d: %s" % (os.path.join(cfg.confdir, fname), line, msg))
 
 
-def _line(cfg: Config, sys_: System, directive: str) -> int:
-    return cfg.lines.get(directive) or (sys_.lines.get(directive) or [0])[0]
+def _line(cfg: Config, directive: str) -> int:
+    return cfg.lines.get(directive, 0)
 
 
 def _safe(text: str) -> str:
@@ -152,7 +150,7 @@ def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link],
             for text in filter(None, given.get(n, "").split(",")):
                 found = _literal(sys_, text)
                 if not found:
-                    raise _err(cfg, "ha.cf", _line(cfg, sys_, "node"), "--addr %s=%s: not "
+                    raise _err(cfg, "ha.cf", _line(cfg, "node"), "--addr %s=%s: not "
                                "an address, and the name does not resolve" % (n, text))
                 cands.append(found[0])
             a = _pick(cands, net)
@@ -179,7 +177,7 @@ def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link],
         for n in cfg.nodes:
             if n not in k.addrs:
                 where = ("link %d (%s)" % (k.number, k.dev)) if k.dev else "link 0"
-                raise _err(cfg, "ha.cf", k.line or _line(cfg, sys_, "node"),
+                raise _err(cfg, "ha.cf", k.line or _line(cfg, "node"),
                            "no address for node %s on %s: give --addr %s=ADDRESS%s"
                            % (n, where, n, "[,ADDRESS] (one per link)" if len(out) > 1 else ""))
         fams = {ipaddress.ip_address(a).version for a in k.addrs.values()}
@@ -484,11 +482,11 @@ def readme(cfg: Config, ls: list[Link], notes: list[str]) -> str:
 def export(cfg: Config, addrs: dict[str, str], sys_: System) -> Export:
     """Every output file's content, or ConfigError for what cannot be expressed."""
     if cfg.watchdog:
-        raise _err(cfg, "ha.cf", _line(cfg, sys_, "watchdog"), "watchdog has no Corosync 3 "
+        raise _err(cfg, "ha.cf", _line(cfg, "watchdog"), "watchdog has no Corosync 3 "
                    "equivalent: remove it and use sbd for a watchdog with Pacemaker")
     for n in addrs:
         if n not in cfg.nodes:
-            raise _err(cfg, "ha.cf", _line(cfg, sys_, "node"), "--addr names %s, not a node" % n)
+            raise _err(cfg, "ha.cf", _line(cfg, "node"), "--addr names %s, not a node" % n)
     ls, notes = links(cfg, addrs, sys_)
     if cfg.ipfail:
         notes.append("ipfail: replaced by the ping location rules in cib.xml")
@@ -533,25 +531,12 @@ def _names(path: str) -> set[str]:
         return set()
 
 
-def directive_lines(text: str) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for i, line in enumerate(text.splitlines(), 1):
-        w = line.split("#", 1)[0].split()
-        if w:
-            out.setdefault(w[0], []).append(i)
-    return out
-
-
 def system(cfg: Config) -> System:
-    try:
-        with open(os.path.join(cfg.confdir, "ha.cf")) as f:
-            lines = directive_lines(f.read())
-    except OSError:
-        lines = {}
+    """This machine, as export() sees it; its interfaces only if it is cfg.node."""
     here = cfg.node == os.uname().nodename.lower()
     return System(local=_local_addrs() if here else {}, resolve=_resolve,
                   resource_d=_names(os.path.join(cfg.confdir, "resource.d")),
-                  init_d=_names("/etc/init.d"), lines=lines)
+                  init_d=_names("/etc/init.d"))
 
 
 def _write(path: str, data: str | bytes, mode: int) -> None:

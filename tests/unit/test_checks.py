@@ -1,0 +1,122 @@
+"""checks.py: monitor checks of real scripts in threads, restarts in place, group addresses."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+import pytest
+
+from hb import checks, exits
+from hb.config import Group, Resource
+
+SCRIPT = """#!/bin/sh
+echo "$@" >> {dir}/calls
+case "$1" in
+start) touch {dir}/$0.up ;;
+stop) rm -f {dir}/$0.up ;;
+status) if [ -e {dir}/$0.up ]; then echo running; else echo stopped; fi ;;
+esac
+"""
+
+
+@pytest.fixture
+def confdir(tmp_path):
+    d = tmp_path / "ha.d" / "resource.d"
+    d.mkdir(parents=True)
+    for name in ("svc", "web"):
+        p = d / name
+        p.write_text(SCRIPT.format(dir=tmp_path).replace("$0.up", name + ".up"))
+        p.chmod(0o755)
+    slow = d / "slow"
+    slow.write_text("#!/bin/sh\nsleep 5\necho running\n")
+    slow.chmod(0o755)
+    (d / "noexec").write_text("#!/bin/sh\necho running\n")
+    return str(tmp_path / "ha.d")
+
+
+def caller(confdir, timeout=5.0):
+    return checks.Caller(confdir, "alpha", confdir, confdir, timeout=timeout,
+                         initd=os.path.join(confdir, "no-init.d"))
+
+
+def group(*names, index=1):
+    return Group(index, "alpha", [Resource(n, [], n) for n in names])
+
+
+def calls(confdir):
+    try:
+        with open(os.path.join(os.path.dirname(confdir), "calls")) as f:
+            return f.read().split("\n")[:-1]
+    except FileNotFoundError:
+        return []
+
+
+def collect(ck, n=1, timeout=8.0):
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        select.select([ck.fileno()], [], [], 0.1)
+        out += ck.collect()
+    return out
+
+
+def test_check_running_stopped_and_missing(confdir):
+    c = caller(confdir)
+    assert checks.check(c, Resource("svc", [], "svc")) == (False, "svc status: stopped")
+    c.call(Resource("svc", [], "svc"), "start")
+    assert checks.check(c, Resource("svc", [], "svc")) == (True, "")
+    assert checks.check(c, Resource("nosuch", [], "nosuch")) == (
+        False, "cannot locate resource script nosuch")
+    assert checks.check(c, Resource("noexec", [], "noexec")) == (
+        False, "cannot locate resource script noexec")
+
+
+def test_checker_runs_off_the_caller_thread_and_reports(confdir):
+    c = caller(confdir)
+    c.call(Resource("svc", [], "svc"), "start")
+    ck = checks.Checker(c)
+    t0 = time.monotonic()
+    ck.run(group("svc"), 7)
+    ck.run(group("svc", "web", index=2), 8)
+    assert time.monotonic() - t0 < 0.05
+    got = sorted(collect(ck, 2))
+    assert got == [(1, 7, True, ""), (2, 8, False, "web status: stopped")]
+    ck.close()
+
+
+def test_a_check_that_hangs_times_out_as_a_failure(confdir):
+    ck = checks.Checker(caller(confdir, timeout=0.5))
+    t0 = time.monotonic()
+    ck.run(group("slow"), 1)
+    [(i, tok, ok, why)] = collect(ck, 1)
+    assert not ok and "timed out after 0.5 s" in why
+    assert time.monotonic() - t0 < 2.0
+    ck.close()
+
+
+def test_restart_starts_only_what_is_stopped(confdir):
+    c = caller(confdir)
+    c.call(Resource("svc", [], "svc"), "start")
+    before = len(calls(confdir))
+    assert c.group(group("svc", "web"), "restart") == exits.OK
+    assert calls(confdir)[before:] == ["status", "status", "start"]
+    assert checks.check(c, Resource("web", [], "web"))[0]
+
+
+def test_restart_that_cannot_start_fails(confdir):
+    c = caller(confdir)
+    assert c.group(group("svc", "nosuch"), "restart") == exits.FAIL
+    assert c.group(group("svc"), "status") == exits.OK        # the others as before
+
+
+def test_addresses_of_the_groups(confdir):
+    gs = [Group(1, "alpha", [Resource("IPaddr", ["198.18.0.100/24/eth7"], "x"),
+                             Resource("IPaddr2", ["2001:db8:0::10/64/eth8"], "y"),
+                             Resource("svc", [], "svc")]),
+          Group(2, "beta", [Resource("IPaddr", ["198.18.0.100/24/eth7"], "z"),
+                            Resource("IPaddr", ["203.0.113.77"], "w"),
+                            Resource("IPaddr", ["not-an-address"], "v")])]
+    ifaces, byip = checks.addresses(gs, confdir)
+    assert ifaces == ["eth7", "eth8"]          # 203.0.113.77 fits no subnet here
+    assert byip == {"198.18.0.100": {1, 2}, "2001:db8::10": {1}, "203.0.113.77": {2}}

@@ -44,24 +44,19 @@ class Beat:
 
     def __init__(self, cfg: config.Config, me: str, rundir: str, gen: int,
                  listen: bool = False, stats: float = 60.0) -> None:
-        self.me = me
-        self.rundir = rundir
-        self.gen = gen
-        self.listen = listen
-        self.stats = stats
-        self.seqno = 0
+        self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
+        self.seqno = self.events = 0
+        self.next_check = self.next_stats = 0.0
         self.hist = wire.History()
         self.state_key: tuple = ()
         self.state_path = os.path.join(rundir, runfiles.STATE)
         self.pfx: tuple = (None,)
-        self.next_check = 0.0
-        self.events = 0
+        self.links: dict[tuple[str, str], float] = {}   # (node, medium) -> last line
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.state: dict[str, str] = {}
         self.me_b = me.encode()
         self.me_q = wire.format_line({"": me})[1:]
         self.logged = dict.fromkeys(wire.COUNTERS, 0)
-        self.next_stats = 0.0
         self.out_fd = 1
         self.configure(cfg)
 
@@ -73,6 +68,7 @@ class Beat:
         self.ttl = str(1 + len(cfg.nodes))
         self.ttl_b = self.ttl.encode()
         self.status = (None, [])
+        self.dup_every = min(0.25, cfg.deadtime / 4)
         old = getattr(self, "rx", None)
         self.rx = wire.Receiver(self.me, cfg.nodes, self.keys, self.gen)
         if old is not None:
@@ -158,9 +154,6 @@ class Beat:
         self.send(data, now)
 
     # -- receiving ------------------------------------------------------------
-    def emit(self, fields: dict) -> None:
-        self.write(wire.format_line(fields) + "\n")
-
     def write(self, text: str) -> None:
         data = text.encode("utf-8", "surrogateescape")
         try:
@@ -176,10 +169,18 @@ class Beat:
                 self.write("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))
             return
         verdict, pkt = self.rx.receive(data, now)
-        if verdict != "ok" or pkt is None:
+        if pkt is None or verdict not in ("ok", "dup"):
             return
         t = pkt.get("t") or ""
         src = (pkt.get("src") or "").lower()
+        k = (src, via)
+        if verdict == "dup":        # another medium was faster: say this link works
+            if src != self.me and now - self.links.get(k, -1e9) >= self.dup_every:
+                self.links[k] = now
+                self.write("src=%s _via=%s _rt=%.6f _dup=1\n" % (
+                    wire.format_line({"": src})[1:], via, now))
+            return
+        self.links[k] = now
         dest = pkt.get("dest")
         forus = dest is None or dest == self.me
         if t == "NS_rexmit" and dest == self.me and src != self.me and not self.listen:
@@ -197,7 +198,7 @@ class Beat:
             line.update(_via=via, _rt="%.6f" % now)
             if src == self.me:
                 line["_self"] = "1"
-            self.emit(line)
+            self.write(wire.format_line(line) + "\n")
 
     def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
         try:

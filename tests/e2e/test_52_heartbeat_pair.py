@@ -1,0 +1,319 @@
+"""A mixed pair (issue 9): Debian's Heartbeat 3.0.6 on alpha, hb (hb-supervise) on beta.
+
+Both read the same ha.cf, haresources and authkeys (each adds only where it logs).
+A client probes the VIP every 10 ms; every scenario checks where the VIP is (on
+exactly one node), how long it took, and that neither side complains about the
+other.  Measured interruptions are printed (`pytest -s`) as lines
+`interruption: CASE: N ms`.
+
+A crash is modelled as a dead box: kill -9 of every process of the node, and its
+addresses gone (`ip addr del` of the VIP), so the survivor's takeover is what the
+client sees.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from heartbeat import (HeartbeatNode, HbNode, Probe, WireTap, hacf,  # noqa: F401
+                       hbnode, heartbeat, host, wait_until)
+
+VIP = "198.18.0.100"
+VIP2 = "198.18.0.101"
+NAMES = ("alpha", "beta")            # alpha runs Heartbeat, beta runs hb
+COMPLAINTS = re.compile(r"authentication|authtoken|replay attack|bad node|"
+                        r"[Ii]rretrievably|returning after partition|"
+                        r"Resource STOP failure|Giving up resources|Cannot locate")
+CHECKMK = r"""
+echo '<<<heartbeat_rscstatus>>>'
+cl_status rscstatus
+echo '<<<heartbeat_nodes>>>'
+for NODE in $(cl_status listnodes); do
+  if [ "$NODE" != "$ME" ]; then
+    printf '%s %s' "$NODE" "$(cl_status nodestatus "$NODE")"
+    for LINK in $(cl_status listhblinks "$NODE" 2>/dev/null); do
+      printf ' %s %s' "$LINK" "$(cl_status hblinkstatus "$NODE" "$LINK")"
+    done
+    echo
+  fi
+done
+"""
+
+
+def say(case: str, seconds: float) -> None:
+    print("\ninterruption: %s: %d ms" % (case, round(seconds * 1000)))
+
+
+class Pair:
+    """alpha (Heartbeat) and beta (hb) on one bridge, a client, and their config."""
+
+    def __init__(self, lab, heartbeat, hbnode, haresources: str,  # noqa: F811
+                 auto_failback: str = "on", deadtime: str = "1", initdead: str = "3"
+                 ) -> None:
+        self.lab = lab
+        self.hosts = {"alpha": host(lab, "alpha", "198.18.0.1/24"),
+                      "beta": host(lab, "beta", "198.18.0.2/24")}
+        self.client = host(lab, "client", "198.18.0.10/24")
+        self.deadtime = float(deadtime)
+        cf = hacf(NAMES, keepalive="200ms", warntime="600ms", deadtime=deadtime,
+                  initdead=initdead, auto_failback=auto_failback, extra="realtime off\n")
+        self.alpha: HeartbeatNode = heartbeat(self.hosts["alpha"], "alpha", cf, haresources)
+        self.beta: HbNode = hbnode(self.hosts["beta"], "beta", cf, haresources)
+        self.probe: Probe | None = None
+        self.tap = WireTap(lab, self.client, self.beta.conf, "beta")
+
+    def node(self, name: str):
+        return self.alpha if name == "alpha" else self.beta
+
+    def where(self, vip: str = VIP) -> list[str]:
+        """The nodes whose eth0 holds vip (one retry: a test run in parallel may
+        have its helpers killed from under it)."""
+        for _ in range(2):
+            try:
+                return [n for n in NAMES if self.hosts[n].has_addr(vip)]
+            except subprocess.CalledProcessError:
+                time.sleep(0.05)
+        return [n for n in NAMES if self.hosts[n].has_addr(vip)]
+
+    def wait_vip(self, on: str, vip: str = VIP, timeout: float = 15, what: str = "") -> float:
+        return wait_until(lambda: self.where(vip) == [on], timeout,
+                          lambda: "%s only on %s%s; it is on %s\n%s"
+                          % (vip, on, " (%s)" % what if what else "", self.where(vip),
+                             self.show()))
+
+    def show(self) -> str:
+        return ("--- Heartbeat alpha log:\n%s\n--- hb beta log:\n%s\n--- hb status:\n%s"
+                "--- on the wire (status heartbeats left out):\n%s"
+                % (self.alpha.log()[-4000:], self.beta.log()[-4000:], self.beta.status(),
+                   "\n".join(self.tap.messages()[-40:])))
+
+    def peer_seen(self) -> None:
+        """Each side sees the other active (Heartbeat's log, hb's status)."""
+        self.alpha.wait_log(r"Status update for node beta: status active", 15)
+        wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", self.beta.status(),
+                                     re.M), 10,
+                   lambda: "hb to show alpha up, kind=heartbeat\n" + self.show())
+
+    def rscstatus(self) -> tuple[str, str]:
+        """cl_status rscstatus on alpha (Heartbeat's) and on beta (hb-switch's);
+        `down` for a node that is not running."""
+        return (self.alpha.cl_status("rscstatus").stdout.strip()
+                if self.alpha.running() else "down",
+                self.beta.switch("cl_status", "rscstatus").stdout.strip()
+                if self.beta.running() else "down")
+
+    def stable(self) -> None:
+        """The running sides are done with resource transitions (Heartbeat refuses
+        standby requests while either side is in flux)."""
+        wait_until(lambda: not {"transition", ""} & set(self.rscstatus()),
+                   20, lambda: "both sides stable (rscstatus alpha, beta: %s)\n%s"
+                   % (self.rscstatus(), self.show()))
+        time.sleep(0.5)
+
+    def start_probe(self, vip: str = VIP) -> Probe:
+        self.probe = Probe(self.client, vip, duration=120)
+        wait_until(lambda: self.probe.replies(), 5, "the client to reach %s" % vip)
+        return self.probe
+
+    def crash(self, name: str) -> None:
+        """kill -9 of the node's every process, and its VIPs gone with the box."""
+        self.node(name).kill()
+        for vip in (VIP, VIP2):
+            self.hosts[name].run(["ip", "addr", "del", vip + "/24", "dev", "eth0"],
+                                 check=False)
+
+    def clean(self) -> None:
+        bad = COMPLAINTS.findall(self.alpha.log()) + COMPLAINTS.findall(self.beta.log())
+        assert not bad, "%r\n%s" % (bad, self.show())
+
+
+def running_pair(lab, heartbeat, hbnode, pref: str, **kw) -> Pair:  # noqa: F811
+    """The VIP preferred by `pref`; pref starts first, then the other joins."""
+    p = Pair(lab, heartbeat, hbnode, "%s IPaddr2::%s/24/eth0\n" % (pref, VIP), **kw)
+    first, second = (p.alpha, p.beta) if pref == "alpha" else (p.beta, p.alpha)
+    first.start()
+    p.wait_vip(pref, timeout=15, what="%s alone" % pref)
+    second.start()
+    p.peer_seen()
+    p.stable()
+    assert p.where() == [pref]
+    return p
+
+
+# ---------------------------------------------------------------- start orders
+
+@pytest.mark.parametrize("order", ["heartbeat_first", "hb_first", "together"])
+def test_each_start_order_ends_with_each_vip_on_its_preferred_node(
+        lab, heartbeat, hbnode, order):  # noqa: F811
+    """alpha prefers VIP, beta prefers VIP2; auto_failback on."""
+    p = Pair(lab, heartbeat, hbnode, "alpha IPaddr2::%s/24/eth0\nbeta IPaddr2::%s/24/eth0\n"
+             % (VIP, VIP2))
+    if order == "heartbeat_first":
+        p.alpha.start()
+        p.wait_vip("alpha", VIP, what="Heartbeat alone")
+        p.wait_vip("alpha", VIP2, what="Heartbeat alone")
+        p.beta.start()
+    elif order == "hb_first":
+        p.beta.start()
+        p.wait_vip("beta", VIP, what="hb alone")
+        p.wait_vip("beta", VIP2, what="hb alone")
+        p.alpha.start()
+    else:
+        p.alpha.start()
+        p.beta.start()
+    t0 = time.monotonic()
+    p.peer_seen()
+    p.wait_vip("alpha", VIP, timeout=25, what=order)
+    p.wait_vip("beta", VIP2, timeout=25, what=order)
+    print("\nsettled: %s: %.1f s after both ran" % (order, time.monotonic() - t0))
+    for _ in range(10):                  # and it stays that way
+        assert p.where(VIP) == ["alpha"] and p.where(VIP2) == ["beta"], p.show()
+        time.sleep(0.1)
+    p.stable()
+    assert p.alpha.cl_status("rscstatus").stdout.strip() == "local"
+    assert p.beta.switch("cl_status", "rscstatus").stdout.strip() == "local"
+    assert "flow control disabled due to different version heartbeat" in p.alpha.log()
+    p.clean()
+
+
+def test_monitoring_plugins_read_the_same_on_both_kinds(lab, heartbeat, hbnode):  # noqa: F811
+    """A Checkmk-style agent section (what its heartbeat_rscstatus and heartbeat_nodes
+    checks read), run with Heartbeat's cl_status on alpha and with the `cl_status`
+    wrapper of hb(7) (hb-switch cl_status) on beta: the same text, mirrored."""
+    p = Pair(lab, heartbeat, hbnode, "alpha IPaddr2::%s/24/eth0\nbeta IPaddr2::%s/24/eth0\n"
+             % (VIP, VIP2))
+    p.alpha.start()
+    p.wait_vip("alpha", VIP2, what="Heartbeat alone")
+    p.beta.start()
+    p.peer_seen()
+    p.wait_vip("beta", VIP2, timeout=25)
+    p.stable()
+    wrapper = os.path.join(p.lab.tmp, "bin")
+    os.makedirs(wrapper, exist_ok=True)
+    with open(os.path.join(wrapper, "cl_status"), "w") as f:
+        f.write('#!/bin/sh\nexec hb-switch cl_status "$@" -r %s\n' % p.beta.run)
+    os.chmod(os.path.join(wrapper, "cl_status"), 0o755)
+    on_alpha = p.alpha.nsenter(["env", "ME=alpha", "sh", "-c", CHECKMK]).stdout
+    on_beta = p.hosts["beta"].run(["env", "ME=beta", "PATH=%s:%s" % (wrapper, os.environ[
+        "PATH"]), "sh", "-c", CHECKMK]).stdout
+    sect = "<<<heartbeat_rscstatus>>>\nlocal\n<<<heartbeat_nodes>>>\n%s active eth0 up\n"
+    assert on_alpha == sect % "beta", on_alpha
+    assert on_beta == sect % "alpha", on_beta
+    # each query a Nagios plugin runs: the same output and exit code, mirrored
+    queries = [["hbstatus"], ["listnodes"], ["nodestatus", "{peer}"], ["nodestatus", "nosuch"],
+               ["listhblinks", "{peer}"], ["hblinkstatus", "{peer}", "eth0"],
+               ["hblinkstatus", "{peer}", "eth9"], ["rscstatus"]]
+    for q in queries:
+        ra = p.alpha.cl_status(*[w.format(peer="beta") for w in q])
+        rb = p.beta.switch("cl_status", *[w.format(peer="alpha") for w in q])
+        if q == ["listnodes"]:      # the same two nodes, in any order
+            a_out, b_out = sorted(ra.stdout.split()), sorted(rb.stdout.split())
+        else:
+            a_out, b_out = ra.stdout.replace("beta", "alpha"), rb.stdout
+        assert (b_out, rb.returncode) == (a_out, ra.returncode), (q, ra, rb)
+
+
+# ---------------------------------------------------------------- switch-over by hand
+
+def test_standby_and_takeover_both_ways(lab, heartbeat, hbnode):  # noqa: F811
+    p = running_pair(lab, heartbeat, hbnode, "alpha", auto_failback="off")
+    probe = p.start_probe()
+    steps = [
+        ("hb_standby on Heartbeat", lambda: p.alpha.hb_standby("all"), "beta"),
+        ("hb-switch standby on hb", lambda: p.beta.switch("standby"), "alpha"),
+        ("hb-switch takeover on hb", lambda: p.beta.switch("takeover"), "beta"),
+        ("hb_takeover on Heartbeat", lambda: p.alpha.hb_takeover("all"), "alpha"),
+    ]
+    marks = []
+    for case, act, to in steps:
+        t0 = time.time()
+        r = act()
+        assert r.returncode == 0, (case, r.stdout, r.stderr, p.show())
+        p.wait_vip(to, timeout=15, what=case)
+        t1 = time.time()
+        wait_until(lambda: probe.replied_since(t1), 5, "the client to reach the VIP")
+        p.stable()
+        marks.append((case, t0, time.time()))
+    probe.stop()
+    for case, t0, t1 in marks:
+        out = probe.outage(t0, t1)
+        say(case, out)
+        assert out < 3.0, (case, out)
+    p.clean()
+
+
+# ---------------------------------------------------------------- failures
+
+@pytest.mark.parametrize("victim", ["alpha", "beta"])
+def test_kill9_of_the_holder_and_the_other_takes_over_within_deadtime(
+        lab, heartbeat, hbnode, victim):  # noqa: F811
+    p = running_pair(lab, heartbeat, hbnode, victim, auto_failback="off")
+    other = "beta" if victim == "alpha" else "alpha"
+    time.sleep(5)                  # past Heartbeat's first 5 s of deadtime + 2 s
+    probe = p.start_probe()
+    t0 = time.time()
+    p.crash(victim)
+    took = p.wait_vip(other, timeout=10, what="after kill -9 of %s" % victim)
+    wait_until(lambda: probe.replied_since(t0 + took), 5, "the client to reach the VIP")
+    probe.stop()
+    out = probe.outage(t0)
+    say("kill -9 of %s (%s)" % ("Heartbeat" if victim == "alpha" else "hb", victim), out)
+    assert took < p.deadtime + 1.0, (took, p.show())
+    assert out < p.deadtime + 1.0
+    p.clean()
+
+
+@pytest.mark.parametrize("victim", ["alpha", "beta"])
+def test_sigterm_of_the_holder_hands_over_at_once(lab, heartbeat, hbnode, victim):  # noqa: F811
+    """deadtime 2 s here: a handover well under it was not a death timeout."""
+    p = running_pair(lab, heartbeat, hbnode, victim, auto_failback="off", deadtime="2",
+                     initdead="4")
+    other = "beta" if victim == "alpha" else "alpha"
+    probe = p.start_probe()
+    t0 = time.time()
+    p.node(victim).proc.send_signal(signal.SIGTERM)
+    took = p.wait_vip(other, timeout=10, what="after SIGTERM to %s" % victim)
+    wait_until(lambda: probe.replied_since(t0 + took), 5, "the client to reach the VIP")
+    probe.stop()
+    out = probe.outage(t0)
+    say("SIGTERM of %s (%s)" % ("Heartbeat" if victim == "alpha" else "hb", victim), out)
+    assert took < 1.5, (took, p.show())
+    assert out < 1.5
+    p.node(victim).proc.wait(30)
+    if victim == "alpha":
+        assert p.alpha.pids() == []
+    else:
+        assert p.beta.proc.returncode == 0, p.show()
+        p.alpha.wait_log(r"Received shutdown notice from 'beta'", 5)
+    p.clean()
+
+
+@pytest.mark.parametrize("pref", ["alpha", "beta"])
+def test_auto_failback_returns_the_vip_to_its_preferred_node(
+        lab, heartbeat, hbnode, pref):  # noqa: F811
+    p = running_pair(lab, heartbeat, hbnode, pref, auto_failback="on")
+    other = "beta" if pref == "alpha" else "alpha"
+    time.sleep(5)
+    p.crash(pref)
+    p.wait_vip(other, timeout=p.deadtime + 2, what="after the crash of %s" % pref)
+    p.stable()
+    probe = p.start_probe()
+    t0 = time.time()
+    p.node(pref).start()
+    back = p.wait_vip(pref, timeout=25, what="auto_failback to %s" % pref)
+    wait_until(lambda: probe.replied_since(t0 + back), 5, "the client to reach the VIP")
+    probe.stop()
+    out = probe.outage(t0)
+    say("auto_failback to %s (%s), %.1f s after its restart"
+        % ("Heartbeat" if pref == "alpha" else "hb", pref, back), out)
+    assert out < 3.0
+    for _ in range(10):
+        assert p.where() == [pref], p.show()
+        time.sleep(0.1)
+    p.clean()

@@ -37,6 +37,12 @@ SWITCH_DONE = 0
 SWITCH_REFUSED = 1
 SWITCH_TIMEOUT = 2
 
+# Heartbeat's cl_status (hb-switch cl_status ...)
+CL_OK = 0
+CL_FAIL = 1
+CL_PARAMETER_ERROR = 11
+CL_UNKNOWN_ERROR = 13
+
 # config check (hb-supervise --check)
 CONFIG_VALID = 0
 CONFIG_INVALID = 1

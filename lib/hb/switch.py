@@ -32,12 +32,11 @@ import sys
 import time
 
 from hb import exits, runfiles
+from hb.exits import CL_FAIL, CL_OK, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR
 
 STALE = 3.0          # hb-watch rewrites status at least once a second
 POLL = 0.01
 
-# cl_status's own exit codes (Heartbeat's cl_status.c), kept for Nagios plugins
-CL_OK, CL_FAIL, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR = 0, 1, 11, 13
 
 _FIXED = {"updated": ["time"], "self": ["name"], "node": ["name", "status"],
           "link": ["node", "medium", "status"], "ping": ["name", "status"],

@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/bin:$(PATH)
 RUN_DEPS  = python3-serial python3-pyroute2 python3-docopt python3-daemon iproute2
 TEST_DEPS = python3-pytest python3-hypothesis python3-aiosmtpd flake8 socat \
             iputils-ping tcpdump procps psmisc util-linux heartbeat resource-agents \
-            keepalived ucarp stress-ng python3-matplotlib nftables \
+            keepalived ucarp stress-ng python3-matplotlib nftables time \
             corosync pacemaker pacemaker-cli-utils debootstrap $(DEB_DEPS)
 DEB_DEPS  = debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
             lintian devscripts build-essential fakeroot

@@ -155,18 +155,25 @@ class Node:
         return self.proc.wait(timeout)
 
     def power_loss(self) -> float:
-        """Every process of the namespace killed, every cable pulled; returns the time."""
+        """Every process of the namespace frozen, every cable pulled, then every
+        process killed (none can react in between); returns the time."""
         t = time.monotonic()
         out = subprocess.run(["ip", "netns", "pids", self.host.ns], text=True,
                              capture_output=True).stdout
-        for p in out.split():
+        pids = [int(p) for p in out.split()]
+        for pid in pids:
             try:
-                os.kill(int(p), signal.SIGKILL)
+                os.kill(pid, signal.SIGSTOP)
             except ProcessLookupError:
                 pass
         for iface in self.pair.ifaces():
             self.lab.cut(self.host, iface)
         self.pair.serial_stop()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return t
 
     def reboot(self) -> None:

@@ -27,6 +27,7 @@ class Result:
     failed: list[str] = field(default_factory=list)     # repetitions that did not recover
     both_served: int = 0         # probes answered by two nodes (must stay 0)
     both_held: int = 0           # broadcast probes answered by two nodes (VIP on both)
+    moved_on_rejoin: int = 0     # the VIP left the survivor when the failed node came back
     rss_kb: int = 0              # idle, all processes of the active node
     rss_backup_kb: int = 0
     pss_kb: int = 0              # the same, shared pages split among their users
@@ -45,6 +46,20 @@ class Result:
             s = self.stats(k)
             d[k + "_min_med_max"] = list(s) if s else None
         return d
+
+
+def steady(pr: probe.Prober, timeout: float, run: int = 30) -> str:
+    """Wait until the last `run` probes were all served by one node; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = pr.probes()[-run:]
+        if len(last) == run and last[0].who and all(p.who == last[0].who for p in last) \
+                and "+" not in last[0].who:
+            return last[0].who
+        if time.monotonic() > deadline:
+            raise AssertionError("the VIP was not served steadily by one node: %s"
+                                 % probe.servers(pr.probes())[-5:])
+        time.sleep(0.05)
 
 
 def log(msg: str) -> None:
@@ -90,15 +105,18 @@ def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
         (res.rss_kb, res.cpu_s_min), (res.rss_backup_kb, res.cpu_backup_s_min) = \
             idle_usage([lambda: system.pids("a"), lambda: system.pids("b")], idle)
         res.pss_kb = pss_kb(system.pids("a"))
-    active = "a"
+    expect = "a"
     timelines: list[tuple[float, list]] = []
     for kind in kinds:
         for i in range(reps):
-            other = pair.peer(active)
             pr = pair.prober(60 + 4 * system.detect)
             try:
-                pr.wait_served(active, 10)
-                time.sleep(0.3)
+                active = steady(pr, 10)
+                if active != expect:
+                    res.moved_on_rejoin += 1
+                    log("%s %s: the VIP moved to %s when %s rejoined"
+                        % (system.name, system.label, active, pair.peer(expect)))
+                other = pair.peer(active)
                 t = pair.power_loss(active) if kind == "power" else system.planned(active)
                 try:
                     pr.wait_served(other, 15 + 3 * system.detect, since=t)
@@ -126,7 +144,7 @@ def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
             else:
                 system.after_planned(active)
             system.settled(active, boot)
-            active = other
+            expect = other
     if timelines:
         timelines.sort(key=lambda x: x[0])
         res.timeline_ms, res.timeline = timelines[len(timelines) // 2]

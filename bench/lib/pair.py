@@ -66,14 +66,19 @@ class Pair:
         return [p for p in self.netns_pids(n) if p not in skip and _alive(p)]
 
     def power_loss(self, n: str) -> float:
-        """Every process of node n killed and its cable pulled; returns the time."""
+        """Node n loses power: every process frozen (so none can react, e.g. to its
+        parent's death), its cable pulled, then every process killed; returns the time."""
         t = time.monotonic()
-        for p in self.netns_pids(n):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.lab.cut(self.hosts[n])
+        pids = self.netns_pids(n)
+        for sig in (signal.SIGSTOP, None, signal.SIGKILL):
+            if sig is None:
+                self.lab.cut(self.hosts[n])
+                continue
+            for p in pids:
+                try:
+                    os.kill(p, sig)
+                except ProcessLookupError:
+                    pass
         return t
 
     def reboot(self, n: str) -> None:

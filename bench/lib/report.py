@@ -144,12 +144,14 @@ def failover_rows(cases: list[dict]) -> list[list[str]]:
                      "%.0f" % (c["cpu_s_min"] * 1000) if c.get("rss_kb") else "-",
                      str(len(c["power_ms"]) + len(c["planned_ms"])),
                      str(len(c["failed"])) + ("" if not c["both_served"]
-                                              else " both=%d" % c["both_served"])])
+                                              else " both=%d" % c["both_served"]),
+                     str(c.get("moved_on_rejoin", 0))])
     return rows
 
 
 FAILOVER_HEAD = ["system", "timings", "power loss ms min/med/max",
-                 "planned ms min/med/max", "RSS / PSS MB", "CPU ms/min", "runs", "failed"]
+                 "planned ms min/med/max", "RSS / PSS MB", "CPU ms/min", "runs", "failed",
+                 "moved on rejoin"]
 
 
 def ratios(cases: list[dict]) -> list[str]:

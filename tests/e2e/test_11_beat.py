@@ -321,3 +321,48 @@ def test_ping_nodes_and_groups_ipv4_ipv6(lab):
     assert not [d for d in na.lines if d.get("t") == "ping" and float(d["_rt"]) > t]
     assert not [d for d in na.lines if d.get("addr") == "198.18.0.4"]
     assert "failing" not in err
+
+
+REXMIT = r"""
+import socket, sys, time
+from hb import wire
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", 694))
+s.settimeout(1)
+for first in sys.argv[2:]:
+    f = [("t", 0, "NS_rexmit"), ("dest", 0, "alpha"), ("firstseq", 0, first),
+         ("lastseq", 0, first), ("src", 0, "beta"), ("hg", 0, "1"), ("ts", 0, "6b060ac0")]
+    s.sendto(wire.render_classic(f, 1, "sha1", sys.argv[1].encode()), ("198.18.0.255", 694))
+end = time.monotonic() + 1
+while time.monotonic() < end:
+    try:
+        p = wire.parse(s.recv(65536))
+    except socket.timeout:
+        break
+    if p.get("src") == "alpha" and p.get("seq") == "2":
+        print(p.get("ts"), p.get("auth"))
+"""
+
+
+def test_rexmit_answered_with_original_bytes_or_nak(lab):
+    a, b, na, nc = pair(lab, ["bcast eth0"])
+    c = lab.hosts["b"]
+    na.start()
+    nc.start("--listen")
+    first = nc.wait(lambda d: d.get("src") == "alpha" and d.get("seq") == "2")[0]
+    time.sleep(2.5)                      # the resent copy is then a replay to the listener
+    r = c.run(["/usr/bin/python3", "-c", REXMIT, KEY, "2", "100000"])
+    resent = r.stdout.splitlines()
+    assert len(resent) == 1 and resent[0].split()[0] == first["ts"], (resent, first)
+    nak = nc.wait(lambda d: d.get("t") == "NS_nak_rexmit")[0]
+    assert (nak["src"], nak["dest"], nak["firstseq"], nak["info"]) \
+        == ("alpha", "beta", "186a0", "seqno not found")
+    time.sleep(0.3)
+    rca, erra = na.stop()
+    rcc, errc = nc.stop()
+    assert counters(erra)["rexmit_sent"] == 1 and counters(erra)["nak_sent"] == 1, erra
+    assert counters(errc)["replay"] >= 1, errc      # seq 2 again: the original bytes
+    again = [d for d in nc.lines if d.get("seq") == "2" and d.get("src") == "alpha"]
+    assert again == [first]

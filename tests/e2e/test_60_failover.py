@@ -76,6 +76,28 @@ def test_kill9_of_every_hb_process_fails_over(lab):
     assert pair["beta"].holds() == ["1"], pair.logtail()
 
 
+def test_kill9_then_restart_leaves_the_vip_with_the_peer(lab):
+    """hb crashed (kill -9 of everything) and was restarted, as systemd would: RUNDIR
+    and the VIP are still there.  With auto_failback off the peer keeps the group."""
+    pair, prober = started(lab)
+    alpha, beta = pair["alpha"], pair["beta"]
+    t = time.monotonic()
+    alpha.kill9()
+    prober.wait_served("beta", timeout=5, since=t)
+    time.sleep(0.5)
+    t_back = time.monotonic()
+    alpha.start()
+    pair.wait_up(timeout=10)
+    time.sleep(1.5)
+    probes = prober.stop()
+    assert_one_server(probes)
+    back = after(probes, t_back)
+    assert [p for p in back if p.who != "beta"] == [], \
+        "the restarted node took the VIP back: %s\n%s" % (probe.servers(back), pair.logtail())
+    assert beta.holds() == ["1"] and alpha.holds() == [], pair.logtail()
+    assert not alpha.has_vip()
+
+
 def test_sigstop_then_sigcont_steps_down_without_a_fight(lab):
     pair, prober = started(lab)
     alpha, beta = pair["alpha"], pair["beta"]

@@ -74,6 +74,7 @@ class Beat:
         if old is not None:
             self.rx.counts = old.counts
             self.rx.seq.peers.update(old.seq.peers)
+            self.rx.seq.lost = old.seq.lost
         for m in getattr(self, "media", []):
             m.close()
         if getattr(self, "pinger", None) is not None:
@@ -91,9 +92,16 @@ class Beat:
         if key != self.pfx[0]:
             fields = [f for f in fields if f[0] not in wire.STANDARD]
             fields.sort(key=lambda f: f[0] != "t")
-            typed = [(k, wire.STRING, v) for k, v in fields]
-            for f in typed:
-                wire.check_field(*f)
+            typed = []
+            for k, v in fields:
+                try:
+                    wire.check_field(k, wire.STRING, v)
+                    typed.append((k, wire.STRING, v))
+                except wire.WireError as e:
+                    log.warning("field %r not sent: %s", k, e)
+            if not typed or typed[0][0] != "t" or not typed[0][2]:
+                raise wire.WireError("no t=")
+            fields = [(k, v) for k, _, v in typed]
             d = dict(fields)
             self.pfx = (key, wire.classic_string(typed), wire.format_line(d),
                         fields[0][1].startswith("NS_"), d.get("dest", self.me) == self.me)
@@ -147,10 +155,13 @@ class Beat:
 
     def send_line(self, text: str, now: float) -> None:
         fields = list(wire.parse_line(text).items())
-        if not any(k == "t" and v for k, v in fields):
-            log.warning("beat.fifo: message without t= ignored: %.80s", text)
+        try:
+            for k, v in fields:
+                wire.check_field(k, wire.STRING, v)
+            data, _ = self.build(fields, now)
+        except wire.WireError as e:
+            log.warning("beat.fifo: message not sent: %s: %.80s", e, text)
             return
-        data, _ = self.build(fields, now)
         self.send(data, now)
 
     # -- receiving ------------------------------------------------------------
@@ -186,11 +197,7 @@ class Beat:
         if t == "NS_rexmit" and dest == self.me and src != self.me and not self.listen:
             self.answer_rexmit(pkt, src, now)
         elif t == "NS_nak_rexmit" and dest == self.me:
-            try:
-                self.rx.seq.nak(src, int(pkt.get("firstseq") or "", 16))
-                self.rx.counts["lost"] += 1
-            except ValueError:
-                pass
+            self.rx.seq.nak(src, wire.nak_seq(pkt))
         if not forus:
             self.rx.counts["notforus"] += 1
         if self.listen or (forus and not t.startswith("NS_")):
@@ -201,28 +208,17 @@ class Beat:
             self.write(wire.format_line(line) + "\n")
 
     def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
-        try:
-            first = int(pkt.get("firstseq") or "")
-            last = int(pkt.get("lastseq") or first)
-        except ValueError:
-            return
-        if first < 1:
-            return
-        packets, naks = self.hist.request(first, last, now)
+        packets, naks = self.hist.request(*wire.rexmit_range(pkt), now)
         for data in packets:
             self.send(data, now)
             self.rx.counts["rexmit_sent"] += 1
         for s, why in naks:
-            data, _ = self.build([("t", "NS_nak_rexmit"), ("firstseq", "%x" % s),
-                                  ("dest", src), ("info", why)], now)
-            self.send(data, now)
+            self.send(self.build(wire.nak_fields(src, s, why), now)[0], now)
             self.rx.counts["nak_sent"] += 1
 
     def ask_rexmit(self, now: float) -> None:
         for src, s in self.rx.seq.due(now):
-            data, _ = self.build([("t", "NS_rexmit"), ("dest", src), ("firstseq", str(s)),
-                                  ("lastseq", str(s))], now)
-            self.send(data, now)
+            self.send(self.build(wire.rexmit_fields(src, s), now)[0], now)
             self.rx.counts["rexmit_asked"] += 1
 
     def log_events(self, now: float, force: bool = False) -> None:
@@ -235,6 +231,7 @@ class Beat:
                 log.warning("%s", e)
         self.rx.seq.events.clear()
         c = self.rx.counts
+        c["lost"] = self.rx.seq.lost
         changed = any(c[k] != self.logged[k] for k in BAD + ("lost",))
         if force or ((changed or self.events > EVENTS) and now >= self.next_stats):
             if self.events > EVENTS:

@@ -475,6 +475,7 @@ class Sequencer:
         self.peers: dict[str, _Peer] = {}
         self.rng = rng or random.random
         self.events: list[str] = []
+        self.lost = 0                   # messages given up
         self.next_due = float("inf")
         if my_gen >= 0:
             self.peers[me] = _Peer(gen=my_gen)
@@ -549,6 +550,7 @@ class Sequencer:
                     p.tries[s] = p.tries.get(s, 0) + 1
                     if p.tries[s] > REXMIT_TRIES:
                         self.events.append("irretrievably lost packet %d from %s" % (s, src))
+                        self.lost += 1
                         del p.missing[s]
                         del p.tries[s]
                         continue
@@ -565,6 +567,7 @@ class Sequencer:
             return False
         del p.missing[seq]
         p.tries.pop(seq, None)
+        self.lost += 1
         self.events.append("irretrievably lost packet %d from %s (%s)" % (seq, src, "nak"))
         return True
 
@@ -601,6 +604,33 @@ class History:
                 m[1] = now
                 out.append(m[0])
         return out, naks
+
+
+def rexmit_fields(dest: str, seq: int) -> list[tuple[str, str]]:
+    """NS_rexmit asking dest for one message (Heartbeat writes these seqs in decimal)."""
+    return [("t", "NS_rexmit"), ("dest", dest), ("firstseq", str(seq)), ("lastseq", str(seq))]
+
+
+def nak_fields(dest: str, seq: int, why: str) -> list[tuple[str, str]]:
+    """NS_nak_rexmit: seq (in hex, as Heartbeat) cannot be sent again."""
+    return [("t", "NS_nak_rexmit"), ("firstseq", "%x" % seq), ("dest", dest), ("info", why)]
+
+
+def rexmit_range(pkt: Packet) -> tuple[int, int]:
+    """(first, last) asked for by an NS_rexmit; (1, 0), an empty range, if malformed."""
+    try:
+        first = int(pkt.get("firstseq") or "")
+        last = int(pkt.get("lastseq") or first)
+    except ValueError:
+        return 1, 0
+    return (first, last) if first >= 1 else (1, 0)
+
+
+def nak_seq(pkt: Packet) -> int:
+    try:
+        return int(pkt.get("firstseq") or "", 16)
+    except ValueError:
+        return -1
 
 
 COUNTERS = ("received", "accepted", "garbage", "auth", "unknown", "replay", "dup",

@@ -213,12 +213,16 @@ def test_bcast_status_and_fifo(lab):
     na.wait(lambda d: d.get("src") == "beta" and d.get("t") == "status", count=3)
     mine = na.wait(lambda d: d.get("_via") == "local")[0]
     assert mine["_self"] == "1" and mine["st"] == "up" and mine["t"] == "status"
+    for bad in ("t=bad info=a%0Db", "info=no-t", "t= x=1", "t=bad %28x=1"):
+        na.send(bad)
     na.send("t=resource rsc_hold=local info=hello%20world")
     got = nb.wait(lambda d: d.get("t") == "resource")[0]
     assert got["src"] == "alpha" and got["info"] == "hello world" and got["_via"] == "eth0"
     rc, err = na.stop()
     assert rc == 0, err
+    assert len([ln for ln in err.splitlines() if "beat.fifo: message not sent" in ln]) == 4
     nb.stop()
+    assert not nb.heard("alpha", t="bad") and not nb.heard("alpha", x="1")
 
 
 INJECT = r"""

@@ -352,6 +352,7 @@ def test_restart_resets_and_gap_requests():
         s.due(2.0 + i)
     assert s.missing("beta") == []
     assert any("irretrievably lost packet 4" in e for e in s.events)
+    assert s.lost == 2
     assert r.receive(pkt(seq=1, gen=6), 20.0)[0] == "ok"           # restart: new generation
     assert r.receive(pkt(seq=2, gen=5), 20.1)[0] == "replay"
 
@@ -408,3 +409,21 @@ def test_heartbeat_306_packet_becomes_a_line():
                     "srcuuid=io2OL6FhQVqIVwGlc20IgQ%3D%3D seq=6 hg=6b060abf ts=6b060ac0 "
                     "ld=0.00%200.02%200.00%201/95%208735 ttl=3 _via=eth1 _rt=1.000000")
     assert r.receive(VECTOR, 1.1)[0] == "dup"
+
+
+def test_rexmit_messages():
+    assert wire.rexmit_fields("beta", 55) == [
+        ("t", "NS_rexmit"), ("dest", "beta"), ("firstseq", "55"), ("lastseq", "55")]
+    assert wire.nak_fields("beta", 55, "seqno too low") == [
+        ("t", "NS_nak_rexmit"), ("firstseq", "37"), ("dest", "beta"), ("info", "seqno too low")]
+
+    def req(**kw):
+        return wire.parse(wire.render_classic([("t", 0, "NS_rexmit")]
+                                              + [(k, 0, v) for k, v in kw.items()]))
+    assert wire.rexmit_range(req(firstseq="55", lastseq="60")) == (55, 60)
+    assert wire.rexmit_range(req(firstseq="55")) == (55, 55)
+    for bad in ({}, {"firstseq": "x"}, {"firstseq": "0"}, {"firstseq": "-3"},
+                {"firstseq": "5", "lastseq": "z"}):
+        first, last = wire.rexmit_range(req(**bad))
+        assert last < first
+    assert wire.nak_seq(req(firstseq="37")) == 55 and wire.nak_seq(req()) == -1

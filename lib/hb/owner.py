@@ -340,7 +340,7 @@ class Owner:
             n.seq = seq
         if t == "status":
             self._status(n, f, now, out, stale)
-        elif not stale:
+        else:                         # hb-beat delivers each message once, gaps filled late
             handler = getattr(self, "_m_" + t.replace("-", "_"), None)
             if handler is not None:
                 handler(n, f, now, out)
@@ -842,6 +842,13 @@ class Owner:
                 self._take_local(now, out, "%s is stable" % n.name)
             else:
                 self.rqst_at = now + RQSTDELAY
+
+    def _m_reqnodes(self, n: Node, f: dict, now: float, out: list) -> None:
+        """Heartbeat 3's membership question (reference §4.9): the node list."""
+        if f.get("dest", self.me) == self.me:
+            out.append(Send({"dest": n.name, "t": "repnodes",
+                             "nodelist": "".join(x + " " for x in self.cfg.nodes),
+                             "delnodelist": ""}))
 
     def _m_shutdone(self, n: Node, f: dict, now: float, out: list) -> None:
         n.holds, n.blocked, n.shutdown = set(), set(), True

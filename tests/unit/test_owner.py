@@ -709,3 +709,22 @@ def test_peer_status_without_state_yet_then_hb():
     out = ow.message({"t": "status", "st": "up", "hbv": "1", "grps": "none", "isstable": "1",
                       "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
     assert runs(out) == [owner.Run(1, "start")]
+
+
+def test_reqnodes_is_answered_with_the_node_list():
+    ow = owner.Owner(config(C), 0.0, "d")
+    out = Peer(ow, J).say(0.1, t="reqnodes", dest=C)
+    assert sends(out) == [{"dest": J, "t": "repnodes", "nodelist": "julius caesar ",
+                           "delnodelist": ""}]
+
+
+def test_a_message_filled_in_late_is_still_handled():
+    """hb-beat delivers a retransmitted gap after later messages: seq order is not
+    delivery order, and only status heartbeats may be stale."""
+    ow = owner.Owner(config(J, "on"), 0.0, "d")
+    ow.message({"t": "status", "st": "active", "src": C, "hg": "5", "seq": "1",
+                "_via": "eth0"}, 0.1)
+    ow.message({"t": "resource", "rsc_hold": "local", "rtype": "full", "isstable": "1",
+                "src": C, "hg": "5", "seq": "3", "_via": "eth0"}, 0.2)
+    out = ow.message({"t": "starting", "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.3)
+    assert sends(out, "resource")

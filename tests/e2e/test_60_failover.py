@@ -6,6 +6,8 @@ interruption generously (the benchmark, bench/failover, measures it).  "Holders"
 are the nodes that answer a link-layer broadcast request for the VIP: every node
 whose kernel has the address, whether the client's ARP entry points at it or not.
 
+Media: UDP unicast and broadcast on eth0, unicast on a second network (eth1) and a
+socat serial pair; no multicast (the lab's address rules allow no group address).
 This kernel has no sch_netem, so packet loss on the UDP medium is made with an
 nftables `numgen random` rule dropping 10 % of the heartbeats each node receives.
 """

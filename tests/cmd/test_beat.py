@@ -190,3 +190,30 @@ def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
     assert "SIGHUP: configuration reloaded" in log
     assert "SIGHUP: configuration not reloaded: %s:" % hacf in log
     assert len([ln for ln in log.splitlines() if "counters:" in ln]) == 2   # USR1, exit
+
+
+def test_handle_survives_any_authenticated_message(tmp_path):
+    """Whatever an authenticated peer sends, hb-beat's receive path never raises."""
+    from hypothesis import given, settings, strategies as st
+    from hb import config
+    keys = {1: config.AuthKey(1, "sha1", b"k")}
+    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(1, keys))
+    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    b.out_fd = os.open(os.devnull, os.O_WRONLY)
+    names = st.sampled_from(["t", "src", "seq", "hg", "ts", "dest", "firstseq", "lastseq",
+                             "info", "st", "x"])
+    text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+    values = st.one_of(st.sampled_from(["NS_rexmit", "NS_nak_rexmit", "status", "alpha",
+                                        "beta", "0", "1", "-1", "ffffffffffffffff", ""]),
+                       text.filter(lambda v: "\r" not in v and "\x13" not in v))
+    fieldlists = st.lists(st.tuples(names, st.just(0), values), max_size=10)
+
+    @settings(max_examples=400, deadline=None)
+    @given(fieldlists, st.sampled_from(["classic", "netstring"]))
+    def run(fields, framing):
+        render = wire.render_classic if framing == "classic" else wire.render_netstring
+        b.handle(render(fields, 1, "sha1", b"k"), "eth0", 1.0)
+        b.ask_rexmit(100.0)
+
+    run()
+    os.close(b.out_fd)

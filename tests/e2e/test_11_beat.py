@@ -370,3 +370,19 @@ def test_rexmit_answered_with_original_bytes_or_nak(lab):
     assert counters(errc)["replay"] >= 1, errc      # seq 2 again: the original bytes
     again = [d for d in nc.lines if d.get("seq") == "2" and d.get("src") == "alpha"]
     assert again == [first]
+
+
+def test_serial_without_peer_never_delays_udp(lab):
+    ta, _ = lab.serial_pair()                 # nobody ever opens the other end
+    a, b, na, nb = pair(lab, ["serial " + ta, "bcast eth0"], ["bcast eth0"], keepalive="20ms")
+    na.start()
+    nb.start()
+    got = nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=150,
+                  timeout=10)
+    rc, err = na.stop()
+    nb.stop()
+    assert rc == 0, err
+    rts = [float(d["_rt"]) for d in got[20:]]
+    gaps = [y - x for x, y in zip(rts, rts[1:])]
+    assert max(gaps) < 0.06, max(gaps)
+    exactly_once(nb.heard("alpha"), "alpha")

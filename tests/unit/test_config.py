@@ -853,7 +853,7 @@ AGAINST_HEARTBEAT = [
     ("node ME,peer\nbcast eth0\nauto_failback on\n", True, True),
     ("# c\n\n\tnode\tME   # me\nudp eth0\t\nnode peer\nnice_failback on", True, True),
     (B3.replace("\n", "\r\n"), True, True),
-    (B3 + "ucast eth0 198.18.0.2 198.18.0.3\nmcast eth0 239.0.0.1 694 1 0\n", True, True),
+    (B3 + "ucast eth0 198.18.0.2 198.18.0.3\n", True, True),    # (no mcast: never sent to)
     (B3 + "auto_failback YES\nauto_failback legacy\nrealtime n\ncrm off\n", True, True),
     (B3 + "pacemaker no\n", True, True),
     (B3 + "crm off\npacemaker no\n", False, False),

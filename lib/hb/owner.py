@@ -106,6 +106,8 @@ class GroupState:
     needs_failback: bool = False     # taken because its preferred node died
     split: bool = False              # held on both sides: waiting for the peer to let go
     reannounce: bool = False
+    recovered: bool = False          # held by this node's previous hb-watch
+    yield_: bool = False             # held while this node was frozen
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Node:
     blocked: set = field(default_factory=set)     # Heartbeat peer: not released yet
     cfd: str = ""
     pings: int | None = None
+    back_at: float = -1e9            # came back from dead, or restarted
     late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
     lates: collections.deque = field(default_factory=collections.deque)  # times of late beats
     beats: int = 0
@@ -209,10 +212,12 @@ class Owner:
         self.kind_logged: set = set()
         self.last = (now, "started")
         self.next_summary = now + HOUR
+        self.last_event = now
+        self.yield_until = -1e9
         for i in held:
             if i in self.gs:
                 gs = self.gs[i]
-                gs.assign, gs.state, gs.busy = ME, PROBING, "status"
+                gs.state, gs.busy, gs.recovered = PROBING, "status", True
         self._pending_runs = [i for i in held if i in self.gs]
 
     # ------------------------------------------------------------ helpers
@@ -259,6 +264,33 @@ class Owner:
     def peer_stable(self) -> bool:
         p = self.peer
         return self.peer_alive() and p.stable and p.st == "active"
+
+    def grace(self) -> float:
+        """How long a node back from dead or restarted may take to drop what it no
+        longer holds (its first heartbeats carry its old state) before a group
+        advertised on both sides counts as a split brain."""
+        return 2 * self.cfg.keepalive + 1.0
+
+    def _clock(self, now: float, out: list) -> None:
+        """A gap longer than deadtime between two events: this node was frozen
+        (SIGSTOP, a VM paused, swap storm).  The peer may have taken our groups: keep
+        each only if the peer does not say it holds it, and judge nobody dead for a
+        missed deadtime we slept through."""
+        gap = now - self.last_event
+        self.last_event = now
+        if gap <= self.cfg.deadtime:
+            return
+        self._log(out, "warning", "this node did not run for %.1f s (more than deadtime): "
+                  "groups the peer took meanwhile are left to it" % gap, now)
+        for n in self.nodes.values():
+            if n.last is not None:
+                n.last = now
+        for ln in self.links.values():
+            ln.last = now
+        self.yield_until = now + max(2 * self.cfg.deadtime, self.grace())
+        for gs in self.gs.values():
+            if gs.state in (RUNNING, STARTING):
+                gs.yield_ = True
 
     def in_maintenance(self, now: float) -> bool:
         return self.maint_until is not None and now < self.maint_until
@@ -308,6 +340,7 @@ class Owner:
 
     def message(self, f: dict, now: float) -> list[Action]:
         out: list[Action] = []
+        self._clock(now, out)
         t, src, via = f.get("t", ""), f.get("src", "").lower(), f.get("_via", "")
         if t == "ping" or via == "ping":
             self._ping(f, now, out)
@@ -329,6 +362,7 @@ class Owner:
             self._log(out, "info", "node %s: restarted (generation %x -> %x)" % (src, n.gen, gen),
                       now)
             n.seq = -1
+            n.back_at = now
             if n.kind != "hb":
                 n.holds, n.holds_known, n.blocked = set(), False, set()
             n.stable = False
@@ -375,6 +409,7 @@ class Owner:
 
     def tick(self, now: float) -> list[Action]:
         out: list[Action] = []
+        self._clock(now, out)
         self._check_nodes(now, out)
         if self.maint_until is not None and now >= self.maint_until:
             self._maintenance(["off"], now, out)
@@ -423,18 +458,19 @@ class Owner:
             if gs.state == PROBING:
                 if rc == 0:
                     self._set_group(gs, RUNNING, now)
-                    gs.assign = ME
-                    self._log(out, "info", "%s is running here: kept" % name, now)
+                    self._log(out, "info", "%s is running here" % name, now)
                 elif rc == 3:
                     self._set_group(gs, STOPPED, now)
-                    if gs.assign == ME and not self.comm_up:
-                        gs.assign = None
+                    gs.recovered = False
                     self._log(out, "info", "%s is stopped here" % name, now)
                 else:
                     self._set_group(gs, RUNNING, now)
-                    gs.assign, gs.reannounce = ME, True
-                    self._log(out, "warning", "%s is partly running here: starting the rest"
-                              % name, now)
+                    gs.reannounce = True
+                    self._log(out, "warning", "%s is partly running here" % name, now)
+                if gs.recovered:
+                    self._adopt(now, out)
+                elif gs.state == RUNNING:
+                    gs.assign = ME
         else:
             new = RESULT_TABLE.get((action, gs.state, ok), gs.state)
             if action == "start" and not ok and gs.state == STARTING:
@@ -585,6 +621,7 @@ class Owner:
             was = n.status
             n.status, n.since, n.shutdown = "up", now, False
             if was == "dead":
+                n.back_at = now
                 self._log(out, "warning", "node %s: back after being dead%s" % (
                     n.name, "" if n.shutdown else ": a partition or a restart"), now)
                 if kind != "hb":
@@ -679,6 +716,7 @@ class Owner:
     def _comm_up(self, now: float, out: list) -> None:
         self.comm_up = True
         self.st = "active"
+        self._adopt(now, out)
         p = self.peer
         if p is None or p.status == "dead":
             for gs in self.gs.values():
@@ -705,7 +743,30 @@ class Owner:
         else:
             self.rqst_at = now + RQSTDELAY
 
+    def _adopt(self, now: float, out: list) -> None:
+        """Groups the previous hb-watch held and that still run: kept unless a live peer
+        holds them (it took over while this node was down: they stop here)."""
+        if not self.comm_up:
+            return
+        p = self.peer
+        if p is not None and self.peer_alive() and p.kind != "hb" and not p.holds_known \
+                and self.cfg.auto_failback != "legacy":
+            return                    # a Heartbeat peer tells in its `resource` reply
+        for gs in self.gs.values():
+            if not gs.recovered or gs.busy or gs.state != RUNNING:
+                continue
+            gs.recovered = False
+            if self.peer_has(gs.group.index):
+                gs.assign = PEER
+                self._log(out, "info", "group %d: %s took it over meanwhile: stopping it here"
+                          % (gs.group.index, self.peer_name), now)
+            else:
+                gs.assign = ME
+                self._log(out, "info", "group %d: still running here: kept" % gs.group.index,
+                          now)
+
     def _take_local(self, now: float, out: list, why: str) -> None:
+        self._adopt(now, out)
         took = []
         for gs in self.gs.values():
             if gs.assign is not None:
@@ -823,6 +884,7 @@ class Owner:
             n.holds_known = True
         if "isstable" in f:
             n.stable = f["isstable"] == "1"
+        self._adopt(now, out)
         if info == "shutdown":
             self._log(out, "info", "received shutdown notice from %s" % n.name, now)
             n.stable = False
@@ -968,7 +1030,14 @@ class Owner:
                 continue
             want = gs.assign == ME and not self.shutting
             pa = self.peer_has(i)
-            if gs.state in (RUNNING, STARTING) and pa and not gs.split:
+            if gs.yield_ and (now >= self.yield_until or gs.state not in (RUNNING, STARTING)):
+                gs.yield_ = False
+            if gs.yield_ and pa and want:
+                gs.yield_, gs.assign, want = False, PEER, False
+                self._log(out, "warning", "group %d: %s took it while this node was frozen: "
+                          "stopping it here" % (i, self.peer_name), now)
+            if (gs.state in (RUNNING, STARTING) and pa and want and not gs.split
+                    and not gs.yield_ and now - self.peer.back_at >= self.grace()):
                 self._split_brain(gs, now, out)
                 want = gs.assign == ME
             if gs.split and not pa:

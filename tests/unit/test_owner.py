@@ -37,6 +37,7 @@ class Box:
         self.sent: list[dict] = []
         self.runs: list[tuple[int, str]] = []
         self.watchdog = 0
+        self.frozen = False
         self.exit: int | None = None
         self.state: dict = {}
         self.jobs: list[tuple[float, int, str]] = []
@@ -86,6 +87,8 @@ class Box:
 
     def step(self) -> None:
         now = self.sim.now
+        if self.frozen:
+            return
         if self.beating and now >= self.next_beat:
             self.next_beat = now + KEEPALIVE
             f = {"t": "status", "st": self.state.get("st", "up"),
@@ -150,8 +153,8 @@ class Sim:
         end = self.now + secs
         while self.now < end:
             self.now = round(self.now + STEP, 6)
-            due = [q for q in self.queue if q[0] <= self.now]
-            self.queue = [q for q in self.queue if q[0] > self.now]
+            due = [q for q in self.queue if q[0] <= self.now and not self.boxes[q[1]].frozen]
+            self.queue = [q for q in self.queue if q not in due]
             for _, to, f in due:
                 b = self.boxes[to]
                 if b.ow and b.beating:
@@ -350,8 +353,8 @@ def test_partition_heal_with_both_holding():
     assert sorted(s.holders(2)) == [C, J]
     runs_before = list(s[J].runs)
     s.media = {"eth0": True, "ttyS0": True}
-    t = s.until(lambda: s.holders(1) == [J] and s.holders(2) == [C], 1)
-    assert t < 0.5
+    t = s.until(lambda: s.holders(1) == [J] and s.holders(2) == [C], 2)
+    assert t < s[J].ow.grace() + 0.5     # each waits in case the other just lets go
     assert s[J].log_has("split brain: group 1 held by both julius and caesar: julius "
                         "(preferred) keeps it", "error")
     assert s[J].log_has("split brain: group 2", "error")
@@ -411,7 +414,7 @@ def test_recovery_after_respawn_keeps_running_groups():
     s.run(1.5)
     assert s[J].runs == [(1, "status")]
     assert s.holders(1) == [J] and s.holders(2) == [C]
-    assert s[J].log_has("is running here: kept")
+    assert s[J].log_has("group 1: still running here: kept")
 
 
 # ---------------------------------------------------------------- lost messages
@@ -728,3 +731,34 @@ def test_a_message_filled_in_late_is_still_handled():
                 "src": C, "hg": "5", "seq": "3", "_via": "eth0"}, 0.2)
     out = ow.message({"t": "starting", "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.3)
     assert sends(out, "resource")
+
+
+def test_a_frozen_node_steps_down_without_a_fight():
+    """SIGSTOP of julius's daemons for longer than deadtime: caesar takes group 1; on
+    SIGCONT julius sees it slept, and lets caesar keep it (no split brain)."""
+    s = both_started("off")
+    s[J].frozen = True
+    s.until(lambda: 1 in s[C].running, 1.5)
+    s.run(0.5)
+    s[J].frozen = False
+    s.until(lambda: 1 not in s[J].running, 1.0)
+    s.run(2)
+    assert s.holders(1) == [C] and s.holders(2) == [C]
+    assert s[J].log_has("this node did not run for")
+    assert s[J].log_has("group 1: caesar took it while this node was frozen: stopping it here")
+    assert not s[J].log_has("node caesar: dead")
+    assert not s[C].log_has("split brain") and not s[J].log_has("split brain")
+
+
+def test_restart_after_a_crash_leaves_the_group_with_the_peer():
+    """kill -9 of everything on julius, restarted with its old RUNDIR (status says it
+    held group 1, and the address is still up): caesar took over and keeps it."""
+    s = both_started("off")
+    s[J].kill()
+    s.until(lambda: 1 in s[C].running, 1.5)
+    assert 1 in s[J].running                 # the crash left the address behind
+    s[J].start("off", held=[1])
+    s.run(3)
+    assert s.holders(1) == [C] and 1 not in s[J].running
+    assert s[J].log_has("group 1: caesar took it over meanwhile: stopping it here")
+    assert not s[C].log_has("split brain")

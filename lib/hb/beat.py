@@ -130,7 +130,8 @@ class Beat:
 
     def send(self, data: bytes, now: float, status: bool = False) -> None:
         for m in self.media:
-            m.send(data, status, now)
+            if not m.send(data, status, now) and m.fileno() >= 0:
+                self.rx.counts["unsent"] += 1
 
     def read_state(self) -> dict[str, str]:
         path = self.state_path

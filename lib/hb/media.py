@@ -1,10 +1,12 @@
 """Heartbeat media: serial, bcast, mcast, ucast (UDP on udpport) and ping;
 the generation counter and real-time set-up of the hb-beat process.
 
-Every medium is non-blocking and owns its failures: a medium that cannot be
-opened or cannot send logs it once, is retried every RETRY seconds, and never
-holds up the others.  No heavy imports: pyserial only when a serial medium is
-configured; interface addresses come from ioctl, not netlink.
+Every medium is non-blocking and owns its failures: a datagram that cannot be
+sent is lost alone (counted, logged at most every SUMMARY seconds); a medium
+that cannot be opened, or whose socket or device fails, logs it once, is retried
+every min(RETRY, keepalive) seconds, and never holds up the others.  No heavy
+imports: pyserial only when a serial medium is configured; interface addresses
+come from ioctl, not netlink.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from typing import Any
 
 from hb import wire
 
-RETRY = 1.0
+RETRY = 1.0          # reopen a failed medium after min(RETRY, keepalive)
+SUMMARY = 10.0       # at most one log line per medium this often while datagrams fail
+DATAGRAM_ERRORS = frozenset((
+    errno.EPERM, errno.EACCES, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED,
+    errno.EMSGSIZE, errno.ENOBUFS, errno.EAGAIN, errno.EADDRNOTAVAIL, errno.ENETDOWN,
+    errno.EHOSTDOWN, errno.EINTR))
 SIOCGIFADDR = 0x8915
 SIOCGIFBRDADDR = 0x8919
 SIOCGIFNETMASK = 0x891B
@@ -54,16 +61,30 @@ def if_broadcast(dev: str) -> str:
 
 
 class Medium:
-    """One link.  Subclasses open(), fileno(), read() and write()."""
+    """One link.  Subclasses open(), fileno(), read() and write().
+
+    A send error that concerns one datagram (DATAGRAM_ERRORS: a firewall rule,
+    no route, a full queue...) loses that datagram only: it is counted in
+    `lost`, the first is logged, then a summary at most every SUMMARY seconds;
+    the socket stays open and the next message is tried.  Any other error is
+    the socket's or the device's: it is closed and reopened `retry` seconds
+    later (min(RETRY, keepalive) under hb-beat), then every `retry` seconds.
+    """
 
     kind = "?"
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.failed: str | None = None     # the reason, while failing
+        self.failed: str | None = None     # the reason, while closed by a failure
         self.next_try = 0.0
+        self.retry = RETRY
         self.sent = 0
         self.errors = 0
+        self.lost = 0                      # datagrams lost to DATAGRAM_ERRORS
+        self.dropping: str | None = None   # the reason, while datagrams fail (logged)
+        self.unlogged = 0
+        self.next_log = -1e9
+        self.reason = ""
 
     def __repr__(self) -> str:
         return "%s %s" % (self.kind, self.name)
@@ -73,9 +94,9 @@ class Medium:
         reason = "%s: %s" % (verb, getattr(e, "strerror", None) or e)
         if self.failed is None:
             log.warning("medium %s %s failing: unable to %s; retrying every %gs",
-                        self.kind, self.name, reason, RETRY)
+                        self.kind, self.name, reason, self.retry)
         self.failed = reason
-        self.next_try = now + RETRY
+        self.next_try = now + self.retry
         self.close()
 
     def ok(self) -> None:
@@ -84,7 +105,7 @@ class Medium:
             self.failed = None
 
     def ensure(self, now: float) -> bool:
-        """Open when closed (at most once per RETRY); True when usable."""
+        """Open when closed (at most once per retry); True when usable."""
         if self.fileno() >= 0:
             return True
         if now < self.next_try:
@@ -96,31 +117,63 @@ class Medium:
             return False
         return True
 
-    def send(self, data: bytes, status: bool, now: float) -> None:
-        if not self.ensure(now):
-            return
+    def send(self, data: bytes, status: bool, now: float) -> bool:
+        """Send data; False when it was not sent (counted and logged as above)."""
+        if self.fileno() < 0 and not self.ensure(now):
+            return False
         try:
             self.write(data, status)
-            self.sent += 1
         except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.ENOBUFS):
-                self.errors += 1      # a full queue drops this one, nothing more
-                return
-            if e.errno == errno.EMSGSIZE:
-                self.errors += 1
-                log.warning("medium %s %s: message of %d bytes too long: not sent",
-                            self.kind, self.name, len(data))
-                return
-            self.fail("send", e, now)
+            if e.errno in DATAGRAM_ERRORS:
+                self.drop(e, len(data), now)
+            else:
+                self.fail("send", e, now)
+            return False
+        self.sent += 1
+        if self.failed is not None or self.dropping is not None or self.unlogged:
+            self.recovered(now)
+        return True
+
+    def drop(self, e: OSError, size: int, now: float) -> None:
+        """One datagram lost; the socket stays open."""
+        self.lost += 1
+        self.errors += 1
+        self.reason = e.strerror or str(e)
+        if e.errno == errno.EMSGSIZE:
+            self.reason += " (%d bytes)" % size
+        if self.dropping is None and not self.unlogged and now >= self.next_log:
+            log.warning("medium %s %s failing: unable to send: %s; datagram lost, "
+                        "trying the next one", self.kind, self.name, self.reason)
+            self.dropping = self.reason
+            self.next_log = now + SUMMARY
+            self.refresh()
             return
-        if self.failed is not None and self.fileno() >= 0:
-            self.ok()
+        self.unlogged += 1
+        self.summary(now)
+
+    def summary(self, now: float) -> None:
+        if self.unlogged and now >= self.next_log:
+            log.warning("medium %s %s: %d more datagram(s) not sent in %gs (last: %s)",
+                        self.kind, self.name, self.unlogged, SUMMARY, self.reason)
+            self.unlogged = 0
+            self.next_log = now + SUMMARY
+            self.refresh()
+
+    def recovered(self, now: float) -> None:
+        if self.dropping is not None:
+            log.info("medium %s %s working again", self.kind, self.name)
+            self.dropping = None
+        self.ok()
+        self.summary(now)
+
+    def refresh(self) -> None:
+        """Re-derive what the socket sends to (an interface's address may change)."""
 
     def recv(self, now: float) -> list[bytes]:
         try:
             return self.read()
         except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EINTR):
+            if e.errno in DATAGRAM_ERRORS:
                 return []
             self.fail("receive", e, now)
             return []
@@ -208,6 +261,13 @@ class Udp(Medium):
         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, self.loop)
         self.dest = (self.addr, self.port)
+
+    def refresh(self) -> None:
+        if self.kind == "bcast" and self.sock is not None:
+            try:
+                self.dest = (if_broadcast(self.dev), self.port)
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self.sock is not None:
@@ -476,13 +536,12 @@ def loadavg(now: float) -> tuple[bytes, str]:
 
 
 def open_media(cfg: Any) -> list[Medium]:
-    """Media objects for every ha.cf medium (opened lazily by ensure())."""
+    """Media objects for every ha.cf medium (opened lazily by ensure()), reopened
+    min(RETRY, keepalive) after a failure."""
     out: list[Medium] = []
     for m in cfg.media:
-        if m.kind == "serial":
-            out.append(Serial(m, cfg.baud))
-        else:
-            out.append(Udp(m))
+        out.append(Serial(m, cfg.baud) if m.kind == "serial" else Udp(m))
+        out[-1].retry = min(RETRY, cfg.keepalive)
     return out
 
 

@@ -634,7 +634,7 @@ def nak_seq(pkt: Packet) -> int:
 
 
 COUNTERS = ("received", "accepted", "garbage", "auth", "unknown", "replay", "dup",
-            "notforus", "rexmit_asked", "rexmit_sent", "nak_sent", "lost")
+            "notforus", "rexmit_asked", "rexmit_sent", "nak_sent", "lost", "unsent")
 
 
 def _hex(v: str | None, name: str) -> int:

@@ -306,6 +306,42 @@ def test_lost_packets_recovered_by_rexmit(lab):
     assert counters(erra)["nak_sent"] == 0
 
 
+NFT_REJECT_OUT = ("nft add table inet hbo && nft add chain inet hbo out "
+                  "'{ type filter hook output priority 0; }' && "
+                  "nft add rule inet hbo out udp dport 694 numgen inc mod 3 == 0 drop")
+
+
+def test_datagram_refused_by_firewall_loses_that_datagram_only(lab):
+    """An output rule drops every third datagram (sendto() fails with EPERM): the
+    medium stays open, the peer never sees a late heartbeat, receiving goes on."""
+    a, b, na, nb = pair(lab, ["bcast eth0"])
+    na.start()
+    nb.start()
+    nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=3)
+    a.run(NFT_REJECT_OUT)
+    t0 = time.monotonic()
+    time.sleep(2.0)
+    t1 = time.monotonic()
+    a.run("nft delete table inet hbo")
+    time.sleep(0.6)                     # the last gaps filled by NS_rexmit
+    rcb, errb = nb.stop()
+    rca, erra = na.stop()
+    assert rca == rcb == 0, erra
+
+    def gaps(n, src):
+        rts = [float(d["_rt"]) for d in n.heard(src, t="status")]
+        rts = [t for t in rts if t0 - 0.2 <= t <= t1 + 0.2]
+        assert len(rts) > 10, (src, rts)
+        return max(y - x for x, y in zip(rts, rts[1:]))
+    assert gaps(nb, "alpha") < 0.5          # 1 s with a medium closed for RETRY
+    assert gaps(na, "beta") < 0.3           # alpha never stopped receiving
+    failing = [ln for ln in erra.splitlines() if "failing" in ln]
+    assert len(failing) == 1 and "Operation not permitted" in failing[0], erra
+    assert "retrying" not in erra and "datagram lost" in failing[0]
+    assert counters(erra)["unsent"] >= 5, erra
+    exactly_once(nb.heard("alpha"), "alpha")
+
+
 def test_ping_nodes_and_groups_ipv4_ipv6(lab):
     a, b, na, nb = pair(lab, ["bcast eth0", "ping 198.18.0.3 2001:db8::3",
                               "ping_group far 198.18.0.4 2001:db8::3"])

@@ -4,6 +4,8 @@ addresses via ioctl; the generation file."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import time
 
@@ -137,3 +139,71 @@ def test_no_heavy_imports():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ))
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+class Flaky(media.Medium):
+    """A medium whose write raises the errors queued in `errs` (None: sent)."""
+
+    kind = "test"
+
+    def __init__(self) -> None:
+        super().__init__("x0")
+        self.errs: list[int | None] = []
+        self.fd = -1
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        self.fd = 99
+
+    def close(self) -> None:
+        self.fd = -1
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data: bytes, status: bool) -> None:
+        e = self.errs.pop(0) if self.errs else None
+        if e is not None:
+            raise OSError(e, os.strerror(e))
+
+
+@pytest.mark.parametrize("err", sorted(media.DATAGRAM_ERRORS))
+def test_a_datagram_error_loses_that_datagram_only(err, caplog):
+    caplog.set_level(logging.INFO, logger="hb")
+    m = Flaky()
+    m.errs = [None, err, err, None, err] + [err] * 30 + [None]
+    got = [m.send(b"x", True, i * 0.5) for i in range(len(m.errs))]
+    assert got == [True, False, False, True] + [False] * 31 + [True]
+    assert m.opens == 1 and m.fileno() == 99 and m.failed is None     # never closed
+    assert m.lost == 33 and m.sent == 3
+    lines = [r.getMessage() for r in caplog.records]
+    failing = [ln for ln in lines if "failing" in ln]
+    assert len(failing) == 1 and "datagram lost" in failing[0]
+    assert "retrying" not in failing[0]
+    summary = [ln for ln in lines if "more datagram(s) not sent" in ln]
+    assert len(summary) == 1 and summary[0].startswith("medium test x0: ")  # 1 per SUMMARY
+    assert [ln for ln in lines if "working again" in ln] == ["medium test x0 working again"]
+    assert len(lines) == 3
+
+
+@pytest.mark.parametrize("err", [errno.EBADF, errno.ENODEV, errno.ENXIO, errno.EIO])
+def test_a_socket_or_device_error_reopens_within_retry(err, caplog):
+    caplog.set_level(logging.INFO, logger="hb")
+    m = Flaky()
+    m.retry = 0.1                       # min(RETRY, keepalive) with keepalive 100 ms
+    m.errs = [err]
+    assert not m.send(b"x", True, 0.0)
+    assert m.fileno() < 0 and m.failed and m.lost == 0
+    assert not m.send(b"x", True, 0.05)                 # before the retry: not reopened
+    assert m.send(b"x", True, 0.1) and m.opens == 2 and m.failed is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert "retrying every 0.1s" in lines[0] and "working again" in lines[-1]
+
+
+def test_open_media_retries_within_keepalive():
+    cfg = config.Config(media=[config.Medium("bcast", "eth0"), config.Medium("serial", "/x")],
+                        keepalive=0.02)
+    assert [m.retry for m in media.open_media(cfg)] == [0.02, 0.02]
+    cfg.keepalive = 2.0
+    assert [m.retry for m in media.open_media(cfg)] == [media.RETRY] * 2

@@ -282,7 +282,7 @@ def test_respawn_keeps_what_runs(node):
     before = len(n.calls())
     n.stop_beats.clear()
     n.start()
-    n.wait(lambda: "is running here: kept" in n.logtext(), what="recovery")
+    n.wait(lambda: "group 1: still running here: kept" in n.logtext(), what="recovery")
     time.sleep(0.5)
     assert n.calls()[before:] == ["g1 status"]
     assert n.group(1) == ["julius", "running"]

@@ -107,6 +107,7 @@ class GroupState:
     split: bool = False              # held on both sides: waiting for the peer to let go
     reannounce: bool = False
     recovered: bool = False          # held by this node's previous hb-watch
+    dup: bool = False                # the peer advertises it too, while it runs here
     yield_: bool = False             # held while this node was frozen
 
 
@@ -1040,10 +1041,16 @@ class Owner:
                     and not gs.yield_ and now - self.peer.back_at >= self.grace()):
                 self._split_brain(gs, now, out)
                 want = gs.assign == ME
-            if gs.split and not pa:
+            if gs.state in (STOPPED, FAILED):
                 gs.split = False
-                if gs.assign == ME and gs.state == RUNNING:
+            if gs.state == RUNNING and want and pa:
+                gs.dup = True
+            elif gs.dup and not pa:
+                gs.dup = gs.split = False     # the other copy is gone: clients' caches may
+                if want and gs.state == RUNNING:      # still point at it: announce again
                     gs.reannounce = True
+                    self._log(out, "info", "group %d: %s let go: announcing it again"
+                              % (i, self.peer_name), now)
             if maint or (not self.comm_up and not self.shutting):
                 continue
             if gs.reannounce and gs.state == RUNNING and want:

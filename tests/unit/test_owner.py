@@ -748,6 +748,8 @@ def test_a_frozen_node_steps_down_without_a_fight():
     assert s[J].log_has("group 1: caesar took it while this node was frozen: stopping it here")
     assert not s[J].log_has("node caesar: dead")
     assert not s[C].log_has("split brain") and not s[J].log_has("split brain")
+    assert s[C].log_has("group 1: julius let go: announcing it again")
+    assert s[C].runs[-1] == (1, "start")
 
 
 def test_restart_after_a_crash_leaves_the_group_with_the_peer():
@@ -762,3 +764,4 @@ def test_restart_after_a_crash_leaves_the_group_with_the_peer():
     assert s.holders(1) == [C] and 1 not in s[J].running
     assert s[J].log_has("group 1: caesar took it over meanwhile: stopping it here")
     assert not s[C].log_has("split brain")
+    assert s[C].log_has("group 1: julius let go: announcing it again")

@@ -52,12 +52,18 @@ def host(lab: Lab, name: str, addr: str, iface: str = "eth0", bridge: str = "br0
     return h
 
 
+# Each node's /var/log is a directory of its own (a bind mount in its own mount
+# namespace), so both kinds of node read one and the same ha.cf.
+LOGLINES = "logfile /var/log/ha-log\ndebugfile /var/log/ha-debug\nuse_logd no\n"
+
+
 def hacf(nodes: Sequence[str], media: Sequence[str] = ("bcast eth0",),
          keepalive: str = "200ms", warntime: str = "600ms", deadtime: str = "1",
          initdead: str = "2", auto_failback: str = "on", extra: str = "") -> str:
-    """The cluster part of an ha.cf, the same for both kinds of node."""
-    lines = ["keepalive %s" % keepalive, "warntime %s" % warntime,
-             "deadtime %s" % deadtime, "initdead %s" % initdead, "udpport 694"]
+    """An ha.cf, the same for both kinds of node (logging to /var/log/ha-log)."""
+    lines = LOGLINES.splitlines()
+    lines += ["keepalive %s" % keepalive, "warntime %s" % warntime,
+              "deadtime %s" % deadtime, "initdead %s" % initdead, "udpport 694"]
     lines += list(media)
     lines += ["auto_failback %s" % auto_failback, "node %s" % " ".join(nodes)]
     return "\n".join(lines) + "\n" + extra
@@ -68,6 +74,7 @@ set -e
 hostname "$HB_NAME"
 mount --bind "$HB_DIR/ha.d" /etc/ha.d
 mount --bind "$HB_DIR/lib" /var/lib/heartbeat
+mount --bind "$HB_DIR/log" /var/log
 mount -t tmpfs -o mode=0755 hbrun /run
 mkdir -p /run/heartbeat/ccm /run/heartbeat/dopd /run/heartbeat/rsctmp \
          /run/resource-agents /run/lock /run/crm
@@ -87,8 +94,8 @@ class HeartbeatNode:
         self.host = host
         self.name = name.lower()
         self.dir = os.path.join(lab.tmp, "heartbeat-" + self.name)
-        self.logfile = os.path.join(self.dir, "ha-log")
-        self.debugfile = os.path.join(self.dir, "ha-debug")
+        self.logfile = os.path.join(self.dir, "log", "ha-log")
+        self.debugfile = os.path.join(self.dir, "log", "ha-debug")
         self.proc: subprocess.Popen | None = None
         self.mntns: str | None = None
         self._make_dirs(cf, haresources, authkeys, resource_scripts or {})
@@ -99,6 +106,7 @@ class HeartbeatNode:
         if not os.path.isdir(etc):
             shutil.copytree("/etc/ha.d", etc, symlinks=True)
         lib = os.path.join(self.dir, "lib")
+        os.makedirs(os.path.join(self.dir, "log"), mode=0o755, exist_ok=True)
         for d in ("", "cores", "cores/root", "cores/hacluster"):
             os.makedirs(os.path.join(lib, d), exist_ok=True)
             shutil.chown(os.path.join(lib, d), "hacluster", "haclient")
@@ -111,11 +119,11 @@ class HeartbeatNode:
             os.chmod(path, 0o755)
 
     def configure(self, cf: str, haresources: str, authkeys: str = AUTHKEYS) -> None:
-        """Write ha.cf (plus this node's log settings), haresources, authkeys."""
+        """Write ha.cf (with LOGLINES unless it says where to log), haresources,
+        authkeys."""
         etc = os.path.join(self.dir, "ha.d")
-        local = "logfile %s\ndebugfile %s\nuse_logd no\n" % (self.logfile, self.debugfile)
         with open(os.path.join(etc, "ha.cf"), "w") as f:
-            f.write(local + cf)
+            f.write(cf if re.search(r"^\s*logfile\b", cf, re.M) else LOGLINES + cf)
         with open(os.path.join(etc, "haresources"), "w") as f:
             f.write(haresources)
         path = os.path.join(etc, "authkeys")
@@ -309,7 +317,8 @@ def descendants(pid: int) -> list[int]:
 
 
 class HbNode:
-    """hb-supervise for node NAME in lab host `host`, with its own CONF/RUN/STATE dirs."""
+    """hb-supervise for node NAME in lab host `host`, with its own CONF/RUN/STATE dirs,
+    in a mount namespace of its own where /var/log is the node's log directory."""
 
     def __init__(self, lab: Lab, host: Host, name: str, cf: str, haresources: str,
                  authkeys: str = AUTHKEYS) -> None:
@@ -317,16 +326,16 @@ class HbNode:
         self.dir = os.path.join(lab.tmp, "hb-" + name)
         self.conf, self.run, self.state = (os.path.join(self.dir, d)
                                            for d in ("ha.d", "run", "state"))
-        for d in (self.conf, self.state):
+        for d in (self.conf, self.state, os.path.join(self.dir, "log")):
             os.makedirs(d, exist_ok=True)
-        self.logfile = os.path.join(self.dir, "ha-log")
+        self.logfile = os.path.join(self.dir, "log", "ha-log")
         self.errfile = os.path.join(self.dir, "stderr")
         self.proc: subprocess.Popen | None = None
         self.configure(cf, haresources, authkeys)
 
     def configure(self, cf: str, haresources: str, authkeys: str = AUTHKEYS) -> None:
         with open(os.path.join(self.conf, "ha.cf"), "w") as f:
-            f.write("logfile %s\n" % self.logfile + cf)
+            f.write(cf if re.search(r"^\s*logfile\b", cf, re.M) else LOGLINES + cf)
         with open(os.path.join(self.conf, "haresources"), "w") as f:
             f.write(haresources)
         path = os.path.join(self.conf, "authkeys")
@@ -337,7 +346,10 @@ class HbNode:
     def start(self) -> "HbNode":
         assert not self.running()
         self._err = open(self.errfile, "a")
-        self.proc = self.host.popen(["hb-supervise", "-c", self.conf, "-r", self.run,
+        self.proc = self.host.popen(["unshare", "--mount", "--propagation", "private",
+                                     "sh", "-c", 'mount --bind "$0" /var/log && exec "$@"',
+                                     os.path.join(self.dir, "log"),
+                                     "hb-supervise", "-c", self.conf, "-r", self.run,
                                      "-s", self.state, "--node", self.name],
                                     stdin=subprocess.DEVNULL, stdout=self._err,
                                     stderr=subprocess.STDOUT)

@@ -34,8 +34,8 @@ class BeatNode:
         self.conf, self.run, self.state = (os.path.join(base, d) for d in "crs")
         for d in (self.conf, self.run, self.state):
             os.makedirs(d, exist_ok=True)
-        with open(os.path.join(self.conf, "ha.cf"), "w") as f:
-            f.write(cf)
+        with open(os.path.join(self.conf, "ha.cf"), "w") as f:   # hb-beat logs to stderr
+            f.write(re.sub(r"(?m)^(logfile|debugfile) .*\n", "", cf))
         open(os.path.join(self.conf, "haresources"), "w").close()
         ak = os.path.join(self.conf, "authkeys")
         with open(ak, "w") as f:

@@ -1,6 +1,6 @@
 """A mixed pair (issue 9): Debian's Heartbeat 3.0.6 on alpha, hb (hb-supervise) on beta.
 
-Both read the same ha.cf, haresources and authkeys (each adds only where it logs).
+Both read byte-identical ha.cf, haresources and authkeys (each logs to its own /var/log).
 A client probes the VIP every 10 ms; every scenario checks where the VIP is (on
 exactly one node), how long it took, and that neither side complains about the
 other.  Measured interruptions are printed (`pytest -s`) as lines
@@ -65,6 +65,10 @@ class Pair:
                   initdead=initdead, auto_failback=auto_failback, extra="realtime off\n")
         self.alpha: HeartbeatNode = heartbeat(self.hosts["alpha"], "alpha", cf, haresources)
         self.beta: HbNode = hbnode(self.hosts["beta"], "beta", cf, haresources)
+        for name in ("ha.cf", "haresources", "authkeys"):     # the very same files
+            with open(os.path.join(self.alpha.dir, "ha.d", name), "rb") as fa, \
+                    open(os.path.join(self.beta.conf, name), "rb") as fb:
+                assert fa.read() == fb.read(), name
         self.probe: Probe | None = None
         self.tap = WireTap(lab, self.client, self.beta.conf, "beta")
 

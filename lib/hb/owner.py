@@ -1043,8 +1043,10 @@ class Owner:
                 want = gs.assign == ME
             if gs.state in (STOPPED, FAILED):
                 gs.split = False
-            if gs.state == RUNNING and want and pa:
-                gs.dup = True
+            if gs.state == RUNNING and want and pa and not gs.dup:
+                gs.dup = gs.reannounce = True     # be the one clients reach meanwhile
+                self._log(out, "warning", "group %d: %s advertises it too: announcing it here"
+                          % (i, self.peer_name), now)
             elif gs.dup and not pa:
                 gs.dup = gs.split = False     # the other copy is gone: clients' caches may
                 if want and gs.state == RUNNING:      # still point at it: announce again

@@ -35,6 +35,7 @@ class Result:
     cpu_backup_s_min: float = 0.0
     timeline: list[list] = field(default_factory=list)   # [t - t_fail, who] of one failure
     timeline_ms: float = 0.0
+    deadtime: float | None = None    # hb and Heartbeat: the configured deadtime, s
 
     def stats(self, kind: str) -> tuple[float, float, float] | None:
         v = self.power_ms if kind == "power" else self.planned_ms
@@ -71,7 +72,7 @@ def run_case(make: Callable[[Pair], System], reps: int, idle: float,
              ) -> Result:
     pair = Pair("bf")
     system = make(pair)
-    res = Result(system.name, system.label)
+    res = Result(system.name, system.label, deadtime=getattr(system, "deadtime", None))
     try:
         _run(pair, system, res, reps, idle, kinds, keep_timeline)
     except Exception as e:    # a case that breaks is reported, the others still run

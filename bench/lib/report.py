@@ -182,6 +182,64 @@ def ratios(cases: list[dict]) -> list[str]:
     return out
 
 
+def targets(f: dict | None, ld: dict | None, fp: dict | None) -> list[str]:
+    """The issue's targets, each with the measured value and met/MISSED."""
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    cases = f["cases"] if f else []
+    hb = [c for c in cases if c["system"] == "hb" and c.get("power_min_med_max")]
+    for c in hb:
+        med, bound = c["power_min_med_max"][1], c["deadtime"] * 1000 + 20
+        out.append("Unplanned interruption <= deadtime + 20 ms (median), hb %s: %.0f ms "
+                   "vs %.0f ms: %s" % (c["label"], med, bound, verdict(med <= bound)))
+    ka = [c for c in cases if c["system"] == "keepalived" and c.get("power_min_med_max")]
+    if hb and ka:
+        h = min(hb, key=lambda c: c["power_min_med_max"][1])
+        k = min(ka, key=lambda c: c["power_min_med_max"][1])
+        out.append("Unloaded, hb's fastest beats keepalived's fastest: hb %s %.0f ms vs "
+                   "keepalived %s %.0f ms: %s" % (
+                       h["label"], h["power_min_med_max"][1], k["label"],
+                       k["power_min_med_max"][1],
+                       verdict(h["power_min_med_max"][1] < k["power_min_med_max"][1])))
+    plan = [c for c in hb if c.get("planned_min_med_max")]
+    if plan:
+        p = min(plan, key=lambda c: c["planned_min_med_max"][1])
+        out.append("Planned switch-over <= 20 ms (median): hb %s %.0f ms: %s"
+                   % (p["label"], p["planned_min_med_max"][1],
+                      verdict(p["planned_min_med_max"][1] <= 20)))
+    if ld:
+        fast = {c["system"]: c for c in ld.get("fastest", []) if c.get("power_min_med_max")}
+        if "hb" in fast and "keepalived" in fast:
+            h, k = fast["hb"], fast["keepalived"]
+            hm, km = h["power_min_med_max"][1], k["power_min_med_max"][1]
+            out.append("At the fastest stable settings, hb loses less than keepalived "
+                       "(aim <= 50 ms): hb %s %.0f ms vs keepalived %s %.0f ms: %s"
+                       % (h["label"], hm, k["label"], km, verdict(hm < km)
+                          + ("" if hm <= 50 else ", aim of 50 ms missed")))
+        rt = [r for r in ld.get("runs", []) if r["system"] == "hb" and "realtime on"
+              in r["label"]]
+        for r in rt:
+            out.append("Zero false failovers under load with realtime on: %d in %g min: %s"
+                       % (r["false"], r["minutes"], verdict(r["false"] == 0)))
+    if fp:
+        nodes = {n["label"] if n["system"] == "hb" else n["system"]: n for n in fp["nodes"]}
+        h = next((n for n in fp["nodes"] if n["system"] == "hb"
+                  and "realtime on" in n["label"]), None)
+        hbt = nodes.get("heartbeat")
+        if h and hbt:
+            out.append("Idle node no larger than Heartbeat 3's (keepalive 1 s): hb %.1f MB "
+                       "RSS / %.1f MB PSS, %.0f ms CPU/min vs Heartbeat %.1f MB / %.1f MB, "
+                       "%.0f ms: %s" % (h["rss_kb"] / 1024, h["pss_kb"] / 1024,
+                                        h["cpu_ms_min"], hbt["rss_kb"] / 1024,
+                                        hbt["pss_kb"] / 1024, hbt["cpu_ms_min"],
+                                        verdict(h["rss_kb"] <= hbt["rss_kb"]
+                                                and h["cpu_ms_min"] <= hbt["cpu_ms_min"])))
+    return out
+
+
 def docs() -> str:
     """Rebuild docs/benchmarks.md from the newest result of each bench."""
     os.makedirs(DOCS, exist_ok=True)
@@ -217,6 +275,9 @@ def docs() -> str:
         if d:
             out += ["## " + title, "", "Machine: " + machine_line(d["machine"]) + ".",
                     "Raw data: `%s`." % d["_file"], "", d["text"].rstrip(), ""]
+    t = targets(f, newest("load"), newest("footprint"))
+    if t:
+        out += ["## Targets (issue 8)", ""] + ["- " + x for x in t] + [""]
     notes = os.path.join(RESULTS, "notes.md")
     if os.path.exists(notes):
         with open(notes) as fh:

@@ -103,6 +103,7 @@ def test_kill9_then_restart_leaves_the_vip_with_the_peer(lab):
 def test_sigstop_then_sigcont_steps_down_without_a_fight(lab):
     pair, prober = started(lab)
     alpha, beta = pair["alpha"], pair["beta"]
+    time.sleep(1.5)                        # a node hung in steady state
     t = time.monotonic()
     alpha.signal_all(signal.SIGSTOP)
     try:
@@ -124,6 +125,30 @@ def test_sigstop_then_sigcont_steps_down_without_a_fight(lab):
     late = [p for p in after(probes, t_cont + HEAL_S) if set(p.holders) != {"beta"}]
     assert late == [], late[:3]
     assert beta.holds() == ["1"] and alpha.holds() == [], pair.logtail()
+
+
+def test_sigstop_just_after_a_takeover_sends_no_stale_arp_on_resume(lab):
+    """Frozen while its gratuitous ARP repeats (5 x 200 ms) were still due: when it
+    resumes it must not announce the VIP that the peer took meanwhile."""
+    pair = HbPair(lab, keepalive=KEEPALIVE, deadtime=DEADTIME)
+    alpha, beta = pair["alpha"], pair["beta"]
+    prober = pair.prober(duration=60)
+    alpha.start()
+    prober.wait_served("alpha", timeout=15, count=1)
+    alpha.signal_all(signal.SIGSTOP)
+    try:
+        beta.start()
+        took = prober.wait_served("beta", timeout=10)
+        time.sleep(0.5)
+    finally:
+        alpha.signal_all(signal.SIGCONT)
+    pair.wait(lambda: not alpha.has_vip(), timeout=3, what="alpha to give up the VIP")
+    time.sleep(1.0)
+    probes = prober.stop()
+    assert_one_server(probes)
+    assert [p for p in after(probes, took) if p.who != "beta"] == [], \
+        "the resumed node announced the VIP: %s\n%s" % (
+            probe.servers(after(probes, took)), pair.logtail())
 
 
 def test_links_cut_one_by_one_then_restored(lab):

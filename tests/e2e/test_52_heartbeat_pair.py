@@ -29,7 +29,8 @@ VIP2 = "198.18.0.101"
 NAMES = ("alpha", "beta")            # alpha runs Heartbeat, beta runs hb
 COMPLAINTS = re.compile(r"authentication|authtoken|replay attack|bad node|"
                         r"[Ii]rretrievably|returning after partition|"
-                        r"Resource STOP failure|Giving up resources|Cannot locate")
+                        r"Resource STOP failure|Giving up resources|Cannot locate|"
+                        r"No one owns|Both machines own")
 CHECKMK = r"""
 echo '<<<heartbeat_rscstatus>>>'
 cl_status rscstatus

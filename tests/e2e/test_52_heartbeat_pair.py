@@ -320,3 +320,30 @@ def test_auto_failback_returns_the_vip_to_its_preferred_node(
         assert p.where() == [pref], p.show()
         time.sleep(0.1)
     p.clean()
+
+
+@pytest.mark.parametrize("order", ["heartbeat_first", "hb_first"])
+def test_legacy_auto_failback_asks_for_groups_with_ip_request(
+        lab, heartbeat, hbnode, order):  # noqa: F811
+    """auto_failback legacy: the node that joins asks for each of its groups with
+    `ip-request`; the holder stops it and answers `ip-request-resp`; each VIP ends on
+    its preferred node, on one node only."""
+    p = Pair(lab, heartbeat, hbnode, "alpha IPaddr2::%s/24/eth0\nbeta IPaddr2::%s/24/eth0\n"
+             % (VIP, VIP2), auto_failback="legacy")
+    first, second, joiner = ((p.alpha, p.beta, "beta") if order == "heartbeat_first"
+                             else (p.beta, p.alpha, "alpha"))
+    first.start()
+    p.wait_vip("alpha" if first is p.alpha else "beta", VIP2, what="alone")
+    p.wait_vip("alpha" if first is p.alpha else "beta", VIP, what="alone")
+    second.start()
+    p.wait_vip("alpha", VIP, timeout=20, what="legacy failback, %s" % order)
+    p.wait_vip("beta", VIP2, timeout=20, what="legacy failback, %s" % order)
+    for _ in range(10):
+        assert p.where(VIP) == ["alpha"] and p.where(VIP2) == ["beta"], p.show()
+        time.sleep(0.1)
+    asked = [m for m in p.tap.messages() if m.startswith("t=ip-request ")]
+    answered = [m for m in p.tap.messages() if "t=ip-request-resp" in m
+                and "dest=%s" % joiner in m]
+    assert any("src=%s" % joiner in m for m in asked), p.show()
+    assert answered, p.show()
+    p.clean()

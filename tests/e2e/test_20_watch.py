@@ -85,9 +85,8 @@ def one_holder(pair) -> list[str]:
 
 
 def test_vip_on_exactly_one_node_at_start_and_check_ok(lab):
-    # One medium: hb-beat drops a message's copy from the second medium, so the
-    # slower link is only seen alive when it happens to win (see test_owner's _dup).
-    pair, d = pair_up(lab, serial=False)
+    # both media: the slower one is kept up by hb-beat's _dup=1 notices
+    pair, d = pair_up(lab)
     pair.wait(lambda: one_holder(pair) == ["julius"], timeout=10, what="VIP on julius")
     pair.wait(lambda: pair["caesar"].holds() == [] and pair["julius"].holds() == ["1"]
               and pair["caesar"].node("julius").get("status") == "up", timeout=5)
@@ -95,6 +94,11 @@ def test_vip_on_exactly_one_node_at_start_and_check_ok(lab):
     while time.monotonic() < t_end:
         assert one_holder(pair) == ["julius"]
         time.sleep(0.1)
+    for name, peer in (("julius", "caesar"), ("caesar", "julius")):
+        status = open(os.path.join(pair[name].run, "status")).read()
+        assert re.search(r"^link %s ttyS0 up " % peer, status, re.M), status
+        assert re.search(r"^link %s eth0 up " % peer, status, re.M), status
+        assert "link %s ttyS0 dead" % peer not in d[name].log()
     code, line = d["julius"].check()
     assert (code, line.split(":")[0]) == (0, "OK"), line
     assert line == "OK: julius: groups 1 on julius\n"

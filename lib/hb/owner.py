@@ -169,10 +169,16 @@ def _holds_from(rsc_hold: str, node: str, groups: list[Group]) -> set:
             or (rsc_hold == "foreign" and g.node != node)}
 
 
-def _hold_word(held: Iterable[int], node: str, groups: list[Group]) -> str:
+def _hold_word(held: Iterable[int], node: str, groups: list[Group],
+               claims: dict | None = None) -> str:
+    """rsc_hold= for the groups held: a class (local, foreign) with no group in it
+    counts as held when claimed, as Heartbeat tracks classes, not groups."""
     held = set(held)
-    loc = any(g.index in held and g.node == node for g in groups)
-    fgn = any(g.index in held and g.node != node for g in groups)
+    claims = claims or {}
+    loc = any(g.index in held and g.node == node for g in groups) or (
+        claims.get("local", False) and not any(g.node == node for g in groups))
+    fgn = any(g.index in held and g.node != node for g in groups) or (
+        claims.get("foreign", False) and not any(g.node != node for g in groups))
     return {(True, True): "all", (True, False): "local",
             (False, True): "foreign"}.get((loc, fgn), "none")
 
@@ -215,6 +221,7 @@ class Owner:
         self.next_summary = now + HOUR
         self.last_event = now
         self.yield_until = -1e9
+        self.claims = {"local": False, "foreign": False}     # classes, for rsc_hold
         for i in held:
             if i in self.gs:
                 gs = self.gs[i]
@@ -296,13 +303,20 @@ class Owner:
     def in_maintenance(self, now: float) -> bool:
         return self.maint_until is not None and now < self.maint_until
 
+    def _claim(self, what: str, value: bool) -> None:
+        """Take or give up the responsibility for a class (relative to this node)."""
+        for c in ("local", "foreign"):
+            if what in (c, "all"):
+                self.claims[c] = value
+
     def _mine(self, what: str, node: str) -> set:
         return _holds_from(what, node, self.cfg.groups)
 
     def _resource(self, info: str = "", after: bool = False) -> Send:
         hold = self.wanted() if after else self.held()
-        f = {"t": "resource", "rsc_hold": _hold_word(hold, self.me, self.cfg.groups),
-             "rtype": "full", "isstable": "1" if self.stable() else "0"}
+        word = _hold_word(hold, self.me, self.cfg.groups, self.claims)
+        f = {"t": "resource", "rsc_hold": word, "rtype": "full",
+             "isstable": "1" if self.stable() else "0"}
         if info:
             f["info"] = info
         f["grps"] = ",".join(str(i) for i in self.held()) or "none"
@@ -311,7 +325,7 @@ class Owner:
     def state_fields(self) -> dict[str, str]:
         """What every status heartbeat advertises (RUNDIR/state)."""
         f = {"st": self.st,
-             "rsc_hold": _hold_word(self.held(), self.me, self.cfg.groups),
+             "rsc_hold": _hold_word(self.held(), self.me, self.cfg.groups, self.claims),
              "grps": ",".join(str(i) for i in self.held()) or "none",
              "isstable": "1" if self.stable() else "0", "hbv": "1"}
         if self.digest:
@@ -522,6 +536,7 @@ class Owner:
                              "grps": ",".join(map(str, self.held())) or "none"}))
         for gs in self.gs.values():
             gs.assign = PEER
+        self._claim("all", False)
         self._reconcile(now, out)
         out.append(Save())
         return out
@@ -717,6 +732,7 @@ class Owner:
     def _comm_up(self, now: float, out: list) -> None:
         self.comm_up = True
         self.st = "active"
+        self._claim("local", True)
         self._adopt(now, out)
         p = self.peer
         if p is None or p.status == "dead":
@@ -782,6 +798,8 @@ class Owner:
                 ",".join(map(str, took)), why), now)
 
     def _mach_down(self, now: float, out: list, why: str) -> None:
+        if not self.shutting:
+            self._claim("all", True)
         p = self.peer
         p.holds, p.blocked, p.holds_known = set(), set(), False
         self.hs, self.gives, self.ipreq = None, [], set()
@@ -836,6 +854,7 @@ class Owner:
                       now)
             return
         what = "all" if arg == "failback" else arg
+        self._claim(what, True)
         for i in self._mine(what, self.me):
             gs = self.gs[i]
             gs.assign = ME
@@ -893,6 +912,7 @@ class Owner:
                 n.blocked = set(n.holds)
             self.hs, self.gives = None, []
             if not self.shutting:
+                self._claim("all", True)
                 for gs in self.gs.values():
                     if gs.assign != ME:
                         gs.assign = ME
@@ -933,6 +953,8 @@ class Owner:
                 return
             groups = grps or self._mine(what, n.name)
             n.stable = False          # the giver is in flux until it says otherwise
+            self._claim({"all": "all", "local": "foreign", "foreign": "local"}.get(what, "all"),
+                        True)
             self.hs = Handshake("taker", what, groups, "waiting", now, "standby of " + n.name)
             for i in groups:
                 self.gs[i].assign = ME
@@ -944,6 +966,8 @@ class Owner:
         elif info == "other" and hs and hs.role == "giver" and hs.phase == "asked":
             hs.phase = "stopping"
             n.stable = False          # the taker is in flux until its next status says not
+            if hs.groups == self._mine(hs.what, self.me):     # a whole class
+                self._claim(hs.what, False)
             for i in hs.groups:
                 self.gs[i].assign = PEER
                 self.gs[i].needs_failback = False

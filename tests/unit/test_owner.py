@@ -765,3 +765,27 @@ def test_restart_after_a_crash_leaves_the_group_with_the_peer():
     assert s[J].log_has("group 1: caesar took it over meanwhile: stopping it here")
     assert not s[C].log_has("split brain")
     assert s[C].log_has("group 1: julius let go: announcing it again")
+
+
+def test_rsc_hold_counts_an_empty_class_as_Heartbeat_does():
+    """One group, preferred by julius: caesar's local class is empty.  Heartbeat says
+    'No one owns ...' unless the two rsc_hold values cover both classes."""
+    one = ((J, "198.18.0.100"),)
+    s = Sim("off")
+    for name in (J, C):
+        s[name].ow = None
+    s[J].start("off")
+    s[J].ow = owner.Owner(config(J, "off", one), s.now, "d")
+    s[C].start("off")
+    s[C].ow = owner.Owner(config(C, "off", one), s.now, "d")
+    s.run(1)
+    assert (s[J].ow.state_fields()["rsc_hold"], s[C].ow.state_fields()["rsc_hold"]) == \
+        ("local", "local")
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    s.until(lambda: s.holders(1) == [C], 1)
+    s.run(0.5)
+    assert (s[J].ow.state_fields()["rsc_hold"], s[C].ow.state_fields()["rsc_hold"]) == \
+        ("none", "all")
+    s[C].kill()
+    s.until(lambda: 1 in s[J].running, 1.5)
+    assert s[J].ow.state_fields()["rsc_hold"] == "all"

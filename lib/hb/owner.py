@@ -129,6 +129,7 @@ class Node:
     cfd: str = ""
     pings: int | None = None
     back_at: float = -1e9            # came back from dead, or restarted
+    rsc_hold: str = ""               # the classes it says it holds (relative to it)
     late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
     lates: collections.deque = field(default_factory=collections.deque)  # times of late beats
     beats: int = 0
@@ -614,6 +615,7 @@ class Owner:
         if not stale:
             n.st = st
             if kind == "hb":
+                n.rsc_hold = f.get("rsc_hold", n.rsc_hold)
                 g = f.get("grps")
                 if g is not None:
                     n.holds = {int(x) for x in g.split(",") if x.isdigit()}
@@ -732,17 +734,18 @@ class Owner:
     def _comm_up(self, now: float, out: list) -> None:
         self.comm_up = True
         self.st = "active"
-        self._claim("local", True)
         self._adopt(now, out)
         p = self.peer
         if p is None or p.status == "dead":
             for gs in self.gs.values():
                 if gs.assign is None:
                     gs.assign = ME
+            self._claim("all", True)
             self._log(out, "info", "communication up: taking all groups (no live peer)", now)
             return
         self._log(out, "info", "communication up with %s" % p.name, now)
         if self.cfg.auto_failback == "legacy":
+            self._claim("local", True)
             for gs in self.gs.values():
                 g = gs.group
                 if g.node != self.me or gs.assign is not None:
@@ -784,6 +787,8 @@ class Owner:
 
     def _take_local(self, now: float, out: list, why: str) -> None:
         self._adopt(now, out)
+        p = self.peer            # our local class, unless the live peer says it has it
+        self._claim("local", not (self.peer_alive() and p.rsc_hold in ("foreign", "all")))
         took = []
         for gs in self.gs.values():
             if gs.assign is not None:
@@ -899,7 +904,9 @@ class Owner:
         if "grps" in f:
             n.holds = {int(x) for x in f["grps"].split(",") if x.isdigit()}
             n.holds_known = True
-        elif info not in ("standby", "shutdown"):
+        if info not in ("standby", "shutdown"):
+            n.rsc_hold = f.get("rsc_hold", n.rsc_hold)
+        if "grps" not in f and info not in ("standby", "shutdown"):
             n.holds = _holds_from(f.get("rsc_hold", "none"), n.name, self.cfg.groups)
             n.holds_known = True
         if "isstable" in f:

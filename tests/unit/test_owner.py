@@ -789,3 +789,13 @@ def test_rsc_hold_counts_an_empty_class_as_Heartbeat_does():
     s[C].kill()
     s.until(lambda: 1 in s[J].running, 1.5)
     assert s[J].ow.state_fields()["rsc_hold"] == "all"
+
+
+def test_an_empty_class_held_by_the_peer_is_not_claimed_at_start():
+    """julius holds everything (caesar was dead); caesar starts: it must not claim its
+    own (empty) class, or Heartbeat logs 'Both machines own foreign resources'."""
+    ow = owner.Owner(config(C, "off", ((J, "198.18.0.100"),)), 0.0, "d")
+    hb = Peer(ow, J)
+    hb.beat(0.1)
+    hb.say(0.2, t="resource", rsc_hold="all", rtype="full", isstable="1")
+    assert ow.state_fields()["rsc_hold"] == "none"

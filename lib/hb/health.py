@@ -13,7 +13,8 @@ nodes up, None while a ping node has not been judged yet.
 Decision (Heartbeat's ipfail, built in): while this node holds groups and
 reaches less than its live peer for GIVEUP_KEEPALIVES keepalives (ipfail's
 delayed giveup, covering the lag of the peer's count when both lose the same
-ping node), it hands its groups to the peer.  Equal counts move nothing; the
+ping node; CARRIER_KEEPALIVES when this node has lost carrier, which both
+sides learn at once), it hands its groups to the peer.  Equal counts move nothing; the
 peer's groups come back only under the auto_failback rule, once this node
 reaches as much as the peer (may_fail_back).
 
@@ -32,6 +33,7 @@ from hb.config import PingNode
 
 INIT, UP, DEAD = "init", "up", "dead"
 GIVEUP_KEEPALIVES = 3        # ipfail waited 2 keepalives after asking the peer's count
+CARRIER_KEEPALIVES = 1       # a carrier loss is known at once on both sides (t=reach)
 BACK_GAP_KEEPALIVES = 3      # a dead ping node's run of replies survives 2 lost replies
 MAX_FAILS = 3                # monitor failures within WINDOW_INTERVALS move a group
 WINDOW_INTERVALS = 10
@@ -211,10 +213,7 @@ class Decider:
     def __init__(self, keepalive: float) -> None:
         self.keepalive = keepalive
         self.worse_since: float | None = None
-
-    @property
-    def grace(self) -> float:
-        return GIVEUP_KEEPALIVES * self.keepalive
+        self.grace = GIVEUP_KEEPALIVES * keepalive
 
     def judge(self, now: float, mine: int | None, peer: int | None, peer_alive: bool,
               holding: bool) -> bool:
@@ -224,7 +223,8 @@ class Decider:
             return False
         if self.worse_since is None:
             self.worse_since = now
-        return now - self.worse_since >= self.grace
+        self.grace = (CARRIER_KEEPALIVES if mine < 0 else GIVEUP_KEEPALIVES) * self.keepalive
+        return now - self.worse_since >= self.grace - 1e-9
 
     def due(self) -> float | None:
         """When judge() may turn True without a new event (for the caller's timeout)."""

@@ -228,6 +228,15 @@ def test_fewer_than_the_peer_gives_after_the_grace():
     assert d.judge(10.4, -1, 0, True, True)          # still worse: still true
 
 
+def test_carrier_loss_waits_one_keepalive():
+    d = health.Decider(KA)
+    assert not d.judge(5.0, -1, 0, True, True)
+    assert d.due() == pytest.approx(5.0 + KA)
+    assert not d.judge(5.09, -1, 1, True, True)
+    assert d.judge(5.1, -1, 1, True, True)
+    assert not d.judge(5.2, -1, -1, True, True)      # the peer lost it too
+
+
 @pytest.mark.parametrize("mine,peer,alive,holding", [
     (1, 1, True, True),          # equal
     (0, 0, True, True),          # all lost on both sides

@@ -58,6 +58,8 @@ class Beat:
         self.me_q = wire.format_line({"": me})[1:]
         self.logged = dict.fromkeys(wire.COUNTERS, 0)
         self.out_fd = 1
+        self.out: list[str] = []          # lines for stdout, written once per wake-up
+        self.fixed: list[int] = []        # fds waited on besides the media
         self.configure(cfg)
 
     def configure(self, cfg: config.Config) -> None:
@@ -80,7 +82,9 @@ class Beat:
         if getattr(self, "pinger", None) is not None:
             self.pinger.close()
         self.media = media.open_media(cfg)
+        self.serials = [m for m in self.media if isinstance(m, media.Serial)]
         self.pinger = media.Pinger(cfg.pings) if cfg.pings and not self.listen else None
+        self.armed = -1
 
     # -- sending ------------------------------------------------------------
     def build(self, fields: list[tuple[str, str]], now: float) -> tuple[bytes, str]:
@@ -149,10 +153,9 @@ class Beat:
         state = self.read_state()
         if self.status[0] is not state:
             self.status = (state, wire.status_fields(state, self.cfg.deadtime))
-        fields = self.status[1]
-        data, line = self.build(fields, now)
+        data, line = self.build(self.status[1], now)
         self.send(data, now, status=True)
-        self.write("%s _via=local _rt=%.6f _self=1\n" % (line, now))
+        self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))
 
     def send_line(self, text: str, now: float) -> None:
         fields = list(wire.parse_line(text).items())
@@ -167,7 +170,12 @@ class Beat:
 
     # -- receiving ------------------------------------------------------------
     def write(self, text: str) -> None:
-        data = text.encode("utf-8", "surrogateescape")
+        self.out.append(text)
+
+    def flush(self) -> None:
+        """Write what this wake-up produced in one write(2)."""
+        data = "".join(self.out).encode("utf-8", "surrogateescape")
+        self.out.clear()
         try:
             while data:
                 data = data[os.write(self.out_fd, data):]
@@ -178,13 +186,14 @@ class Beat:
         mine = self.mine.get(data)
         if mine is not None:        # our own message heard back: known good
             if self.rx.own(mine[0], now) == "ok":
-                self.write("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))
+                self.out.append("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))
             return
         verdict, pkt = self.rx.receive(data, now)
         if pkt is None or verdict not in ("ok", "dup"):
             return
-        t = pkt.get("t") or ""
-        src = (pkt.get("src") or "").lower()
+        text = pkt.text()
+        t = text.get("t") or ""
+        src = (text.get("src") or "").lower()
         k = (src, via)
         if verdict == "dup":        # another medium was faster: say this link works
             if src != self.me and now - self.links.get(k, -1e9) >= self.dup_every:
@@ -193,7 +202,7 @@ class Beat:
                     wire.format_line({"": src})[1:], via, now))
             return
         self.links[k] = now
-        dest = pkt.get("dest")
+        dest = text.get("dest")
         forus = dest is None or dest == self.me
         if t == "NS_rexmit" and dest == self.me and src != self.me and not self.listen:
             self.answer_rexmit(pkt, src, now)
@@ -202,11 +211,15 @@ class Beat:
         if not forus:
             self.rx.counts["notforus"] += 1
         if self.listen or (forus and not t.startswith("NS_")):
-            line = pkt.strings()
-            line.update(_via=via, _rt="%.6f" % now)
-            if src == self.me:
-                line["_self"] = "1"
-            self.write(wire.format_line(line) + "\n")
+            if "_via" in text or "_rt" in text or "_self" in text:
+                line = pkt.strings()
+                line.update(_via=via, _rt="%.6f" % now)
+                if src == self.me:
+                    line["_self"] = "1"
+                self.out.append(wire.format_line(line) + "\n")
+            else:
+                self.out.append("%s _via=%s _rt=%.6f%s\n" % (
+                    pkt.line(), via, now, " _self=1" if src == self.me else ""))
 
     def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
         packets, naks = self.hist.request(*wire.rexmit_range(pkt), now)
@@ -243,71 +256,102 @@ class Beat:
             self.events = 0
 
     # -- the loop -------------------------------------------------------------
+    def arm(self, now: float) -> None:
+        """The fds to wait on, rebuilt only when a medium opens or closes."""
+        self.byfd: dict[int, media.Medium] = {}
+        rl = list(self.fixed)
+        if self.pinger is not None:
+            rl += self.pinger.fds()
+        self.next_open = float("inf")
+        for m in self.media:
+            if m.ensure(now):
+                self.byfd[m.fileno()] = m
+                rl.append(m.fileno())
+            elif m.next_try < self.next_open:
+                self.next_open = m.next_try
+        self.rl = rl
+        self.armed = media.Medium.changes
+
     def run(self, sigfd: int, flags: dict) -> int:
+        """One select() per wake-up with the exact time to the next beat; the
+        lines a wake-up produces go out in one write (own status and its echo
+        on a broadcast medium, read at once)."""
         period = self.cfg.keepalive
         fifo = keep = -1
         reader = None
         if not self.listen:
             fifo, keep = runfiles.open_fifo_reader(os.path.join(self.rundir, runfiles.BEAT_FIFO))
             reader = runfiles.LineReader(fifo)
+        self.fixed = [sigfd] if fifo < 0 else [sigfd, fifo]
         watch_out = stat.S_ISFIFO(os.fstat(self.out_fd).st_mode)
-        t0 = time.monotonic()
-        due = t0
+        mono, select_ = time.monotonic, select.select
+        t0 = mono()
+        due = t0 if not self.listen else float("inf")
+        seq = self.rx.seq
         try:
             while True:
-                now = time.monotonic()
+                now = mono()
                 if flags:
                     if flags.pop("term", None):
                         return exits.OK
                     if flags.pop("hup", None):
                         self.reload()
                         period = self.cfg.keepalive
+                        seq = self.rx.seq
                     if flags.pop("usr1", None):
                         self.log_events(now, force=True)
-                if not self.listen and now >= due:
+                if now >= due:
                     self.send_status(now)
+                    for m in self.media:        # the echo is queued by now: no wake-up
+                        if m.echoes and m.fileno() >= 0:
+                            for data in m.recv(now):
+                                self.handle(data, m.name, now)
+                    self.flush()
                     if self.pinger is not None:
+                        n = len(self.pinger.socks)
                         self.pinger.ping(now)
+                        if len(self.pinger.socks) != n:
+                            self.armed = -1
                     due = wire.next_beat(t0, period, now)
-                if now >= self.rx.seq.next_due:
+                if now >= seq.next_due:
                     self.ask_rexmit(now)
                 if now >= self.next_check:
                     self.log_events(now)
-                rl = [sigfd] if fifo < 0 else [sigfd, fifo]
-                pfds = self.pinger.fds() if self.pinger is not None else []
-                rl += pfds
+                if self.armed != media.Medium.changes or now >= self.next_open:
+                    self.arm(now)
+                wait = (due if not self.listen else now + 1.0) - now
+                if seq.next_due - now < wait:
+                    wait = seq.next_due - now
                 wl = []
-                byfd: dict[int, media.Medium] = {}
-                for m in self.media:
-                    if m.ensure(now) and (fd := m.fileno()) >= 0:
-                        byfd[fd] = m
-                        rl.append(fd)
-                        if m.wants_write():
-                            wl.append(fd)
-                wait = [due - now if not self.listen else 1.0, self.rx.seq.next_due - now]
-                wait += [t for m in self.media if (t := m.timeout()) is not None]
-                r, w, _ = select.select(rl, wl, [], max(0.0, min(wait)))
-                now = time.monotonic()
+                for m in self.serials:
+                    if m.wants_write():
+                        wl.append(m.fileno())
+                    if (t := m.timeout()) is not None and t < wait:
+                        wait = t
+                r, w, _ = select_(self.rl, wl, [], wait if wait > 0 else 0.0)
+                now = mono()
                 for fd in w:
-                    byfd[fd].flush()
+                    self.byfd[fd].flush()
                 for fd in r:
-                    if fd == sigfd:
+                    m = self.byfd.get(fd)
+                    if m is not None:
+                        for data in m.recv(now):
+                            self.handle(data, m.name, now)
+                    elif fd == sigfd:
                         media.drain(sigfd)
                     elif fd == fifo and reader is not None:
                         for line in reader.read():
                             if line.strip():
                                 self.send_line(line, now)
-                    elif fd in byfd:
-                        m = byfd[fd]
-                        for data in m.recv(now):
-                            self.handle(data, m.name, now)
-                    elif fd in pfds and self.pinger is not None:
+                    elif self.pinger is not None:
                         for name, addr in self.pinger.recv(fd):
-                            self.write("t=ping %s _via=ping _rt=%.6f\n" % (
+                            self.out.append("t=ping %s _via=ping _rt=%.6f\n" % (
                                 wire.format_line({"src": name, "addr": addr}), now))
-                if watch_out and self.listen and not r and media.pipe_closed(self.out_fd):
+                if self.out:
+                    self.flush()
+                elif watch_out and self.listen and not r and media.pipe_closed(self.out_fd):
                     return exits.OK
-                for m in self.media:
+                for m in self.serials:
                     if m.timeout() is not None:
                         m.flush()
         except StdoutClosed:
@@ -390,6 +434,7 @@ def send_once(beat: Beat) -> int:
     now = time.monotonic()
     beat.out_fd = os.open(os.devnull, os.O_WRONLY)
     beat.send_status(now)
+    beat.out.clear()
     deadline = now + 1.0
     while any(m.wants_write() or m.timeout() for m in beat.media) and time.monotonic() < deadline:
         for m in beat.media:

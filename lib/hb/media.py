@@ -72,6 +72,8 @@ class Medium:
     """
 
     kind = "?"
+    echoes = False                         # hears its own messages (broadcast)
+    changes = 0                            # bumped when any medium opens or closes
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -98,6 +100,7 @@ class Medium:
         self.failed = reason
         self.next_try = now + self.retry
         self.close()
+        Medium.changes += 1
 
     def ok(self) -> None:
         if self.failed is not None:
@@ -115,6 +118,7 @@ class Medium:
         except (OSError, ValueError, wire.WireError) as e:
             self.fail("open", e, now)
             return False
+        Medium.changes += 1
         return True
 
     def send(self, data: bytes, status: bool, now: float) -> bool:
@@ -217,6 +221,7 @@ class Udp(Medium):
         self.loop = m.loop
         self.sock: socket.socket | None = None
         self.dest: tuple | None = None
+        self.echoes = self.kind == "bcast" or (self.kind.startswith("mcast") and bool(self.loop))
 
     def open(self) -> None:
         v6 = self.kind.endswith("6") or ":" in self.addr
@@ -278,15 +283,9 @@ class Udp(Medium):
         return self.sock.fileno() if self.sock is not None else -1
 
     def read(self) -> list[bytes]:
-        out = []
+        """One datagram per readiness: no EAGAIN exception to end a loop."""
         assert self.sock is not None
-        for _ in range(64):
-            try:
-                data = self.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            out.append(data)
-        return out
+        return [self.sock.recv(65536)]
 
     def write(self, data: bytes, status: bool) -> None:
         assert self.sock is not None and self.dest is not None

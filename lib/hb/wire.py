@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 
 _ENC = {"%": "%25", " ": "%20", "=": "%3D", "\n": "%0A", "\r": "%0D", "\t": "%09"}
 
@@ -123,6 +124,18 @@ class Packet:
         out = dict(self.text())
         out.pop("auth", None)
         return out
+
+    def line(self) -> str:
+        """format_line(self.strings()); for a classic message of unique, plain
+        fields with nothing to quote but spaces: its signed lines, joined."""
+        s = self.signed
+        if self.framing == "classic" and s[:1] not in (b"(", b"") and b"\n(" not in s \
+                and len(self.fields) == len(self.text()):
+            t = s[:-1].decode("utf-8", "surrogateescape")
+            if t.count("=") == t.count("\n") + 1 and "%" not in t \
+                    and "\t" not in t and "\r" not in t and "\x13" not in t:
+                return t.replace(" ", "%20").replace("\n", " ")
+        return format_line(self.strings())
 
 
 def _b64(v: bytes) -> str:
@@ -271,10 +284,39 @@ def _typed(item: bytes, classic: bool) -> tuple[str, int, "str | bytes"]:
     return name, typ, raw
 
 
+# A classic body of plain lines only: name (ASCII, not starting with '(')=value.
+_PLAIN = re.compile(rb"(?:(?:[\x00-\x09\x0b-\x27\x29-\x3c\x3e-\x7f]"
+                    rb"[\x00-\x09\x0b-\x3c\x3e-\x7f]*=[^\n]*)?\n)*")
+_FIELD = re.compile(r"([^=\n]+)=([^\n]*)")
+
+
 def _parse_classic(data: bytes) -> Packet:
     """Fields up to the <<< line; signed = their lines as sent (= Heartbeat's S)."""
     if data.endswith(b"\0"):
         data = data[:-1]
+    end = data.find(b"\n<<<\n", 3)
+    if end < 0 and data.endswith(b"\n<<<"):
+        end = len(data) - 4
+    if end >= 3:                   # the common message, in a few C calls
+        body = data[4:end + 1]
+        if _PLAIN.fullmatch(body):
+            fields = [(n, STRING, v.replace("\x13", "\n") if "\x13" in v else v)
+                      for n, v in _FIELD.findall(body.decode("utf-8", "surrogateescape"))]
+            signed = body
+            if b"auth=" in body or b"\n\n" in body or body[:1] == b"\n":
+                i = body.rfind(b"\n", 0, -1) + 1          # auth is usually the last line
+                if i and body.startswith(b"auth=", i) and body.count(b"\nauth=") == 1 \
+                        and b"\n\n" not in body and body[:1] != b"\n" \
+                        and not body.startswith(b"auth="):
+                    signed = body[:i]
+                else:
+                    signed = b"".join(ln + b"\n" for ln in body.split(b"\n")
+                                      if ln and not ln.startswith(b"auth="))
+            return Packet(fields, "classic", signed)
+    return _parse_classic_lines(data)
+
+
+def _parse_classic_lines(data: bytes) -> Packet:
     fields = []
     signed = []
     lines = data.split(b"\n")
@@ -365,7 +407,7 @@ def verify(pkt: Packet, keys: dict[int, tuple[str, bytes]]) -> bool:
         num, token = pkt.trailer
         data = pkt.signed
     else:
-        a = pkt.get("auth")
+        a = pkt.text().get("auth")
         if a is None:
             return False
         sp = a.find(" ")
@@ -584,9 +626,12 @@ class History:
         self.msgs: dict[int, list] = {}     # seq -> [bytes, last resent at]
 
     def add(self, seq: int, data: bytes) -> None:
+        """Keep data as seq; seq - size goes (sequence numbers are consecutive)."""
         self.msgs[seq] = [data, -1e9]
+        self.msgs.pop(seq - self.size, None)
         if len(self.msgs) > self.size:
-            del self.msgs[next(iter(self.msgs))]
+            for s in sorted(self.msgs)[:len(self.msgs) - self.size]:
+                del self.msgs[s]
 
     def request(self, first: int, last: int, now: float
                 ) -> tuple[list[bytes], list[tuple[int, str]]]:
@@ -595,7 +640,7 @@ class History:
         naks: list[tuple[int, str]] = []
         if last < first:
             return out, naks
-        oldest = next(iter(self.msgs)) if self.msgs else 1 << 62
+        oldest = min(self.msgs) if self.msgs else 1 << 62
         for s in range(first, min(last, first + REXMIT_MAX - 1) + 1):
             m = self.msgs.get(s)
             if m is None:
@@ -671,12 +716,14 @@ class Receiver:
             if not verify(pkt, self.keys):
                 self.counts["auth"] += 1
                 return "auth", pkt
-            t = pkt.get("t")
-            src = pkt.get("src")
-            if not t or not src or _hex(pkt.get("ts"), "ts") == 0:
+            f = pkt.text()
+            t = f.get("t")
+            src = f.get("src")
+            if not t or not src or _hex(f.get("ts"), "ts") == 0:
                 raise WireError("t, src or ts missing")
-            seq = None if t.startswith("NS_") else _hex(pkt.get("seq"), "seq")
-            gen = _hex(pkt.get("hg"), "hg") if "hg" in pkt else 0
+            seq = None if t.startswith("NS_") else _hex(f.get("seq"), "seq")
+            hg = f.get("hg")
+            gen = _hex(hg, "hg") if hg is not None else 0
         except WireError:
             self.counts["garbage"] += 1
             return "garbage", None

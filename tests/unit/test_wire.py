@@ -427,3 +427,53 @@ def test_rexmit_messages():
         first, last = wire.rexmit_range(req(**bad))
         assert last < first
     assert wire.nak_seq(req(firstseq="37")) == 55 and wire.nak_seq(req()) == -1
+
+
+def test_packet_line_is_format_line_of_strings():
+    """The fast rendering of a received message is exactly the general one."""
+    from hypothesis import given, settings, strategies as st
+    names = st.sampled_from(["t", "src", "seq", "auth", "info", "a b", "x=y", "n%", "_via"])
+    text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12).filter(
+        lambda v: "\n" not in v and "\r" not in v and "\x13" not in v)
+    values = st.one_of(st.sampled_from(["status", "1", "", "a b", "x=1", "%", "\t", "é"]), text)
+    fields = st.lists(st.tuples(names, st.sampled_from([0, 0, 0, 1]), values), max_size=8)
+
+    @settings(max_examples=500, deadline=None)
+    @given(fields, st.sampled_from(["classic", "netstring"]))
+    def run(fs, framing):
+        fs = [(n, t, v.encode() if t else v) for n, t, v in fs]
+        render = wire.render_classic if framing == "classic" else wire.render_netstring
+        try:
+            p = wire.parse(render(fs, 1, "sha1", b"k"))
+        except wire.WireError:
+            return
+        assert p.line() == wire.format_line(p.strings())
+
+    run()
+    p = wire.parse(wire.render_classic([("t", 0, "status"), ("src", 0, "beta")], 1, "sha1", b"k"))
+    assert p.line() == "t=status src=beta"
+
+
+def test_classic_fast_parse_is_the_line_parser():
+    """The regex parse of a plain classic body equals the line-by-line parser,
+    for any bytes (fields, signed bytes, or the error)."""
+    from hypothesis import given, settings, strategies as st
+    piece = st.sampled_from([b"t=status", b"src=beta", b"auth=1 ab", b"", b"(1)x=YQ==", b"=v",
+                             b"noeq", b"a=b=c", b"v=\x13x", b"n\xc3\xa9=1", b"x=\xff\xfe",
+                             b"<<<", b">>>", b"k=\r", b"\0", b"auth", b"x=auth=1", b"(x"])
+    body = st.lists(st.one_of(piece, st.binary(max_size=8)), max_size=8)
+
+    def outcome(f, data):
+        try:
+            p = f(data)
+            return p.fields, p.signed
+        except wire.WireError:
+            return "error"
+
+    @settings(max_examples=600, deadline=None)
+    @given(body, st.sampled_from([b"\n<<<\n", b"\n<<<", b"\n<<<\n\0", b"\n", b"<<<\nx"]))
+    def run(lines, tail):
+        data = b">>>\n" + b"\n".join(lines) + tail
+        assert outcome(wire._parse_classic, data) == outcome(wire._parse_classic_lines, data)
+
+    run()

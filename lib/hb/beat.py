@@ -47,10 +47,8 @@ class Beat:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
         self.seqno = self.events = 0
         self.next_check = self.next_stats = 0.0
-        self.hist = wire.History()
-        self.state_key: tuple = ()
+        self.hist, self.state_key, self.pfx = wire.History(), (), (None,)
         self.state_path = os.path.join(rundir, runfiles.STATE)
-        self.pfx: tuple = (None,)
         self.links: dict[tuple[str, str], float] = {}   # (node, medium) -> last line
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.state: dict[str, str] = {}
@@ -169,9 +167,6 @@ class Beat:
         self.send(data, now)
 
     # -- receiving ------------------------------------------------------------
-    def write(self, text: str) -> None:
-        self.out.append(text)
-
     def flush(self) -> None:
         """Write what this wake-up produced in one write(2)."""
         data = "".join(self.out).encode("utf-8", "surrogateescape")
@@ -198,7 +193,7 @@ class Beat:
         if verdict == "dup":        # another medium was faster: say this link works
             if src != self.me and now - self.links.get(k, -1e9) >= self.dup_every:
                 self.links[k] = now
-                self.write("src=%s _via=%s _rt=%.6f _dup=1\n" % (
+                self.out.append("src=%s _via=%s _rt=%.6f _dup=1\n" % (
                     wire.format_line({"": src})[1:], via, now))
             return
         self.links[k] = now
@@ -211,15 +206,7 @@ class Beat:
         if not forus:
             self.rx.counts["notforus"] += 1
         if self.listen or (forus and not t.startswith("NS_")):
-            if "_via" in text or "_rt" in text or "_self" in text:
-                line = pkt.strings()
-                line.update(_via=via, _rt="%.6f" % now)
-                if src == self.me:
-                    line["_self"] = "1"
-                self.out.append(wire.format_line(line) + "\n")
-            else:
-                self.out.append("%s _via=%s _rt=%.6f%s\n" % (
-                    pkt.line(), via, now, " _self=1" if src == self.me else ""))
+            self.out.append(wire.received_line(pkt, via, now, src == self.me))
 
     def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
         packets, naks = self.hist.request(*wire.rexmit_range(pkt), now)
@@ -258,18 +245,8 @@ class Beat:
     # -- the loop -------------------------------------------------------------
     def arm(self, now: float) -> None:
         """The fds to wait on, rebuilt only when a medium opens or closes."""
-        self.byfd: dict[int, media.Medium] = {}
-        rl = list(self.fixed)
-        if self.pinger is not None:
-            rl += self.pinger.fds()
-        self.next_open = float("inf")
-        for m in self.media:
-            if m.ensure(now):
-                self.byfd[m.fileno()] = m
-                rl.append(m.fileno())
-            elif m.next_try < self.next_open:
-                self.next_open = m.next_try
-        self.rl = rl
+        fixed = self.fixed + (self.pinger.fds() if self.pinger is not None else [])
+        self.rl, self.byfd, self.next_open = media.wait_set(self.media, fixed, now)
         self.armed = media.Medium.changes
 
     def run(self, sigfd: int, flags: dict) -> int:
@@ -308,10 +285,7 @@ class Beat:
                                 self.handle(data, m.name, now)
                     self.flush()
                     if self.pinger is not None:
-                        n = len(self.pinger.socks)
                         self.pinger.ping(now)
-                        if len(self.pinger.socks) != n:
-                            self.armed = -1
                     due = wire.next_beat(t0, period, now)
                 if now >= seq.next_due:
                     self.ask_rexmit(now)
@@ -322,12 +296,7 @@ class Beat:
                 wait = (due if not self.listen else now + 1.0) - now
                 if seq.next_due - now < wait:
                     wait = seq.next_due - now
-                wl = []
-                for m in self.serials:
-                    if m.wants_write():
-                        wl.append(m.fileno())
-                    if (t := m.timeout()) is not None and t < wait:
-                        wait = t
+                wl, wait = media.serial_waits(self.serials, wait)
                 r, w, _ = select_(self.rl, wl, [], wait if wait > 0 else 0.0)
                 now = mono()
                 for fd in w:
@@ -432,7 +401,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def send_once(beat: Beat) -> int:
     now = time.monotonic()
-    beat.out_fd = os.open(os.devnull, os.O_WRONLY)
     beat.send_status(now)
     beat.out.clear()
     deadline = now + 1.0
@@ -440,7 +408,7 @@ def send_once(beat: Beat) -> int:
         for m in beat.media:
             m.flush()
         time.sleep(0.01)
-    bad = [m for m in beat.media if m.failed]
+    bad = [m for m in beat.media if m.failed or not m.sent]
     for m in beat.media:
         m.close()
     return exits.FAIL if len(bad) == len(beat.media) else exits.OK

@@ -174,6 +174,8 @@ class Medium:
         """Re-derive what the socket sends to (an interface's address may change)."""
 
     def recv(self, now: float) -> list[bytes]:
+        if self.fileno() < 0:
+            return []
         try:
             return self.read()
         except OSError as e:
@@ -444,6 +446,7 @@ class Pinger:
                     continue
             sock.setblocking(False)
             self.socks[fam] = (sock, raw)
+            Medium.changes += 1             # hb-beat waits on it from now on
 
     def _fail(self, what: str, verb: str, e: OSError) -> None:
         if what not in self.failed:
@@ -532,6 +535,31 @@ def loadavg(now: float) -> tuple[bytes, str]:
             ld = b"0.00 0.00 0.00 0/0 0"
         _LD[:] = [ld, wire.format_line({"": ld.decode()})[1:], now]
     return _LD[0], _LD[1]
+
+
+def serial_waits(serials: list, wait: float) -> tuple[list[int], float]:
+    """The serial ports with bytes to write, and wait shortened to their timeouts."""
+    wl = []
+    for m in serials:
+        if m.wants_write():
+            wl.append(m.fileno())
+        if (t := m.timeout()) is not None and t < wait:
+            wait = t
+    return wl, wait
+
+
+def wait_set(meds: list[Medium], fixed: list[int], now: float
+             ) -> tuple[list[int], dict[int, Medium], float]:
+    """The fds to wait on (fixed ones, then every medium open or opened now),
+    the media by fd, and when the first closed one may be opened."""
+    rl, byfd, next_open = list(fixed), {}, float("inf")
+    for m in meds:
+        if m.ensure(now):
+            byfd[m.fileno()] = m
+            rl.append(m.fileno())
+        elif m.next_try < next_open:
+            next_open = m.next_try
+    return rl, byfd, next_open
 
 
 def open_media(cfg: Any) -> list[Medium]:

@@ -138,6 +138,19 @@ class Packet:
         return format_line(self.strings())
 
 
+def received_line(pkt: Packet, via: str, rt: float, own: bool) -> str:
+    """hb-beat's output line for a received message: its fields but auth, then
+    _via, _rt and (own message) _self=1; newline-terminated."""
+    text = pkt.text()
+    if "_via" in text or "_rt" in text or "_self" in text:
+        line = pkt.strings()
+        line.update(_via=via, _rt="%.6f" % rt)
+        if own:
+            line["_self"] = "1"
+        return format_line(line) + "\n"
+    return "%s _via=%s _rt=%.6f%s\n" % (pkt.line(), via, rt, " _self=1" if own else "")
+
+
 def _b64(v: bytes) -> str:
     return base64.b64encode(v).decode("ascii")
 

@@ -341,6 +341,8 @@ class Beat:
         except (config.ConfigError, OSError) as e:
             log.error("SIGHUP: configuration not reloaded: %s", e)
             return
+        if cfg.realtime and (cfg.rtprio, cfg.realtime) != (self.cfg.rtprio, self.cfg.realtime):
+            media.set_realtime(cfg.rtprio, lock=not self.cfg.realtime)
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
 
@@ -381,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     if once:
         return send_once(beat)
     if cfg.realtime and not listen:
-        media.set_realtime()
+        media.set_realtime(cfg.rtprio)
     if not listen:
         try:
             os.makedirs(args["-r"], exist_ok=True)

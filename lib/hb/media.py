@@ -599,20 +599,23 @@ def next_generation(statedir: str) -> int:
     return gen
 
 
-def set_realtime() -> None:
-    """mlockall + SCHED_RR at the lowest priority; one warning if refused."""
+def set_realtime(prio: int | None = None, lock: bool = True) -> None:
+    """mlockall (with lock) + SCHED_RR at priority prio (ha.cf's rtprio; None:
+    the lowest); one warning if refused."""
     why = []
+    if lock:
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.mlockall(3) != 0:     # MCL_CURRENT | MCL_FUTURE
+                why.append("mlockall: %s" % os.strerror(ctypes.get_errno()))
+        except OSError as e:
+            why.append("mlockall: %s" % e)
     try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mlockall(3) != 0:     # MCL_CURRENT | MCL_FUTURE
-            why.append("mlockall: %s" % os.strerror(ctypes.get_errno()))
-    except OSError as e:
-        why.append("mlockall: %s" % e)
-    try:
-        prio = os.sched_get_priority_min(os.SCHED_RR)
+        lo, hi = os.sched_get_priority_min(os.SCHED_RR), os.sched_get_priority_max(os.SCHED_RR)
+        prio = lo if prio is None else max(lo, min(hi, prio))
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
     except OSError as e:
-        why.append("SCHED_RR: %s" % e.strerror)
+        why.append("SCHED_RR %s: %s" % (prio, e.strerror))
     if why:
         log.warning("realtime refused, running without it (%s)", "; ".join(why))

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from hb import beat, wire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -129,6 +131,41 @@ def test_sigterm_and_realtime(lab):
     assert p.returncode == 0
     assert len([ln for ln in err.splitlines() if "realtime" in ln]) <= 1
     assert os.path.exists(os.path.join(da["r"], "beat.fifo"))
+
+
+def chrt(pid: int) -> tuple[str, int]:
+    """(policy, priority) of a running process, as chrt -p reports them."""
+    out = subprocess.run(["chrt", "-p", str(pid)], capture_output=True, text=True,
+                         check=True).stdout
+    policy = out.split("policy:")[1].split()[0]
+    return policy, int(out.split("priority:")[1].split()[0])
+
+
+@pytest.mark.parametrize("extra, want", [
+    ("realtime on\nrtprio 7\n", ("SCHED_RR", 7)),
+    ("realtime on\n", ("SCHED_RR", 1)),
+    ("rtprio 7\n", ("SCHED_OTHER", 0)),
+])
+def test_rtprio_is_the_sched_rr_priority(lab, extra, want):
+    a = lab.host("a", "198.18.0.1/24")
+    da = confdir(lab.tmp, "alpha", "bcast eth0", extra=extra)
+    p = a.popen([BIN, *da["argv"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    p.stdout.readline()                     # running: it has sent its first heartbeat
+    assert chrt(p.pid) == want
+    if want[0] == "SCHED_RR":               # SIGHUP applies a new rtprio
+        hacf = os.path.join(da["c"], "ha.cf")
+        text = open(hacf).read().replace("rtprio 7\n", "")
+        with open(hacf, "w") as f:
+            f.write(text + "rtprio 42\n")
+        os.kill(p.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 3
+        while chrt(p.pid) != ("SCHED_RR", 42) and time.monotonic() < deadline:
+            p.stdout.readline()
+        assert chrt(p.pid) == ("SCHED_RR", 42)
+    lab.stop(p)
+    assert p.returncode == 0
+    assert "realtime refused" not in p.stderr.read()
 
 
 def test_built_packets_are_the_codecs(tmp_path):

@@ -1,12 +1,13 @@
 """bench/failover: unplanned and planned failover of hb and its peers, side by side.
 
 Usage:
-  failover [--reps N] [--idle SECONDS] [--only NAMES] [--no-write]
+  failover [--reps N] [--idle SECONDS] [--only NAMES] [--merge] [--no-write]
 
 Options:
   --reps N          repetitions of each failure per case [default: 10]
   --idle SECONDS    idle time over which RSS and CPU are measured [default: 15]
   --only NAMES      comma-separated systems: hb,keepalived,ucarp,heartbeat
+  --merge           keep the newest result's cases of the systems not run now
   --no-write        print the table only (no bench/results, no docs)
 """
 
@@ -59,12 +60,25 @@ def main(argv: list[str] | None = None) -> int:
             % (r.system, r.label, r.stats("power"), r.stats("planned"), r.rss_kb,
                r.cpu_s_min, r.failed))
         results.append(r.as_dict())
+    old, ran = None, set()
+    if args["--merge"]:
+        old = report.newest("failover")
+        if old:
+            ran = {r["system"] for r in results}
+            results = [c for c in old["cases"] if c["system"] not in ran] + results
+            order = [name for name, _ in cases()]
+            results.sort(key=lambda c: order.index(c["system"]) if c["system"] in order
+                         else len(order))
     text = report.table(report.FAILOVER_HEAD, report.failover_rows(results))
     ratios = report.ratios(results)
     text += "\n" + "".join("\n" + x for x in ratios)
     print(text)
     if not args["--no-write"]:
-        txt, _ = report.write("failover", text, {"machine": report.machine(), "reps": reps,
-                                                 "idle_s": idle, "cases": results})
+        data = {"machine": report.machine(), "reps": reps, "idle_s": idle, "cases": results}
+        if args["--merge"] and old:
+            data["merged"] = "cases of %s kept from %s (%s)" % (
+                ", ".join(sorted({c["system"] for c in old["cases"]} - ran)), old["_file"],
+                old["machine"]["date"])
+        txt, _ = report.write("failover", text, data)
         print("wrote", txt, report.docs())
     return 0

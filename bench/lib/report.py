@@ -257,7 +257,8 @@ def docs() -> str:
     f = newest("failover")
     if f:
         out += ["## Failover", "", "Machine: " + machine_line(f["machine"]) + ".",
-                "Repetitions per case: %d. Raw data: `%s`." % (f["reps"], f["_file"]), "",
+                "Repetitions per case: %d. Raw data: `%s`." % (f["reps"], f["_file"])
+                + (" Merged: %s." % f["merged"] if f.get("merged") else ""), "",
                 table(FAILOVER_HEAD, failover_rows(f["cases"])), ""]
         r = ratios(f["cases"])
         if r:

@@ -305,7 +305,9 @@ class Owner:
         return self.maint_until is not None and now < self.maint_until
 
     def _claim(self, what: str, value: bool) -> None:
-        """Take or give up the responsibility for a class (relative to this node)."""
+        """Take or give up the responsibility for a class (relative to this node).
+        The peer's class is claimed only when handed over, never by its death: an
+        empty class then stays the peer's to claim when it comes back."""
         for c in ("local", "foreign"):
             if what in (c, "all"):
                 self.claims[c] = value
@@ -740,7 +742,7 @@ class Owner:
             for gs in self.gs.values():
                 if gs.assign is None:
                     gs.assign = ME
-            self._claim("all", True)
+            self._claim("local", True)
             self._log(out, "info", "communication up: taking all groups (no live peer)", now)
             return
         self._log(out, "info", "communication up with %s" % p.name, now)
@@ -804,7 +806,7 @@ class Owner:
 
     def _mach_down(self, now: float, out: list, why: str) -> None:
         if not self.shutting:
-            self._claim("all", True)
+            self._claim("local", True)
         p = self.peer
         p.holds, p.blocked, p.holds_known = set(), set(), False
         self.hs, self.gives, self.ipreq = None, [], set()
@@ -919,7 +921,7 @@ class Owner:
                 n.blocked = set(n.holds)
             self.hs, self.gives = None, []
             if not self.shutting:
-                self._claim("all", True)
+                self._claim("local", True)
                 for gs in self.gs.values():
                     if gs.assign != ME:
                         gs.assign = ME

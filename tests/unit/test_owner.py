@@ -788,7 +788,7 @@ def test_rsc_hold_counts_an_empty_class_as_Heartbeat_does():
         ("none", "all")
     s[C].kill()
     s.until(lambda: 1 in s[J].running, 1.5)
-    assert s[J].ow.state_fields()["rsc_hold"] == "all"
+    assert s[J].ow.state_fields()["rsc_hold"] == "local"
 
 
 def test_an_empty_class_held_by_the_peer_is_not_claimed_at_start():

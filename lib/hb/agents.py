@@ -71,9 +71,18 @@ def preload(groups: list[Group], confdir: str) -> list[str]:
     for m in sorted({a.module for g in groups for r in g.resources
                      for a in [lookup(r.name, confdir)] if a and a.module}):
         try:
-            importlib.import_module("hb." + m)
+            mod = importlib.import_module("hb." + m)
         except Exception as e:       # a broken optional module must not stop hb-watch
             problems.append("built-in agent module hb.%s: %s" % (m, e))
+            continue
+        if m == "address":           # takeover = one netlink call + one ARP: pay the rest now
+            texts = []
+            for g in groups:
+                for r in g.resources:
+                    ag = lookup(r.name, confdir)
+                    if r.args and ag and ag.module == "address":
+                        texts.append(r.args[0])
+            problems += ["cannot prepare %s" % p for p in mod.warm(texts)]
     return problems
 
 
@@ -124,7 +133,7 @@ class Caller:
             try:
                 if a.module == "mail":
                     box.append(mod.run_agent(list(r.args), action, self.node, self.rundir,
-                                             self.statedir))
+                                             self.statedir, confdir=self.confdir))
                 elif action == "start" and len(r.args) == 1:
                     box.append(address_start(mod, r.args[0]))
                 else:

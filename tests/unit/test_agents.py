@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from hb import agents
@@ -127,9 +128,13 @@ def test_timeout_is_a_failure(tmp_path):
 
 def test_builtin_ipaddr_status_in_process(tmp_path):
     _, _, caller = make(tmp_path, ())
+    # preload imports the agent and prepares its interface; this host has none for it
     assert agents.preload([Group(1, "julius", [Resource("IPaddr", ["198.18.77.77/24"],
                                                         "198.18.77.77/24")])],
-                          str(tmp_path / "conf")) == []
+                          str(tmp_path / "conf")) == [
+        "cannot prepare 198.18.77.77/24: no interface has a subnet containing 198.18.77.77:"
+        " give the interface"]
+    assert "pyroute2" in sys.modules
     rc, text = caller.call(Resource("IPaddr", ["198.18.77.77/24"], "198.18.77.77/24"), "status")
     assert (rc, text.strip()) == (3, "stopped")
 

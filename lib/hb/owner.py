@@ -657,6 +657,19 @@ class Owner:
     def _all_heard(self) -> bool:
         return all(n.status != "init" for n in self.nodes.values() if n.kind != "self")
 
+    def next_due(self) -> float:
+        """The earliest monotonic time at which a peer may be declared dead: hb-watch
+        sleeps no longer than that, so a death costs deadtime, not deadtime + a tick."""
+        due = float("inf")
+        for n in self.nodes.values():
+            if n.name == self.me:
+                continue
+            if n.status == "init":
+                due = min(due, self.start + self.cfg.initdead)
+            elif n.status == "up" and n.last is not None:
+                due = min(due, n.last + self._deadtime(n))
+        return due + 0.0005
+
     def _check_nodes(self, now: float, out: list) -> None:
         for n in self.nodes.values():
             if n.name == self.me:

@@ -247,7 +247,7 @@ class Watch:
         step = max(0.01, min(0.1, self.cfg.keepalive / 4))
         self.apply(self.ow.begin(self.now))
         while self.exit is None:
-            for key, _ in sel.select(step):
+            for key, _ in sel.select(max(0.001, min(step, self.ow.next_due() - self.now))):
                 self.now = time.monotonic()
                 if key.data == "stdin":
                     for line in stdin.read():

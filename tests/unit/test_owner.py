@@ -799,3 +799,20 @@ def test_an_empty_class_held_by_the_peer_is_not_claimed_at_start():
     hb.beat(0.1)
     hb.say(0.2, t="resource", rsc_hold="all", rtype="full", isstable="1")
     assert ow.state_fields()["rsc_hold"] == "none"
+
+
+def test_next_due_is_when_the_peer_would_be_declared_dead():
+    """hb-watch sleeps until exactly then, so a death costs deadtime and not a tick more."""
+    from hb.config import Config, Group, Medium, Resource
+    from hb.owner import Owner
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], keepalive=1.0, deadtime=4.0,
+                 warntime=2.0, initdead=8.0, media=[Medium("bcast", "eth0")],
+                 groups=[Group(1, "alpha", [Resource("IPaddr", ["198.18.0.9"], "198.18.0.9")])])
+    ow = Owner(cfg, 100.0, "d", set())
+    ow.begin(100.0)
+    assert abs(ow.next_due() - 108.0) < 0.01             # initdead from the start
+    ow.message({"t": "status", "st": "active", "src": "beta", "hg": "1", "seq": "1",
+                "_via": "eth0", "_rt": "101.0", "hbv": "1", "rsc_hold": "none"}, 101.0)
+    assert abs(ow.next_due() - 105.0) < 0.01             # deadtime after the last beat
+    assert not any("dead" in str(a) for a in ow.tick(105.0 - 0.01))
+    assert any("node beta: dead" in str(a) for a in ow.tick(ow.next_due()))

@@ -2,9 +2,11 @@
 
 An Owner is fed events with the time they happen (monotonic seconds):
 message(fields, now), request(line, now), tick(now), agent_done(group, action,
-rc, now), shutdown(now), reconfigure(cfg, now).  Each returns a list of actions
-for hb-watch to carry out: Send a message line, Run a group's agents, Log a
-line, Save state and status, feed the Watchdog, Exit.
+rc, now), check_done(group, token, ok, detail, now), link(iface, up, now),
+addr_gone(group, addr, now), shutdown(now), reconfigure(cfg, now).  Each
+returns a list of actions for hb-watch to carry out: Send a message line, Run a
+group's agents, Check a group (monitor, off the loop), Log a line, Save state
+and status, feed the Watchdog, Exit.
 
 Ownership is one variable per group, `assign` (this node, the peer, or not yet
 decided), moved by Heartbeat's haresources-mode protocol (reference §4.10-4.15:
@@ -20,6 +22,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
+from hb import health
 from hb.config import Config, Group, digest_diff
 
 # ---------------------------------------------------------------- actions
@@ -36,6 +39,13 @@ class Run:
     """Run a group's agents: start (left to right), stop (right to left), status."""
     group: int
     action: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """Check a running group's resources (monitor), off the loop; answer check_done."""
+    group: int
+    token: int
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class Exit:
     code: int
 
 
-Action = Union[Send, Run, Log, Save, Watchdog, Exit]
+Action = Union[Send, Run, Check, Log, Save, Watchdog, Exit]
 
 ME, PEER = "me", "peer"
 STOPPED, STARTING, RUNNING, STOPPING, FAILED, PROBING = (
@@ -89,6 +99,8 @@ RESULT_TABLE: dict[tuple[str, str, bool], str] = {
     ("start", RUNNING, False): RUNNING,
     ("stop", STOPPING, True): STOPPED,
     ("stop", STOPPING, False): STOPPING,
+    ("restart", RUNNING, True): RUNNING,        # monitor: stopped resources started again
+    ("restart", RUNNING, False): RUNNING,
 }
 
 
@@ -128,6 +140,7 @@ class Node:
     blocked: set = field(default_factory=set)     # Heartbeat peer: not released yet
     cfd: str = ""
     pings: int | None = None
+    nolink: str = ""
     back_at: float = -1e9            # came back from dead, or restarted
     rsc_hold: str = ""               # the classes it says it holds (relative to it)
     late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
@@ -143,14 +156,6 @@ class Link:
     status: str = "up"
     since: float = 0.0
     last: float = 0.0
-
-
-@dataclass
-class Ping:
-    name: str
-    status: str = "init"
-    since: float = 0.0
-    last: float | None = None
 
 
 @dataclass
@@ -195,7 +200,7 @@ class Owner:
     """The state machine of one hb-watch (see the module docstring)."""
 
     def __init__(self, cfg: Config, now: float, digest: str = "",
-                 held: Iterable[int] = ()) -> None:
+                 held: Iterable[int] = (), ifaces: Iterable[str] = ()) -> None:
         self.cfg = cfg
         self.me = cfg.node
         self.digest = digest
@@ -204,7 +209,11 @@ class Owner:
         self.nodes = {n: Node(n, since=now) for n in cfg.nodes}
         self.nodes[self.me].kind = "self"
         self.links: dict[tuple[str, str], Link] = {}
-        self.pings = {p.name: Ping(p.name, since=now) for p in cfg.pings}
+        self.ifaces = list(ifaces)
+        self.reach = health.Reach(cfg.pings, cfg.deadping, cfg.initdead, cfg.keepalive, now,
+                                  self.ifaces if cfg.pings else ())
+        self.decider = health.Decider(cfg.keepalive)
+        self.mon = health.Monitor(cfg.monitor)
         self.gs = {g.index: GroupState(g, since=now) for g in cfg.groups}
         self.comm_up = False
         self.st = "up"
@@ -333,8 +342,7 @@ class Owner:
              "isstable": "1" if self.stable() else "0", "hbv": "1"}
         if self.digest:
             f["cfd"] = self.digest
-        if self.pings:
-            f["pings"] = str(sum(p.status == "up" for p in self.pings.values()))
+        f.update(self.reach.fields())
         return f
 
     def worst_late(self, n: Node, now: float) -> float:
@@ -440,6 +448,8 @@ class Owner:
                       now)
             self.hs = None
         self._check_handshake(now, out)
+        self._connectivity(now, out)
+        self._monitor(now, out)
         if now >= self.next_summary:
             self.next_summary = now + HOUR
             self._summary(now, out)
@@ -500,6 +510,9 @@ class Owner:
                                        {i}, "failed start"))
             elif action == "start" and ok and gs.state == STARTING:
                 self._log(out, "info", "%s running here" % name, now)
+            elif action == "restart":
+                self._log(out, "info" if ok else "error", "%s %s" % (
+                    name, "restarted here" if ok else "failed to restart here"), now)
             elif action == "stop" and ok:
                 gs.stop_tries, gs.dirty = 0, False
                 self._log(out, "info", "%s stopped here" % name, now)
@@ -555,8 +568,11 @@ class Owner:
         self.cfg = cfg
         self.digest = digest or self.digest
         self.cfd_logged = False
-        olds = self.pings
-        self.pings = {p.name: olds.get(p.name) or Ping(p.name, since=now) for p in cfg.pings}
+        self.reach.reconfigure(cfg.pings, cfg.deadping, cfg.initdead, cfg.keepalive, now,
+                               self.ifaces if cfg.pings else ())
+        self.decider.keepalive = cfg.keepalive
+        if cfg.monitor != self.mon.interval:
+            self.mon.set_interval(cfg.monitor, now)
         self._log(out, "info", "configuration re-read", now)
         out.append(Save())
         return out
@@ -623,8 +639,7 @@ class Owner:
                     n.holds = {int(x) for x in g.split(",") if x.isdigit()}
                     n.holds_known = True
                 n.stable = f.get("isstable") == "1"
-            if f.get("pings", "").isdigit():
-                n.pings = int(f["pings"])
+            self._m_reach(n, f, now, out)
         cfd = f.get("cfd", "")
         n.cfd = cfd
         if cfd and self.digest and cfd != self.digest and not self.cfd_logged:
@@ -668,6 +683,9 @@ class Owner:
                 due = min(due, self.start + self.cfg.initdead)
             elif n.status == "up" and n.last is not None:
                 due = min(due, n.last + self._deadtime(n))
+        for t in (self.decider.due(), self.mon.next_due()):
+            if t is not None:
+                due = min(due, t)
         return due + 0.0005
 
     def _check_nodes(self, now: float, out: list) -> None:
@@ -699,25 +717,10 @@ class Owner:
                         self.links[(n.name, m.name)] = Link(n.name, m.name, "dead", now, now)
                         self._log(out, "warning", "link %s %s dead" % (n.name, m.name))
                         out.append(Save())
-        for p in self.pings.values():
-            limit = self.cfg.deadping
-            if p.last is None:
-                limit = max(self.cfg.initdead, self.cfg.deadping)
-            ref = p.last if p.last is not None else self.start
-            if p.status != "dead" and now - ref > limit:
-                p.status, p.since = "dead", now
-                self._log(out, "warning", "ping node %s dead" % p.name, now)
-                out.append(Save())
+        self._reached(self.reach.tick(now), now, out)
 
     def _ping(self, f: dict, now: float, out: list) -> None:
-        p = self.pings.get(f.get("src", ""))
-        if p is None:
-            return
-        p.last = now
-        if p.status != "up":
-            p.status, p.since = "up", now
-            self._log(out, "info", "ping node %s up" % p.name, now)
-            out.append(Save())
+        self._reached(self.reach.reply(f.get("src", ""), f.get("addr", ""), now), now, out)
 
     def _node_down(self, n: Node, now: float, out: list, why: str) -> None:
         n.status, n.since = "dead", now
@@ -743,6 +746,125 @@ class Owner:
         for ln in self.links.values():
             parts.append("link %s %s %s" % (ln.node, ln.medium, ln.status))
         self._log(out, "info", "hourly summary: " + "; ".join(parts))
+
+    # ------------------------------------------------------------ connectivity
+
+    def _m_reach(self, n: Node, f: dict, now: float, out: list) -> None:
+        """The peer's reach: in its status heartbeats and, at once, in `t=reach`."""
+        p = f.get("pings", "")
+        n.pings = int(p) if p.isdigit() else None
+        n.nolink = f.get("nolink", "")
+
+    def peer_reach(self) -> int | None:
+        p = self.peer
+        if p is None or p.kind not in ("hb", "heartbeat"):
+            return None
+        f = {"nolink": p.nolink}
+        if p.pings is not None:
+            f["pings"] = str(p.pings)
+        return health.peer_score(f, p.kind)
+
+    def link(self, iface: str, up: bool, now: float) -> list[Action]:
+        """Carrier of an interface changed (netlink)."""
+        out: list[Action] = []
+        self._reached(self.reach.link(iface, up, now), now, out)
+        return out
+
+    def _reached(self, changes: list, now: float, out: list) -> None:
+        """Ping nodes or carrier changed: log, save, tell an hb peer at once."""
+        if not changes:
+            return
+        for c in changes:
+            self._log(out, "info" if c.status == "up" else "warning", c.text, now)
+        out.append(Save())
+        p = self.peer
+        if p is not None and p.kind == "hb" and self.peer_alive():
+            out.append(Send(dict({"t": "reach"}, **self.reach.fields())))
+
+    def _connectivity(self, now: float, out: list) -> None:
+        """ipfail: hand every group to a live peer that reaches more, for long enough."""
+        held = {i for i in self.held() if self.gs[i].assign == ME}
+        able = self.comm_up and not self.shutting and not self.in_maintenance(now)
+        mine, peer = self.reach.score(), self.peer_reach()
+        if not self.decider.judge(now, mine, peer, able and self.peer_alive(), bool(held)):
+            return
+        if self.hs is not None or any(why == "connectivity" for _, _, why in self.gives):
+            return
+        what = _hold_word(held, self.me, self.cfg.groups)
+        if self._give(what, held, "connectivity", now, out):
+            self._log(out, "warning", "connectivity: %s reaches %s, %s reaches %s: handing "
+                      "groups %s to %s" % (
+                          self.me, health.describe(mine, self.reach.nolink()), self.peer_name,
+                          health.describe(peer, self.peer.nolink),
+                          ",".join(map(str, sorted(held))), self.peer_name), now)
+
+    # ------------------------------------------------------------ monitor
+
+    def _monitor(self, now: float, out: list) -> None:
+        if not self.mon.on:
+            return
+        maint = self.in_maintenance(now)
+        for i, gs in self.gs.items():
+            idle = (gs.state == RUNNING and gs.assign == ME and not gs.busy and not gs.split
+                    and not self.shutting and not maint)
+            if idle and not self.mon.tracked(i):
+                self.mon.track(i, now)
+            elif not idle and self.mon.tracked(i):
+                self.mon.untrack(i)
+        for i, token in self.mon.due(now):
+            out.append(Check(i, token))
+        for i, verdict in self.mon.expired(now):
+            self._check_failed(i, verdict, "no answer within %g s" % self.mon.timeout, now, out)
+
+    def check_done(self, i: int, token: int, ok: bool, detail: str,
+                   now: float) -> list[Action]:
+        """A Check finished: ok, or why not (stopped, timed out, cannot run)."""
+        out: list[Action] = []
+        verdict = self.mon.result(i, token, ok, now)
+        if verdict in (health.RESTART, health.MOVE):
+            self._check_failed(i, verdict, detail, now, out)
+        self._reconcile(now, out)
+        return out
+
+    def addr_gone(self, i: int, addr: str, now: float) -> list[Action]:
+        """An address of group i vanished from its interface (netlink), not by our hand."""
+        out: list[Action] = []
+        gs = self.gs.get(i)
+        if (gs is None or gs.state != RUNNING or gs.busy or gs.assign != ME or self.shutting
+                or self.in_maintenance(now)):
+            return out
+        if not self.mon.on:
+            self._log(out, "warning", "group %d: address %s removed under hb; not restarted "
+                      "(no monitor in ha.cf)" % (i, addr), now)
+            return out
+        if not self.mon.tracked(i):
+            self.mon.track(i, now)
+        verdict = self.mon.removed(i, now)
+        if verdict is not None:
+            self._check_failed(i, verdict, "address %s removed" % addr, now, out)
+        self._reconcile(now, out)
+        return out
+
+    def _check_failed(self, i: int, verdict: str, why: str, now: float, out: list) -> None:
+        gs = self.gs[i]
+        gs.fails += 1
+        name = "group %d (%s)" % (i, gs.group.key)
+        n = len(self.mon.recent_fails(i, now))
+        if verdict == health.MOVE and self.peer_alive():
+            self.mon.forget_fails(i)
+            self.mon.untrack(i)
+            self._log(out, "error", "%s: %s: %d failures within %g s: moving it to %s" % (
+                name, why, n, self.mon.window(), self.peer_name), now)
+            self.gives.append(("local" if gs.group.node == self.me else "foreign", {i},
+                               "monitor failures of group %d" % i))
+        else:
+            self._log(out, "warning", "%s: %s: restarting it here (failure %d within %g s)"
+                      % (name, why, n, self.mon.window()), now)
+            self.mon.untrack(i)
+            self.mon.restarted(i, now)
+            gs.busy = "restart"
+            out.append(Run(i, "restart"))
+        out.append(Save())
 
     # ------------------------------------------------------------ ownership
 
@@ -978,8 +1100,11 @@ class Owner:
             self._claim({"all": "all", "local": "foreign", "foreign": "local"}.get(what, "all"),
                         True)
             self.hs = Handshake("taker", what, groups, "waiting", now, "standby of " + n.name)
+            worse = not health.may_fail_back(self.reach.score(), self.peer_reach())
             for i in groups:
                 self.gs[i].assign = ME
+                if worse and self.gs[i].group.node == n.name:
+                    self.gs[i].needs_failback = True    # back once it reaches as much
                 if n.kind != "hb":
                     n.blocked.add(i)
             out.append(Send({"t": "ask_resources", "rsc_hold": what, "info": "other"}))
@@ -1180,7 +1305,7 @@ class Owner:
         if self.cfg.auto_failback == "on":
             back = {i for i, gs in self.gs.items()
                     if gs.needs_failback and gs.group.node == p.name and gs.state == RUNNING}
-            if back:
+            if back and health.may_fail_back(self.reach.score(), self.peer_reach()):
                 for i in back:
                     self.gs[i].needs_failback = False
                 self._give("foreign", back, "auto_failback to %s" % p.name, now, out)
@@ -1200,16 +1325,27 @@ class Owner:
         def ep(t: float) -> str:
             return "%d" % int(wall - (now - t))
 
+        def reach(score: int | None, nolink: str) -> str:
+            if not show_reach:
+                return ""
+            return " reach=%s" % ("?" if score is None else score) + (
+                " nolink=" + nolink if nolink else "")
+
         lines = ["updated %d pid=%d node=%s" % (int(wall), pid, self.me)]
         maint = ("until=" + ep(self.maint_until)) if self.in_maintenance(now) else "off"
         sf = self.state_fields()
-        lines.append("self %s st=%s rsc_hold=%s maintenance=%s" % (
-            self.me, sf["st"], sf["rsc_hold"], maint))
+        p = self.peer
+        show_reach = bool(self.cfg.pings or self.reach.nolink() or (p and p.nolink))
+        lines.append("self %s st=%s rsc_hold=%s maintenance=%s%s" % (
+            self.me, sf["st"], sf["rsc_hold"], maint,
+            reach(self.reach.score(), self.reach.nolink())))
         for n in self.nodes.values():
             st = self.st if n.kind == "self" else n.st if n.status == "up" and n.st else n.status
             extra = " st=%s" % st
             if n.kind != "self" and n.cfd:
                 extra += " cfd=%s" % ("same" if n.cfd == self.digest else "differs")
+            if n is p and self.peer_reach() is not None:
+                extra += reach(self.peer_reach(), n.nolink)
             lines.append("node %s %s since=%s late=%s gen=%s kind=%s lates=%d%s" % (
                 n.name, n.status, ep(n.since), "%.3g" % self.worst_late(n, now),
                 "%x" % n.gen if n.gen is not None else "0",
@@ -1217,9 +1353,9 @@ class Owner:
         for ln in self.links.values():
             lines.append("link %s %s %s since=%s" % (ln.node, ln.medium, ln.status,
                                                      ep(ln.since)))
-        for p in self.pings.values():
-            lines.append("ping %s %s since=%s" % (p.name, "up" if p.status == "up" else "dead",
-                                                  ep(p.since)))
+        for pg in self.reach.pings.values():
+            lines.append("ping %s %s since=%s" % (pg.name, "up" if pg.status == "up" else "dead",
+                                                  ep(pg.since)))
         for i, gs in self.gs.items():
             here = gs.state in HELD or gs.dirty
             there = self.peer_alive() and i in self.peer.holds
@@ -1228,7 +1364,9 @@ class Owner:
             state = gs.state if gs.state != PROBING else STARTING
             if not here and there:
                 state = RUNNING
-            lines.append("group %d %s %s pref=%s since=%s fails=%d key=%s" % (
-                i, holder, state, gs.group.node, ep(gs.since), gs.fails, gs.group.key))
+            restarts = " restarts=%d" % self.mon.restarts(i, now) if self.mon.on else ""
+            lines.append("group %d %s %s pref=%s since=%s fails=%d%s key=%s" % (
+                i, holder, state, gs.group.node, ep(gs.since), gs.fails, restarts,
+                gs.group.key))
         lines.append("last %s %s" % (ep(self.last[0]), self.last[1]))
         return "\n".join(lines) + "\n"

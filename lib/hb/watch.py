@@ -26,7 +26,7 @@ import time
 
 from docopt import docopt
 
-from hb import agents, config, exits, log as hblog, owner, runfiles, wire
+from hb import agents, checks, config, exits, log as hblog, owner, runfiles, wire
 
 PROG = "hb-watch"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -93,9 +93,13 @@ def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, s
     for pos, kv in st["ping"]:
         if len(pos) >= 2 and pos[1] == "dead":
             warn.append("ping node %s dead" % pos[0])
-    held = []
+    held, mine = [], []
     for pos, kv in st["group"]:
         num, holder, state = (pos + ["?", "?", "?"])[:3]
+        if holder in (me, "both"):
+            mine.append(num)
+        if kv.get("restarts", "0") not in ("0", ""):
+            warn.append("group %s restarted %s times in the last hour" % (num, kv["restarts"]))
         if holder == "both":
             crit.append("group %s held by both nodes" % num)
         elif holder == "none":
@@ -104,12 +108,32 @@ def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, s
             warn.append("group %s %s on %s" % (num, state, holder))
         else:
             held.append("%s on %s" % (num, holder))
+    crit += _reach_check(st, me, mine)
     summary = "%s: groups %s" % (me, ", ".join(held) or "none held")
     if crit:
         return exits.NAGIOS_CRITICAL, "CRITICAL: " + "; ".join(crit + warn)
     if warn:
         return exits.NAGIOS_WARNING, "WARNING: " + "; ".join(warn)
     return exits.NAGIOS_OK, "OK: " + summary
+
+
+def _reach_check(st: dict, me: str, mine: list) -> list[str]:
+    """CRITICAL: this node holds groups without connectivity while the peer has it."""
+    def score(kv: dict) -> int | None:
+        try:
+            return int(kv.get("reach", ""))
+        except ValueError:
+            return None
+    here = score(st.get("self", ([], {}))[1])
+    for pos, kv in st["node"]:
+        there = score(kv)
+        if (mine and here is not None and there is not None and here <= 0 and there > here
+                and kv.get("kind") != "self" and pos[1:2] == ["up"]):
+            nolink = st.get("self", ([], {}))[1].get("nolink")
+            return ["%s holds groups %s with %s while %s reaches %s" % (
+                me, ",".join(mine), "no carrier on " + nolink if nolink else
+                "no ping node", pos[0], "%d ping node(s)" % there)]
+    return []
 
 
 def held_before(rundir: str, me: str) -> list[int]:
@@ -128,9 +152,21 @@ class Watch:
     def __init__(self, cfg: config.Config, rundir: str, statedir: str) -> None:
         self.cfg, self.rundir = cfg, rundir
         self.now = time.monotonic()
-        self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node))
-        self.runner = agents.Runner(agents.Caller(cfg.confdir, cfg.node, rundir, statedir,
-                                                  env={"HA_" + k: v for k, v in cfg.env.items()}))
+        self.ifaces, self.byip = checks.addresses(cfg.groups, cfg.confdir)
+        self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node),
+                              self.ifaces)
+        env = {"HA_" + k: v for k, v in cfg.env.items()}
+        self.runner = agents.Runner(checks.Caller(cfg.confdir, cfg.node, rundir, statedir,
+                                                  env=env))
+        self.checker = checks.Checker(agents.Caller(cfg.confdir, cfg.node, rundir, statedir,
+                                                    timeout=self.ow.mon.timeout, env=env))
+        self.netlink = None
+        if self.ifaces or self.byip:
+            from hb import address
+            try:
+                self.netlink = address.LinkWatcher()
+            except OSError as e:
+                log.error("no netlink events (carrier, addresses): %s", e.strerror or e)
         self.beat_fd: int | None = None
         self.pending: list[tuple[float, bytes]] = []
         self.wd_fd: int | None = None
@@ -152,6 +188,8 @@ class Watch:
                 self.send(wire.format_line(a.fields))
             elif isinstance(a, owner.Run):
                 self.runner.run(self.ow.gs[a.group].group, a.action)
+            elif isinstance(a, owner.Check):
+                self.checker.run(self.ow.gs[a.group].group, a.token)
             elif isinstance(a, owner.Watchdog):
                 self.feed_watchdog()
             elif isinstance(a, owner.Exit):
@@ -217,6 +255,15 @@ class Watch:
         if self.beat_fd is not None:
             os.close(self.beat_fd)
 
+    def netlink_events(self) -> None:
+        """Carrier of the groups' interfaces; addresses removed under us."""
+        for ev in self.netlink.read():
+            if ev[0] == "link":
+                self.apply(self.ow.link(ev[1], ev[2], self.now))
+            elif ev[0] == "addr" and not ev[3]:
+                for i in sorted(self.byip.get(ev[2], ())):
+                    self.apply(self.ow.addr_gone(i, ev[2], self.now))
+
     def reload(self) -> None:
         try:
             cfg = config.load(self.cfg.confdir, self.cfg.node)
@@ -226,6 +273,7 @@ class Watch:
         hblog.setup(PROG, cfg)
         self.cfg = cfg
         self.apply(self.ow.reconfigure(cfg, self.now, config.digest(cfg)))
+        self.checker.caller.timeout = self.ow.mon.timeout
 
     def run(self) -> int:
         sel = selectors.DefaultSelector()
@@ -244,8 +292,14 @@ class Watch:
         sel.register(fifo_r, selectors.EVENT_READ, "fifo")
         sel.register(self.runner.fileno(), selectors.EVENT_READ, "agents")
         sel.register(sig_r, selectors.EVENT_READ, "signal")
+        sel.register(self.checker.fileno(), selectors.EVENT_READ, "checks")
+        if self.netlink is not None:
+            sel.register(self.netlink.fileno(), selectors.EVENT_READ, "netlink")
         step = max(0.01, min(0.1, self.cfg.keepalive / 4))
         self.apply(self.ow.begin(self.now))
+        for iface in self.ifaces:
+            if self.netlink is not None and self.netlink.carrier(iface) is False:
+                self.apply(self.ow.link(iface, False, self.now))
         while self.exit is None:
             for key, _ in sel.select(max(0.001, min(step, self.ow.next_due() - self.now))):
                 self.now = time.monotonic()
@@ -265,6 +319,11 @@ class Watch:
                 elif key.data == "agents":
                     for i, action, rc in self.runner.collect():
                         self.apply(self.ow.agent_done(i, action, rc, self.now))
+                elif key.data == "checks":
+                    for i, token, ok, why in self.checker.collect():
+                        self.apply(self.ow.check_done(i, token, ok, why, self.now))
+                elif key.data == "netlink":
+                    self.netlink_events()
                 elif key.data == "signal":
                     sigs = os.read(sig_r, 64)
                     if signal.SIGHUP in sigs:

@@ -106,6 +106,26 @@ def commands() -> list[list[str]]:
     return rows
 
 
+def render(nodes: list[dict], crows: list[list[str]], secs: float) -> str:
+    rows = [[n["system"], n["label"], str(len(n["procs"])), "%.1f" % (n["rss_kb"] / 1024),
+             "%.1f" % (n["pss_kb"] / 1024), "%.0f" % n["cpu_ms_min"]] for n in nodes]
+    text = ("Idle active node at keepalive 1 s, every process of its failover system, "
+            "CPU over %g s:\n\n" % secs
+            + report.table(["system", "setting", "processes", "RSS MB", "PSS MB",
+                            "CPU ms/min"], rows) + "\n")
+
+    def who(n: dict) -> str:
+        return n["system"] + (" rt " + n["label"].split()[-1] if n["system"] == "hb" else "")
+    prows = [[who(n), p["comm"], "%.1f" % (p["rss_kb"] / 1024),
+              "%.1f" % (p["pss_kb"] / 1024), "%.0f" % p["cpu_ms_min"]]
+             for n in nodes for p in n["procs"]]
+    head = ["system", "process", "RSS MB", "PSS MB", "CPU ms/min"]
+    text += "\nPer process:\n\n" + report.table(head, prows) + "\n"
+    text += ("\nCommand start-up (best of 5 wall ms, max RSS):\n\n"
+             + report.table(["command", "ms", "RSS MB"], crows) + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv)
     secs = float(args["--seconds"])
@@ -122,20 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         log("footprint %s %s: %d kB RSS, %.0f ms CPU/min"
             % (n["system"], n["label"], n["rss_kb"], n["cpu_ms_min"]))
         nodes.append(n)
-    rows = [[n["system"], n["label"], str(len(n["procs"])), "%.1f" % (n["rss_kb"] / 1024),
-             "%.1f" % (n["pss_kb"] / 1024), "%.0f" % n["cpu_ms_min"]] for n in nodes]
-    text = ("Idle active node at keepalive 1 s, every process of its failover system, "
-            "CPU over %g s:\n\n" % secs
-            + report.table(["system", "setting", "processes", "RSS MB", "PSS MB",
-                            "CPU ms/min"], rows) + "\n")
-    prows = [[n["system"], p["comm"], "%.1f" % (p["rss_kb"] / 1024),
-              "%.1f" % (p["pss_kb"] / 1024), "%.0f" % p["cpu_ms_min"]]
-             for n in nodes for p in n["procs"]]
-    head = ["system", "process", "RSS MB", "PSS MB", "CPU ms/min"]
-    text += "\nPer process:\n\n" + report.table(head, prows) + "\n"
     crows = commands()
-    text += ("\nCommand start-up (best of 5 wall ms, max RSS):\n\n"
-             + report.table(["command", "ms", "RSS MB"], crows) + "\n")
+    text = render(nodes, crows, secs)
     print(text)
     if not args["--no-write"]:
         txt, _ = report.write("footprint", text, {"machine": report.machine(), "nodes": nodes,

@@ -46,6 +46,7 @@ class Beat:
                  listen: bool = False, stats: float = 60.0) -> None:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
         self.seqno = self.events = 0
+        self.follow, self.last_beat = False, -1e9
         self.next_check = self.next_stats = 0.0
         self.hist, self.state_key, self.pfx = wire.History(), (), (None,)
         self.state_path = os.path.join(rundir, runfiles.STATE)
@@ -92,21 +93,10 @@ class Beat:
         message's own fields are rendered once while they stay the same."""
         key = tuple(fields)
         if key != self.pfx[0]:
-            fields = [f for f in fields if f[0] not in wire.STANDARD]
-            fields.sort(key=lambda f: f[0] != "t")
-            typed = []
-            for k, v in fields:
-                try:
-                    wire.check_field(k, wire.STRING, v)
-                    typed.append((k, wire.STRING, v))
-                except wire.WireError as e:
-                    log.warning("field %r not sent: %s", k, e)
-            if not typed or typed[0][0] != "t" or not typed[0][2]:
-                raise wire.WireError("no t=")
-            fields = [(k, v) for k, _, v in typed]
-            d = dict(fields)
-            self.pfx = (key, wire.classic_string(typed), wire.format_line(d),
-                        fields[0][1].startswith("NS_"), d.get("dest", self.me) == self.me)
+            *pfx, bad = wire.message_head(fields, self.me)
+            for b in bad:
+                log.warning("%s", b)
+            self.pfx = (key, *pfx)
         _, head, line, ns, forus = self.pfx
         ts = int(time.time())
         if ns:
@@ -197,6 +187,8 @@ class Beat:
                     wire.format_line({"": src})[1:], via, now))
             return
         self.links[k] = now
+        if t == "status" and src != self.me and now - self.last_beat >= self.cfg.keepalive / 2:
+            self.follow = not self.listen     # send ours now: one wake-up for both
         dest = text.get("dest")
         forus = dest is None or dest == self.me
         if t == "NS_rexmit" and dest == self.me and src != self.me and not self.listen:
@@ -243,6 +235,18 @@ class Beat:
             self.events = 0
 
     # -- the loop -------------------------------------------------------------
+    def beat(self, now: float) -> None:
+        """Our status heartbeat (its echo on a broadcast medium is queued by
+        the time sendto() returns: read now, not at another wake-up); pings."""
+        self.follow, self.last_beat = False, now
+        self.send_status(now)
+        for m in self.media:
+            if m.echoes and m.fileno() >= 0:
+                for data in m.recv(now):
+                    self.handle(data, m.name, now)
+        if self.pinger is not None:
+            self.pinger.ping(now)
+
     def arm(self, now: float) -> None:
         """The fds to wait on, rebuilt only when a medium opens or closes."""
         fixed = self.fixed + (self.pinger.fds() if self.pinger is not None else [])
@@ -250,9 +254,10 @@ class Beat:
         self.armed = media.Medium.changes
 
     def run(self, sigfd: int, flags: dict) -> int:
-        """One select() per wake-up with the exact time to the next beat; the
-        lines a wake-up produces go out in one write (own status and its echo
-        on a broadcast medium, read at once)."""
+        """One select() per wake-up, to the next beat exactly; one write per
+        wake-up.  A peer's status heard keepalive/2 or more after our last one
+        sends ours at once and restarts the schedule there (never later than
+        due): a pair then wakes three times per keepalive, not four."""
         period = self.cfg.keepalive
         fifo = keep = -1
         reader = None
@@ -278,14 +283,8 @@ class Beat:
                     if flags.pop("usr1", None):
                         self.log_events(now, force=True)
                 if now >= due:
-                    self.send_status(now)
-                    for m in self.media:        # the echo is queued by now: no wake-up
-                        if m.echoes and m.fileno() >= 0:
-                            for data in m.recv(now):
-                                self.handle(data, m.name, now)
+                    self.beat(now)
                     self.flush()
-                    if self.pinger is not None:
-                        self.pinger.ping(now)
                     due = wire.next_beat(t0, period, now)
                 if now >= seq.next_due:
                     self.ask_rexmit(now)
@@ -316,6 +315,9 @@ class Beat:
                         for name, addr in self.pinger.recv(fd):
                             self.out.append("t=ping %s _via=ping _rt=%.6f\n" % (
                                 wire.format_line({"src": name, "addr": addr}), now))
+                if self.follow:             # a peer's status: ours goes with it
+                    self.beat(now)
+                    t0, due = now, now + period
                 if self.out:
                     self.flush()
                 elif watch_out and self.listen and not r and media.pipe_closed(self.out_fd):

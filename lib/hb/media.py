@@ -522,18 +522,20 @@ def drain(fd: int) -> None:
         pass
 
 
-_LD: list = [b"", "", -1e9]
+_LD: list = [b"", "", -1e9, -1]        # raw, quoted, read at, fd kept open
 
 
 def loadavg(now: float) -> tuple[bytes, str]:
-    """The first line of /proc/loadavg (read at most once a second), raw and quoted."""
+    """The first line of /proc/loadavg (read at most once a second, by one
+    pread on a descriptor kept open), raw and quoted."""
     if now - _LD[2] >= 1.0:
         try:
-            with open("/proc/loadavg", "rb") as f:
-                ld = f.readline().strip()
+            if _LD[3] < 0:
+                _LD[3] = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+            ld = os.pread(_LD[3], 128, 0).split(b"\n", 1)[0].strip()
         except OSError:
             ld = b"0.00 0.00 0.00 0/0 0"
-        _LD[:] = [ld, wire.format_line({"": ld.decode()})[1:], now]
+        _LD[:3] = [ld, wire.format_line({"": ld.decode()})[1:], now]
     return _LD[0], _LD[1]
 
 

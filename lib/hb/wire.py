@@ -229,6 +229,27 @@ def classic_string(fields: list[tuple[str, int, "str | bytes"]]) -> bytes:
     return b"".join(_classic_line(n, t, v) for n, t, v in fields if n != "auth")
 
 
+def message_head(fields: list[tuple[str, str]], me: str
+                 ) -> tuple[bytes, str, bool, bool, list[str]]:
+    """A message's own fields for sending: standard ones dropped, t first, each
+    checked.  (classic lines, message line, NS_ message, for us, problems)."""
+    fields = [f for f in fields if f[0] not in STANDARD]
+    fields.sort(key=lambda f: f[0] != "t")
+    typed: list[tuple[str, int, "str | bytes"]] = []
+    bad = []
+    for k, v in fields:
+        try:
+            check_field(k, STRING, v)
+            typed.append((k, STRING, v))
+        except WireError as e:
+            bad.append("field %r not sent: %s" % (k, e))
+    if not typed or typed[0][0] != "t" or not typed[0][2]:
+        raise WireError("no t=")
+    d = {k: v for k, _, v in typed}
+    return (classic_string(typed), format_line(d),  # type: ignore[arg-type]
+            str(typed[0][2]).startswith("NS_"), d.get("dest", me) == me, bad)
+
+
 def check_field(name: str, typ: int, value: "str | bytes") -> None:
     """WireError unless the field can be sent in classic framing."""
     if not name or "=" in name or "\n" in name or name.startswith("("):

@@ -449,3 +449,26 @@ def test_mcast_medium_joins_its_group_on_its_interface(lab, group):
     finally:
         p.stdin.close()
         p.wait(5)
+
+
+def test_pair_settles_with_one_node_answering_at_once(lab):
+    """One node beats on its timer, the other sends its own status in the same
+    wake-up as the peer's arrives; no heartbeat is ever later than keepalive."""
+    a, b, na, nb = pair(lab, ["bcast eth0"])
+    na.start()
+    nb.start()
+    for n, peer in ((na, "beta"), (nb, "alpha")):
+        n.wait(lambda d: d.get("src") == peer and d.get("t") == "status", count=15)
+    time.sleep(0.5)
+    na.stop()
+    nb.stop()
+    follows = {}
+    for n, peer in ((na, "beta"), (nb, "alpha")):
+        mine = [float(d["_rt"]) for d in n.lines if d.get("_via") == "local"]
+        heard = [float(d["_rt"]) for d in n.heard(peer, t="status")]
+        gaps = [y - x for x, y in zip(mine, mine[1:])]
+        assert max(gaps) < 0.13 and min(gaps[5:]) > 0.05, gaps       # keepalive 100ms
+        last = [t for t in mine if t > mine[0] + 1.0]
+        follows[n.name] = sum(any(0 <= t - h < 0.003 for h in heard) for t in last) / len(last)
+    assert max(follows.values()) > 0.8, follows
+    assert min(follows.values()) < 0.2, follows

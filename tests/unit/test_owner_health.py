@@ -384,3 +384,12 @@ def test_alone_it_keeps_restarting():
         s[J].remove_addr(1)
         s.until(lambda: 1 in s[J].running and not s[J].ow.gs[1].busy, 1.0)
     assert s.holders() == [J] and s[J].ow.mon.restarts(1, s.now) == 4
+
+
+def test_next_due_wakes_the_loop_for_checks_and_the_grace():
+    s = settled(monitor=0.5)
+    ow = s[J].ow
+    assert ow.next_due() <= ow.mon.next_due() + 0.001
+    s[J].reaches = set()
+    s.until(lambda: ow.decider.worse_since is not None, DEADPING + 0.5)
+    assert ow.next_due() <= ow.decider.due() + 0.001

@@ -46,7 +46,7 @@ class Beat:
                  listen: bool = False, stats: float = 60.0) -> None:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
         self.seqno = self.events = 0
-        self.follow, self.last_beat = False, -1e9
+        self.follow, self.last_beat, self.dirfd = False, -1e9, -1
         self.next_check = self.next_stats = 0.0
         self.hist, self.state_key, self.pfx = wire.History(), (), (None,)
         self.state_path = os.path.join(rundir, runfiles.STATE)
@@ -126,12 +126,19 @@ class Beat:
                 self.rx.counts["unsent"] += 1
 
     def read_state(self) -> dict[str, str]:
+        """RUNDIR/state, read again only when replaced or changed; stat'ed
+        every beat relative to RUNDIR (held open), not by its whole path."""
         path = self.state_path
         try:
-            st = os.stat(path)
+            if self.dirfd < 0:
+                self.dirfd = os.open(self.rundir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            st = os.stat(runfiles.STATE, dir_fd=self.dirfd)
             key = (st.st_ino, st.st_mtime_ns, st.st_size)
         except OSError:
             key = ()
+            if self.dirfd >= 0:             # RUNDIR may have been replaced
+                os.close(self.dirfd)
+                self.dirfd = -1
         if key != self.state_key:
             self.state_key = key
             self.state = runfiles.read_kv(path) if key else {}

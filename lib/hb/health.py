@@ -13,10 +13,11 @@ nodes up, None while a ping node has not been judged yet.
 Decision (Heartbeat's ipfail, built in): while this node holds groups and
 reaches less than its live peer for GIVEUP_KEEPALIVES keepalives (ipfail's
 delayed giveup, covering the lag of the peer's count when both lose the same
-ping node; CARRIER_KEEPALIVES when this node has lost carrier, which both
-sides learn at once), it hands its groups to the peer.  Equal counts move nothing; the
-peer's groups come back only under the auto_failback rule, once this node
-reaches as much as the peer (may_fail_back).
+ping node: both ping every keepalive, so their verdicts differ by less than one;
+CARRIER_GRACE when this node has lost carrier, which both sides learn at once
+and tell each other in a `t=reach` message), it hands its groups to the peer.
+Equal counts move nothing; the peer's groups come back only under the
+auto_failback rule, once this node reaches as much as the peer (may_fail_back).
 
 Monitor (`monitor INTERVAL`, an hb extension): each group held and running
 here is checked every interval, with a timeout; a check that fails (stopped,
@@ -32,8 +33,8 @@ from dataclasses import dataclass, field
 from hb.config import PingNode
 
 INIT, UP, DEAD = "init", "up", "dead"
-GIVEUP_KEEPALIVES = 3        # ipfail waited 2 keepalives after asking the peer's count
-CARRIER_KEEPALIVES = 1       # a carrier loss is known at once on both sides (t=reach)
+GIVEUP_KEEPALIVES = 1.5      # both ping every keepalive: verdicts differ by < 1 keepalive
+CARRIER_GRACE = 0.03         # s (at most a keepalive): a carrier loss is known at once
 BACK_GAP_KEEPALIVES = 3      # a dead ping node's run of replies survives 2 lost replies
 MAX_FAILS = 3                # monitor failures within WINDOW_INTERVALS move a group
 WINDOW_INTERVALS = 10
@@ -223,7 +224,8 @@ class Decider:
             return False
         if self.worse_since is None:
             self.worse_since = now
-        self.grace = (CARRIER_KEEPALIVES if mine < 0 else GIVEUP_KEEPALIVES) * self.keepalive
+        self.grace = (min(CARRIER_GRACE, self.keepalive) if mine < 0
+                      else GIVEUP_KEEPALIVES * self.keepalive)
         return now - self.worse_since >= self.grace - 1e-9
 
     def due(self) -> float | None:

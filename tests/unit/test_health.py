@@ -220,20 +220,21 @@ def test_describe():
 
 def test_fewer_than_the_peer_gives_after_the_grace():
     d = health.Decider(KA)
-    assert d.grace == pytest.approx(3 * KA)
+    assert d.grace == pytest.approx(1.5 * KA)
     assert not d.judge(10.0, 0, 1, True, True)
-    assert d.due() == pytest.approx(10.3)
-    assert not d.judge(10.29, 0, 1, True, True)
-    assert d.judge(10.3, 0, 1, True, True)
+    assert d.due() == pytest.approx(10.0 + 1.5 * KA)
+    assert not d.judge(10.0 + 1.5 * KA - 0.01, 0, 1, True, True)
+    assert d.judge(10.0 + 1.5 * KA, 0, 1, True, True)
     assert d.judge(10.4, -1, 0, True, True)          # still worse: still true
 
 
-def test_carrier_loss_waits_one_keepalive():
+def test_carrier_loss_waits_only_for_the_peers_word():
     d = health.Decider(KA)
+    g = min(health.CARRIER_GRACE, KA)
     assert not d.judge(5.0, -1, 0, True, True)
-    assert d.due() == pytest.approx(5.0 + KA)
-    assert not d.judge(5.09, -1, 1, True, True)
-    assert d.judge(5.1, -1, 1, True, True)
+    assert d.due() == pytest.approx(5.0 + g)
+    assert not d.judge(5.0 + g - 0.005, -1, 1, True, True)
+    assert d.judge(5.0 + g, -1, 1, True, True)
     assert not d.judge(5.2, -1, -1, True, True)      # the peer lost it too
 
 
@@ -257,10 +258,11 @@ def test_nothing_moves(mine, peer, alive, holding):
 def test_balance_during_the_grace_aborts():
     d = health.Decider(KA)
     assert not d.judge(0.0, 0, 1, True, True)
-    assert not d.judge(0.2, 0, 0, True, True)         # the peer lost it too
-    assert not d.judge(0.35, 0, 1, True, True)        # a new episode
-    assert not d.judge(0.6, 0, 1, True, True)
-    assert d.judge(0.65, 0, 1, True, True)
+    assert not d.judge(0.1 * KA, 0, 0, True, True)    # the peer lost it too
+    t = 0.35
+    assert not d.judge(t, 0, 1, True, True)           # a new episode
+    assert not d.judge(t + 1.5 * KA - 0.01, 0, 1, True, True)
+    assert d.judge(t + 1.5 * KA, 0, 1, True, True)
 
 
 def test_may_fail_back():
@@ -292,6 +294,7 @@ def simulate(phases, lose_a: float, lose_b: float | None, until: float = 8.0,
     next_ping = dict(ka_steps)
     next_beat = {id(a): a.beat_phase, id(b): b.beat_phase}
     inbox = []                                      # (arrival, score) for A
+    told = None                                     # B's count as last sent in t=reach
     while t < until:
         for s, lose in ((a, lose_a), (b, lose_b)):
             if t >= next_ping[id(s)]:
@@ -303,6 +306,9 @@ def simulate(phases, lose_a: float, lose_b: float | None, until: float = 8.0,
                 next_beat[id(s)] += KA
                 if s is b:
                     inbox.append((t + transit, b.r.score()))
+            if s is b and b.r.score() != told:      # t=reach: sent the moment it changes
+                told = b.r.score()
+                inbox.append((t + transit, told))
         while inbox and inbox[0][0] <= t:
             a.advertised = inbox.pop(0)[1]
         if a.d.judge(t, a.r.score(), a.advertised, True, True):

@@ -37,7 +37,9 @@ deb-deps:
 	fi
 
 lint:
-	$(PYTHON) -m flake8 lib bin tests bench
+	$(PYTHON) -m flake8 lib tests bench demo
+	$(PYTHON) -m flake8 --filename='*' bench/failover bench/load bench/footprint bench/beat bench/agents demo/run
+	$(PYTHON) -m flake8 --filename='*' --extend-ignore=E702 bin  # two-line launchers
 
 test:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests

@@ -351,9 +351,20 @@ class Beat:
             log.error("SIGHUP: configuration not reloaded: %s", e)
             return
         if cfg.realtime and (cfg.rtprio, cfg.realtime) != (self.cfg.rtprio, self.cfg.realtime):
-            media.set_realtime(cfg.rtprio, lock=not self.cfg.realtime)
+            media.set_realtime(cfg.rtprio, lock=False)
+            if not self.cfg.realtime:
+                lock_memory()
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
+
+
+def lock_memory() -> None:
+    """mlockall with MCL_ONFAULT: every page the beat path has touched or will touch
+    stays in memory, but the mapped libraries are not read in whole (+5 MB RSS)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(7) != 0 and libc.mlockall(3) != 0:    # MCL_CURRENT|FUTURE|ONFAULT
+        log.warning("realtime: mlockall refused: %s", os.strerror(ctypes.get_errno()))
 
 
 def fatal(verb: str, obj: str, e: OSError) -> int:
@@ -392,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     if once:
         return send_once(beat)
     if cfg.realtime and not listen:
-        media.set_realtime(cfg.rtprio)
+        media.set_realtime(cfg.rtprio, lock=False)
+        lock_memory()
     if not listen:
         try:
             os.makedirs(args["-r"], exist_ok=True)

@@ -8,15 +8,13 @@ existence of devices and interfaces).
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import ipaddress
 import os
 import re
 import socket
 import stat
 from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class ConfigError(Exception):
@@ -261,6 +259,7 @@ def parse_address(spec: str) -> Address:
 
 
 def _suggest(word: str, words) -> str:
+    import difflib
     m = difflib.get_close_matches(word, sorted(words), n=1, cutoff=0.6) or \
         difflib.get_close_matches(word.lower(), sorted(words), n=1, cutoff=0.6)
     return " (did you mean %s?)" % m[0] if m else ""
@@ -1126,6 +1125,7 @@ def digest(cfg: Config) -> str:
     values = {"haresources": "\n".join("%s %s" % (g.node, " ".join(r.text for r in g.resources))
                                        for g in cfg.groups),
               "auto_failback": cfg.auto_failback}
+    import hashlib
     for k in ("keepalive", "deadtime", "warntime", "initdead"):
         values[k] = "%d" % int(round(getattr(cfg, k) * 1000))
     return "".join(hashlib.sha256(("%s=%s" % (k, values[k])).encode()).hexdigest()[:n]

@@ -6,10 +6,8 @@ One line per event, prefixed with the program name; stderr when run by hand.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
-from typing import Any
 
 FACILITIES = {
     "auth", "authpriv", "cron", "daemon", "kern", "lpr", "mail", "news", "user",
@@ -20,7 +18,7 @@ FACILITIES = {
 log = logging.getLogger("hb")
 
 
-def setup(prog: str, cfg: Any = None, stderr: bool | None = None,
+def setup(prog: str, cfg: object = None, stderr: bool | None = None,
           debug: int | None = None) -> logging.Logger:
     """Configure the 'hb' logger for program prog from a config.Config.
 
@@ -36,8 +34,9 @@ def setup(prog: str, cfg: Any = None, stderr: bool | None = None,
     dests = 0
     facility = getattr(cfg, "logfacility", None)
     if facility and facility != "none" and os.path.exists("/dev/log"):
+        from logging.handlers import SysLogHandler
         try:
-            h: logging.Handler = logging.handlers.SysLogHandler(
+            h: logging.Handler = SysLogHandler(
                 address="/dev/log", facility=facility)
             h.setFormatter(fmt)
             h.setLevel(logging.INFO)

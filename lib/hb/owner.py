@@ -221,6 +221,7 @@ class Owner:
         self.gives: list[tuple[str, set, str]] = []      # queued standby (what, groups, why)
         self.ipreq: set = set()          # groups to answer ip-request-resp for once stopped
         self.rqst_at: float | None = None
+        self.last_tick = -1e9
         self.maint_until: float | None = None
         self.shutting = False
         self.exited = False
@@ -435,6 +436,7 @@ class Owner:
 
     def tick(self, now: float) -> list[Action]:
         out: list[Action] = []
+        self.last_tick = now
         self._clock(now, out)
         self._check_nodes(now, out)
         if self.maint_until is not None and now >= self.maint_until:
@@ -687,6 +689,38 @@ class Owner:
             if t is not None:
                 due = min(due, t)
         return due + 0.0005
+
+    def next_wake(self) -> float:
+        """next_due() and every other moment tick() may act without a new event, so
+        that hb-watch need not tick at a fixed short step; timers already passed at
+        the last tick are left out (what they wait for is no longer time)."""
+        later = [t + 0.0005 for t in self._timers() if t > self.last_tick]
+        return min([self.next_due(), *later])
+
+    def _timers(self) -> list[float]:
+        ts = [self.next_summary, self.start + self.cfg.initdead]
+        me = self.nodes.get(self.me)
+        if me is not None and me.status == "up" and me.last is not None:
+            ts.append(me.last + self.cfg.deadtime)
+        ts += [ln.last + self._deadtime(self.nodes[ln.node]) for ln in self.links.values()
+               if ln.status == "up" and ln.node in self.nodes]
+        ts += [t for t in (self.maint_until, self.rqst_at) if t is not None]
+        if self.hs is not None:
+            ts += [self.hs.t0 + ASK_TIMEOUT, self.hs.t0 + self.cfg.keepalive * 2]
+        if any(gs.yield_ for gs in self.gs.values()):
+            ts.append(self.yield_until)
+        if self.peer is not None:
+            ts.append(self.peer.back_at + self.grace())
+        ts += [gs.retry_at for gs in self.gs.values() if gs.state == STOPPING]
+        r = self.reach
+        for p in r.pings.values():
+            if p.last is not None:
+                ts += [p.last + r.deadping, p.last + r.gap]
+            if p.back is not None:
+                ts.append(p.back + r.deadping)
+        ts.append(r.start + max(r.initdead, r.deadping))
+        ts += [t + r.deadping for t in r.back_at.values()]
+        return ts
 
     def _check_nodes(self, now: float, out: list) -> None:
         for n in self.nodes.values():

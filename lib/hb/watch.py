@@ -295,13 +295,14 @@ class Watch:
         sel.register(self.checker.fileno(), selectors.EVENT_READ, "checks")
         if self.netlink is not None:
             sel.register(self.netlink.fileno(), selectors.EVENT_READ, "netlink")
-        step = max(0.01, min(0.1, self.cfg.keepalive / 4))
+        step = max(0.01, min(1.0, self.cfg.deadtime / 4))   # Owner.next_wake() has the rest
         self.apply(self.ow.begin(self.now))
         for iface in self.ifaces:
             if self.netlink is not None and self.netlink.carrier(iface) is False:
                 self.apply(self.ow.link(iface, False, self.now))
         while self.exit is None:
-            for key, _ in sel.select(max(0.001, min(step, self.ow.next_due() - self.now))):
+            due = min(self.ow.next_wake(), self.next_status, self.now + step)
+            for key, _ in sel.select(max(0.001, due - self.now)):
                 self.now = time.monotonic()
                 if key.data == "stdin":
                     for line in stdin.read():

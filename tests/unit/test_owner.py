@@ -816,3 +816,76 @@ def test_next_due_is_when_the_peer_would_be_declared_dead():
     assert abs(ow.next_due() - 105.0) < 0.01             # deadtime after the last beat
     assert not any("dead" in str(a) for a in ow.tick(105.0 - 0.01))
     assert any("node beta: dead" in str(a) for a in ow.tick(ow.next_due()))
+
+
+def _fake_watch(ow, beats, until):
+    """hb-watch's loop on a fake clock: a tick after each message and whenever
+    Owner.next_wake() says, nothing between; returns [(time, log text)] and the
+    number of wake-ups without a message."""
+    from hb.owner import Log
+    logs, wakes, now, beats = [], 0, 100.0, sorted(beats, key=lambda b: b[0])
+    while now < until:
+        wake = ow.next_wake()
+        if beats and beats[0][0] <= wake:
+            now, f = beats.pop(0)
+            acts = ow.message(dict(f, _rt="%.6f" % now), now) + ow.tick(now)
+        else:
+            now, wakes = max(now, wake), wakes + 1
+            acts = ow.tick(now)
+        logs += [(now, a.text) for a in acts if isinstance(a, Log)]
+    return logs, wakes
+
+
+def _two_media_owner():
+    from hb.config import Config, Group, Medium, Resource
+    from hb.owner import Owner
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], keepalive=1.0, deadtime=4.0,
+                 warntime=2.0, initdead=8.0,
+                 media=[Medium("bcast", "eth0"), Medium("serial", "ttyS0")],
+                 groups=[Group(1, "alpha", [Resource("IPaddr", ["198.18.0.9"], "198.18.0.9")])])
+    ow = Owner(cfg, 100.0, "d", set())
+    ow.begin(100.0)
+    return ow
+
+
+def _beat(t, seq, via="eth0"):
+    if via != "eth0":
+        return (t, {"src": "beta", "_via": via, "_dup": "1"})
+    return (t, {"t": "status", "st": "active", "src": "beta", "hg": "1", "seq": str(seq),
+                "_via": via, "hbv": "1", "rsc_hold": "none"})
+
+
+def test_next_wake_kills_a_silent_link_at_its_deadline():
+    """Woken only by messages and next_wake(), a link still dies deadtime after its last
+    heartbeat, while the peer stays up on the other medium."""
+    ow = _two_media_owner()
+    beats = [_beat(101.0 + k, k + 1) for k in range(20)]
+    beats += [_beat(101.0 + k + 0.001, k + 1, "ttyS0") for k in range(5)]    # last 105.001
+    logs, _ = _fake_watch(ow, beats, 120.5)
+    dead = [t for t, text in logs if text == "link beta ttyS0 dead"]
+    assert dead and 109.001 < dead[0] < 109.01, logs
+    assert not any("node beta: dead" in text for _, text in logs)
+
+
+def test_next_wake_late_heartbeat_warned_on_arrival_and_death_on_time():
+    """A heartbeat later than warntime is warned about when it comes; then silence
+    kills the peer at last + deadtime exactly, with no fixed tick in between."""
+    ow = _two_media_owner()
+    beats = [_beat(101.0, 1), _beat(102.0, 2), _beat(104.5, 3), _beat(105.5, 4)]
+    times = ((101.0, 1), (102.0, 2), (104.5, 3), (105.5, 4))
+    beats += [_beat(t + 0.001, i, "ttyS0") for t, i in times]
+    logs, wakes = _fake_watch(ow, beats, 110.0)
+    late = [t for t, text in logs if text.startswith("node beta: late heartbeat, 2.5 s")]
+    assert late == [104.5], logs
+    dead = [t for t, text in logs if text.startswith("node beta: dead")]
+    assert dead and 109.5 < dead[0] < 109.51, logs
+    assert wakes < 12                      # not a tick every 0.1 s or keepalive / 4
+
+
+def test_next_wake_sleeps_between_steady_heartbeats():
+    """A steady peer: nothing to do between its heartbeats once initdead is over."""
+    ow = _two_media_owner()
+    beats = [_beat(101.0 + k, k + 1) for k in range(30)]
+    beats += [_beat(101.0 + k + 0.001, k + 1, "ttyS0") for k in range(30)]
+    _, wakes = _fake_watch(ow, beats, 130.0)
+    assert wakes <= 3                      # initdead, and the peer's grace

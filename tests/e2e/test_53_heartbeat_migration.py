@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 
+import probe as holders
 from heartbeat import (Probe, hacf, hbnode, heartbeat, host,  # noqa: F401
                        wait_until)
 
@@ -43,6 +44,9 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     wait_until(lambda: where() == ["alpha"], 10, "the VIP on alpha")
     hb_beta.start()
     hb_beta.wait_log(r"(Local|remote) [Rr]esource (acquisition|transition) completed", 20)
+    for name, h in hosts.items():          # who holds the VIP, every 10 ms
+        holders.responder(h, VIP, name)
+    watch = holders.Prober(client, VIP, duration=110, tag="hold")
     probe = Probe(client, VIP, duration=120)
     wait_until(lambda: probe.replies(), 5, "the client to reach the VIP")
     t_start = time.time()
@@ -116,3 +120,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     print("\nlongest interruption over the whole migration: %d ms" % round(total * 1000))
     assert total < 2.0
     assert probe.duplicates() == 0
+    seen = watch.stop()
+    assert len([p for p in seen if p.holders]) > 100
+    both = holders.multi(seen, "holders")
+    assert not both, "the VIP was held by both nodes %d times, first %s" % (len(both), both[0])

@@ -43,8 +43,21 @@ def stress(seconds: float) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def trial(make, seconds: float) -> tuple[str, int, list[str]]:
-    """Run the pair idle under saturation; (label, false failovers, their log lines)."""
+def trial(make, seconds: float, tries: int = 2) -> tuple[str, int, list[str]]:
+    """Run the pair idle under saturation; (label, false failovers, their log lines).
+    A pair that does not come up is tried again once."""
+    for i in range(tries):
+        try:
+            return _trial(make, seconds)
+        except (TimeoutError, AssertionError) as e:
+            log("load: the pair did not come up (%s)%s" % (str(e).splitlines()[0],
+                                                           "; again" if i + 1 < tries else ""))
+            if i + 1 == tries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _trial(make, seconds: float) -> tuple[str, int, list[str]]:
     pair = Pair("bl")
     system: System = make(pair)
     load = None

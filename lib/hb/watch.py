@@ -336,7 +336,7 @@ class Watch:
                 self.apply(self.ow.tick(self.now))
                 if self.pending:
                     self.flush()
-                if self.now >= self.next_status:
+                if self.now >= self.next_status - 0.05:     # with a heartbeat's wake-up
                     self.write_status()
         self.close(disarm=self.ow.exited)
         for fd in (fifo_r, fifo_keep, sig_r, sig_w):

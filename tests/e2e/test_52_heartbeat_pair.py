@@ -349,3 +349,32 @@ def test_legacy_auto_failback_asks_for_groups_with_ip_request(
     assert any("src=%s" % joiner in m for m in asked), p.show()
     assert answered, p.show()
     p.clean()
+
+
+def test_partition_heals_to_one_holder(lab, heartbeat, hbnode):  # noqa: F811
+    """All heartbeat links cut for 3 s (deadtime 1 s): both sides hold the VIP, as
+    Heartbeat would.  Once mended, Heartbeat gives up everything and restarts (its own
+    rule, reference §4.15) and hb lets the preferred node keep it: within 20 s the VIP
+    is on alpha, and on alpha only."""
+    p = running_pair(lab, heartbeat, hbnode, "alpha", auto_failback="on")
+    for prober in p.watch.values():       # both holding it during the cut is the point
+        prober.stop()
+    lab.cut(p.hosts["beta"])
+    wait_until(lambda: p.where() == ["alpha", "beta"], 5,
+               lambda: "both to hold the VIP while cut off\n" + p.show())
+    time.sleep(2)
+    lab.mend(p.hosts["beta"])
+    t0 = time.monotonic()
+    p.alpha.wait_log(r"Cluster node beta returning after partition", 5)
+    wait_until(lambda: p.alpha.log().count("Comm_now_up()") >= 2, 20,
+               lambda: "Heartbeat to restart after the partition\n" + p.show())
+    p.wait_vip("alpha", timeout=15, what="after the partition healed")
+    healed = time.monotonic() - t0
+    for _ in range(20):                   # and it stays there
+        assert p.where() == ["alpha"], p.show()
+        time.sleep(0.1)
+    print("\npartition healed: the VIP only on alpha %.1f s after the links came back"
+          % healed)
+    bad = re.findall(r"authentication|authtoken|replay attack|bad node",   # (both did
+                     p.alpha.log() + p.beta.log())                        # own it: no audit)
+    assert not bad, (bad, p.show())

@@ -698,11 +698,17 @@ def announce(spec: Spec, iface: str) -> bool:
     return True
 
 
+FROZEN = 0.25   # s a repeat may be late before the repeats are abandoned as stale
+
+
 def repeat_announce(spec: Spec, iface: str, count: int, stop: Callable[[], bool]) -> int:
     """Send count announcements spec.arp_interval apart while spec is held; how many."""
     sent = 0
     for _ in range(count):
+        t0 = time.monotonic()
         time.sleep(spec.arp_interval)
+        if time.monotonic() - t0 > spec.arp_interval + FROZEN:
+            break       # this process was frozen: the peer may own the address by now
         if stop() or find_held(Spec(spec.ip, spec.family, iface=iface)) is None:
             break
         if not announce(spec, iface):

@@ -248,3 +248,18 @@ def test_warm_pays_the_one_time_costs_now(lab):
     out = h.run(["/usr/bin/python3", "-c", code]).stdout.splitlines()
     assert out[0].startswith("['203.0.113.9: ") and len(eval(out[0])) == 1
     assert out[1] == "True ['eth0']"
+
+
+def test_repeats_are_abandoned_when_the_process_was_frozen(monkeypatch):
+    """A repeat that wakes far too late (SIGSTOP, a hung VM) is stale: none is sent."""
+    spec = A.parse_spec("198.18.0.100/24/eth0")
+    spec.arp_interval = 0.01
+    sent = []
+    monkeypatch.setattr(A, "announce", lambda s, i: sent.append(i) or True)
+    monkeypatch.setattr(A, "find_held", lambda *a: object())
+    assert A.repeat_announce(spec, "eth0", 3, lambda: False) == 3
+    real_sleep = A.time.sleep
+    monkeypatch.setattr(A.time, "sleep",
+                        lambda s: real_sleep(s + A.FROZEN + 0.05))
+    assert A.repeat_announce(spec, "eth0", 3, lambda: False) == 0
+    assert len(sent) == 3

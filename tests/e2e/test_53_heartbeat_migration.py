@@ -39,6 +39,11 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
         return "VIP on %s\n" % where() + "\n".join(
             "--- %s:\n%s" % (n.name, n.log()[-3000:]) for n in nodes)
 
+    def step(case: str, t0: float) -> None:
+        marks[case] = (t0, time.time())
+        print("\ninterruption: migration: %s: %d ms"
+              % (case, round(probe.outage(t0, time.time()) * 1000)))
+
     nodes: list = [hb_alpha, hb_beta]
     hb_alpha.start()
     wait_until(lambda: where() == ["alpha"], 10, "the VIP on alpha")
@@ -57,7 +62,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     hb_beta.stop()
     hb_alpha.wait_log(r"Received shutdown notice from 'beta'", 5)
     assert where() == ["alpha"]
-    marks["stop Heartbeat on the passive node"] = (t, time.time())
+    step("stop Heartbeat on the passive node", t)
 
     # 2. copy the three files from alpha, unchanged; 3. check them
     conf = os.path.join(lab.tmp, "beta-etc-ha.d")
@@ -85,7 +90,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     wait_until(lambda: hb_alpha.cl_status("rscstatus").stdout.strip() in ("local", "all"),
                20, lambda: "Heartbeat on alpha to settle\n" + show())
     assert where() == ["alpha"]
-    marks["start hb on the passive node"] = (t, time.time())
+    step("start hb on the passive node", t)
 
     # 5. hb_standby on alpha: the VIP moves to hb
     t = time.time()
@@ -93,7 +98,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     wait_until(lambda: where() == ["beta"], 10, lambda: "the VIP on beta\n" + show())
     t1 = time.time()
     wait_until(lambda: probe.replied_since(t1), 5, "the client served by beta")
-    marks["hb_standby on Heartbeat"] = (t, time.time())
+    step("hb_standby on Heartbeat", t)
 
     # 6. upgrade alpha: stop Heartbeat (it holds nothing), start hb with the same files
     time.sleep(1)
@@ -106,7 +111,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     wait_until(lambda: where() == ["alpha"], 15, lambda: "auto_failback to alpha\n" + show())
     t1 = time.time()
     wait_until(lambda: probe.replied_since(t1), 5, "the client served by alpha")
-    marks["upgrade the old active node (auto_failback)"] = (t, time.time())
+    step("upgrade the old active node (auto_failback)", t)
     time.sleep(1)
     assert where() == ["alpha"]
     assert new_alpha.switch("cl_status", "nodestatus", "beta").stdout.strip() == "active"
@@ -114,7 +119,6 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
 
     for case, (t0, t1) in marks.items():
         out = probe.outage(t0, t1)
-        print("\ninterruption: migration: %s: %d ms" % (case, round(out * 1000)))
         assert out < (0.2 if "passive" in case else 2.0), (case, out)
     total = probe.outage(t_start)
     print("\nlongest interruption over the whole migration: %d ms" % round(total * 1000))

@@ -216,17 +216,49 @@ class Caller:
         return exits.OCF_ERR_UNIMPLEMENTED
 
 
+class Mailbox:
+    """Results posted by worker threads, woken for through a pipe the loop selects on."""
+
+    def __init__(self) -> None:
+        self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.done: collections.deque = collections.deque()
+
+    def fileno(self) -> int:
+        return self.rfd
+
+    def post(self, item: tuple) -> None:
+        self.done.append(item)
+        try:
+            os.write(self.wfd, b"x")
+        except OSError:          # a full pipe has woken the loop already
+            pass
+
+    def take(self) -> list:
+        try:
+            while os.read(self.rfd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        out = []
+        while self.done:
+            out.append(self.done.popleft())
+        return out
+
+    def close(self) -> None:
+        os.close(self.rfd)
+        os.close(self.wfd)
+
+
 class Runner:
     """Runs group actions in worker threads; the loop selects on fileno() and collects."""
 
     def __init__(self, caller: Caller) -> None:
         self.caller = caller
-        self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.done: collections.deque = collections.deque()
+        self.box = Mailbox()
         self.busy: dict[int, threading.Thread] = {}
 
     def fileno(self) -> int:
-        return self.rfd
+        return self.box.rfd
 
     def run(self, g: Group, action: str) -> None:
         def work() -> None:
@@ -235,33 +267,21 @@ class Runner:
             except Exception as e:
                 log.error("group %d %s: %s: %s", g.index, action, type(e).__name__, e)
                 rc = exits.FAIL
-            self.done.append((g.index, action, rc))
-            try:
-                os.write(self.wfd, b"x")
-            except BlockingIOError:
-                pass
+            self.box.post((g.index, action, rc))
         t = threading.Thread(target=work, daemon=True, name="group-%d" % g.index)
         self.busy[g.index] = t
         t.start()
 
     def collect(self) -> list[tuple[int, str, int]]:
-        try:
-            while os.read(self.rfd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        out = []
-        while self.done:
-            i, action, rc = self.done.popleft()
+        out = self.box.take()
+        for i, _, _ in out:
             self.busy.pop(i, None)
-            out.append((i, action, rc))
         return out
 
     def wait(self, timeout: float) -> list[tuple[int, str, int]]:
         """Block until a result arrives or timeout passes (for tests and shutdown)."""
-        select.select([self.rfd], [], [], timeout)
+        select.select([self.box.rfd], [], [], timeout)
         return self.collect()
 
     def close(self) -> None:
-        os.close(self.rfd)
-        os.close(self.wfd)
+        self.box.close()

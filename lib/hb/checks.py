@@ -11,9 +11,7 @@ again, left to right, the resources of a group that are not running.
 
 from __future__ import annotations
 
-import collections
 import logging
-import os
 import threading
 
 from hb import agents, exits
@@ -57,11 +55,10 @@ class Checker:
 
     def __init__(self, caller: agents.Caller) -> None:
         self.caller = caller
-        self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.done: collections.deque = collections.deque()
+        self.box = agents.Mailbox()
 
     def fileno(self) -> int:
-        return self.rfd
+        return self.box.rfd
 
     def run(self, g: Group, token: int) -> None:
         def work() -> None:
@@ -73,27 +70,14 @@ class Checker:
                         break
             except Exception as e:
                 ok, why = False, "%s: %s" % (type(e).__name__, e)
-            self.done.append((g.index, token, ok, why))
-            try:
-                os.write(self.wfd, b"x")
-            except OSError:
-                pass
+            self.box.post((g.index, token, ok, why))
         threading.Thread(target=work, daemon=True, name="check-%d" % g.index).start()
 
     def collect(self) -> list[tuple[int, int, bool, str]]:
-        try:
-            while os.read(self.rfd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        out = []
-        while self.done:
-            out.append(self.done.popleft())
-        return out
+        return self.box.take()
 
     def close(self) -> None:
-        os.close(self.rfd)
-        os.close(self.wfd)
+        self.box.close()
 
 
 def addresses(groups: list[Group], confdir: str) -> tuple[list[str], dict[str, set]]:

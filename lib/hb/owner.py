@@ -987,8 +987,8 @@ class Owner:
             if gs.assign != ME:
                 gs.assign = ME
                 took.append(gs.group.index)
-                if gs.group.node == p.name:
-                    gs.needs_failback = True
+            if gs.group.node == p.name:     # held already or taken now: back when it returns
+                gs.needs_failback = True
             if gs.state == FAILED and not gs.dirty:
                 self._set_group(gs, STOPPED, now)
         if took:
@@ -1092,10 +1092,9 @@ class Owner:
             if not self.shutting:
                 self._claim("local", True)
                 for gs in self.gs.values():
-                    if gs.assign != ME:
-                        gs.assign = ME
-                        if gs.group.node == n.name:
-                            gs.needs_failback = True
+                    gs.assign = ME
+                    if gs.group.node == n.name:
+                        gs.needs_failback = True
             return
         if n.kind != "hb" and self.rqst_at is not None and "isstable" in f:
             if n.stable:

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import time
 
-import pytest
 
 import probe as holders
 from heartbeat import (Probe, hacf, hbnode, heartbeat, host,  # noqa: F401
@@ -24,10 +23,6 @@ from heartbeat import (Probe, hacf, hbnode, heartbeat, host,  # noqa: F401
 VIP = "198.18.0.100"
 
 
-@pytest.mark.xfail(reason="hb bug, /work/brief/interop-findings.md finding 5: after a clean "
-                   "shutdown of its preferred node, hb (auto_failback on) does not give back "
-                   "a group it already held; the last step's failback never comes",
-                   strict=False)
 def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa: F811
     hosts = {"alpha": host(lab, "alpha", "198.18.0.1/24"),
              "beta": host(lab, "beta", "198.18.0.2/24")}

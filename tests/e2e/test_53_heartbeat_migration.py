@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import time
 
-
 import probe as holders
 from heartbeat import (Probe, hacf, hbnode, heartbeat, host,  # noqa: F401
                        wait_until)

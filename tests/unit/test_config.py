@@ -167,8 +167,8 @@ def test_heartbeat_sample_all_uncommented_at_once():
     assert [m.name for m in cfg.media] == ["ttyS0", "cuaa0", "cuad0", "a", "eth0", "eth1",
                                            "eth2", "le0", "le1", "le2", "eth0", "eth0"]
     assert (cfg.keepalive, cfg.deadtime, cfg.warntime, cfg.initdead) == (2, 30, 10, 120)
-    assert [p.name for p in cfg.pings] == ["10.10.10.254", "group1"]
-    assert cfg.pings[1].addrs == ["10.10.10.254", "10.10.10.253"] and cfg.pings[1].group
+    assert [p.name for p in cfg.pings] == ["198.51.100.254", "group1"]
+    assert cfg.pings[1].addrs == ["198.51.100.254", "198.51.100.253"] and cfg.pings[1].group
     assert cfg.ipfail and cfg.respawns == [config.Respawn("userid", "/path/name/to/run",
                                                           cfg.respawns[0].line)]
     assert cfg.realtime is False and cfg.debug == 1 and cfg.watchdog == "/dev/watchdog"
@@ -190,12 +190,12 @@ def test_heartbeat_sample_haresources_examples():
     assert len(examples) == 5
     got = [parse_haresources(e, "har", nodes)[0] for e in examples]
     assert [r.text for r in got[2].resources] == [
-        "135.9.216.110", "135.9.215.111", "135.9.216.112", "httpd"]
+        "198.51.100.110", "203.0.113.111", "198.51.100.112", "httpd"]
     assert [(r.name, r.args) for r in got[3].resources] == [
-        ("IPaddr", ["135.9.216.3/28/eth0/135.9.216.12"]), ("httpd", [])]
+        ("IPaddr", ["198.51.100.3/28/eth0/198.51.100.12"]), ("httpd", [])]
     assert [(r.name, r.args) for r in got[4].resources] == [
-        ("IPaddr", ["10.0.0.170"]), ("Filesystem", ["/dev/sda1", "/data1", "ext2"])]
-    assert config.parse_address("135.9.8.7/24/135.9.8.210").broadcast == "135.9.8.210"
+        ("IPaddr", ["192.0.2.170"]), ("Filesystem", ["/dev/sda1", "/data1", "ext2"])]
+    assert config.parse_address("203.0.113.7/24/203.0.113.210").broadcast == "203.0.113.210"
 
 
 def test_heartbeat_sample_authkeys():

@@ -26,7 +26,7 @@ import stat
 import sys
 import time
 
-from hb import config, exits, log as hblog, media, runfiles, wire
+from hb import cli, config, exits, log as hblog, media, runfiles, wire
 
 PROG = "hb-beat"
 BAD = ("garbage", "auth", "unknown", "replay")
@@ -373,12 +373,9 @@ def fatal(verb: str, obj: str, e: OSError) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from docopt import DocoptExit, docopt
-    try:
-        args = docopt(__doc__, argv)
-    except DocoptExit as e:
-        print(e, file=sys.stderr)
-        return exits.USAGE
+    args = cli.parse(__doc__, argv)
+    if isinstance(args, int):
+        return args
     me = (args["--node"] or os.uname().nodename).lower()
     try:
         stats = float(args["--stats"])

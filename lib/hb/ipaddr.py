@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
-from hb import address, exits
+from hb import address, cli, exits
 
 PROG = "hb-ipaddr"
 ACTIONS = ("start", "stop", "status", "monitor")
@@ -176,12 +176,9 @@ def _ocf(action: str, args: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from docopt import DocoptExit, docopt
-    try:
-        args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
-    except DocoptExit as e:
-        sys.stderr.write("%s\n" % e)
-        return exits.USAGE
+    args = cli.parse(__doc__, argv)
+    if isinstance(args, int):
+        return args
     if args["ADDRESS"] is not None:
         return _heartbeat(args["ADDRESS"], args["ACTION"], args)
     return _ocf(args["ACTION"], args)

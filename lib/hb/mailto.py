@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import sys
 
-from hb import exits, mail, runfiles
+from hb import cli, exits, mail, runfiles
 
 PROG = "hb-mailto"
 
@@ -130,12 +130,9 @@ def run(addrs: list[str], subject: str, action: str, args: dict, ocf: bool) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from docopt import DocoptExit, docopt
-    try:
-        args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
-    except DocoptExit as e:
-        sys.stderr.write("%s\n" % e)
-        return exits.USAGE
+    args = cli.parse(__doc__, argv)
+    if isinstance(args, int):
+        return args
     for opt, var, default in (("-c", "HB_CONFDIR", runfiles.CONFDIR),
                               ("-r", "HB_RUNDIR", runfiles.RUNDIR),
                               ("-s", "HB_STATEDIR", runfiles.VARDIR)):

@@ -15,6 +15,7 @@ os.environ["PYTHONPATH"] = os.path.join(ROOT, "lib") + (
 os.environ["PATH"] = os.path.join(ROOT, "bin") + ":" + os.environ["PATH"]
 
 from netns import Lab  # noqa: E402
+from smtpserver import Smtpd  # noqa: E402
 
 
 @pytest.fixture
@@ -23,3 +24,12 @@ def lab(request):
         pytest.skip("network namespaces need root")
     with Lab(request.node.name.replace("test_", "")[:4]) as lab:
         yield lab
+
+
+@pytest.fixture
+def smtpd():
+    """A plain SMTP server on loopback that keeps what it receives."""
+    s = Smtpd()
+    s.start()
+    yield s
+    s.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import os
-import socket
 import stat
 import subprocess
 import time
@@ -13,47 +12,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT = os.path.join(ROOT, "bin", "hb-mailto")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Smtpd:
-    """aiosmtpd on 127.0.0.1:port that keeps what it receives; start/stop at will."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.envelopes: list = []
-        self.ctl = None
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def start(self) -> None:
-        from aiosmtpd.controller import Controller
-        self.ctl = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.ctl.start()
-
-    def stop(self) -> None:
-        if self.ctl:
-            self.ctl.stop()
-            self.ctl = None
-
-    @property
-    def messages(self) -> list[email.message.Message]:
-        return [email.message_from_bytes(e.content) for e in self.envelopes]
-
-
-@pytest.fixture
-def smtpd():
-    s = Smtpd()
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from netns import Host, Lab
+from netns import Host, Lab, cat
 
 DAEMON = "/usr/libexec/heartbeat/heartbeat"
 SHARE = "/usr/share/heartbeat"
@@ -396,21 +396,10 @@ class HbNode:
                               capture_output=True, timeout=timeout)
 
     def status(self) -> str:
-        try:
-            with open(os.path.join(self.run, "status")) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return cat(os.path.join(self.run, "status"))
 
     def log(self) -> str:
-        out = ""
-        for path in (self.logfile, self.errfile):
-            try:
-                with open(path, errors="replace") as f:
-                    out += f.read()
-            except FileNotFoundError:
-                pass
-        return out
+        return cat(self.logfile, self.errfile)
 
     def wait_log(self, pattern: str, timeout: float = 10) -> re.Match:
         rx = re.compile(pattern)

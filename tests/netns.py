@@ -179,3 +179,15 @@ class Lab:
 
 def quote(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def cat(*paths: str) -> str:
+    """The text of the files one after the other; a missing file reads as empty."""
+    out = ""
+    for path in paths:
+        try:
+            with open(path, errors="replace") as f:
+                out += f.read()
+        except FileNotFoundError:
+            pass
+    return out

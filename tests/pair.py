@@ -22,7 +22,7 @@ import time
 from typing import Callable, Sequence
 
 import probe
-from netns import Host, Lab
+from netns import Host, Lab, cat
 
 VIP = "198.18.0.100"
 NAMES = ("alpha", "beta")
@@ -229,14 +229,7 @@ class Node:
         return self.host.has_addr(VIP)
 
     def logtext(self) -> str:
-        out = ""
-        for path in (self.log, self.err):
-            try:
-                with open(path, errors="replace") as f:
-                    out += f.read()
-            except FileNotFoundError:
-                pass
-        return out
+        return cat(self.log, self.err)
 
     def logtail(self, n: int = 40) -> str:
         lines = self.logtext().splitlines()[-n:]

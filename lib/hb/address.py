@@ -720,44 +720,89 @@ def repeat_announce(spec: Spec, iface: str, count: int, stop: Callable[[], bool]
 # -- changes through pyroute2 -----------------------------------------------------
 
 _ipr: Any = None
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+
+
+def _pyroute2_core() -> tuple[Any, Any]:
+    """pyroute2's rtnetlink socket and address message, without running the
+    package's __init__: that one loads every plugin named by an entry point
+    (NDB, IPDB, asyncio, sqlite3...), 25 MB and 120 ms where an address change
+    needs 6 MB.  Should that layout change, the whole package is imported."""
+    import sys
+    if "pyroute2" in sys.modules:
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        from pyroute2.netlink.rtnl.iprsocket import IPRSocket
+        return IPRSocket, ifaddrmsg
+    import importlib.util
+    import types
+    spec = importlib.util.find_spec("pyroute2")
+    shell = types.ModuleType("pyroute2")
+    shell.__path__ = list(spec.submodule_search_locations or []) if spec else []
+    shell.__spec__ = spec
+    sys.modules["pyroute2"] = shell
+    try:
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        from pyroute2.netlink.rtnl.iprsocket import IPRSocket
+    except ImportError:
+        for name in [n for n in sys.modules if n == "pyroute2" or n.startswith("pyroute2.")]:
+            del sys.modules[name]
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        from pyroute2.netlink.rtnl.iprsocket import IPRSocket
+    finally:
+        if sys.modules.get("pyroute2") is shell:   # a later `import pyroute2` gets
+            del sys.modules["pyroute2"]             # the real package
+    return IPRSocket, ifaddrmsg
 
 
 def _iproute() -> Any:
     global _ipr
     if _ipr is None:
-        from pyroute2 import IPRoute
-        _ipr = IPRoute()
+        sock, msg = _pyroute2_core()
+        _ipr = (sock(), msg)
     return _ipr
 
 
+def _change(mtype: int, flags: int, family: int, index: int, prefix: int,
+            ifa_flags: int, attrs: list[tuple[str, Any]]) -> None:
+    """One RTM_NEWADDR/RTM_DELADDR request, acknowledged (NetlinkError on refusal)."""
+    sock, ifaddrmsg = _iproute()
+    msg = ifaddrmsg()
+    msg["family"], msg["prefixlen"], msg["index"] = family, prefix, index
+    msg["flags"], msg["scope"] = ifa_flags & 0xFF, 0
+    if ifa_flags > 0xFF:
+        attrs = attrs + [("IFA_FLAGS", ifa_flags)]
+    msg["attrs"] = attrs
+    sock.nlm_request(msg, msg_type=mtype, msg_flags=NLM_F_REQUEST | NLM_F_ACK | flags)
+
+
 def add(spec: Spec, iface: str, prefix: int) -> None:
-    ipr = _iproute()
     idx = socket.if_nametoindex(iface)
-    kw: dict[str, Any] = {"index": idx, "address": spec.ip, "prefixlen": prefix}
+    attrs: list[tuple[str, Any]] = [("IFA_LOCAL", spec.ip), ("IFA_ADDRESS", spec.ip)]
     flags = 0
     if spec.family == AF_INET:
         b = spec.broadcast or broadcast_of(spec.ip, prefix)
         if b:
-            kw["broadcast"] = b
-        kw["label"] = iface + ":" + spec.label if spec.label else iface
-        if len(kw["label"]) > 15:
-            raise SpecError("label %s is longer than 15 characters" % kw["label"])
+            attrs.append(("IFA_BROADCAST", b))
+        label = iface + ":" + spec.label if spec.label else iface
+        if len(label) > 15:
+            raise SpecError("label %s is longer than 15 characters" % label)
+        attrs.append(("IFA_LABEL", label))
     else:
         flags |= IFA_F_NODAD
     if spec.noprefixroute:
         flags |= IFA_F_NOPREFIXROUTE
-    if flags:
-        kw["flags"] = flags
     try:
-        ipr.addr("add", **kw)
+        _change(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, spec.family, idx, prefix, flags, attrs)
     except Exception as e:
         if getattr(e, "code", None) != 17:      # EEXIST: held already
             raise
 
 
 def remove(a: Addr) -> None:
+    family = AF_INET6 if ":" in a.ip else AF_INET
     try:
-        _iproute().addr("del", index=a.index, address=a.ip, prefixlen=a.prefix)
+        _change(RTM_DELADDR, 0, family, a.index, a.prefix, 0,
+                [("IFA_LOCAL", a.ip), ("IFA_ADDRESS", a.ip)])
     except Exception as e:
         if getattr(e, "code", None) not in (99, 19):    # EADDRNOTAVAIL, ENODEV: gone
             raise

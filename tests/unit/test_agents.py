@@ -134,7 +134,7 @@ def test_builtin_ipaddr_status_in_process(tmp_path):
                           str(tmp_path / "conf")) == [
         "cannot prepare 198.18.77.77/24: no interface has a subnet containing 198.18.77.77:"
         " give the interface"]
-    assert "pyroute2" in sys.modules
+    assert "pyroute2.netlink.rtnl.iprsocket" in sys.modules
     rc, text = caller.call(Resource("IPaddr", ["198.18.77.77/24"], "198.18.77.77/24"), "status")
     assert (rc, text.strip()) == (3, "stopped")
 

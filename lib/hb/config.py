@@ -1125,10 +1125,13 @@ def digest(cfg: Config) -> str:
     values = {"haresources": "\n".join("%s %s" % (g.node, " ".join(r.text for r in g.resources))
                                        for g in cfg.groups),
               "auto_failback": cfg.auto_failback}
-    import hashlib
+    try:
+        from _sha256 import sha256      # not hashlib: OpenSSL costs 3.7 MB per daemon
+    except ImportError:
+        from hashlib import sha256
     for k in ("keepalive", "deadtime", "warntime", "initdead"):
         values[k] = "%d" % int(round(getattr(cfg, k) * 1000))
-    return "".join(hashlib.sha256(("%s=%s" % (k, values[k])).encode()).hexdigest()[:n]
+    return "".join(sha256(("%s=%s" % (k, values[k])).encode()).hexdigest()[:n]
                    for k, n in DIGEST_PARTS)
 
 

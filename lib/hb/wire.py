@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import re
+from _operator import _compare_digest     # hmac.compare_digest, without hashlib
+from typing import Any
 
 _ENC = {"%": "%25", " ": "%20", "=": "%3D", "\n": "%0A", "\r": "%0D", "\t": "%09"}
 
@@ -188,12 +188,32 @@ def crc32_posix(data: bytes) -> int:
 _PADS: dict[tuple[str, bytes], tuple] = {}
 
 
+def _hash(method: str) -> Any:
+    """The interpreter's own implementation of a digest: hashlib would map
+    OpenSSL's libcrypto into every daemon, 3.7 MB of RSS each, and a message
+    is a few hundred bytes (1 us either way)."""
+    try:
+        if method == "sha1":
+            from _sha1 import sha1
+            return sha1
+        if method == "md5":
+            from _md5 import md5
+            return md5
+        if method == "sha256":
+            from _sha256 import sha256
+            return sha256
+    except ImportError:
+        pass
+    import hashlib
+    return getattr(hashlib, method)
+
+
 def _pads(method: str, key: bytes) -> tuple:
     """RFC 2104's keyed inner and outer hash states, kept for the next message."""
-    k = hashlib.new(method, key).digest() if len(key) > 64 else key
+    new = _hash(method)
+    k = new(key).digest() if len(key) > 64 else key
     k = k.ljust(64, b"\0")
-    pads = (hashlib.new(method, bytes(b ^ 0x36 for b in k)),
-            hashlib.new(method, bytes(b ^ 0x5C for b in k)))
+    pads = (new(bytes(b ^ 0x36 for b in k)), new(bytes(b ^ 0x5C for b in k)))
     if len(_PADS) > 64:
         _PADS.clear()
     _PADS[(method, key)] = pads
@@ -456,7 +476,7 @@ def verify(pkt: Packet, keys: dict[int, tuple[str, bytes]]) -> bool:
         want = auth_token(k[0], k[1], data)
     except WireError:
         return False
-    return hmac.compare_digest(want.encode(), _enc(token))
+    return _compare_digest(want.encode(), _enc(token))
 
 
 class SerialFramer:

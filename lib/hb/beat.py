@@ -19,6 +19,7 @@ Options:
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -31,6 +32,7 @@ from hb import cli, config, exits, log as hblog, media, runfiles, wire
 PROG = "hb-beat"
 BAD = ("garbage", "auth", "unknown", "replay")
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
+HOLD = 0.02        # s our own status line may wait for the peer's answer (keepalive/4 at most)
 
 log = hblog.log
 
@@ -47,6 +49,7 @@ class Beat:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
         self.seqno = self.events = 0
         self.follow, self.last_beat, self.dirfd = False, -1e9, -1
+        self.peer_status = -1e9           # when a peer's status was last heard
         self.next_check = self.next_stats = 0.0
         self.hist, self.state_key, self.pfx = wire.History(), (), (None,)
         self.state_path = os.path.join(rundir, runfiles.STATE)
@@ -194,8 +197,10 @@ class Beat:
                     wire.format_line({"": src})[1:], via, now))
             return
         self.links[k] = now
-        if t == "status" and src != self.me and now - self.last_beat >= self.cfg.keepalive / 2:
-            self.follow = not self.listen     # send ours now: one wake-up for both
+        if t == "status" and src != self.me:
+            self.peer_status = now
+            if now - self.last_beat >= self.cfg.keepalive / 2:
+                self.follow = not self.listen     # send ours now: one wake-up for both
         dest = text.get("dest")
         forus = dest is None or dest == self.me
         if t == "NS_rexmit" and dest == self.me and src != self.me and not self.listen:
@@ -264,7 +269,9 @@ class Beat:
         """One select() per wake-up, to the next beat exactly; one write per
         wake-up.  A peer's status heard keepalive/2 or more after our last one
         sends ours at once and restarts the schedule there (never later than
-        due): a pair then wakes three times per keepalive, not four."""
+        due): a pair then wakes three times per keepalive, not four.  The line
+        of our own status waits for the peer's answer (HOLD at most), so that
+        hb-watch reads both in one wake-up too."""
         period = self.cfg.keepalive
         fifo = keep = -1
         reader = None
@@ -276,6 +283,7 @@ class Beat:
         mono, select_ = time.monotonic, select.select
         t0 = mono()
         due = t0 if not self.listen else float("inf")
+        hold = 0.0
         seq = self.rx.seq
         try:
             while True:
@@ -291,7 +299,10 @@ class Beat:
                         self.log_events(now, force=True)
                 if now >= due:
                     self.beat(now)
-                    self.flush()
+                    if now - self.peer_status < 1.5 * period:
+                        hold = now + min(period / 4, HOLD)  # the peer answers at once:
+                    else:                                   # one write, one wake-up
+                        self.flush()                        # of hb-watch for both
                     due = wire.next_beat(t0, period, now)
                 if now >= seq.next_due:
                     self.ask_rexmit(now)
@@ -300,6 +311,8 @@ class Beat:
                 if self.armed != media.Medium.changes or now >= self.next_open:
                     self.arm(now)
                 wait = (due if not self.listen else now + 1.0) - now
+                if self.out and hold - now < wait:
+                    wait = hold - now
                 if seq.next_due - now < wait:
                     wait = seq.next_due - now
                 wl, wait = media.serial_waits(self.serials, wait)
@@ -416,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
     log.info("starting: node %s generation %x, %d media, keepalive %gs%s", me, beat.gen,
              len(beat.media), cfg.keepalive, " (listening only)" if listen else "")
+    gc.freeze()     # what start-up made stays: no collection rescans it
     return beat.run(rfd, flags)
 
 

@@ -196,6 +196,16 @@ def _hex(s: str | None) -> int | None:
         return None
 
 
+def _sent_at(f: dict, now: float) -> float:
+    """When hb-beat sent our own status (its `_rt`: the line may be written a few
+    ms later, with the peer's answer), on the same monotonic clock; else now."""
+    try:
+        rt = float(f.get("_rt", ""))
+    except ValueError:
+        return now
+    return rt if now - 1.0 < rt <= now else now
+
+
 class Owner:
     """The state machine of one hb-watch (see the module docstring)."""
 
@@ -375,7 +385,7 @@ class Owner:
         if src == self.me:
             if t == "status" and via == "local":
                 out.append(Watchdog())
-                self._heard_self(now, out)
+                self._heard_self(_sent_at(f, now), out)
             return out
         n = self.nodes.get(src)
         if n is None:

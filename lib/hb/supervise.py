@@ -251,7 +251,7 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
         waits = [k.due - now for k in kids if k.proc is None and not k.done]
         waits += [0.02 for k in kids if k.hup]
         try:
-            select.select([sigr], [], [], max(0.0, min(waits, default=5.0)))
+            select.select([sigr], [], [], max(0.0, min(waits, default=60.0)))  # SIGCHLD wakes us
             sigs = os.read(sigr, 512)
         except BlockingIOError:
             sigs = b""

@@ -18,6 +18,7 @@ Options:
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import selectors
 import signal
@@ -203,7 +204,7 @@ class Watch:
         self.write_status()
 
     def write_status(self) -> None:
-        self.next_status = self.now + 1.0
+        self.next_status = self.now + STATUS_EVERY
         runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
                               self.ow.status_text(self.now, time.time(), os.getpid()))
 
@@ -336,7 +337,7 @@ class Watch:
                 self.apply(self.ow.tick(self.now))
                 if self.pending:
                     self.flush()
-                if self.now >= self.next_status - 0.05:     # with a heartbeat's wake-up
+                if self.now >= self.next_status - 1.0:      # with a wake-up due anyway
                     self.write_status()
         self.close(disarm=self.ow.exited)
         for fd in (fifo_r, fifo_keep, sig_r, sig_w):
@@ -345,6 +346,7 @@ class Watch:
 
 
 EARLY: list[int] = []
+STATUS_EVERY = 5.0    # s: RUNDIR/status is rewritten on every change and this often
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,4 +381,5 @@ def main(argv: list[str] | None = None) -> int:
         return exits.FAIL
     log.info("starting: node %s, %d groups, auto_failback %s, deadtime %g s", cfg.node,
              len(cfg.groups), cfg.auto_failback, cfg.deadtime)
+    gc.freeze()     # what start-up made stays: no collection rescans it
     return w.run()

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from hb import config, exits, log, runfiles
+from hb import cli, config, exits, log, runfiles
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
@@ -309,8 +309,9 @@ def _wait(kids: list[Child], limit: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from docopt import docopt
-    args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
+    args = cli.parse(__doc__, argv)
+    if isinstance(args, int):
+        return args
     if args["--check"]:
         return check(args["-c"], args["--node"])
     if args["--export"] is not None:

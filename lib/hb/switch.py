@@ -31,7 +31,7 @@ import os
 import sys
 import time
 
-from hb import exits, runfiles
+from hb import cli, exits, runfiles
 from hb.exits import CL_FAIL, CL_OK, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR
 
 STALE = 3.0          # hb-watch rewrites status at least once a second
@@ -383,8 +383,9 @@ def cl_status(args: dict, st: dict | None, now: float) -> tuple[int, str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from docopt import docopt
-    args = docopt(__doc__, argv=sys.argv[1:] if argv is None else argv)
+    args = cli.parse(__doc__, argv)
+    if isinstance(args, int):
+        return args
     if args["status"]:
         fmt = args["--format"]
         if fmt not in ("text", "shell", "json"):

@@ -25,9 +25,7 @@ import signal
 import sys
 import time
 
-from docopt import docopt
-
-from hb import agents, checks, config, exits, log as hblog, owner, runfiles, wire
+from hb import agents, checks, cli, config, exits, log as hblog, owner, runfiles, wire
 
 PROG = "hb-watch"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -352,7 +350,10 @@ STATUS_EVERY = 5.0    # s: RUNDIR/status is rewritten on every change and this o
 def main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, lambda n, _: EARLY.append(n))
-    args = docopt(__doc__, argv)
+    args = cli.parse(__doc__, argv)
+    if isinstance(args, int):       # a check's usage error is UNKNOWN, as for a plugin
+        return exits.NAGIOS_UNKNOWN if "--check" in (sys.argv if argv is None else argv) \
+            else args
     if args["--check"]:
         try:
             max_age = float(args["--max-age"])

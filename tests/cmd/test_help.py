@@ -73,3 +73,21 @@ def test_man_page_sections_in_order(cmd):
     assert known == sorted(known, key=order.index)
     assert known[:3] == ["NAME", "SYNOPSIS", "DESCRIPTION"]
     assert "EXIT STATUS" in known and "SEE ALSO" in known
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_bad_usage_is_exit_2_with_the_usage_on_stderr(cmd):
+    """A misspelt option is the LSB's 2 (invalid arguments), not docopt's own 1,
+    the usage lines on stderr and nothing on stdout."""
+    r = subprocess.run([os.path.join(ROOT, "bin", cmd), "--no-such-option"],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert r.stderr.lower().startswith("usage:")
+    assert usage_lines(module(cmd).__doc__)[0] in r.stderr
+
+
+def test_bad_usage_of_a_check_is_nagios_unknown():
+    r = subprocess.run([os.path.join(ROOT, "bin", "hb-watch"), "--check", "--max-age"],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (3, ""), r
+    assert r.stderr.startswith("--max-age requires argument\nUsage:\n")

@@ -11,7 +11,7 @@ reaches: -1 while a group's interface has no carrier, else the number of ping
 nodes up, None while a ping node has not been judged yet.
 
 Decision (Heartbeat's ipfail, built in): while this node holds groups and
-reaches less than its live peer for GIVEUP_KEEPALIVES keepalives (ipfail's
+reaches less than its live peer for a keepalive and GIVEUP_MARGIN (ipfail's
 delayed giveup, covering the lag of the peer's count when both lose the same
 ping node: both ping every keepalive, so their verdicts differ by less than one;
 CARRIER_GRACE when this node has lost carrier, which both sides learn at once
@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from hb.config import PingNode
 
 INIT, UP, DEAD = "init", "up", "dead"
-GIVEUP_KEEPALIVES = 1.5      # both ping every keepalive: verdicts differ by < 1 keepalive
+GIVEUP_KEEPALIVES = 1.0      # both ping every keepalive: verdicts differ by < 1 keepalive,
+GIVEUP_MARGIN = 0.02         # s (a quarter keepalive at most): and t=reach's transit
+FRESH_KEEPALIVES = 2         # pfresh counts ping nodes heard within deadping - 2 keepalives
 CARRIER_GRACE = 0.03         # s (at most a keepalive): a carrier loss is known at once
 BACK_GAP_KEEPALIVES = 3      # a dead ping node's run of replies survives 2 lost replies
 MAX_FAILS = 3                # monitor failures within WINDOW_INTERVALS move a group
@@ -50,6 +52,7 @@ class PingState:
     since: float = 0.0
     last: float | None = None          # last reply
     back: float | None = None          # first reply of the current run while dead
+    stale: bool = False                # up, but silent for Reach.fresh_for
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Reach:
                     keepalive: float, now: float, ifaces: list[str] | tuple = ()) -> None:
         self.deadping, self.initdead, self.keepalive = deadping, initdead, keepalive
         self.gap = min(deadping, (BACK_GAP_KEEPALIVES + 0.5) * keepalive)
+        fresh = deadping - FRESH_KEEPALIVES * keepalive
+        self.fresh_for = fresh if fresh >= 2 * keepalive else None
         old = self.pings
         self.pings = {p.name: old.get(p.name) or PingState(p.name, list(p.addrs), since=now)
                       for p in pings}
@@ -115,6 +120,9 @@ class Reach:
             p.last = now
             if p.status == INIT:
                 self._set(p, UP, now, out, "ping node %s up" % n)
+            elif p.stale:
+                p.stale = False
+                out.append(Change("fresh", n, UP, ""))
         return out
 
     def link(self, iface: str, up: bool, now: float) -> list[Change]:
@@ -140,6 +148,10 @@ class Reach:
             if p.status == UP and p.last is not None and now - p.last > self.deadping:
                 self._set(p, DEAD, now, out, "ping node %s dead (no reply for %.2f s)"
                           % (p.name, now - p.last))
+            elif (p.status == UP and not p.stale and self.fresh_for is not None
+                  and p.last is not None and now - p.last > self.fresh_for):
+                p.stale = True
+                out.append(Change("fresh", p.name, DEAD, ""))
             elif p.status == INIT and now - self.start > max(self.initdead, self.deadping):
                 self._set(p, DEAD, now, out, "ping node %s dead (no reply since the start)"
                           % p.name)
@@ -153,7 +165,7 @@ class Reach:
         return out
 
     def _set(self, p: PingState, status: str, now: float, out: list, text: str) -> None:
-        p.status, p.since = status, now
+        p.status, p.since, p.stale = status, now, False
         if status != DEAD:
             p.back = None
         out.append(Change("ping", p.name, status, text))
@@ -174,6 +186,21 @@ class Reach:
     def count(self) -> int:
         return sum(p.status == UP for p in self.pings.values())
 
+    def fresh(self) -> int:
+        """Ping nodes up and heard within fresh_for: what the peer compares with
+        when its own count drops (see Decider.judge)."""
+        return sum(p.status == UP and not p.stale for p in self.pings.values())
+
+    def deadlines(self) -> list[float]:
+        """When tick() may change something without a new reply."""
+        ts: list[float] = []
+        for p in self.pings.values():
+            if p.last is not None:
+                ts += [p.last + self.deadping, p.last + self.gap]
+                if self.fresh_for is not None and p.status == UP and not p.stale:
+                    ts.append(p.last + self.fresh_for)
+        return ts
+
     def judged(self) -> bool:
         return all(p.status != INIT for p in self.pings.values())
 
@@ -193,6 +220,8 @@ class Reach:
         f: dict[str, str] = {}
         if self.pings:
             f["pings"] = str(self.count())
+            if self.fresh_for is not None:
+                f["pfresh"] = str(self.fresh())
         if self.nolink():
             f["nolink"] = self.nolink()
         return f
@@ -214,19 +243,28 @@ class Decider:
     def __init__(self, keepalive: float) -> None:
         self.keepalive = keepalive
         self.worse_since: float | None = None
-        self.grace = GIVEUP_KEEPALIVES * keepalive
+        self.grace = self.giveup()
 
     def judge(self, now: float, mine: int | None, peer: int | None, peer_alive: bool,
-              holding: bool) -> bool:
-        """True when this node should hand every group it holds to the peer now."""
+              holding: bool, peer_fresh: int | None = None) -> bool:
+        """True when this node should hand every group it holds to the peer now.
+
+        peer_fresh, the peer's ping nodes heard within deadping - 2 keepalives:
+        had a ping node died for both, the peer would have said so a keepalive
+        before this node's count dropped; if it still counts more, the loss is
+        this node's alone and no grace is needed."""
         if not (holding and peer_alive) or mine is None or peer is None or mine >= peer:
             self.worse_since = None
             return False
         if self.worse_since is None:
             self.worse_since = now
-        self.grace = (min(CARRIER_GRACE, self.keepalive) if mine < 0
-                      else GIVEUP_KEEPALIVES * self.keepalive)
+        if mine >= 0 and peer_fresh is not None and peer_fresh > mine:
+            return True
+        self.grace = min(CARRIER_GRACE, self.keepalive) if mine < 0 else self.giveup()
         return now - self.worse_since >= self.grace - 1e-9
+
+    def giveup(self) -> float:
+        return GIVEUP_KEEPALIVES * self.keepalive + min(GIVEUP_MARGIN, self.keepalive / 4)
 
     def due(self) -> float | None:
         """When judge() may turn True without a new event (for the caller's timeout)."""

@@ -140,11 +140,13 @@ class Node:
     blocked: set = field(default_factory=set)     # Heartbeat peer: not released yet
     cfd: str = ""
     pings: int | None = None
+    pfresh: int | None = None        # its ping nodes heard lately (health.Reach.fresh)
     nolink: str = ""
     back_at: float = -1e9            # came back from dead, or restarted
     rsc_hold: str = ""               # the classes it says it holds (relative to it)
     late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
     lates: collections.deque = field(default_factory=collections.deque)  # times of late beats
+    shown: tuple = ()                # its fields in RUNDIR/status as last written
     beats: int = 0
     shutdown: bool = False
 
@@ -411,6 +413,11 @@ class Owner:
             n.seq = seq
         if t == "status":
             self._status(n, f, now, out, stale)
+            view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
+                    frozenset(n.holds), len(n.lates))
+            if view != n.shown:       # what RUNDIR/status says of it: written now
+                n.shown = view
+                out.append(Save())
         else:                         # hb-beat delivers each message once, gaps filled late
             handler = getattr(self, "_m_" + t.replace("-", "_"), None)
             if handler is not None:
@@ -723,9 +730,8 @@ class Owner:
             ts.append(self.peer.back_at + self.grace())
         ts += [gs.retry_at for gs in self.gs.values() if gs.state == STOPPING]
         r = self.reach
+        ts += r.deadlines()
         for p in r.pings.values():
-            if p.last is not None:
-                ts += [p.last + r.deadping, p.last + r.gap]
             if p.back is not None:
                 ts.append(p.back + r.deadping)
         ts.append(r.start + max(r.initdead, r.deadping))
@@ -795,8 +801,9 @@ class Owner:
 
     def _m_reach(self, n: Node, f: dict, now: float, out: list) -> None:
         """The peer's reach: in its status heartbeats and, at once, in `t=reach`."""
-        p = f.get("pings", "")
+        p, fr = f.get("pings", ""), f.get("pfresh", "")
         n.pings = int(p) if p.isdigit() else None
+        n.pfresh = int(fr) if fr.isdigit() else None
         n.nolink = f.get("nolink", "")
 
     def peer_reach(self) -> int | None:
@@ -819,7 +826,8 @@ class Owner:
         if not changes:
             return
         for c in changes:
-            self._log(out, "info" if c.status == "up" else "warning", c.text, now)
+            if c.text:
+                self._log(out, "info" if c.status == "up" else "warning", c.text, now)
         out.append(Save())
         p = self.peer
         if p is not None and p.kind == "hb" and self.peer_alive():
@@ -830,7 +838,9 @@ class Owner:
         held = {i for i in self.held() if self.gs[i].assign == ME}
         able = self.comm_up and not self.shutting and not self.in_maintenance(now)
         mine, peer = self.reach.score(), self.peer_reach()
-        if not self.decider.judge(now, mine, peer, able and self.peer_alive(), bool(held)):
+        fresh = self.peer.pfresh if self.peer is not None and self.peer.kind == "hb" else None
+        if not self.decider.judge(now, mine, peer, able and self.peer_alive(), bool(held),
+                                  fresh):
             return
         if self.hs is not None or any(why == "connectivity" for _, _, why in self.gives):
             return

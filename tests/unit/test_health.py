@@ -58,7 +58,9 @@ def test_dead_after_deadping_of_silence():
     r = reach()
     run(r, 0.0, 1.0, [P1, G])
     assert r.score() == 2
-    assert run(r, 1.1, 1.0 + DEADPING, [G]) == []
+    fresh = run(r, 1.1, 1.0 + DEADPING, [G])       # silent for deadping - 2 keepalives:
+    assert [(c.kind, c.name, c.status, c.text) for c in fresh] == [("fresh", P1, "dead", "")]
+    assert r.fresh() == 1 and r.score() == 2 and r.fields()["pfresh"] == "1"
     ch = r.tick(1.0 + DEADPING + 0.02)
     assert [(c.name, c.status) for c in ch] == [(P1, "dead")]
     assert "no reply for 1.02 s" in ch[0].text
@@ -146,9 +148,9 @@ def test_an_address_in_two_entries_counts_for_both():
 
 def test_fields_and_reconfigure():
     r = reach()
-    assert r.fields() == {"pings": "0"}
+    assert r.fields() == {"pings": "0", "pfresh": "0"}
     r.reply(P1, P1, 0.1)
-    assert r.fields() == {"pings": "1"}
+    assert r.fields() == {"pings": "1", "pfresh": "1"}
     r.reconfigure([PingNode(P1, [P1]), PingNode(P2, [P2])], 2.0, INITDEAD, KA, 0.5, ["eth1"])
     assert r.pings[P1].status == "up" and r.pings[P2].status == "init"
     assert r.deadping == 2.0 and r.ifaces == ["eth1"]
@@ -164,7 +166,7 @@ def test_carrier_loss_counts_at_once():
     ch = r.link("eth0", False, 1.05)
     assert [(c.kind, c.name, c.status) for c in ch] == [("link", "eth0", "dead")]
     assert r.score() == -1 and r.nolink() == "eth0"
-    assert r.fields() == {"pings": "2", "nolink": "eth0"}
+    assert r.fields() == {"pings": "2", "pfresh": "2", "nolink": "eth0"}
     assert r.link("eth0", False, 1.1) == []
 
 
@@ -220,11 +222,12 @@ def test_describe():
 
 def test_fewer_than_the_peer_gives_after_the_grace():
     d = health.Decider(KA)
-    assert d.grace == pytest.approx(1.5 * KA)
+    g = KA + min(0.02, KA / 4)
+    assert d.grace == pytest.approx(g)
     assert not d.judge(10.0, 0, 1, True, True)
-    assert d.due() == pytest.approx(10.0 + 1.5 * KA)
-    assert not d.judge(10.0 + 1.5 * KA - 0.01, 0, 1, True, True)
-    assert d.judge(10.0 + 1.5 * KA, 0, 1, True, True)
+    assert d.due() == pytest.approx(10.0 + g)
+    assert not d.judge(10.0 + g - 0.01, 0, 1, True, True)
+    assert d.judge(10.0 + g, 0, 1, True, True)
     assert d.judge(10.4, -1, 0, True, True)          # still worse: still true
 
 
@@ -261,8 +264,8 @@ def test_balance_during_the_grace_aborts():
     assert not d.judge(0.1 * KA, 0, 0, True, True)    # the peer lost it too
     t = 0.35
     assert not d.judge(t, 0, 1, True, True)           # a new episode
-    assert not d.judge(t + 1.5 * KA - 0.01, 0, 1, True, True)
-    assert d.judge(t + 1.5 * KA, 0, 1, True, True)
+    assert not d.judge(t + d.giveup() - 0.01, 0, 1, True, True)
+    assert d.judge(t + d.giveup(), 0, 1, True, True)
 
 
 def test_may_fail_back():
@@ -280,12 +283,12 @@ class Side:
     def __init__(self, phase: float, beat_phase: float) -> None:
         self.r = health.Reach([PingNode(P1, [P1])], DEADPING, INITDEAD, KA, 0.0)
         self.phase, self.beat_phase = phase, beat_phase
-        self.advertised: int | None = None
+        self.advertised: tuple | None = None
         self.d = health.Decider(KA)
 
 
 def simulate(phases, lose_a: float, lose_b: float | None, until: float = 8.0,
-             transit: float = 0.002, tick: float = 0.025):
+             transit: float = 0.002, tick: float = 0.025, use_fresh: bool = True):
     """Two nodes; the ping node stops answering A at lose_a and B at lose_b.
     Returns the first time A (which holds the groups) decides to give, or None."""
     a, b = Side(phases[0], phases[1]), Side(phases[2], phases[3])
@@ -293,8 +296,8 @@ def simulate(phases, lose_a: float, lose_b: float | None, until: float = 8.0,
     ka_steps = {id(a): a.phase, id(b): b.phase}
     next_ping = dict(ka_steps)
     next_beat = {id(a): a.beat_phase, id(b): b.beat_phase}
-    inbox = []                                      # (arrival, score) for A
-    told = None                                     # B's count as last sent in t=reach
+    inbox = []                                      # (arrival, (pings, pfresh)) for A
+    told = None                                     # B's counts as last sent in t=reach
     while t < until:
         for s, lose in ((a, lose_a), (b, lose_b)):
             if t >= next_ping[id(s)]:
@@ -305,13 +308,14 @@ def simulate(phases, lose_a: float, lose_b: float | None, until: float = 8.0,
             if t >= next_beat[id(s)]:
                 next_beat[id(s)] += KA
                 if s is b:
-                    inbox.append((t + transit, b.r.score()))
-            if s is b and b.r.score() != told:      # t=reach: sent the moment it changes
-                told = b.r.score()
+                    inbox.append((t + transit, (b.r.score(), b.r.fresh())))
+            if s is b and (b.r.score(), b.r.fresh()) != told:   # t=reach: at once
+                told = (b.r.score(), b.r.fresh())
                 inbox.append((t + transit, told))
         while inbox and inbox[0][0] <= t:
             a.advertised = inbox.pop(0)[1]
-        if a.d.judge(t, a.r.score(), a.advertised, True, True):
+        peer, fresh = a.advertised or (None, None)
+        if a.d.judge(t, a.r.score(), peer, True, True, fresh if use_fresh else None):
             return t
         t = round(t + tick, 6)
     return None
@@ -325,10 +329,57 @@ def test_losing_the_ping_node_on_both_sides_moves_nothing(phases, lose):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(0.0, KA - 0.001), min_size=4, max_size=4), st.floats(3.0, 4.0))
-def test_losing_it_alone_gives_within_deadping_and_the_grace(phases, lose):
+def test_losing_it_alone_gives_at_deadping_without_the_grace(phases, lose):
+    """The peer still hears the ping node lately (pfresh): no grace to wait."""
     t = simulate(phases, lose, None)
     assert t is not None
-    assert lose + DEADPING <= t <= lose + DEADPING + 3 * KA + 0.1
+    assert lose + DEADPING - KA <= t <= lose + DEADPING + 0.025 + 1e-6
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.0, KA - 0.001), min_size=4, max_size=4), st.floats(3.0, 4.0))
+def test_without_pfresh_losing_it_alone_gives_after_the_grace(phases, lose):
+    """A peer that does not say pfresh (an older hb): the grace is waited."""
+    t = simulate(phases, lose, None, use_fresh=False)
+    assert t is not None
+    assert lose + DEADPING - KA + KA <= t + 1e-6
+    assert t <= lose + DEADPING + KA + 0.02 + 0.025 + 1e-6
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, KA - 0.001), min_size=4, max_size=4), st.floats(3.0, 4.0),
+       st.floats(0.0, 0.005))
+def test_the_peer_losing_it_a_little_later_moves_nothing(phases, lose, later):
+    """The ping node goes silent for A, then a few ms later for B (one ping node
+    dying, its last replies a little slower to one of them)."""
+    t = simulate(phases, lose, lose + later)
+    assert t is None
+
+
+def test_no_pfresh_when_deadping_is_short():
+    r = health.Reach([PingNode(P1, [P1])], 3 * KA, INITDEAD, KA, 0.0)
+    r.reply(P1, P1, 0.1)
+    assert r.fresh_for is None and r.fields() == {"pings": "1"}
+
+
+def test_a_stale_ping_node_is_fresh_again_on_its_next_reply():
+    r = reach()
+    run(r, 0.0, 1.0, [P1, G])
+    run(r, 1.1, 1.0 + DEADPING - KA, [G])
+    assert r.fresh() == 1
+    ch = r.reply(P1, P1, 1.0 + DEADPING - KA / 2)
+    assert [(c.kind, c.status) for c in ch] == [("fresh", "up")]
+    assert r.fresh() == 2 and r.score() == 2
+
+
+def test_the_peers_fresh_count_skips_the_grace():
+    d = health.Decider(KA)
+    assert d.judge(1.0, 0, 1, True, True, peer_fresh=1)          # the loss is ours alone
+    d = health.Decider(KA)
+    assert not d.judge(1.0, 0, 1, True, True, peer_fresh=0)      # it may be dying for both
+    assert d.judge(1.0 + d.giveup(), 0, 1, True, True, peer_fresh=0)
+    d = health.Decider(KA)
+    assert not d.judge(1.0, -1, 1, True, True, peer_fresh=1)     # carrier: its own grace
 
 
 # ---------------------------------------------------------------- monitor

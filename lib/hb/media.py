@@ -35,6 +35,7 @@ SIOCGIFBRDADDR = 0x8919
 SIOCGIFNETMASK = 0x891B
 IP_TOS_LOWDELAY = 0x10
 SERIAL_QUEUE = 8
+LOCKDIR = "/var/lock"  # UUCP locks of serial ports, as Heartbeat, cu and minicom take them
 
 log = logging.getLogger("hb")
 
@@ -294,6 +295,76 @@ class Udp(Medium):
         self.sock.sendto(data, self.dest)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def uucp_lock(dev: str, lockdir: str | None = None) -> str | None:
+    """Take the UUCP lock of a serial device: LOCKDIR/LCK..NAME (NAME the device
+    below /dev, `/` as `_`: LCK..ttyS0) holding our PID in ten columns, made
+    whole by link(2).  A lock whose process is gone is stale and taken over; one
+    held by a live process is OSError(EBUSY).  None when LOCKDIR cannot be
+    written (not root, no such directory): the port is used without a lock."""
+    real = os.path.realpath(dev)
+    name = real[5:] if real.startswith("/dev/") else os.path.basename(real)
+    lockdir = lockdir or LOCKDIR
+    path = os.path.join(lockdir, "LCK.." + name.replace("/", "_"))
+    me = os.getpid()
+    tmp = os.path.join(lockdir, "LTMP.%d" % me)
+    try:
+        with open(tmp, "w") as f:
+            f.write("%10d\n" % me)
+    except OSError:
+        return None
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                pid = lock_owner(path)
+                if pid == me:
+                    return path
+                if pid == -1:
+                    raise OSError(errno.EBUSY, "%s: cannot read %s" % (dev, path)) from None
+                if pid is not None and pid > 0 and _alive(pid):
+                    raise OSError(errno.EBUSY, "%s is locked by process %d (%s)"
+                                  % (dev, pid, path)) from None
+                try:
+                    os.unlink(path)             # stale: its process is gone
+                except FileNotFoundError:
+                    pass
+        raise OSError(errno.EBUSY, "%s: cannot take %s" % (dev, path))
+    finally:
+        os.unlink(tmp)
+
+
+def lock_owner(path: str) -> int | None:
+    """The PID in a UUCP lock file (ASCII, as written by everyone since HDB UUCP)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64).strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return -1
+    return int(text) if text.isdigit() else None
+
+
+def uucp_unlock(path: str | None) -> None:
+    if path is not None and lock_owner(path) == os.getpid():
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 class Serial(Medium):
     """A serial port: classic frames, RTS/CTS, never a backlog.
 
@@ -315,13 +386,17 @@ class Serial(Medium):
         self.cur = b""
         self.queue: list[tuple[bytes, bool]] = []
         self.dropped = 0
+        self.lock: str | None = None
 
     def open(self) -> None:
         import serial      # pyserial: only when a serial medium exists
+        self.lock = uucp_lock(self.dev)
         try:
             p = serial.Serial(self.dev, self.baud, bytesize=8, parity="N", stopbits=1,
                               rtscts=True, timeout=0, write_timeout=0, exclusive=True)
         except serial.SerialException as e:
+            uucp_unlock(self.lock)
+            self.lock = None
             raise OSError(errno.EIO, str(e)) from None
         self.port = p
         self.fd = p.fileno()
@@ -335,7 +410,8 @@ class Serial(Medium):
                 self.port.close()
             except Exception:
                 pass
-        self.port = None
+        uucp_unlock(self.lock)
+        self.port, self.lock = None, None
         self.fd = -1
 
     def fileno(self) -> int:

@@ -152,9 +152,17 @@ def test_medium_delivers_exactly_once(lab, kind):
     nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "resource", count=5)
     na.wait(lambda d: d.get("src") == "beta" and d.get("t") == "resource", count=5)
     time.sleep(0.3)
+    locks = []
+    if kind in ("serial", "all"):       # each port under its UUCP lock, as Heartbeat does
+        for n, tty in ((na, ta), (nb, tb)):
+            lock = "/var/lock/LCK.." + os.path.realpath(tty)[5:].replace("/", "_")
+            with open(lock) as f:
+                assert f.read() == "%10d\n" % n.p.pid
+            locks.append(lock)
     rca, erra = na.stop()
     rcb, errb = nb.stop()
     assert rca == 0 and rcb == 0, erra + errb
+    assert not any(os.path.exists(lock) for lock in locks)     # given back at exit
     got = nb.heard("alpha", t="resource")
     assert [d["n"] for d in got] == ["0", "1", "2", "3", "4"]
     assert all(d["info"] == "a b" and d["rsc_hold"] == "local" for d in got)

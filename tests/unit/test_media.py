@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
 import time
 
 import pytest
@@ -207,3 +208,57 @@ def test_open_media_retries_within_keepalive():
     assert [m.retry for m in media.open_media(cfg)] == [0.02, 0.02]
     cfg.keepalive = 2.0
     assert [m.retry for m in media.open_media(cfg)] == [media.RETRY] * 2
+
+
+# ---------------------------------------------------------------- UUCP locks
+
+@pytest.fixture
+def lockdir(tmp_path, monkeypatch):
+    monkeypatch.setattr(media, "LOCKDIR", str(tmp_path))
+    return tmp_path
+
+
+def test_serial_takes_the_uucp_lock_and_gives_it_back(pty, lockdir):
+    master, path = pty
+    m = media.Serial(config.Medium("serial", path), 19200)
+    m.open()
+    lock = lockdir / ("LCK.." + os.path.realpath(path)[5:].replace("/", "_"))
+    assert lock.read_text() == "%10d\n" % os.getpid()          # Heartbeat's, cu's format
+    assert sorted(p.name for p in lockdir.iterdir()) == [lock.name]
+    m.close()
+    assert list(lockdir.iterdir()) == []
+
+
+def test_serial_locked_by_a_live_process_is_not_opened(pty, lockdir):
+    master, path = pty
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        lock = lockdir / ("LCK.." + os.path.realpath(path)[5:].replace("/", "_"))
+        lock.write_text("%10d\n" % other.pid)
+        m = media.Serial(config.Medium("serial", path), 19200)
+        with pytest.raises(OSError) as e:
+            m.open()
+        assert e.value.errno == errno.EBUSY
+        assert "locked by process %d" % other.pid in str(e.value)
+        assert m.fileno() == -1 and lock.read_text() == "%10d\n" % other.pid
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_stale_uucp_lock_is_taken_over(pty, lockdir):
+    master, path = pty
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock = lockdir / ("LCK.." + os.path.realpath(path)[5:].replace("/", "_"))
+    lock.write_text("%10d\n" % gone.pid)
+    m = media.Serial(config.Medium("serial", path), 19200)
+    m.open()
+    assert lock.read_text() == "%10d\n" % os.getpid()
+    m.close()
+
+
+def test_uucp_lock_names_and_an_unwritable_lock_directory(tmp_path):
+    assert media.uucp_lock("/dev/null", str(tmp_path)) == str(tmp_path / "LCK..null")
+    media.uucp_unlock(str(tmp_path / "LCK..null"))
+    assert media.uucp_lock("/dev/null", str(tmp_path / "missing")) is None

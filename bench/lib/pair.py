@@ -178,3 +178,74 @@ def idle_usage(pids_fns: list, seconds: float) -> list[tuple[int, float]]:
         now = [p for p in fn() if p in pids]
         out.append((rss_kb(now), (cpu_seconds(now) - c) / dt * 60))
     return out
+
+
+# -- bench/uplink: a router between the pair and its users --------------------
+
+ROUTER = "198.18.0.254"         # the ping node, the pair's gateway (LAN side)
+OUTSIDE = "198.18.1.254"        # the router's other side, the users' network
+CLIENT = "198.18.1.10"
+WATCHER = "198.18.0.20"         # on the LAN: sees which node's kernel holds the VIP
+LINK = {"a": "198.18.2.1", "b": "198.18.2.2"}    # the dedicated heartbeat link (eth1)
+
+
+class UplinkPair(Pair):
+    """Nodes a and b on a LAN (br0) with their router and a watcher w, joined by a
+    dedicated heartbeat link too (eth1, br1); the client c sits behind the router
+    (br2), so it reaches the VIP only through the router, as users do.
+
+    An uplink is lost two ways: carrier loss (the switch port of the node's eth0
+    goes down) and ping loss (the switch stops forwarding between the node and the
+    router, both ways: the node's carrier stays up, it still hears its peer on the
+    LAN, but neither the ping node nor the users reach it)."""
+
+    def __init__(self, tag: str = "bu") -> None:
+        self.lab = Lab(tag)
+        self.hosts = {}
+        self.responders = {}
+        try:
+            for n in "ab":
+                h = self.hosts[n] = self.lab.host(n, "%s/%d" % (ADDR[n], PREFIX))
+                self.lab.plug(h, "eth1", LINK[n] + "/24", bridge="br1")
+                h.run(["ip", "route", "add", "198.18.1.0/24", "via", ROUTER])
+            r = self.hosts["router"] = self.lab.host("router", ROUTER + "/24")
+            self.lab.plug(r, "eth1", OUTSIDE + "/24", bridge="br2")
+            r.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            c = self.hosts["c"] = self.lab.host("c", CLIENT + "/24", bridge="br2")
+            c.run(["ip", "route", "add", "default", "via", OUTSIDE])
+            self.hosts["w"] = self.lab.host("w", WATCHER + "/24")
+            for n in "ab":
+                self.respond(n)
+        except BaseException:
+            self.lab.close()
+            raise
+
+    def watcher(self, duration: float = 600, **kw) -> probe.Prober:
+        """Probes from the LAN: their `holders` say whose kernel holds the VIP."""
+        return probe.Prober(self.hosts["w"], VIP, duration=duration, tag="w", **kw)
+
+    def carrier_loss(self, n: str) -> float:
+        """Node n's uplink cable pulled; returns the time the cut was made."""
+        self.lab.cut(self.hosts[n])
+        return time.monotonic()
+
+    def carrier_back(self, n: str) -> None:
+        self.lab.mend(self.hosts[n])
+
+    def _ports(self, n: str) -> tuple[str, str]:
+        return self.hosts[n].ifaces["port:eth0"], self.hosts["router"].ifaces["port:eth0"]
+
+    def ping_loss(self, n: str) -> float:
+        """The switch drops every frame between node n and the router (ARP too)."""
+        p, r = self._ports(n)
+        rules = ("add table bridge hbup\n"
+                 "add chain bridge hbup uplink { type filter hook forward priority 0; }\n"
+                 "add rule bridge hbup uplink iifname %s oifname %s drop\n"
+                 "add rule bridge hbup uplink iifname %s oifname %s drop\n" % (p, r, r, p))
+        subprocess.run(["ip", "netns", "exec", self.lab.sw, "nft", "-f", "-"], input=rules,
+                       text=True, check=True, capture_output=True)
+        return time.monotonic()
+
+    def ping_back(self, n: str) -> None:
+        subprocess.run(["ip", "netns", "exec", self.lab.sw, "nft", "delete", "table",
+                        "bridge", "hbup"], check=True, capture_output=True)

@@ -302,3 +302,146 @@ class Hb(System):
 
     def close(self) -> None:
         shutil.rmtree(self.shm, ignore_errors=True)
+
+
+# -- bench/uplink: the same systems with a ping node and a heartbeat link -------
+#
+# Each node has its uplink on eth0 (the VIP, the router 198.18.0.254 as ping node)
+# and a dedicated heartbeat link on eth1 (pair.UplinkPair).  Besides start and
+# settled, a system says when a node that got its uplink back counts it as back
+# (uplink_back), so that the next failure, of the other node, is judged against
+# a peer that reaches the router again.
+
+
+def _uplink_media() -> list[str]:
+    from pair import LINK
+    return ["ucast eth1 %s" % LINK["a"], "ucast eth1 %s" % LINK["b"],
+            "ucast eth0 %s" % ADDR["a"], "ucast eth0 %s" % ADDR["b"]]
+
+
+class HbUplink(Hb):
+    """hb with `ping ROUTER` and `deadping`: its built-in ipfail, plus the carrier
+    of the group's interface (eth0)."""
+
+    def __init__(self, pair: Pair, keepalive: float = 0.1, deadtime: float = 0.5,
+                 deadping: float = 1.0) -> None:
+        from pair import ROUTER
+        super().__init__(pair, keepalive, deadtime, label="keepalive %s deadtime %s "
+                         "deadping %s" % (_ms(keepalive), _ms(deadtime), _ms(deadping)))
+        self.deadping = deadping
+        self.detect = deadping + 1.0
+        for n in "ab":
+            path = os.path.join(self.dirs[n]["ha.d"], "ha.cf")
+            with open(path) as f:
+                cf = f.read()
+            cf = cf.replace("ucast eth0 %s\nucast eth0 %s\n" % (ADDR["a"], ADDR["b"]),
+                            "\n".join(_uplink_media()) + "\n")
+            _write(path, cf + "ping %s\ndeadping %s\n" % (ROUTER, _ms(deadping)))
+
+    def settled(self, n: str, timeout: float) -> None:
+        super().settled(n, timeout)
+        self.uplink_back(n, timeout)
+
+    def _wait_status(self, n: str, want: str, timeout: float) -> None:
+        rx = re.compile(want, re.M)
+        deadline = time.monotonic() + timeout
+        while not rx.search(self.status(n)):
+            if time.monotonic() > deadline:
+                raise TimeoutError("hb %s: no /%s/ in its status within %.0fs:\n%s"
+                                   % (n, want, timeout, self.status(n)))
+            time.sleep(0.02)
+
+    def mark(self, n: str) -> None:
+        pass
+
+    def uplink_back(self, n: str, timeout: float) -> None:
+        """n reaches the ping node again, by its own count and its peer's."""
+        self._wait_status(n, r"^self %s .*reach=1\b" % n, timeout)
+        peer = self.pair.peer(n)
+        if peer in self.procs and self.procs[peer].poll() is None:
+            self._wait_status(peer, r"^node %s up .*reach=1\b" % n, timeout)
+
+
+class HeartbeatUplink(Heartbeat):
+    """Heartbeat 3.0.6 with `ping ROUTER`, `deadping` and ipfail (haresources mode)."""
+
+    def __init__(self, pair: Pair, keepalive: float = 0.1, deadtime: float = 0.5,
+                 deadping: float = 1.0) -> None:
+        from pair import ROUTER
+        super().__init__(pair, keepalive, deadtime)
+        self.deadping = deadping
+        self.label = "keepalive %s deadtime %s deadping %s, ipfail" % (
+            _ms(keepalive), _ms(deadtime), _ms(deadping))
+        self.detect = deadping + 3.0
+        self.cf = self.fix.hacf(
+            ["a", "b"], media=_uplink_media(), keepalive=_ms(keepalive),
+            warntime=_ms(deadtime * 0.6), deadtime=_ms(deadtime),
+            initdead=_ms(max(2.0, 2 * deadtime)), auto_failback="off",
+            extra="ping %s\ndeadping %s\ncrm off\n"
+                  "respawn hacluster /usr/libexec/heartbeat/ipfail\n"
+                  "apiauth ipfail gid=haclient uid=hacluster\n" % (ROUTER, _ms(deadping)))
+
+    def uplink_back(self, n: str, timeout: float) -> None:
+        """Heartbeat says nothing when a ping node answers again after being dead
+        but the link's return; ipfail then needs the peer's count: wait for the
+        link line, then for deadping and a margin."""
+        from pair import ROUTER
+        self.nodes[n].wait_log(r"Link %s:%s up" % (ROUTER, ROUTER), timeout, self.marks[n])
+        time.sleep(self.deadping + 1.0)
+
+    def settled(self, n: str, timeout: float) -> None:
+        super().settled(n, timeout)
+        self.uplink_back(n, timeout)
+
+    def mark(self, n: str) -> None:
+        self.marks[n] = self.nodes[n].mark()
+
+
+class KeepalivedUplink(Keepalived):
+    """keepalived, VRRP over the heartbeat link (eth1), the VIP on eth0 and
+    `track_interface eth0`: a carrier loss puts the master into FAULT at once."""
+
+    def __init__(self, pair: Pair, advert: float = 0.1) -> None:
+        super().__init__(pair, advert)
+        self.label = "advert_int %g, track_interface eth0" % advert
+
+    def start(self, n: str) -> None:
+        from pair import LINK
+        peer = self.pair.peer(n)
+        conf = _write(os.path.join(self.tmp, "keepalived-%s.conf" % n), """\
+global_defs {
+  router_id %s
+  vrrp_version 3
+}
+vrrp_instance VI {
+  state BACKUP
+  nopreempt
+  interface eth1
+  track_interface {
+    eth0
+  }
+  virtual_router_id 51
+  priority 100
+  advert_int %g
+  unicast_src_ip %s
+  unicast_peer {
+    %s
+  }
+  virtual_ipaddress {
+    %s/%d dev eth0
+  }
+}
+""" % (n, self.advert, LINK[n], LINK[peer], VIP, PREFIX))
+        run = os.path.join(self.tmp, "keepalived-%s" % n)
+        for f in (".pid", "-vrrp.pid", "-check.pid"):
+            if os.path.exists(run + f):
+                os.unlink(run + f)
+        self.popen(n, ["keepalived", "--dont-fork", "--log-console", "--log-detail",
+                       "--no-syslog", "--vrrp", "-f", conf, "-p", run + ".pid",
+                       "-r", run + "-vrrp.pid", "-c", run + "-check.pid"])
+
+    def uplink_back(self, n: str, timeout: float) -> None:
+        _wait_file(self.log(n), r"Entering (BACKUP|MASTER) STATE", timeout, self.marks[n])
+
+    def mark(self, n: str) -> None:
+        self.marks[n] = _size(self.log(n))

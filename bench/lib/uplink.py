@@ -74,6 +74,31 @@ def held_by(probes: list[probe.Probe], who: str, t: float) -> float | None:
     return None
 
 
+def probers(pair: UplinkPair, duration: float) -> tuple[probe.Prober, probe.Prober]:
+    """The client's prober and the watcher's, once both are writing probes (a
+    prober that does not start within 5 s is replaced, once)."""
+    for attempt in (1, 2):
+        pr, wt = pair.prober(duration), pair.watcher(duration)
+        deadline = time.monotonic() + 5
+        while not (pr.probes() and wt.probes()):
+            dead = [p for p in (pr, wt) if p.proc.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                why = "; ".join("%s exited %s: %s" % (
+                    p.out, p.proc.returncode, p.proc.stderr.read().decode(errors="replace").strip())
+                    for p in dead)
+                why = why or "no probe written within 5 s"
+                pr.stop()
+                wt.stop()
+                if attempt == 2:
+                    raise RuntimeError("probers did not start: " + why)
+                log("probers did not start (%s): again" % why)
+                break
+            time.sleep(0.05)
+        else:
+            return pr, wt
+    raise AssertionError("unreachable")
+
+
 def run_system(make: Callable[[UplinkPair], System], kinds: tuple[str, ...],
                reps: int) -> list[Result]:
     pair = UplinkPair("bu")
@@ -116,8 +141,7 @@ def _run(pair: UplinkPair, system: System, res: dict[str, Result], kinds: tuple[
     for kind in kinds:
         r = res[kind]
         for i in range(reps):
-            pr = pair.prober(60 + 4 * system.detect)
-            wt = pair.watcher(60 + 4 * system.detect)
+            pr, wt = probers(pair, 60 + 4 * system.detect)
             try:
                 active = steady(pr, 10)
                 if active != expect:
@@ -190,6 +214,19 @@ def targets(cases: list[dict]) -> list[str]:
     return out
 
 
+def intro(reps: int) -> str:
+    return ("Repetitions per failure: %d, the roles alternating. The client sits behind the "
+            "router (%s), which is also the ping node, and probes the VIP every 10 ms; the "
+            "nodes beat over a dedicated link (eth1) and their uplink (eth0). *Carrier "
+            "loss* = the switch port of the active node's eth0 goes down; *ping loss* = the "
+            "switch stops forwarding between the active node and the router, both ways "
+            "(its carrier stays up and it still hears its peer on the LAN). *VIP on the "
+            "peer* = until a watcher on the LAN sees the other node's kernel answer for the "
+            "VIP (10 ms resolution); *VIP on both* = such probes answered by both nodes. "
+            "keepalived has no ping node of its own (a track_script would be one), so only "
+            "its carrier loss is measured." % (reps, ROUTER))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv)
     reps = int(args["--reps"])
@@ -205,9 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                 % (r.system, r.label, r.kind, report.mmm(r.as_dict()["interruption_min_med_max"]),
                    report.mmm(r.as_dict()["moved_min_med_max"]), r.failed))
             results.append(r.as_dict())
-    text = report.table(HEAD, rows(results))
+    text = intro(reps) + "\n\n" + report.table(HEAD, rows(results))
     t = targets(results)
-    text += "\n" + "".join("\n" + x for x in t)
+    text += "\n" + "".join("\n- " + x for x in t)
     print(text)
     if not args["--no-write"]:
         data = {"machine": report.machine(), "reps": reps, "router": ROUTER,

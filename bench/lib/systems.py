@@ -381,17 +381,21 @@ class HeartbeatUplink(Heartbeat):
                   "respawn hacluster /usr/libexec/heartbeat/ipfail\n"
                   "apiauth ipfail gid=haclient uid=hacluster\n" % (ROUTER, _ms(deadping)))
 
-    def uplink_back(self, n: str, timeout: float) -> None:
-        """Heartbeat says nothing when a ping node answers again after being dead
-        but the link's return; ipfail then needs the peer's count: wait for the
-        link line, then for deadping and a margin."""
+    def uplink_back(self, n: str, timeout: float, ipfail: bool = True) -> None:
+        """Heartbeat logs the ping node's link up again; then ipfail, told that the
+        ping node came up, asks the peer for its count.  ipfail was seen to handle
+        its events up to 10 s late after a giveup, so its own line is waited for
+        (after a start, ipfail may have connected after the ping node came up)."""
         from pair import ROUTER
-        self.nodes[n].wait_log(r"Link %s:%s up" % (ROUTER, ROUTER), timeout, self.marks[n])
-        time.sleep(self.deadping + 1.0)
+        node = self.nodes[n]
+        node.wait_log(r"Link %s:%s up" % (ROUTER, ROUTER), timeout, self.marks[n])
+        if ipfail:
+            node.wait_log(r"ipfail: .*A ping node just came up", timeout, self.marks[n])
+        time.sleep(1.0)
 
     def settled(self, n: str, timeout: float) -> None:
         super().settled(n, timeout)
-        self.uplink_back(n, timeout)
+        self.uplink_back(n, timeout, ipfail=False)
 
     def mark(self, n: str) -> None:
         self.marks[n] = self.nodes[n].mark()

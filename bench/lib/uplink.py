@@ -168,7 +168,7 @@ def _run(pair: UplinkPair, system: System, res: dict[str, Result], kinds: tuple[
                 gap = probe.outage_after(probes, t)
                 ms = gap.ms if gap else 0.0
                 moved = held_by(watched, other, t)
-                r.interruption_ms.append(ms)
+                r.interruption_ms.append(round(ms, 1))
                 if moved is not None:
                     r.moved_ms.append(moved)
                 log("%s %s %s %d: %s -> %s, client lost %.0f ms, VIP on %s after %s ms"

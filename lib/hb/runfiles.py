@@ -16,6 +16,7 @@ CONFDIR = "/etc/ha.d"
 VARDIR = "/var/lib/hb"
 
 STATUS = "status"
+STATUS_EVERY = 5.0  # s: hb-watch rewrites STATUS on every change and at least this often
 STATE = "state"
 BEAT_FIFO = "beat.fifo"
 WATCH_FIFO = "watch.fifo"

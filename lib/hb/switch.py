@@ -34,7 +34,7 @@ import time
 from hb import cli, exits, runfiles
 from hb.exits import CL_FAIL, CL_OK, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR
 
-STALE = 3.0          # hb-watch rewrites status at least once a second
+STALE = 2 * runfiles.STATUS_EVERY     # s; or at once when its writer is gone
 POLL = 0.01
 
 
@@ -94,6 +94,22 @@ def _float(s: str | None) -> float | None:
 def age(st: dict, now: float) -> float | None:
     t = _float(st["updated"].get("time"))
     return None if t is None else max(0.0, now - t)
+
+
+def is_stale(st: dict, now: float) -> bool:
+    """Not rewritten for STALE seconds, or the hb-watch that wrote it is gone."""
+    a = age(st, now)
+    if a is None or a > STALE:
+        return True
+    pid = st["updated"].get("pid", "")
+    if pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return False
 
 
 def me(st: dict) -> str:
@@ -246,7 +262,8 @@ def request(args: dict) -> int:
                      for g in chosen(st, which)) if st is not None and verb != "maintenance" \
         else ""
     a = age(st, time.time()) if st is not None else None
-    stale = "; status is stale (last written %.0f s ago)" % a if a and a > STALE else ""
+    stale = "; status is stale (last written %.0f s ago)" % (a or 0) \
+        if st is not None and is_stale(st, time.time()) else ""
     print("timeout: %s%s after %g s%s" % (line, ": " + what if what else "", wait, stale))
     return exits.SWITCH_TIMEOUT
 
@@ -265,7 +282,7 @@ def show(st: dict | None, fmt: str, now: float) -> tuple[int, str]:
         return exits.FAIL, {"shell": "HB_STATUS=missing\n", "json": '{"missing": true}\n'}.get(
             fmt, "fail: no status file: hb-watch is not running\n")
     a = age(st, now)
-    stale = a is None or a > STALE
+    stale = is_stale(st, now)
     rc = exits.FAIL if stale else exits.OK
     if fmt == "json":
         import json
@@ -338,7 +355,7 @@ def _shell(st: dict, a: float | None, stale: bool) -> str:
 
 def cl_status(args: dict, st: dict | None, now: float) -> tuple[int, str, str]:
     """Heartbeat's cl_status answers: (exit code, stdout, stderr)."""
-    running = st is not None and (age(st, now) or 0) <= STALE and st["updated"] != {}
+    running = st is not None and st["updated"] != {} and not is_stale(st, now)
     if args["hbstatus"]:
         if running:
             return CL_OK, "Heartbeat is running on this machine.\n", ""

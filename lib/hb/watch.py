@@ -202,7 +202,7 @@ class Watch:
         self.write_status()
 
     def write_status(self) -> None:
-        self.next_status = self.now + STATUS_EVERY
+        self.next_status = self.now + runfiles.STATUS_EVERY
         runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
                               self.ow.status_text(self.now, time.time(), os.getpid()))
 
@@ -344,7 +344,6 @@ class Watch:
 
 
 EARLY: list[int] = []
-STATUS_EVERY = 5.0    # s: RUNDIR/status is rewritten on every change and this often
 
 
 def main(argv: list[str] | None = None) -> int:

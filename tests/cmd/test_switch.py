@@ -19,8 +19,9 @@ from hb import runfiles, switch
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin", "hb-switch")
 
+PID = os.getpid()              # the status's writer must be alive to be current
 STATUS = """\
-updated {now} pid=4242 node=julius
+updated {now} pid=%d node=julius
 self julius st=active rsc_hold=all maintenance=off
 node julius up since=1700000000 late=0 gen=1 kind=self
 node caesar {peer} since=1700000000 late=0.01 gen=5 kind=hb
@@ -30,7 +31,7 @@ ping 198.18.0.254 up since=1700000000
 group 1 {g1} running pref=julius since=1700000000 fails=0 key=IPaddr::198.18.0.100/24/eth0
 group 2 julius running pref=caesar since=1700000000 fails=0 key=198.18.0.101
 last 1700000000 took group 2: caesar is dead
-"""
+""" % PID
 
 
 def write(rundir, now=None, peer="up", g1="julius", text=None):
@@ -49,18 +50,29 @@ def test_status_text_is_current_and_readable(tmp_path):
     rc, out, _ = hbswitch(tmp_path, "status")
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0].startswith("ok: hb-watch on julius, pid 4242")
+    assert lines[0].startswith("ok: hb-watch on julius, pid %d" % PID)
     assert any(ln.split()[:3] == ["node", "caesar", "up"] for ln in lines)
     assert any(ln.split()[:4] == ["link", "caesar", "ttyS0", "dead"] for ln in lines)
     assert any(ln.split()[:5] == ["group", "1", "running", "on", "julius"] for ln in lines)
     assert lines[-1].endswith("took group 2: caesar is dead")
 
 
+def test_status_of_a_gone_hb_watch_is_stale_at_once(tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    write(tmp_path, text=STATUS.format(now=time.time(), peer="up", g1="julius").replace(
+        "pid=%d" % PID, "pid=%d" % gone.pid))
+    rc, out, _ = hbswitch(tmp_path, "status")
+    assert rc == 1 and "stale" in out.splitlines()[0], out
+    assert hbswitch(tmp_path, "cl_status", "hbstatus")[:2] == (
+        1, "Heartbeat is stopped on this machine.\n")
+
+
 def test_stale_status_is_said_so(tmp_path):
     write(tmp_path, now=time.time() - 42)
     rc, out, _ = hbswitch(tmp_path, "status")
     assert rc == 1
-    assert out.startswith("stale: status of julius written 42 s ago by pid 4242")
+    assert out.startswith("stale: status of julius written 42 s ago by pid %d" % PID)
     rc, out, _ = hbswitch(tmp_path, "status", "--format=shell")
     assert rc == 1 and "HB_STATUS='stale'" in out.splitlines()
 

@@ -182,7 +182,8 @@ def ratios(cases: list[dict]) -> list[str]:
     return out
 
 
-def targets(f: dict | None, ld: dict | None, fp: dict | None) -> list[str]:
+def targets(f: dict | None, ld: dict | None, fp: dict | None,
+            up: dict | None = None) -> list[str]:
     """The issue's targets, each with the measured value and met/MISSED."""
     out = []
 
@@ -229,14 +230,21 @@ def targets(f: dict | None, ld: dict | None, fp: dict | None) -> list[str]:
         h = next((n for n in fp["nodes"] if n["system"] == "hb"
                   and "realtime on" in n["label"]), None)
         hbt = nodes.get("heartbeat")
-        if h and hbt:
-            out.append("Idle node no larger than Heartbeat 3's (keepalive 1 s): hb %.1f MB "
-                       "RSS / %.1f MB PSS, %.0f ms CPU/min vs Heartbeat %.1f MB / %.1f MB, "
-                       "%.0f ms: %s" % (h["rss_kb"] / 1024, h["pss_kb"] / 1024,
-                                        h["cpu_ms_min"], hbt["rss_kb"] / 1024,
-                                        hbt["pss_kb"] / 1024, hbt["cpu_ms_min"],
-                                        verdict(h["rss_kb"] <= hbt["rss_kb"]
-                                                and h["cpu_ms_min"] <= hbt["cpu_ms_min"])))
+        if h:
+            rss, cpu = h["rss_kb"] / 1024, h["cpu_ms_min"]
+            out.append("Idle node <= 55 MB RSS and <= 40 ms CPU/min (keepalive 1 s): hb %.1f MB "
+                       "RSS / %.1f MB PSS, %.0f ms CPU/min%s: %s" % (
+                           rss, h["pss_kb"] / 1024, cpu,
+                           " (Heartbeat %.1f MB / %.1f MB, %.0f ms)" % (
+                               hbt["rss_kb"] / 1024, hbt["pss_kb"] / 1024, hbt["cpu_ms_min"])
+                           if hbt else "", verdict(rss <= 55 and cpu <= 40)))
+    for c in (up or {}).get("cases", []):
+        if c["system"] != "hb" or not c.get("interruption_min_med_max"):
+            continue
+        med = c["interruption_min_med_max"][1]
+        bound = 100 if c["kind"] == "carrier" else c["deadping"] * 1000 + 100
+        out.append("Uplink lost on the active node, %s loss <= %.0f ms (median), hb %s: "
+                   "%.0f ms: %s" % (c["kind"], bound, c["label"], med, verdict(med <= bound)))
     return out
 
 
@@ -277,7 +285,7 @@ def docs() -> str:
         if d:
             out += ["## " + title, "", "Machine: " + machine_line(d["machine"]) + ".",
                     "Raw data: `%s`." % d["_file"], "", d["text"].rstrip(), ""]
-    t = targets(f, newest("load"), newest("footprint"))
+    t = targets(f, newest("load"), newest("footprint"), newest("uplink"))
     if t:
         out += ["## Targets (issue 8)", ""] + ["- " + x for x in t] + [""]
     notes = os.path.join(RESULTS, "notes.md")

@@ -72,7 +72,7 @@ class Beat:
         self.ttl = str(1 + len(cfg.nodes))
         self.ttl_b = self.ttl.encode()
         self.status = (None, [])
-        self.dup_every = min(0.25, cfg.deadtime / 4)
+        self.dup_every = wire.dup_every(cfg.deadtime)
         old = getattr(self, "rx", None)
         self.rx = wire.Receiver(self.me, cfg.nodes, self.keys, self.gen)
         if old is not None:

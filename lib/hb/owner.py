@@ -22,7 +22,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
-from hb import health
+from hb import health, wire
 from hb.config import Config, Group, digest_diff
 
 # ---------------------------------------------------------------- actions
@@ -158,6 +158,7 @@ class Link:
     status: str = "up"
     since: float = 0.0
     last: float = 0.0
+    slack: float = 0.0               # last heard through a duplicate: reported late
 
 
 @dataclass
@@ -393,7 +394,7 @@ class Owner:
         if n is None:
             return out
         if via and via != "local":
-            self._link_heard(n, via, now, out)
+            self._link_heard(n, via, now, out, bool(f.get("_dup")))
         if f.get("_dup"):
             return out
         gen = _hex(f.get("hg"))
@@ -610,11 +611,12 @@ class Owner:
             n.late.append((now, max(0.0, now - n.last - self.cfg.keepalive)))
         n.last = now
 
-    def _link_heard(self, n: Node, via: str, now: float, out: list) -> None:
+    def _link_heard(self, n: Node, via: str, now: float, out: list, dup: bool = False) -> None:
         k = (n.name, via)
         ln = self.links.get(k)
+        slack = wire.dup_every(self.cfg.deadtime) if dup else 0.0
         if ln is None:
-            self.links[k] = Link(n.name, via, "up", now, now)
+            self.links[k] = Link(n.name, via, "up", now, now, slack)
             self._log(out, "info", "link %s %s up" % (n.name, via))
             out.append(Save())
             return
@@ -622,7 +624,7 @@ class Owner:
             ln.status, ln.since = "up", now
             self._log(out, "info", "link %s %s up" % (n.name, via), now)
             out.append(Save())
-        ln.last = now
+        ln.last, ln.slack = now, slack
 
     def _status(self, n: Node, f: dict, now: float, out: list, stale: bool) -> None:
         dt = _hex(f.get("dt"))
@@ -719,7 +721,8 @@ class Owner:
         me = self.nodes.get(self.me)
         if me is not None and me.status == "up" and me.last is not None:
             ts.append(me.last + self.cfg.deadtime)
-        ts += [ln.last + self._deadtime(self.nodes[ln.node]) for ln in self.links.values()
+        ts += [ln.last + self._deadtime(self.nodes[ln.node]) + ln.slack
+               for ln in self.links.values()
                if ln.status == "up" and ln.node in self.nodes]
         ts += [t for t in (self.maint_until, self.rqst_at) if t is not None]
         if self.hs is not None:
@@ -754,7 +757,7 @@ class Owner:
                 self._node_down(n, now, out, "no heartbeat for %.2f s" % (now - n.last))
         for ln in self.links.values():
             n = self.nodes[ln.node]
-            if ln.status == "up" and now - ln.last > self._deadtime(n):
+            if ln.status == "up" and now - ln.last > self._deadtime(n) + ln.slack:
                 ln.status, ln.since = "dead", now
                 self._log(out, "warning", "link %s %s dead" % (ln.node, ln.medium), now)
                 out.append(Save())

@@ -188,6 +188,13 @@ def crc32_posix(data: bytes) -> int:
 _PADS: dict[tuple[str, bytes], tuple] = {}
 
 
+def dup_every(deadtime: float) -> float:
+    """How often hb-beat reports a link heard only through duplicates (another
+    medium was faster): a link's last report may be this much older than its
+    last packet, and hb-watch allows for it before calling the link dead."""
+    return min(0.25, deadtime / 4)
+
+
 def _hash(method: str) -> Any:
     """The interpreter's own implementation of a digest: hashlib would map
     OpenSSL's libcrypto into every daemon, 3.7 MB of RSS each, and a message

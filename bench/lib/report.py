@@ -130,7 +130,8 @@ def chart(cases: list[dict], path: str) -> None:
               loc="lower right", fontsize=8)
     ax.set_title("Who answered the client around a power loss (median repetition)")
     fig.tight_layout()
-    fig.savefig(path, format=path.rsplit(".", 1)[1])
+    matplotlib.rcParams["svg.hashsalt"] = "hb"      # the same data, the same file
+    fig.savefig(path, format=path.rsplit(".", 1)[1], metadata={"Date": None})
     plt.close(fig)
 
 

@@ -101,6 +101,10 @@ def test_second_instance_refused_and_sighup_keeps_a_good_config(lab):
     pair = Pair(lab)
     julius = pair["julius"].start()
     kids = julius.wait_children()
+    for daemon in ("hb-beat", "hb-watch"):      # both have read ha.cf before it is edited
+        pair.wait(lambda: re.search(r"%s\[\d+\]: INFO: starting" % daemon,
+                                    open(julius.log).read()), timeout=10,
+                  what="%s to start" % daemon)
     r = julius.host.run(julius.argv(), check=False)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith("hb-supervise: fatal: unable to lock ")

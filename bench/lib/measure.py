@@ -90,8 +90,8 @@ def run_case(make: Callable[[Pair], System], reps: int, idle: float,
     return res
 
 
-def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
-         kinds: tuple[str, ...], keep_timeline: bool) -> None:
+def start_pair(pair: Pair, system: System) -> None:
+    """a first, until the client is served by it; then b, until it settles."""
     boot = 20 + 4 * system.detect
     system.start("a")
     system.settled("a", boot)
@@ -102,6 +102,12 @@ def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
         pr.stop()
     system.start("b")
     system.settled("b", boot)
+
+
+def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
+         kinds: tuple[str, ...], keep_timeline: bool) -> None:
+    boot = 20 + 4 * system.detect
+    start_pair(pair, system)
     if idle > 0:
         (res.rss_kb, res.cpu_s_min), (res.rss_backup_kb, res.cpu_backup_s_min) = \
             idle_usage([lambda: system.pids("a"), lambda: system.pids("b")], idle)

@@ -112,8 +112,13 @@ class Keepalived(System):
         self.label = "advert_int %g" % advert + (" (default)" if advert == 1 else "")
         self.detect = 3.7 * advert
 
+    def vrrp(self, n: str) -> tuple[str, str, str, str]:
+        """(interface, tracked interfaces, our address, the peer's) for VRRP."""
+        return "eth0", "", ADDR[n], ADDR[self.pair.peer(n)]
+
     def start(self, n: str) -> None:
-        peer = ADDR[self.pair.peer(n)]
+        iface, track, me, peer = self.vrrp(n)
+        track = "  track_interface {\n    %s\n  }\n" % track if track else ""
         conf = _write(os.path.join(self.tmp, "keepalived-%s.conf" % n), """\
 global_defs {
   router_id %s
@@ -122,8 +127,8 @@ global_defs {
 vrrp_instance VI {
   state BACKUP
   nopreempt
-  interface eth0
-  virtual_router_id 51
+  interface %s
+%s  virtual_router_id 51
   priority 100
   advert_int %g
   unicast_src_ip %s
@@ -134,7 +139,7 @@ vrrp_instance VI {
     %s/%d dev eth0
   }
 }
-""" % (n, self.advert, ADDR[n], peer, VIP, PREFIX))
+""" % (n, iface, track, self.advert, me, peer, VIP, PREFIX))
         run = os.path.join(self.tmp, "keepalived-%s" % n)
         for f in (".pid", "-vrrp.pid", "-check.pid"):    # a killed node's, maybe a zombie's
             if os.path.exists(run + f):
@@ -409,40 +414,9 @@ class KeepalivedUplink(Keepalived):
         super().__init__(pair, advert)
         self.label = "advert_int %g, track_interface eth0" % advert
 
-    def start(self, n: str) -> None:
+    def vrrp(self, n: str) -> tuple[str, str, str, str]:
         from pair import LINK
-        peer = self.pair.peer(n)
-        conf = _write(os.path.join(self.tmp, "keepalived-%s.conf" % n), """\
-global_defs {
-  router_id %s
-  vrrp_version 3
-}
-vrrp_instance VI {
-  state BACKUP
-  nopreempt
-  interface eth1
-  track_interface {
-    eth0
-  }
-  virtual_router_id 51
-  priority 100
-  advert_int %g
-  unicast_src_ip %s
-  unicast_peer {
-    %s
-  }
-  virtual_ipaddress {
-    %s/%d dev eth0
-  }
-}
-""" % (n, self.advert, LINK[n], LINK[peer], VIP, PREFIX))
-        run = os.path.join(self.tmp, "keepalived-%s" % n)
-        for f in (".pid", "-vrrp.pid", "-check.pid"):
-            if os.path.exists(run + f):
-                os.unlink(run + f)
-        self.popen(n, ["keepalived", "--dont-fork", "--log-console", "--log-detail",
-                       "--no-syslog", "--vrrp", "-f", conf, "-p", run + ".pid",
-                       "-r", run + "-vrrp.pid", "-c", run + "-check.pid"])
+        return "eth1", "eth0", LINK[n], LINK[self.pair.peer(n)]
 
     def uplink_back(self, n: str, timeout: float) -> None:
         _wait_file(self.log(n), r"Entering (BACKUP|MASTER) STATE", timeout, self.marks[n])

@@ -32,7 +32,7 @@ from docopt import docopt
 from pair import ROUTER, UplinkPair     # first: puts tests/ on the path
 import probe
 import report
-from measure import log, steady
+from measure import log, start_pair, steady
 from systems import HbUplink, HeartbeatUplink, KeepalivedUplink, System
 
 KINDS = {"carrier": "carrier loss", "ping": "ping loss"}
@@ -127,16 +127,7 @@ def run_system(make: Callable[[UplinkPair], System], kinds: tuple[str, ...],
 
 def _run(pair: UplinkPair, system: System, res: dict[str, Result], kinds: tuple[str, ...],
          reps: int) -> None:
-    boot = 20 + 4 * system.detect
-    system.start("a")
-    system.settled("a", boot)
-    pr = pair.prober(boot + 5)
-    try:
-        pr.wait_served("a", boot)
-    finally:
-        pr.stop()
-    system.start("b")
-    system.settled("b", boot)
+    start_pair(pair, system)
     expect = "a"
     for kind in kinds:
         r = res[kind]

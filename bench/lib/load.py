@@ -7,7 +7,7 @@ Options:
   --minutes M        saturation per main run (hb realtime on/off, keepalived) [default: 2]
   --step-minutes S   saturation per step of the search [default: 1]
   --reps N           power losses measured at each fastest stable setting [default: 5]
-  --no-search        only the main runs
+  --no-search        only the main runs (the newest result's search is kept)
   --no-write         print only (no bench/results, no docs)
 
 Load: `stress-ng --cpu 2 --io 2` (both cores busy, sync() storms) while a pair
@@ -147,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
                  "%d repetitions:\n\n" % reps
                  + report.table(["system", "fastest stable setting",
                                  "power loss ms min/med/max", "failed"], frows) + "\n")
+    elif not args["--no-write"]:
+        prev = report.newest("load") or {}
+        cut = prev.get("text", "").find("\nSearch for the fastest stable setting")
+        if "search" in prev and cut >= 0:
+            data["search"], data["fastest"] = prev["search"], prev.get("fastest", [])
+            text += prev["text"][cut:].rstrip("\n") + "\n"
     print(text)
     data["text"] = text
     if not args["--no-write"]:

@@ -282,7 +282,10 @@ class Hb(System):
     def settled(self, n: str, timeout: float) -> None:
         peer = self.pair.peer(n)
         alone = peer not in self.procs or self.procs[peer].poll() is not None
-        want = (r"^group 1 %s running" % n) if alone else (r"^node %s up" % peer)
+        self._wait_status(n, (r"^group 1 %s running" % n) if alone else (r"^node %s up" % peer),
+                          timeout)
+
+    def _wait_status(self, n: str, want: str, timeout: float) -> None:
         rx = re.compile(want, re.M)
         deadline = time.monotonic() + timeout
         while not rx.search(self.status(n)):
@@ -346,15 +349,6 @@ class HbUplink(Hb):
     def settled(self, n: str, timeout: float) -> None:
         super().settled(n, timeout)
         self.uplink_back(n, timeout)
-
-    def _wait_status(self, n: str, want: str, timeout: float) -> None:
-        rx = re.compile(want, re.M)
-        deadline = time.monotonic() + timeout
-        while not rx.search(self.status(n)):
-            if time.monotonic() > deadline:
-                raise TimeoutError("hb %s: no /%s/ in its status within %.0fs:\n%s"
-                                   % (n, want, timeout, self.status(n)))
-            time.sleep(0.02)
 
     def mark(self, n: str) -> None:
         pass

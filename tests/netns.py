@@ -72,11 +72,15 @@ class Lab:
         self.procs: list[subprocess.Popen] = []
         self.tmp = tempfile.mkdtemp(prefix=self.id + ".")
         self.hosts: dict[str, Host] = {}
-        self.sw = self._ns("sw")
-        sh("ip", "netns", "exec", self.sw, "ip", "link", "add", "br0", "type", "bridge",
-           "forward_delay", "0")
-        sh("ip", "netns", "exec", self.sw, "ip", "link", "set", "br0", "up")
-        sh("ip", "netns", "exec", self.sw, "ip", "link", "set", "lo", "up")
+        try:                    # a set-up that fails half-way leaves nothing behind
+            self.sw = self._ns("sw")
+            sh("ip", "netns", "exec", self.sw, "ip", "link", "add", "br0", "type", "bridge",
+               "forward_delay", "0")
+            sh("ip", "netns", "exec", self.sw, "ip", "link", "set", "br0", "up")
+            sh("ip", "netns", "exec", self.sw, "ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
         self._port = itertools.count()
         self.bridges = {"br0": 0}
 

@@ -1,4 +1,12 @@
-"""The namespace fixture itself: two hosts ping each other over the bridge."""
+"""The namespace fixture itself: two hosts ping each other over the bridge; a set-up
+that fails half-way leaves no namespace behind."""
+
+import os
+import subprocess
+
+import pytest
+
+import netns
 
 
 def test_two_namespaces_ping_over_the_bridge(lab):
@@ -36,3 +44,22 @@ def test_serial_pair_carries_bytes(lab):
     os.close(fa)
     os.close(fb)
     assert data == b">>>\nt=status\n<<<\n"
+
+
+def test_a_lab_whose_set_up_fails_leaves_nothing_behind(monkeypatch):
+    """A namespace made before a failing set-up step is deleted, its files removed."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    real = netns.sh
+
+    def failing(*argv, **kw):
+        if argv[-1] == "up" and "br0" in argv:
+            raise subprocess.CalledProcessError(1, argv)
+        return real(*argv, **kw)
+
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    monkeypatch.setattr(netns, "sh", failing)
+    with pytest.raises(subprocess.CalledProcessError):
+        netns.Lab("fail")
+    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert after == before

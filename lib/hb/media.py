@@ -22,7 +22,7 @@ import termios
 import time
 from typing import Any
 
-from hb import wire
+from hb import runfiles, wire
 
 RETRY = 1.0          # reopen a failed medium after min(RETRY, keepalive)
 SUMMARY = 10.0       # at most one log line per medium this often while datagrams fail
@@ -295,16 +295,6 @@ class Udp(Medium):
         self.sock.sendto(data, self.dest)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def uucp_lock(dev: str, lockdir: str | None = None) -> str | None:
     """Take the UUCP lock of a serial device: LOCKDIR/LCK..NAME (NAME the device
     below /dev, `/` as `_`: LCK..ttyS0) holding our PID in ten columns, made
@@ -333,7 +323,7 @@ def uucp_lock(dev: str, lockdir: str | None = None) -> str | None:
                     return path
                 if pid == -1:
                     raise OSError(errno.EBUSY, "%s: cannot read %s" % (dev, path)) from None
-                if pid is not None and pid > 0 and _alive(pid):
+                if pid is not None and pid > 0 and runfiles.pid_alive(pid):
                     raise OSError(errno.EBUSY, "%s is locked by process %d (%s)"
                                   % (dev, pid, path)) from None
                 try:

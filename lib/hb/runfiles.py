@@ -28,6 +28,17 @@ class NotRunning(Exception):
     """No process has the fifo open for reading."""
 
 
+def pid_alive(pid: int) -> bool:
+    """A process with this PID exists (signal 0; one we may not signal exists too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
     """Write text to path via a temp file in the same directory and rename."""
     tmp = "%s.new.%d" % (path, os.getpid())

@@ -102,14 +102,7 @@ def is_stale(st: dict, now: float) -> bool:
     if a is None or a > STALE:
         return True
     pid = st["updated"].get("pid", "")
-    if pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-    return False
+    return pid.isdigit() and not runfiles.pid_alive(int(pid))
 
 
 def me(st: dict) -> str:

@@ -22,6 +22,20 @@ def status(seq: int) -> bytes:
                                 ("seq", 0, "%x" % seq), ("pad", 0, "x" * 200)], 1, "sha1", KEY)
 
 
+@pytest.fixture(autouse=True)
+def lockdir(tmp_path, monkeypatch):
+    """Serial ports opened here are locked in a directory of the test's own, never
+    in /var/lock (a port left open would hold a lock there with pytest's PID)."""
+    d = tmp_path / "lock"
+    d.mkdir()
+    monkeypatch.setattr(media, "LOCKDIR", str(d))
+    return d
+
+
+def lock_of(lockdir, tty: str):
+    return lockdir / ("LCK.." + os.path.realpath(tty)[5:].replace("/", "_"))
+
+
 @pytest.fixture
 def pty():
     master, slave = os.openpty()
@@ -212,17 +226,11 @@ def test_open_media_retries_within_keepalive():
 
 # ---------------------------------------------------------------- UUCP locks
 
-@pytest.fixture
-def lockdir(tmp_path, monkeypatch):
-    monkeypatch.setattr(media, "LOCKDIR", str(tmp_path))
-    return tmp_path
-
-
 def test_serial_takes_the_uucp_lock_and_gives_it_back(pty, lockdir):
     master, path = pty
     m = media.Serial(config.Medium("serial", path), 19200)
     m.open()
-    lock = lockdir / ("LCK.." + os.path.realpath(path)[5:].replace("/", "_"))
+    lock = lock_of(lockdir, path)
     assert lock.read_text() == "%10d\n" % os.getpid()          # Heartbeat's, cu's format
     assert sorted(p.name for p in lockdir.iterdir()) == [lock.name]
     m.close()
@@ -233,7 +241,7 @@ def test_serial_locked_by_a_live_process_is_not_opened(pty, lockdir):
     master, path = pty
     other = subprocess.Popen(["sleep", "30"])
     try:
-        lock = lockdir / ("LCK.." + os.path.realpath(path)[5:].replace("/", "_"))
+        lock = lock_of(lockdir, path)
         lock.write_text("%10d\n" % other.pid)
         m = media.Serial(config.Medium("serial", path), 19200)
         with pytest.raises(OSError) as e:
@@ -250,7 +258,7 @@ def test_a_stale_uucp_lock_is_taken_over(pty, lockdir):
     master, path = pty
     gone = subprocess.Popen(["true"])
     gone.wait()
-    lock = lockdir / ("LCK.." + os.path.realpath(path)[5:].replace("/", "_"))
+    lock = lock_of(lockdir, path)
     lock.write_text("%10d\n" % gone.pid)
     m = media.Serial(config.Medium("serial", path), 19200)
     m.open()

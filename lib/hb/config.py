@@ -1125,10 +1125,8 @@ def digest(cfg: Config) -> str:
     values = {"haresources": "\n".join("%s %s" % (g.node, " ".join(r.text for r in g.resources))
                                        for g in cfg.groups),
               "auto_failback": cfg.auto_failback}
-    try:
-        from _sha256 import sha256      # not hashlib: OpenSSL costs 3.7 MB per daemon
-    except ImportError:
-        from hashlib import sha256
+    from hb.wire import hasher          # not hashlib: OpenSSL costs 3.7 MB per daemon
+    sha256 = hasher("sha256")
     for k in ("keepalive", "deadtime", "warntime", "initdead"):
         values[k] = "%d" % int(round(getattr(cfg, k) * 1000))
     return "".join(sha256(("%s=%s" % (k, values[k])).encode()).hexdigest()[:n]

@@ -195,7 +195,7 @@ def dup_every(deadtime: float) -> float:
     return min(0.25, deadtime / 4)
 
 
-def _hash(method: str) -> Any:
+def hasher(method: str) -> Any:
     """The interpreter's own implementation of a digest: hashlib would map
     OpenSSL's libcrypto into every daemon, 3.7 MB of RSS each, and a message
     is a few hundred bytes (1 us either way)."""
@@ -217,7 +217,7 @@ def _hash(method: str) -> Any:
 
 def _pads(method: str, key: bytes) -> tuple:
     """RFC 2104's keyed inner and outer hash states, kept for the next message."""
-    new = _hash(method)
+    new = hasher(method)
     k = new(key).digest() if len(key) > 64 else key
     k = k.ljust(64, b"\0")
     pads = (new(bytes(b ^ 0x36 for b in k)), new(bytes(b ^ 0x5C for b in k)))

@@ -729,10 +729,14 @@ def _pyroute2_core() -> tuple[Any, Any]:
     (NDB, IPDB, asyncio, sqlite3...), 25 MB and 120 ms where an address change
     needs 6 MB.  Should that layout change, the whole package is imported."""
     import sys
-    if "pyroute2" in sys.modules:
+
+    def load() -> tuple[Any, Any]:
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
         from pyroute2.netlink.rtnl.iprsocket import IPRSocket
         return IPRSocket, ifaddrmsg
+
+    if "pyroute2" in sys.modules:
+        return load()
     import importlib.util
     import types
     spec = importlib.util.find_spec("pyroute2")
@@ -741,17 +745,14 @@ def _pyroute2_core() -> tuple[Any, Any]:
     shell.__spec__ = spec
     sys.modules["pyroute2"] = shell
     try:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.iprsocket import IPRSocket
+        return load()
     except ImportError:
         for name in [n for n in sys.modules if n == "pyroute2" or n.startswith("pyroute2.")]:
             del sys.modules[name]
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.iprsocket import IPRSocket
+        return load()
     finally:
         if sys.modules.get("pyroute2") is shell:   # a later `import pyroute2` gets
             del sys.modules["pyroute2"]             # the real package
-    return IPRSocket, ifaddrmsg
 
 
 def _iproute() -> Any:

@@ -192,13 +192,16 @@ class Reach:
         return sum(p.status == UP and not p.stale for p in self.pings.values())
 
     def deadlines(self) -> list[float]:
-        """When tick() may change something without a new reply."""
-        ts: list[float] = []
+        """When tick() may change something without a new reply or link event."""
+        ts = [self.start + max(self.initdead, self.deadping)]
         for p in self.pings.values():
             if p.last is not None:
                 ts += [p.last + self.deadping, p.last + self.gap]
                 if self.fresh_for is not None and p.status == UP and not p.stale:
                     ts.append(p.last + self.fresh_for)
+            if p.back is not None:
+                ts.append(p.back + self.deadping)
+        ts += [t + self.deadping for t in self.back_at.values()]
         return ts
 
     def judged(self) -> bool:

@@ -732,13 +732,7 @@ class Owner:
         if self.peer is not None:
             ts.append(self.peer.back_at + self.grace())
         ts += [gs.retry_at for gs in self.gs.values() if gs.state == STOPPING]
-        r = self.reach
-        ts += r.deadlines()
-        for p in r.pings.values():
-            if p.back is not None:
-                ts.append(p.back + r.deadping)
-        ts.append(r.start + max(r.initdead, r.deadping))
-        ts += [t + r.deadping for t in r.back_at.values()]
+        ts += self.reach.deadlines()
         return ts
 
     def _check_nodes(self, now: float, out: list) -> None:

@@ -171,6 +171,7 @@ class Lab:
             except Exception:
                 pass
         for ns in reversed(self.namespaces):
+            kill_inside(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["rm", "-rf", self.tmp])
 
@@ -179,6 +180,58 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def inside(ns: str) -> list[int]:
+    """The PIDs of every process whose network namespace is ns (daemons that
+    re-exec'd themselves or called setsid included: `ip netns del` kills none)."""
+    try:
+        st = os.stat("/run/netns/" + ns)
+    except OSError:
+        return []
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                s = os.stat("/proc/%s/ns/net" % d)
+            except OSError:
+                continue
+            if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+                out.append(int(d))
+    return out
+
+
+def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process in ns until none is left; returns those still alive
+    after timeout (zombies whose parent is outside do not count)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in inside(ns) if not _zombie(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def leftovers(prefix: str) -> tuple[list[str], list[int]]:
+    """Namespaces named prefix* still present, and processes alive in them."""
+    try:
+        names = [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+    except FileNotFoundError:
+        names = []
+    return names, [p for n in names for p in inside(n) if not _zombie(p)]
 
 
 def quote(argv: Sequence[str]) -> str:

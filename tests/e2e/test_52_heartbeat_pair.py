@@ -335,8 +335,8 @@ def test_legacy_auto_failback_asks_for_groups_with_ip_request(
     first, second, joiner = ((p.alpha, p.beta, "beta") if order == "heartbeat_first"
                              else (p.beta, p.alpha, "alpha"))
     first.start()
-    p.wait_vip("alpha" if first is p.alpha else "beta", VIP2, what="alone")
-    p.wait_vip("alpha" if first is p.alpha else "beta", VIP, what="alone")
+    p.wait_vip("alpha" if first is p.alpha else "beta", VIP2, timeout=30, what="alone")
+    p.wait_vip("alpha" if first is p.alpha else "beta", VIP, timeout=30, what="alone")
     second.start()
     p.wait_vip("alpha", VIP, timeout=20, what="legacy failback, %s" % order)
     p.wait_vip("beta", VIP2, timeout=20, what="legacy failback, %s" % order)

@@ -316,21 +316,23 @@ def rx():
 
 def test_receiver_verdicts_and_counts():
     r = rx()
-    assert r.receive(pkt(seq=1), 0.0)[0] == "ok"
-    assert r.receive(pkt(seq=1), 0.1)[0] == "dup"           # same packet, other medium
+    assert r.receive(pkt(seq=1), 0.0, "eth0")[0] == "ok"
+    assert r.receive(pkt(seq=1), 0.1, "eth1")[0] == "dup"       # same packet, other medium
+    assert r.receive(pkt(seq=1), 0.15, "eth1")[0] == "again"    # a second copy there
     assert r.receive(pkt(seq=2), 0.2)[0] == "ok"
     assert r.receive(pkt(seq=1), 10.0)[0] == "replay"       # captured and resent later
     assert r.receive(pkt(seq=3, gen=4), 10.1)[0] == "replay"  # older generation
     assert r.receive(pkt(seq=3, key=b"forged"), 10.2)[0] == "auth"
     assert r.receive(pkt(src="mallory", seq=3), 10.3)[0] == "unknown"
     assert r.receive(b"\x00garbage", 10.4)[0] == "garbage"
-    assert r.receive(pkt(seq=None), 10.5)[0] == "garbage"  # status without seq
+    assert r.receive(pkt(seq=None), 10.5)[0] == "malformed"  # status without seq
     assert r.receive(pkt(seq=None, t="NS_rexmit"), 10.6)[0] == "ok"
     assert r.receive(pkt(src="alpha", seq=1, gen=8), 10.7)[0] == "replay"  # our old self
     c = r.counts
-    assert (c["accepted"], c["dup"], c["replay"], c["auth"], c["unknown"], c["garbage"]) \
-        == (3, 1, 3, 1, 1, 2)
-    assert c["received"] == 11
+    assert (c["accepted"], c["dup"], c["replay"], c["auth"], c["unknown"], c["garbage"],
+            c["malformed"]) == (3, 2, 3, 1, 1, 1, 1)
+    assert c["received"] == 12
+    assert c["received"] == c["accepted"] + sum(c[k] for k in wire.DROPS)
 
 
 def test_restart_resets_and_gap_requests():
@@ -344,8 +346,8 @@ def test_restart_resets_and_gap_requests():
     assert s.due(1.16) == [("beta", 2), ("beta", 3), ("beta", 4)]   # 50 + 0.5*200 ms
     assert s.due(1.2) == []
     assert s.due(1.45) == [("beta", 2), ("beta", 3), ("beta", 4)]
-    assert r.receive(pkt(seq=3), 1.5)[0] == "ok"                   # fills the gap
-    assert r.receive(pkt(seq=3), 1.6)[0] == "dup"
+    assert r.receive(pkt(seq=3, t="x"), 1.5)[0] == "late"          # fills the gap
+    assert r.receive(pkt(seq=3, t="x"), 1.6)[0] == "again"
     assert s.missing("beta") == [2, 4]
     assert s.nak("beta", 2) and s.missing("beta") == [4]
     for i in range(wire.REXMIT_TRIES + 1):
@@ -408,7 +410,7 @@ def test_heartbeat_306_packet_becomes_a_line():
     assert line == ("t=status st=active dt=1f40 protocol=1 src=beta "
                     "srcuuid=io2OL6FhQVqIVwGlc20IgQ%3D%3D seq=6 hg=6b060abf ts=6b060ac0 "
                     "ld=0.00%200.02%200.00%201/95%208735 ttl=3 _via=eth1 _rt=1.000000")
-    assert r.receive(VECTOR, 1.1)[0] == "dup"
+    assert r.receive(VECTOR, 1.1)[0] == "again"
 
 
 def test_rexmit_messages():

@@ -637,6 +637,7 @@ REXMIT_MAX = 50         # messages resent per request
 DUP_WINDOW = 2.0        # an already-accepted seq seen within this is a duplicate
 NS_SLACK = 2            # s: an NS_ message this much older (ts) than the newest is stale
 NS_KEEP = 256           # NS_ messages remembered per node, to drop their copies
+NS_REPEAT = 0.2         # s: the same NS_ message through one medium is taken this often
 MAX_GEN = 0xFFFFFFFF    # a generation is a 32-bit count (time() when first made)
 MAX_SEQ = (1 << 48) - 1  # 89,000 years at 100 messages a second
 HIGHWATER = "highwater"  # STATEDIR file: the high-water marks, kept across restarts
@@ -652,7 +653,7 @@ class _Peer:
         self.missing: dict[int, float] = {}     # seq -> due time
         self.tries: dict[int, int] = {}
         self.recent: dict[int, tuple[float, tuple[str, ...]]] = {}   # seq -> (t, media)
-        self.ns: dict[bytes, int] = {}          # NS_ message token -> its ts
+        self.ns: dict[bytes, tuple[int, float, tuple[str, ...]]] = {}  # token -> ts, at, media
 
 
 class Sequencer:
@@ -693,7 +694,7 @@ class Sequencer:
     def judge(self, src: str, gen: int, seq: int | None, now: float,
               ts: int = 0, via: str = "") -> str:
         if seq is None:
-            return self.judge_ns(src, gen, ts, b"", now)
+            return self.judge_ns(src, gen, ts, b"", now, via)
         if src not in self.nodes:
             return "unknown"
         p = self.peers.get(src)
@@ -727,10 +728,14 @@ class Sequencer:
             return "dup"
         return "replay"
 
-    def judge_ns(self, src: str, gen: int, ts: int, token: bytes, now: float) -> str:
+    def judge_ns(self, src: str, gen: int, ts: int, token: bytes, now: float,
+                 via: str = "") -> str:
         """An NS_ message (no seq): a lower generation or a ts more than NS_SLACK
         seconds older than the newest accepted from that node is a replay; the
-        same message (its authenticator) seen again is 'again'."""
+        same message (its authenticator) is 'again' when it came through another
+        medium less than DUP_WINDOW ago or this one less than NS_REPEAT ago (a
+        request repeated later is accepted: Heartbeat repeats NS_rexmit unchanged
+        within a second)."""
         if src not in self.nodes:
             return "unknown"
         p = self.peers.get(src)
@@ -743,15 +748,20 @@ class Sequencer:
         elif ts + NS_SLACK < p.ts:
             return "replay"
         elif token and token in p.ns:
-            return "again"
+            _, at, vias = p.ns[token]
+            if now - at < (NS_REPEAT if via in vias else DUP_WINDOW):
+                if via not in vias:
+                    p.ns[token] = (ts, at, vias + (via,))
+                return "again"
         if ts > p.ts:
             p.ts = ts
             self.dirty = True
         if token:
             ns = p.ns
-            ns[token] = ts
+            ns.pop(token, None)
+            ns[token] = (ts, now, (via,))
             if len(ns) > NS_KEEP:
-                for k in [k for k, t in ns.items() if t + NS_SLACK < p.ts]:
+                for k in [k for k, e in ns.items() if e[0] + NS_SLACK < p.ts]:
                     del ns[k]
                 while len(ns) > NS_KEEP:
                     del ns[next(iter(ns))]
@@ -966,7 +976,7 @@ class Receiver:
         if gen < 0 or (ttl is not None and number(ttl, 10, 255) < 0):
             return "malformed", None
         if t.startswith("NS_"):
-            v = self.seq.judge_ns(src, gen, ts, token, now)
+            v = self.seq.judge_ns(src, gen, ts, token, now, via)
         else:
             seq = number(f.get("seq"), 16, MAX_SEQ)
             if seq < 0:

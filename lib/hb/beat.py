@@ -57,6 +57,7 @@ class Beat:
         self.state_path = os.path.join(rundir, runfiles.STATE)
         self.links: dict[tuple[str, str], float] = {}   # (node, medium) -> last line
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
+        self.mine_max = 0                                 # the longest of them
         self.state: dict[str, str] = {}
         self.me_b = me.encode()
         self.me_q = wire.format_line({"": me})[1:]
@@ -129,6 +130,7 @@ class Beat:
             self.hist.add(self.seqno, data)
             if forus:
                 self.mine[data] = (self.seqno, line)
+                self.mine_max = max(self.mine_max, len(data))
                 if len(self.mine) > 16:
                     del self.mine[next(iter(self.mine))]
         return data, line
@@ -188,7 +190,7 @@ class Beat:
             raise StdoutClosed() from None
 
     def handle(self, data: bytes, via: str, now: float) -> None:
-        mine = self.mine.get(data)
+        mine = self.mine.get(data) if len(data) <= self.mine_max else None
         if mine is not None:        # our own message heard back: known good
             if self.rx.own(mine[0], now) == "ok":
                 self.out.append("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))

@@ -485,6 +485,7 @@ def verify(pkt: Packet, keys: dict[int, tuple[str, bytes]]) -> bool:
 _AUTH_FIELD = re.compile(rb"([0-9]{1,2}) ([0-9a-f]{1,128})")
 _TRAILER = re.compile(rb"([0-9]{1,3}):(([0-9]{1,2}) ([0-9a-f]{1,128})),")
 _UNSIGNED = re.compile(rb"^(?:auth=[^\n]*)?\n", re.M)    # auth and empty lines
+_FIRST_AUTH = re.compile(rb"^auth=([^\n]*)\n", re.M)
 
 
 def _check(keys: dict[int, tuple[str, bytes]], num: int, data: bytes, token: bytes) -> bool:
@@ -507,15 +508,13 @@ def classic_signed(data: bytes) -> tuple[bytes, bytes] | None:
             return None
         end = len(data) - 4
     body = data[4:end + 1]
-    i = 0 if body.startswith(b"auth=") else body.find(b"\nauth=") + 1
-    if i == 0 and not body.startswith(b"auth="):
-        return body if b"\n\n" not in body and body[:1] != b"\n" else \
-            _UNSIGNED.sub(b"", body), b""
-    j = body.find(b"\n", i) + 1
-    auth = body[i + 5:j - 1]
-    if body[:1] != b"\n" and b"\n\n" not in body and body.find(b"\nauth=", j - 1) < 0:
-        return body[:i] + body[j:], auth
-    return _UNSIGNED.sub(b"", body), auth
+    k = body.rfind(b"\n", 0, len(body) - 1) + 1       # the last line: auth, as sent
+    if body.startswith(b"auth=", k) and body.find(b"\nauth", 0, k) < 0 \
+            and not body.startswith(b"auth", 0, k) and b"\n\n" not in body \
+            and body[:1] != b"\n":
+        return body[:k], body[k + 5:-1]
+    m = _FIRST_AUTH.search(body)                    # anything else: the general rule
+    return _UNSIGNED.sub(b"", body), m[1] if m else b""
 
 
 def netstring_signed(data: bytes) -> tuple[bytes, bytes] | None:

@@ -70,7 +70,8 @@ def _big(rng: random.Random) -> bytes:
     head = rng.choice([b">>>\n", b"###\n", b""])
     if head == b">>>\n":            # a well-formed authenticator: one HMAC over 64 KiB
         tail = b"auth=1 " + _hex(rng, 40) + b"\n<<<\n"
-        return head + (b"x=y\n" * BIG)[:BIG - len(head) - len(tail)] + tail
+        q, r = divmod(BIG - len(head) - len(tail), 4)
+        return head + b"x=y\n" * (q - 1) + b"x=" + b"y" * (r + 1) + b"\n" + tail
     if head == b"###\n":
         tail = b"%%%\n42:1 " + _hex(rng, 40) + b","
         return head + (b"3:x=y," * BIG)[:BIG - len(head) - len(tail)] + tail

@@ -833,3 +833,21 @@ if __name__ == "__main__" and os.environ.get("HB_FUZZ"):
     r = fuzz_receive(n, seed=int(time.time()))
     print("receive fuzz: %d datagrams in %.1f s, no exception; %s" % (
         n, time.monotonic() - t0, r.counts))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from([b"t=status", b"src=beta", b"seq=1", b"", b"(1)b=AP8=",
+                                 b"v=a\x13b", b"auth=1 00", b"auth=2 ff", b"x=auth=1",
+                                 b"authx=1", b"auth=", b"k=\xff"]), max_size=10),
+       st.sampled_from([b"\n<<<\n", b"\n<<<", b"\n<<<\n\0", b"\n<<<\nafter\n"]))
+def test_classic_signed_is_what_heartbeat_signs(lines, tail):
+    """Without parsing: S and the first auth value, as the parser finds them."""
+    data = b">>>\n" + b"\n".join(lines) + tail
+    got = wire.classic_signed(data)
+    try:
+        p = wire.parse(data)
+    except wire.WireError:
+        return
+    assert got is not None
+    assert got[0] == wire.classic_string(p.fields)
+    assert got[1] == wire._enc(p.get("auth") or "")

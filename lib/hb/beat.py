@@ -198,6 +198,18 @@ class Beat:
         verdict, pkt = self.rx.receive(data, now, via)
         if pkt is None:
             return
+        try:
+            self.deliver(verdict, pkt, via, now)
+        except Exception as e:          # a bug: never a dead daemon for a message
+            c = self.rx.counts
+            c["accepted" if verdict != "dup" else "dup"] -= 1
+            c["malformed"] += 1
+            if self.rx.error is None:
+                self.rx.error = "%s: %s" % (type(e).__name__, e)
+
+    def deliver(self, verdict: str, pkt: wire.Packet, via: str, now: float) -> None:
+        """An accepted message (or a copy through another medium): a line for
+        hb-watch, a link notice, an answer to NS_rexmit."""
         text = pkt.text()
         t = text.get("t") or ""
         src = (text.get("src") or "").lower()

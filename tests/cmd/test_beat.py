@@ -330,3 +330,23 @@ def test_highwater_survives_restart_and_a_write_failure(lab):
     last = [ln for ln in log.splitlines() if "counters:" in ln][-1]
     assert " replay=5 " in last, last
     assert not [f for f in os.listdir(da["s"]) if "tmp" in f]
+
+
+def test_a_bug_on_the_receive_path_is_a_counted_drop(tmp_path, caplog):
+    """Should anything after authentication raise, the datagram is counted as
+    malformed, the error logged once, and hb-beat goes on."""
+    from hb import config
+    keys = {2: config.AuthKey(2, "md5", KEY.encode())}
+    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(2, keys))
+    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+
+    def boom(*a):
+        raise KeyError("bug")
+    b.deliver = boom
+    for s in (1, 2):
+        b.handle(beta_status(s), "eth0", 1.0)
+    c = b.rx.counts
+    assert (c["received"], c["accepted"], c["malformed"]) == (2, 0, 2)
+    b.log_events(2.0, force=True)
+    b.log_events(3.0, force=True)
+    assert len([r for r in caplog.records if "KeyError" in r.getMessage()]) == 1

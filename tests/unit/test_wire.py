@@ -881,3 +881,29 @@ def test_a_corrupt_huge_number_does_not_poison_the_mark_for_ever():
     assert any("sequence of beta went back" in e for e in r.seq.events)
     for d in old:
         assert r.receive(d, 3.0)[0] == "replay"
+
+
+def _crc_bitwise(data: bytes) -> int:
+    c = 0
+    for b in data:
+        c ^= b << 24
+        for _ in range(8):
+            c = ((c << 1) ^ 0x04C11DB7) if c & 0x80000000 else (c << 1)
+            c &= 0xFFFFFFFF
+    return c ^ 0xFFFFFFFF
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_crc_is_the_bitwise_definition(data):
+    assert wire.crc32_posix(data) == _crc_bitwise(data)
+
+
+def test_crc_of_64k_costs_no_more_than_an_hmac():
+    data = bytes(range(256)) * 255
+    t0 = time.perf_counter()
+    wire.crc32_posix(data)
+    crc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    wire.auth_token("sha1", KEY, data)
+    assert crc < 5 * (time.perf_counter() - t0) + 1e-3

@@ -30,7 +30,7 @@ import time
 from hb import cli, config, exits, log as hblog, media, runfiles, wire
 
 PROG = "hb-beat"
-BAD = wire.DROPS[:4] + wire.DROPS[5:]      # drops worth a log line (not duplicates)
+BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
 HOLD = 0.02        # s our own status line may wait for the peer's answer (keepalive/4 at most)
 

@@ -9,7 +9,7 @@ Usage:
 Options:
   -c CONFDIR       configuration directory [default: /etc/ha.d]
   -r RUNDIR        run directory: state, beat.fifo [default: /var/run/hb]
-  -s STATEDIR      persistent state: the generation counter [default: /var/lib/hb]
+  -s STATEDIR      persistent state: generation, high-water marks [default: /var/lib/hb]
   --node NAME      this node's name (default: uname -n, lower-cased)
   --stats SECONDS  log drop counters at most this often [default: 60]
   --listen         send nothing; print every verified message that arrives
@@ -30,7 +30,7 @@ import time
 from hb import cli, config, exits, log as hblog, media, runfiles, wire
 
 PROG = "hb-beat"
-BAD = ("garbage", "auth", "unknown", "replay")
+BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
 HOLD = 0.02        # s our own status line may wait for the peer's answer (keepalive/4 at most)
 
@@ -45,8 +45,10 @@ class Beat:
     """The sender/receiver: media, sequencing, history, stdout."""
 
     def __init__(self, cfg: config.Config, me: str, rundir: str, gen: int,
-                 listen: bool = False, stats: float = 60.0) -> None:
+                 listen: bool = False, stats: float = 60.0, statedir: str | None = None) -> None:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
+        self.statedir = statedir            # where the high-water marks are kept (None: not)
+        self.next_save, self.save_failed, self.error_logged = 0.0, False, False
         self.seqno = self.events = 0
         self.follow, self.last_beat, self.dirfd = False, -1e9, -1
         self.peer_status = -1e9           # when a peer's status was last heard
@@ -55,6 +57,7 @@ class Beat:
         self.state_path = os.path.join(rundir, runfiles.STATE)
         self.links: dict[tuple[str, str], float] = {}   # (node, medium) -> last line
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
+        self.mine_max = 0                                 # the longest of them
         self.state: dict[str, str] = {}
         self.me_b = me.encode()
         self.me_q = wire.format_line({"": me})[1:]
@@ -63,6 +66,14 @@ class Beat:
         self.out: list[str] = []          # lines for stdout, written once per wake-up
         self.fixed: list[int] = []        # fds waited on besides the media
         self.configure(cfg)
+        if statedir is not None:
+            marks, bad = media.load_highwater(statedir)
+            for b in bad[:5]:
+                log.warning("high-water marks: %s (skipped)", b)
+            self.rx.seq.restore(marks)
+            if marks:
+                log.info("high-water marks of %s restored: older messages are replays",
+                         ", ".join("%s %x:%x" % (n, m[0], m[1]) for n, m in sorted(marks.items())))
 
     def configure(self, cfg: config.Config) -> None:
         self.cfg = cfg
@@ -119,6 +130,7 @@ class Beat:
             self.hist.add(self.seqno, data)
             if forus:
                 self.mine[data] = (self.seqno, line)
+                self.mine_max = max(self.mine_max, len(data))
                 if len(self.mine) > 16:
                     del self.mine[next(iter(self.mine))]
         return data, line
@@ -178,14 +190,26 @@ class Beat:
             raise StdoutClosed() from None
 
     def handle(self, data: bytes, via: str, now: float) -> None:
-        mine = self.mine.get(data)
+        mine = self.mine.get(data) if len(data) <= self.mine_max else None
         if mine is not None:        # our own message heard back: known good
             if self.rx.own(mine[0], now) == "ok":
                 self.out.append("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))
             return
-        verdict, pkt = self.rx.receive(data, now)
-        if pkt is None or verdict not in ("ok", "dup"):
+        verdict, pkt = self.rx.receive(data, now, via)
+        if pkt is None:
             return
+        try:
+            self.deliver(verdict, pkt, via, now)
+        except Exception as e:          # a bug: never a dead daemon for a message
+            c = self.rx.counts
+            c["accepted" if verdict != "dup" else "dup"] -= 1
+            c["malformed"] += 1
+            if self.rx.error is None:
+                self.rx.error = "%s: %s" % (type(e).__name__, e)
+
+    def deliver(self, verdict: str, pkt: wire.Packet, via: str, now: float) -> None:
+        """An accepted message (or a copy through another medium): a line for
+        hb-watch, a link notice, an answer to NS_rexmit."""
         text = pkt.text()
         t = text.get("t") or ""
         src = (text.get("src") or "").lower()
@@ -197,7 +221,7 @@ class Beat:
                     wire.format_line({"": src})[1:], via, now))
             return
         self.links[k] = now
-        if t == "status" and src != self.me:
+        if t == "status" and src != self.me and verdict == "ok":
             self.peer_status = now
             if now - self.last_beat >= self.cfg.keepalive / 2:
                 self.follow = not self.listen     # send ours now: one wake-up for both
@@ -226,10 +250,39 @@ class Beat:
             self.send(self.build(wire.rexmit_fields(src, s), now)[0], now)
             self.rx.counts["rexmit_asked"] += 1
 
+    def save(self, now: float, force: bool = False) -> None:
+        """The high-water marks to STATEDIR: at once after a generation changed,
+        else at most every wire.PERSIST_EVERY s while they move; a failure is
+        logged once and retried."""
+        seq = self.rx.seq
+        if self.statedir is None or not (seq.dirty or force) or \
+                (now < self.next_save and not seq.urgent and not force):
+            return
+        self.next_save = now + wire.PERSIST_EVERY
+        try:
+            media.save_highwater(self.statedir, seq.snapshot())
+        except OSError as e:
+            seq.dirty = True
+            if not self.save_failed:
+                log.warning("unable to write %s: %s (replays older than the last write "
+                            "would be accepted after a restart); retrying every %gs",
+                            os.path.join(self.statedir, wire.HIGHWATER), e.strerror or e,
+                            wire.PERSIST_EVERY)
+            self.save_failed = True
+            return
+        if self.save_failed:
+            log.info("%s written again", os.path.join(self.statedir, wire.HIGHWATER))
+            self.save_failed = False
+
     def log_events(self, now: float, force: bool = False) -> None:
         if now < self.next_check and not force:
             return
         self.next_check = now + 0.1
+        self.save(now)
+        if self.rx.error is not None and not self.error_logged:
+            self.error_logged = True
+            log.error("a received datagram raised %s (dropped as malformed; a bug)",
+                      self.rx.error)
         for e in self.rx.seq.events:
             self.events += 1
             if self.events <= EVENTS:
@@ -348,6 +401,7 @@ class Beat:
         except StdoutClosed:
             return exits.OK
         finally:
+            self.save(time.monotonic(), force=True)
             self.log_events(time.monotonic(), force=True)
             for fd in (fifo, keep):
                 if fd >= 0:
@@ -409,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             gen = media.next_generation(args["-s"])
         except OSError as e:
             return fatal("write", os.path.join(args["-s"], "generation"), e)
-    beat = Beat(cfg, me, args["-r"], gen if not listen else -1, listen, stats)
+    beat = Beat(cfg, me, args["-r"], gen if not listen else -1, listen, stats,
+                None if listen or once else args["-s"])
     if once:
         return send_once(beat)
     if cfg.realtime and not listen:

@@ -288,7 +288,7 @@ class Udp(Medium):
     def read(self) -> list[bytes]:
         """One datagram per readiness: no EAGAIN exception to end a loop."""
         assert self.sock is not None
-        return [self.sock.recv(65536)]
+        return [self.sock.recv(wire.MAXDGRAM + 1)]
 
     def write(self, data: bytes, status: bool) -> None:
         assert self.sock is not None and self.dest is not None
@@ -372,7 +372,7 @@ class Serial(Medium):
         self.baud = m.baud or baud
         self.port: Any = None
         self.fd = -1
-        self.framer = wire.SerialFramer()
+        self.framer = wire.SerialFramer(wire.MAXDGRAM)
         self.cur = b""
         self.queue: list[tuple[bytes, bool]] = []
         self.dropped = 0
@@ -665,6 +665,52 @@ def next_generation(statedir: str) -> int:
     finally:
         os.close(dfd)
     return gen
+
+
+def load_highwater(statedir: str) -> tuple[dict[str, tuple[int, int, int]], list[str]]:
+    """STATEDIR/highwater (wire.format_highwater's lines), and its problems:
+    missing is empty, unreadable or bad lines are skipped (said), never fatal."""
+    path = os.path.join(statedir, wire.HIGHWATER)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            data = os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return {}, []
+    except OSError as e:
+        return {}, ["%s: %s" % (path, e.strerror or e)]
+    marks, bad = wire.parse_highwater(data.decode("utf-8", "replace"))
+    return marks, ["%s:%s" % (path, b) for b in bad]
+
+
+def save_highwater(statedir: str, marks: dict[str, tuple[int, int, int]]) -> None:
+    """Write STATEDIR/highwater: a temp file of our own (O_EXCL|O_NOFOLLOW, 0600),
+    renamed into place; not fsync'd (hb-beat writes it every second and must
+    not wait for a disk).  OSError when it cannot be written."""
+    path = os.path.join(statedir, wire.HIGHWATER)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    data = wire.format_highwater(marks).encode()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileExistsError:             # left by a process of ours that had this pid
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o600)
+    try:
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def set_realtime(prio: int | None = None, lock: bool = True) -> None:

@@ -254,3 +254,99 @@ def test_handle_survives_any_authenticated_message(tmp_path):
 
     run()
     os.close(b.out_fd)
+
+
+SEND = ("import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "for h in sys.argv[2:]:\n"
+        "    s.sendto(bytes.fromhex(h), (sys.argv[1], 694))\n")
+
+
+def beta_status(seq: int, gen: int = 7) -> bytes:
+    return wire.render_classic(
+        [("t", 0, "status"), ("st", 0, "up"), ("src", 0, "beta"), ("seq", 0, "%x" % seq),
+         ("hg", 0, "%x" % gen), ("ts", 0, "6b060ac0"), ("ttl", 0, "3")], 2, "md5", KEY.encode())
+
+
+def test_highwater_survives_restart_and_a_write_failure(lab):
+    """STATEDIR/highwater: beta's messages accepted before a restart of hb-beat are
+    replays after it; beta's next message and a new generation are accepted at
+    once; a file that cannot be written is logged once and hb-beat goes on."""
+    import sys
+    a = lab.host("a", "198.18.0.1/24")
+    b = lab.host("b", "198.18.0.2/24")
+    da = confdir(lab.tmp, "alpha", "ucast eth0 198.18.0.2")
+    err = os.path.join(lab.tmp, "err")
+
+    def start():
+        with open(err, "a") as ef:
+            return a.popen([BIN, *da["argv"], "--stats", "0"], stdout=subprocess.PIPE,
+                           stderr=ef, text=True)
+
+    def send(*pkts: bytes) -> None:
+        b.run([sys.executable, "-c", SEND, "198.18.0.1", *(p.hex() for p in pkts)])
+
+    def heard(p, want: int, timeout: float = 5.0) -> list[str]:
+        """beta's seqs printed until `want` of them (or the deadline)."""
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(p.stdout, selectors.EVENT_READ)
+        got: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < want and time.monotonic() < deadline:
+            if sel.select(deadline - time.monotonic()):
+                d = wire.parse_line(p.stdout.readline())
+                if d.get("src") == "beta":
+                    got.append(d.get("seq", "") + "/" + d.get("hg", ""))
+        return got
+
+    p = start()
+    time.sleep(0.3)
+    send(*(beta_status(s) for s in range(1, 6)))
+    assert heard(p, 5) == ["%x/7" % s for s in range(1, 6)]
+    lab.stop(p)
+    hw = os.path.join(da["s"], "highwater")
+    assert open(hw).read().splitlines()[1:] == ["beta 7 5 6b060ac0"]
+    p = start()
+    time.sleep(0.3)
+    send(*(beta_status(s) for s in range(1, 6)))           # captured before: replays
+    send(beta_status(9))                                    # beta went on meanwhile
+    assert heard(p, 1) == ["9/7"]
+    send(beta_status(2, gen=8))                             # beta restarted
+    assert heard(p, 1) == ["2/8"]
+    os.rename(hw, hw + ".old")
+    os.mkdir(hw)                                            # rename(2) onto it fails
+    send(beta_status(3, gen=8), beta_status(4, gen=8))
+    assert heard(p, 2) == ["3/8", "4/8"]
+    time.sleep(2.5)                                         # a few tries to write it
+    send(beta_status(5, gen=8))
+    assert heard(p, 1) == ["5/8"]
+    assert p.poll() is None
+    lab.stop(p)
+    assert p.returncode == 0
+    log = open(err).read()
+    assert len([ln for ln in log.splitlines() if "unable to write %s" % hw in ln]) == 1, log
+    assert "high-water marks of beta 7:5 restored" in log
+    last = [ln for ln in log.splitlines() if "counters:" in ln][-1]
+    assert " replay=5 " in last, last
+    assert not [f for f in os.listdir(da["s"]) if "tmp" in f]
+
+
+def test_a_bug_on_the_receive_path_is_a_counted_drop(tmp_path, caplog):
+    """Should anything after authentication raise, the datagram is counted as
+    malformed, the error logged once, and hb-beat goes on."""
+    from hb import config
+    keys = {2: config.AuthKey(2, "md5", KEY.encode())}
+    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(2, keys))
+    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+
+    def boom(*a):
+        raise KeyError("bug")
+    b.deliver = boom
+    for s in (1, 2):
+        b.handle(beta_status(s), "eth0", 1.0)
+    c = b.rx.counts
+    assert (c["received"], c["accepted"], c["malformed"]) == (2, 0, 2)
+    b.log_events(2.0, force=True)
+    b.log_events(3.0, force=True)
+    assert len([r for r in caplog.records if "KeyError" in r.getMessage()]) == 1

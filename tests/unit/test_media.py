@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import subprocess
 import time
 
@@ -104,6 +105,36 @@ def test_serial_reads_frames_through_garbage(pty):
     time.sleep(0.1)
     got = m.recv(0.0)
     assert [wire.parse(f).get("seq") for f in got] == ["8", "9"]
+
+
+def test_serial_hostile_stream_is_bounded(pty):
+    """A megabyte of a frame that never ends, then garbage with high bits, through a
+    real pty: the framer's buffer stays within the 64 KiB cap plus one read, and the
+    next good frame still arrives."""
+    master, path = pty
+    m = media.Serial(config.Medium("serial", path), 19200)
+    assert m.ensure(0.0)
+    os.set_blocking(master, True)
+    fd = m.fileno()
+    sent = 0
+    worst = 0
+    chunk = b">>>\n" + b"x=" + b"\xff" * 4000 + b"\n"
+    while sent < 1 << 20:
+        os.write(master, chunk)
+        sent += len(chunk)
+        while select.select([fd], [], [], 0)[0]:
+            assert m.recv(0.0) == []
+            worst = max(worst, len(m.framer.buf))
+    os.write(master, status(5))
+    got: list[bytes] = []
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            got = m.recv(0.0)
+    assert [wire.parse(f).get("seq") for f in got] == ["5"]
+    assert 0 < worst <= wire.MAXDGRAM + 65536
+    assert m.framer.garbage > (1 << 20) - 2 * wire.MAXDGRAM
+    m.close()
 
 
 def test_serial_missing_device_fails_once_and_retries(caplog):

@@ -74,6 +74,30 @@ def test_check_broken_gives_file_line(conf, fname, text, where):
     assert first.startswith(str(conf / fname) + ":") and where in first, err
 
 
+@pytest.mark.parametrize("fname,line,says", [
+    ("ha.cf", "keepalive 1e400", "ha.cf:9: keepalive: bad time '1e400'"),
+    ("ha.cf", "deadtime 99999999999999999999", "ha.cf:9: deadtime: time 99999999999999999999"
+     " is too long: at most 86400 s (a day)"),
+    ("ha.cf", "udpport " + "9" * 5000, "ha.cf:9: udpport: bad value '99999999999999999999...'"),
+    ("authkeys", "auth 99999999999", "authkeys:1: auth 99999999999: the key number is from 1"),
+])
+@pytest.mark.parametrize("check", [True, False])
+def test_numbers_too_large_are_one_line_errors_never_a_traceback(
+        conf, tmp_path, fname, line, says, check):
+    (conf / "ha.cf").write_text(HACF + (line + "\n" if fname == "ha.cf" else ""))
+    (conf / "haresources").write_text("julius 198.18.0.100\n")
+    if fname == "authkeys":
+        (conf / "authkeys").write_text(line + "\n1 sha1 secret\n")
+    os.chmod(conf / "authkeys", 0o600)
+    args = ["--check"] if check else ["-r", str(tmp_path / "run"), "-s", str(tmp_path / "s")]
+    rc, out, err = hbsupervise(*args, "-c", str(conf), "--node", "julius")
+    assert rc == 1 and out == "", (out, err)
+    assert "Traceback" not in err
+    first = err.splitlines()[0]
+    assert first.startswith(str(conf / fname) + ":") and says in first, err
+    assert len(first) < 200 + len(str(conf))
+
+
 def test_refuses_to_start_with_a_broken_config(conf, tmp_path):
     (conf / "ha.cf").write_text(HACF + "undport 694\n")
     run = tmp_path / "run"

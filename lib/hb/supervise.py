@@ -663,6 +663,15 @@ def main(argv: list[str] | None = None) -> int:
     log.setup(PROG, cfg, stderr=False if args["--daemon"] else None)
     if given:                 # re-executed by SIGUSR2: no new lock, no detaching again
         lockfd, keep = given["lock"], given["keep"]
+        try:
+            held, there = os.fstat(lockfd), os.stat(os.path.join(args["-r"], LOCK))
+        except OSError:
+            held = there = None
+        if held is None or there is None or (held.st_dev, held.st_ino) != (
+                there.st_dev, there.st_ino):
+            print("%s: %s does not name this RUNDIR's lock" % (PROG, ENV_EXEC),
+                  file=sys.stderr)
+            return exits.FAIL
         if args["--daemon"]:
             runfiles.write_atomic(os.path.join(args["-r"], PIDFILE), "%d\n" % os.getpid())
         return run(args, cfg, lockfd, keep, given)

@@ -644,6 +644,13 @@ def _wait(kids: list[Child], limit: float) -> None:
         k.reap(time.monotonic(), stopping=True)
 
 
+def write_pid(rundir: str) -> None:
+    try:
+        runfiles.write_atomic(os.path.join(rundir, PIDFILE), "%d\n" % os.getpid())
+    except OSError as e:
+        log.log.error("cannot write %s: %s", os.path.join(rundir, PIDFILE), e.strerror)
+
+
 def main(argv: list[str] | None = None) -> int:
     given = inherited()
     args = cli.parse(__doc__, argv)
@@ -673,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return exits.FAIL
         if args["--daemon"]:
-            runfiles.write_atomic(os.path.join(args["-r"], PIDFILE), "%d\n" % os.getpid())
+            write_pid(args["-r"])
         return run(args, cfg, lockfd, keep, given)
     try:
         lockfd, keep = prepare(args["-r"], args["-s"])
@@ -692,6 +699,6 @@ def main(argv: list[str] | None = None) -> int:
             for fd in (0, 1, 2):                # /dev/null, but close-on-exec there
                 os.set_inheritable(fd, True)
             log.setup(PROG, cfg, stderr=False)
-            runfiles.write_atomic(os.path.join(args["-r"], PIDFILE), "%d\n" % os.getpid())
+            write_pid(args["-r"])
             return run(args, cfg, lockfd, keep)
     return run(args, cfg, lockfd, keep)

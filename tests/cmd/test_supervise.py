@@ -135,3 +135,72 @@ def test_export_pacemaker(conf, tmp_path):
     assert "192.0.2.12" in (out / "corosync.conf").read_text()
     assert hbsupervise("--export", "pacemaker", "-c", str(conf), "--addr", "julius")[0] == 2
     assert hbsupervise("--export", "keepalived", "-c", str(conf))[0] == 2
+
+
+# ---------------------------------------------------------------- adopting daemons
+
+def _fake(tmp_path, name, rundir):
+    """A process whose argv is `/bin/sh .../NAME -r RUNDIR`, like a daemon's."""
+    import subprocess as sp
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\nsleep 30\n")
+    path.chmod(0o755)
+    return sp.Popen([str(path), "-r", str(rundir)])
+
+
+def test_adopt_only_the_process_the_pid_file_names(tmp_path):
+    from hb import supervise
+    run = tmp_path / "run"
+    run.mkdir()
+    p = _fake(tmp_path, "hb-beat", run)
+    other = _fake(tmp_path, "hb-watch", run)
+    elsewhere = _fake(tmp_path / "..", "hb-beat", tmp_path / "other")
+    try:
+        import time
+        deadline = time.monotonic() + 5
+        while not all(open("/proc/%d/cmdline" % x.pid, "rb").read().count(b"-r")
+                      for x in (p, other, elsewhere)):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pidfile = run / "hb-beat.pid"
+        start = supervise.proc_stat(p.pid)[1]
+
+        def adopt(text):
+            pidfile.write_text(text)
+            k = supervise.Child("hb-beat", ["hb-beat"], pidfile=str(pidfile))
+            return k.adopt(str(run), 0.0), k
+        assert adopt("%d %s\n" % (other.pid, supervise.proc_stat(other.pid)[1]))[0] is False
+        assert adopt("%d %s\n" % (elsewhere.pid, supervise.proc_stat(elsewhere.pid)[1]))[
+            0] is False                                   # another RUNDIR's
+        assert adopt("%d %d\n" % (p.pid, int(start) + 1))[0] is False   # a reused PID
+        assert adopt("%d\n" % p.pid)[0] is False
+        assert adopt("%s %s\n" % ("9" * 5000, start))[0] is False
+        assert adopt("%d %s\n" % (os.getpid(), start))[0] is False
+        ok, k = adopt("%d %s\n" % (p.pid, start))
+        assert ok and k.pid == p.pid and k.pidfd is not None
+        assert k.ours is True                 # our child, as after SIGUSR2's re-execution
+        assert not k.ended()
+        k.kill(15)
+        assert k.wait(5) and k.ended()
+        assert k.forget() == "killed by signal 15" and not pidfile.exists()
+    finally:
+        for x in (p, other, elsewhere):
+            x.kill()
+            x.wait()
+
+
+def test_a_forged_reexec_environment_is_refused(tmp_path):
+    fd = os.open(str(tmp_path / "x"), os.O_RDWR | os.O_CREAT)
+    os.set_inheritable(fd, True)
+    conf = tmp_path / "ha.d"
+    shutil.copytree(EXAMPLE, conf)
+    os.chmod(conf / "authkeys", 0o600)
+    (conf / "ha.cf").write_text(HACF)
+    (conf / "haresources").write_text("julius 198.18.0.100\n")
+    env = dict(os.environ, HB_SUPERVISE_EXEC="%d,%d,%d,%d" % (fd, fd, fd, fd))
+    r = subprocess.run([BIN, "-c", str(conf), "-r", str(tmp_path / "run"), "-s",
+                        str(tmp_path / "s"), "--node", "julius"], env=env, pass_fds=[fd],
+                       capture_output=True, text=True, timeout=20)
+    os.close(fd)
+    assert r.returncode == 1
+    assert "HB_SUPERVISE_EXEC does not name this RUNDIR's lock" in r.stderr

@@ -181,3 +181,29 @@ def test_sigusr2_replaces_hb_beat_and_hb_watch_in_place_and_moves_nothing(lab):
     finally:
         holders.stop()
         cleanup(old.values())
+
+
+def test_sigusr2_with_a_configuration_the_new_code_refuses_changes_nothing(lab):
+    pair = Pair(lab, **TIMING)
+    julius = pair["julius"].start()
+    pair.wait(lambda: len(daemons(julius)) == 2 and "hb-watch[" in open(julius.log).read(),
+              what="julius's daemons")
+    old = daemons(julius)
+    hacf = os.path.join(julius.conf, "ha.cf")
+    with open(hacf) as f:
+        good = f.read()
+    with open(hacf, "a") as f:
+        f.write("undport 694\n")
+    os.kill(julius.proc.pid, signal.SIGUSR2)
+    pair.wait(lambda: "SIGUSR2: not re-executing" in open(julius.log).read(), timeout=20,
+              what="the refusal")
+    assert re.search(r"SIGUSR2: not re-executing: the installed hb-supervise refuses the "
+                     r"configuration: .*ha\.cf:\d+: .*undport", open(julius.log).read())
+    time.sleep(0.5)
+    assert daemons(julius) == old and julius.children() == old and julius.proc.poll() is None
+    with open(hacf, "w") as f:
+        f.write(good)
+    os.kill(julius.proc.pid, signal.SIGUSR2)
+    pair.wait(lambda: len(daemons(julius)) == 2 and not set(daemons(julius).values())
+              & set(old.values()), timeout=20, what="new hb-beat and hb-watch")
+    assert julius.terminate() == 0

@@ -152,7 +152,10 @@ def collect(p: subprocess.Popen, fd: int, timeout: float,
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            p.wait()
+            try:
+                p.wait(5.0)                   # not for ever: a process stuck in the kernel
+            except subprocess.TimeoutExpired:
+                log.error("%s (pid %d) survives SIGKILL", p.args[0], p.pid)
         if not eof:
             read()                            # what it wrote before it exited
     finally:

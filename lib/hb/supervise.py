@@ -396,17 +396,18 @@ def new_pipe() -> tuple[int, int]:
 def steal_pipe(beat: Child, watch: Child) -> tuple[int, int] | None:
     """Both ends of the pipe that adopted daemons share, opened again through
     /proc/PID/fd (hb-watch's stdin or hb-beat's stdout); None when that cannot be."""
-    ends = []
-    for k, fd in ((watch, 0), (beat, 1)):
-        if k.pid is not None:
-            try:
-                ends.append("/proc/%d/fd/%d" % (k.pid, fd))
-                link = os.readlink(ends[-1])
-            except OSError:
-                return None
-            if not link.startswith("pipe:"):
-                return None
-            ends[-1] = (ends[-1], link)
+    ends: list[tuple[str, str]] = []
+    for k, n in ((watch, 0), (beat, 1)):
+        if k.pid is None:
+            continue
+        path = "/proc/%d/fd/%d" % (k.pid, n)
+        try:
+            link = os.readlink(path)
+        except OSError:
+            return None
+        if not link.startswith("pipe:"):
+            return None
+        ends.append((path, link))
     if not ends or len({link for _, link in ends}) != 1:
         return None
     path = ends[0][0]
@@ -489,17 +490,12 @@ def cfg_node(args: dict) -> str:
 def reexec(args: dict, fds: dict[str, int], others: list[Child]) -> None:
     """SIGUSR2: run the installed hb-supervise in this process (same PID, same argv,
     the lock kept); it replaces hb-beat and hb-watch.  Returns only if exec failed."""
-    for k in others:                     # the respawn programs start again afterwards
-        k.done = True
-        k.kill(signal.SIGTERM)
-    for k in others:
-        if not k.wait(STOP):
-            k.kill(signal.SIGKILL)
-            k.wait(STOP)
-    exe = ARGV0 if ARGV0 and os.access(ARGV0, os.X_OK) else sys.executable
-    argv = [exe, *sys.argv[1:]] if exe == ARGV0 else [exe, ARGV0, *sys.argv[1:]]
-    check = [*argv[:argv.index(ARGV0) + 1], "--check", "-c", args["-c"], "--node",
-             cfg_node(args)]
+    if not ARGV0:
+        log.log.error("SIGUSR2: not re-executing: hb-supervise's own path is unknown")
+        return
+    base = [ARGV0] if os.access(ARGV0, os.X_OK) else [sys.executable, ARGV0]
+    exe, argv = base[0], [*base, *sys.argv[1:]]
+    check = [*base, "--check", "-c", args["-c"], "--node", cfg_node(args)]
     try:
         r = subprocess.run(check, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=60)
@@ -509,9 +505,14 @@ def reexec(args: dict, fds: dict[str, int], others: list[Child]) -> None:
     if not ok:
         log.log.error("SIGUSR2: not re-executing: the installed hb-supervise refuses the "
                       "configuration: %s", "; ".join(said[:3]) or "no reason given")
-        for k in others:
-            k.done = False
         return
+    for k in others:                     # the respawn programs start again afterwards
+        k.done = True
+        k.kill(signal.SIGTERM)
+    for k in others:
+        if not k.wait(STOP):
+            k.kill(signal.SIGKILL)
+            k.wait(STOP)
     for fd in fds.values():
         os.set_inheritable(fd, True)
     env = dict(os.environ)

@@ -73,6 +73,13 @@ def proc_stat(pid: int) -> tuple[int, str] | None:
     return int(w[1]), w[19]
 
 
+def _pids() -> list[int]:
+    try:
+        return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return []
+
+
 def _pidfd(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)
@@ -157,35 +164,53 @@ class Child:
                 log.log.error("cannot write %s: %s", self.pidfile, e.strerror)
 
     def adopt(self, rundir: str, now: float) -> bool:
-        """Watch the program an earlier hb-supervise started, if its pid file names a
-        live process that is that program (same start time, same RUNDIR)."""
-        if not self.pidfile:
-            return False
-        words = (runfiles.read_text(self.pidfile) or "").split()
-        if len(words) != 2 or not config._num(words[0]) or len(words[0]) > 10:
-            return False
-        pid = int(words[0])
+        """Watch the program an earlier hb-supervise started: the process its pid file
+        names if that is this program for this RUNDIR with the recorded start time;
+        without a usable pid file, the one process that is this program for this RUNDIR."""
+        words = (runfiles.read_text(self.pidfile) or "").split() if self.pidfile else []
+        pid = 0
+        if len(words) == 2 and config._num(words[0]) and len(words[0]) <= 10:
+            st = proc_stat(int(words[0]))
+            if st is not None and st[1] == words[1] and self.runs_here(int(words[0]), rundir):
+                pid = int(words[0])
+        how = ""
+        if not pid:
+            found = [p for p in _pids() if self.runs_here(p, rundir)]
+            if len(found) > 1:
+                log.log.error("%s runs %d times for %s (pids %s): adopting none",
+                              self.name, len(found), rundir, " ".join(map(str, found)))
+            if len(found) != 1:
+                return False
+            pid, how = found[0], " (found without its pid file)"
         st = proc_stat(pid)
-        if st is None or st[1] != words[1] or pid == os.getpid():
-            return False
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
-        except OSError:
-            return False
-        if not any(os.path.basename(a) == self.name for a in argv[:2]) or rundir not in argv:
-            return False
         fd = _pidfd(pid)
-        if fd is None or proc_stat(pid) != st:       # gone (or reused) meanwhile
+        if st is None or fd is None or proc_stat(pid) != st:    # gone (or reused) meanwhile
             if fd is not None:
                 os.close(fd)
             return False
         self.pid, self.pidfd, self.ours, self.status = pid, fd, st[0] == os.getpid(), None
         self.proc = None
         self.started = now - THROTTLE
-        log.log.info("%s (pid %d) is running: watching it%s", self.name, pid,
-                     "" if self.ours else " (started by an earlier hb-supervise)")
+        log.log.info("%s (pid %d) is running: watching it%s%s", self.name, pid,
+                     "" if self.ours else " (started by an earlier hb-supervise)", how)
+        if how:
+            self.write_pidfile()
         return True
+
+    def runs_here(self, pid: int, rundir: str) -> bool:
+        """pid is this program (argv[0] or, for an interpreter, argv[1]) run with
+        `-r RUNDIR`, and not a zombie nor ourselves."""
+        if pid == os.getpid() or proc_stat(pid) is None:
+            return False
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            return False
+        if not any(os.path.basename(a) == self.name for a in argv[:2]):
+            return False
+        want = os.path.normpath(rundir)
+        return any(a == "-r" and os.path.normpath(b) == want for a, b in zip(argv, argv[1:]))
 
     def ended(self) -> bool:
         """True once the program has ended (our child: reaped by reap_all())."""

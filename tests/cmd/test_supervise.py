@@ -148,18 +148,23 @@ def _fake(tmp_path, name, rundir):
     return sp.Popen([str(path), "-r", str(rundir)])
 
 
-def test_adopt_only_the_process_the_pid_file_names(tmp_path):
+def test_adopt_only_this_programs_process_for_this_rundir(tmp_path):
+    """A pid file naming another process (another program, another RUNDIR's, a reused
+    PID, garbage) is not believed: the one hb-beat of this RUNDIR is found instead;
+    two of them are adopted by nobody."""
+    import time
     from hb import supervise
     run = tmp_path / "run"
     run.mkdir()
+    (tmp_path / "b").mkdir()
     p = _fake(tmp_path, "hb-beat", run)
     other = _fake(tmp_path, "hb-watch", run)
-    elsewhere = _fake(tmp_path / "..", "hb-beat", tmp_path / "other")
+    elsewhere = _fake(tmp_path / "b", "hb-beat", tmp_path / "other")
+    procs = [p, other, elsewhere]
     try:
-        import time
         deadline = time.monotonic() + 5
         while not all(open("/proc/%d/cmdline" % x.pid, "rb").read().count(b"-r")
-                      for x in (p, other, elsewhere)):
+                      for x in procs):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         pidfile = run / "hb-beat.pid"
@@ -168,23 +173,29 @@ def test_adopt_only_the_process_the_pid_file_names(tmp_path):
         def adopt(text):
             pidfile.write_text(text)
             k = supervise.Child("hb-beat", ["hb-beat"], pidfile=str(pidfile))
-            return k.adopt(str(run), 0.0), k
-        assert adopt("%d %s\n" % (other.pid, supervise.proc_stat(other.pid)[1]))[0] is False
-        assert adopt("%d %s\n" % (elsewhere.pid, supervise.proc_stat(elsewhere.pid)[1]))[
-            0] is False                                   # another RUNDIR's
-        assert adopt("%d %d\n" % (p.pid, int(start) + 1))[0] is False   # a reused PID
-        assert adopt("%d\n" % p.pid)[0] is False
-        assert adopt("%s %s\n" % ("9" * 5000, start))[0] is False
-        assert adopt("%d %s\n" % (os.getpid(), start))[0] is False
-        ok, k = adopt("%d %s\n" % (p.pid, start))
-        assert ok and k.pid == p.pid and k.pidfd is not None
+            return k.pid if k.adopt(str(run), 0.0) else None, k
+        for text in ("%d %s\n" % (other.pid, supervise.proc_stat(other.pid)[1]),
+                     "%d %s\n" % (elsewhere.pid, supervise.proc_stat(elsewhere.pid)[1]),
+                     "%d %d\n" % (p.pid, int(start) + 1), "%d\n" % p.pid,
+                     "%s %s\n" % ("9" * 5000, start), "%d %s\n" % (os.getpid(), start)):
+            assert adopt(text)[0] == p.pid, text
+            assert pidfile.read_text() == "%d %s\n" % (p.pid, start)   # written again
+        pid, k = adopt("%d %s\n" % (p.pid, start))
+        assert pid == p.pid and k.pidfd is not None
         assert k.ours is True                 # our child, as after SIGUSR2's re-execution
         assert not k.ended()
         k.kill(15)
         assert k.wait(5) and k.ended()
         assert k.forget() == "killed by signal 15" and not pidfile.exists()
+        procs += [_fake(tmp_path, "hb-beat", run), _fake(tmp_path / "b", "hb-beat", run)]
+        deadline = time.monotonic() + 5
+        while not all(open("/proc/%d/cmdline" % x.pid, "rb").read().count(b"-r")
+                      for x in procs[-2:]):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert adopt("")[0] is None           # two of them: neither is adopted
     finally:
-        for x in (p, other, elsewhere):
+        for x in procs:
             x.kill()
             x.wait()
 

@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "demo"))
 from cluster import VIP, Pair  # noqa: E402
@@ -91,7 +93,8 @@ def cleanup(pids) -> None:
             pass
 
 
-def test_kill9_of_hb_supervise_and_a_restart_2s_later_moves_nothing(lab):
+@pytest.mark.parametrize("pidfiles", ["kept", "lost"])
+def test_kill9_of_hb_supervise_and_a_restart_2s_later_moves_nothing(lab, pidfiles):
     pair = Pair(lab, **TIMING)
     julius, caesar = pair["julius"], pair["caesar"]
     holders, seen = running(pair)
@@ -104,6 +107,9 @@ def test_kill9_of_hb_supervise_and_a_restart_2s_later_moves_nothing(lab):
         julius.proc.wait(5)
         time.sleep(2.0)                      # systemd's RestartSec=2
         assert daemons(julius) == old         # they outlived it, untouched
+        if pidfiles == "lost":                # found by their command lines instead
+            for name in old:
+                os.unlink(os.path.join(julius.run, name + ".pid"))
         julius.start()
         pair.wait(lambda: len(re.findall(r"is running: watching it \(started by an earlier",
                                          open(julius.log).read())) == 2,

@@ -171,6 +171,14 @@ class Lab:
             except Exception:
                 pass
         for ns in reversed(self.namespaces):
+            # what outlived the processes above (a daemon whose supervisor was killed)
+            out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                                 text=True).stdout
+            for pid in out.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["rm", "-rf", self.tmp])
 

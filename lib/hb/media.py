@@ -353,7 +353,7 @@ def lock_in_use(path: str, dev: str, now: float | None = None) -> str | None:
     A lock is honoured only if it is a regular file naming a live process, and
       - that process has the device open (as cu, minicom or Heartbeat do), or
       - it is younger than LOCK_GRACE (its process may be about to open the port)
-        and written by root or by that process's own user.
+        and written by root, uucp or that process's own user.
     A symlink, fifo or unreadable lock, a lock naming no live process, one written by
     a user other than root and the named process's (e.g. a lock naming PID 1 left by
     anyone in the world-writable lock directory), and an old lock whose process does
@@ -373,12 +373,21 @@ def lock_in_use(path: str, dev: str, now: float | None = None) -> str | None:
         uid = os.stat("/proc/%d" % pid).st_uid
     except OSError:
         return None
-    if st.st_uid not in (0, uid):
+    if st.st_uid not in (0, uid, _uucp_uid()):
         return None
     now = time.time() if now is None else now
     if now - st.st_mtime < LOCK_GRACE:
         return "process %d" % pid
     return None
+
+
+def _uucp_uid() -> int:
+    """The uucp user's uid (setuid cu writes its locks as uucp), or 0."""
+    import pwd
+    try:
+        return pwd.getpwnam("uucp").pw_uid
+    except KeyError:
+        return 0
 
 
 def _has_open(pid: int, dev: str) -> bool:

@@ -151,7 +151,12 @@ def test_daemon_detaches_and_writes_its_pid(lab):
         pair.wait(lambda: os.path.exists(pidfile), timeout=5, what="the pid file")
         with open(pidfile) as f:
             pid = int(f.read())
-        julius.wait_children(pid=pid)
+        kids = julius.wait_children(pid=pid)
+        os.kill(pid, signal.SIGUSR2)                # re-executed in place: not detached again
+        new = julius.wait_children(pid=pid, old=kids, timeout=20)
+        assert set(new.values()).isdisjoint(kids.values())
+        with open(pidfile) as f:
+            assert int(f.read()) == pid
         os.kill(pid, signal.SIGTERM)
         pair.wait(lambda: not os.path.exists("/proc/%d" % pid), timeout=10, what="its exit")
         assert not os.path.exists(pidfile)

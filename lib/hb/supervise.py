@@ -545,6 +545,11 @@ def reexec(args: dict, fds: dict[str, int], others: list[Child]) -> None:
     log.log.info("SIGUSR2: re-executing %s", quote(argv))
     for h in log.log.handlers:
         h.flush()
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
     try:
         os.execve(exe, argv, env)
     except OSError as e:

@@ -468,43 +468,41 @@ def busy_groups(rundir: str) -> list[str]:
     return out
 
 
+def _end(k: Child, sig: int, limit: float) -> None:
+    """End one daemon for good (sig, then SIGKILL after limit) and forget it."""
+    if k.pid is None:
+        return
+    k.kill(sig)
+    if not k.wait(limit):
+        k.kill(signal.SIGKILL)
+        k.wait(STOP)
+    log.log.info("%s %s", k.name, k.forget())
+
+
 def replace(beat: Child, watch: Child, pipe: tuple[int, int], rundir: str,
             why: str) -> tuple[int, int]:
-    """Replace hb-beat, then hb-watch, with the programs installed now, as a respawn
-    does: nothing is handed over and the peer sees no death.
+    """Replace hb-beat, then hb-watch, with the programs installed now, each as a
+    respawn does: nothing is handed over and the peer sees no death.
 
-    The old hb-beat is stopped and the new one started at once on a new pipe; the old
-    hb-watch then reads to the end of the old pipe and exits, leaving every resource
-    as it is (its documented end-of-input rule); the new hb-watch takes the node's
-    groups over from RUNDIR/status and the agents, as after a respawn.  Done while no
-    group is starting or stopping (waited for, at most QUIET seconds)."""
+    Done while no group is starting or stopping (waited for, at most QUIET seconds).
+    The old hb-beat is stopped (SIGTERM) and the new one started at once on a new
+    pipe, advertising RUNDIR/state as before; the old hb-watch is then ended with
+    SIGKILL, which neither hands over nor releases anything (what a crash does, and a
+    respawn is made for), and the new one takes the node's groups over from
+    RUNDIR/status and the agents' status."""
     deadline = time.monotonic() + QUIET
     while busy_groups(rundir) and time.monotonic() < deadline:
         time.sleep(0.05)
     log.log.info("%s: replacing hb-beat, then hb-watch, with the installed programs", why)
     rfd, wfd = new_pipe()
-    old_r, old_w = pipe
-    beat.done = True
-    beat.kill(signal.SIGTERM)
-    if not beat.wait(STOP):
-        beat.kill(signal.SIGKILL)
-        beat.wait(STOP)
-    if beat.pid is not None:
-        log.log.info("hb-beat %s", beat.forget())
+    _end(beat, signal.SIGTERM, STOP)
     beat.done, beat.stdout = False, wfd
     beat.start(time.monotonic())
-    os.close(old_w)                      # the old pipe's last writer: hb-watch sees its end
-    watch.done = True
-    if not watch.wait(WATCH_STOP):
-        log.log.error("hb-watch (pid %d) did not leave within %.0f s: killing it",
-                      watch.pid or 0, WATCH_STOP)
-        watch.kill(signal.SIGKILL)
-        watch.wait(STOP)
-    if watch.pid is not None:
-        log.log.info("hb-watch %s", watch.forget())
+    _end(watch, signal.SIGKILL, STOP)
     watch.done, watch.stdin = False, rfd
     watch.start(time.monotonic())
-    os.close(old_r)
+    for fd in pipe:
+        os.close(fd)
     return rfd, wfd
 
 
@@ -633,18 +631,11 @@ def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
 
 
 def _retire(beat: Child, watch: Child) -> None:
-    """Adopted daemons whose pipe cannot be reached: hb-beat is stopped (the peer
-    hears a restart, not a death), hb-watch then ends at the end of its input leaving
-    the resources as they are; both are started again on a new pipe."""
-    for k, limit in ((beat, STOP), (watch, WATCH_STOP)):
-        if k.pid is None:
-            continue
-        if k is beat:
-            k.kill(signal.SIGTERM)
-        if not k.wait(limit):
-            k.kill(signal.SIGKILL)
-            k.wait(STOP)
-        log.log.info("%s %s", k.name, k.forget())
+    """Adopted daemons whose pipe cannot be reached: ended as replace() ends them
+    (hb-beat stopped, hb-watch killed, nothing handed over or released), to be
+    started again on a new pipe."""
+    _end(beat, signal.SIGTERM, STOP)
+    _end(watch, signal.SIGKILL, STOP)
 
 
 def stop(beat: Child, watch: Child, others: list[Child], rundir: str) -> int:

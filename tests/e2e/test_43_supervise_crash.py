@@ -192,8 +192,10 @@ def test_sigusr2_replaces_hb_beat_and_hb_watch_in_place_and_moves_nothing(lab):
 def test_sigusr2_with_a_configuration_the_new_code_refuses_changes_nothing(lab):
     pair = Pair(lab, **TIMING)
     julius = pair["julius"].start()
-    pair.wait(lambda: len(daemons(julius)) == 2 and "hb-watch[" in open(julius.log).read(),
-              what="julius's daemons")
+    for daemon in ("hb-beat", "hb-watch"):      # both have read ha.cf before it is edited
+        pair.wait(lambda: re.search(r"%s\[\d+\]: INFO: starting" % daemon,
+                                    open(julius.log).read()), timeout=10,
+                  what="%s to start" % daemon)
     old = daemons(julius)
     hacf = os.path.join(julius.conf, "ha.cf")
     with open(hacf) as f:

@@ -193,8 +193,8 @@ def test_sigusr2_with_a_configuration_the_new_code_refuses_changes_nothing(lab):
     pair = Pair(lab, **TIMING)
     julius = pair["julius"].start()
     for daemon in ("hb-beat", "hb-watch"):      # both have read ha.cf before it is edited
-        pair.wait(lambda: re.search(r"%s\[\d+\]: INFO: starting" % daemon,
-                                    open(julius.log).read()), timeout=10,
+        pair.wait(lambda: os.path.exists(julius.log) and re.search(
+            r"%s\[\d+\]: INFO: starting" % daemon, open(julius.log).read()), timeout=10,
                   what="%s to start" % daemon)
     old = daemons(julius)
     hacf = os.path.join(julius.conf, "ha.cf")

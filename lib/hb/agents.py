@@ -123,8 +123,8 @@ def collect(p: subprocess.Popen, fd: int, timeout: float,
     def read() -> None:
         nonlocal eof
         try:
-            while True:
-                chunk = os.read(fd, 65536)
+            for _ in range(16):               # at most 1 MiB a call: a writer that never
+                chunk = os.read(fd, 65536)    # pauses (`yes &`) cannot hold us here
                 if not chunk:
                     eof = True
                     return

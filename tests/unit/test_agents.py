@@ -278,3 +278,22 @@ def test_a_builtin_that_timed_out_cannot_act_afterwards(tmp_path, monkeypatch):
     wait_for(lambda: caller.call(r, "status")[1] != "an earlier call of IPaddr has not "
              "returned yet")
     assert done[2:] == ["status 198.18.77.77/24/lo"]
+
+
+def test_a_writer_that_never_pauses_neither_holds_up_the_exit_nor_the_timeout(tmp_path):
+    conf, _, caller = make(tmp_path, ())
+    caller.timeout = 1.0
+    pidf = tmp_path / "pid"
+    r = script(conf, "yes", "yes & echo $! > %s\nexit 0\n" % pidf)
+    try:
+        t0 = time.monotonic()
+        rc, text = caller.call(r, "start")
+        assert rc == 0 and len(text) <= agents.OUTPUT_LIMIT
+        assert time.monotonic() - t0 < 1.0
+        r = script(conf, "loud", "yes\n")
+        t0 = time.monotonic()
+        rc, text = caller.call(r, "start")
+        assert rc == 1 and text.endswith("timed out after 1 s")
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        os.kill(int(pidf.read_text()), 9)

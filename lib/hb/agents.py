@@ -3,7 +3,10 @@
 Lookup as DESIGN.md says: CONFDIR/resource.d/NAME, then the built-ins (IPaddr,
 IPaddr2 -> hb.address.run_agent; MailTo -> hb.mail.run_agent), then
 /etc/init.d/NAME.  A forked agent is called `PATH arg... ACTION` with a timeout;
-its `status` is judged from its output as Heartbeat does (reference §2.2).
+its `status` is judged from its output as Heartbeat does (reference §2.2), every
+other action by its exit status.  It is waited on until it exits, not until its
+output reaches EOF: a daemon it started in the background may keep that output
+open for ever (DRAIN reads it from then on).  A timeout kills its process group.
 Built-ins run in-process.  Each group action runs in its own worker thread;
 results come back to the caller's loop through a pipe (Runner.fileno/collect).
 """
@@ -16,6 +19,7 @@ import logging
 import os
 import re
 import select
+import selectors
 import signal
 import subprocess
 import threading
@@ -30,6 +34,7 @@ log = logging.getLogger("hb")
 INITD = "/etc/init.d"
 BUILTINS = {"IPaddr": "address", "IPaddr2": "address", "MailTo": "mail"}
 TIMEOUT = 60.0
+OUTPUT_LIMIT = 65536   # bytes of an agent's output kept (and logged from)
 _NOT_RUNNING = re.compile(r"[Nn][Oo][Tt] *[Rr]unning")
 _RUNNING = re.compile(r"[Rr]unning|OK")
 
@@ -39,6 +44,128 @@ def judge_status(text: str) -> bool:
     if _NOT_RUNNING.search(text):
         return False
     return bool(_RUNNING.search(text))
+
+
+class Token:
+    """Cancellation of a built-in call: set under lock once its caller gave up."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancelled = False
+
+
+class Drain:
+    """Reads and discards what the daemons a script left behind write to the stdout
+    they inherited, until they close it: they neither block on a full pipe nor die
+    of SIGPIPE, and no buffer grows.  One thread for all of them, started on demand."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sel: selectors.DefaultSelector | None = None
+        self.rfd = self.wfd = -1
+
+    def add(self, fd: int) -> None:
+        with self.lock:
+            if self.sel is None:
+                self.sel = selectors.DefaultSelector()
+                self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                self.sel.register(self.rfd, selectors.EVENT_READ)
+                threading.Thread(target=self._run, daemon=True, name="agent-drain").start()
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ)
+        try:
+            os.write(self.wfd, b"x")          # the thread selects on the new set
+        except BlockingIOError:
+            pass
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.sel.get_map()) - 1 if self.sel is not None else 0
+
+    def _run(self) -> None:
+        assert self.sel is not None
+        while True:
+            for key, _ in self.sel.select():
+                fd = key.fd
+                try:
+                    while os.read(fd, 65536):
+                        pass
+                except BlockingIOError:
+                    continue                  # still open: read again when it writes
+                except OSError:
+                    pass
+                with self.lock:               # EOF: every writer has gone
+                    self.sel.unregister(fd)
+                os.close(fd)
+
+
+DRAIN = Drain()
+
+
+def collect(p: subprocess.Popen, fd: int, timeout: float,
+            limit: int = OUTPUT_LIMIT) -> tuple[bytes, int | None]:
+    """Wait for p's exit (not for EOF on its output), reading fd meanwhile.
+
+    Returns (its first `limit` bytes of output, exit status), or status None when
+    it ran past timeout: then its whole process group is killed.  The output is
+    what was written by the time it exited; a child that keeps the pipe (a daemon
+    started with `&`) is left to DRAIN, which owns fd from then on."""
+    out = bytearray()
+    os.set_blocking(fd, False)
+    try:
+        pidfd: int | None = os.pidfd_open(p.pid)
+    except (AttributeError, OSError):
+        pidfd = None                         # old kernel: poll the exit every 50 ms
+    deadline = time.monotonic() + timeout
+    eof = False
+    rc: int | None = None
+
+    def read() -> None:
+        nonlocal eof
+        try:
+            for _ in range(16):               # at most 1 MiB a call: a writer that never
+                chunk = os.read(fd, 65536)    # pauses (`yes &`) cannot hold us here
+                if not chunk:
+                    eof = True
+                    return
+                if len(out) < limit:
+                    out.extend(chunk[:limit - len(out)])
+        except BlockingIOError:
+            pass
+    try:
+        while True:
+            rc = p.poll()
+            if rc is not None:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            fds = [] if eof else [fd]
+            if pidfd is not None:
+                fds.append(pidfd)
+            r, _, _ = select.select(fds, [], [], left if pidfd is not None
+                                    else min(left, 0.05))
+            if fd in r:
+                read()
+        if rc is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(5.0)                   # not for ever: a process stuck in the kernel
+            except subprocess.TimeoutExpired:
+                log.error("%s (pid %d) survives SIGKILL", p.args[0], p.pid)
+        if not eof:
+            read()                            # what it wrote before it exited
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    if eof:
+        os.close(fd)
+    else:
+        DRAIN.add(fd)
+    return bytes(out), rc
 
 
 @dataclass
@@ -109,6 +236,8 @@ class Caller:
         self.timeout = timeout
         self.initd = initd
         self.env = dict(os.environ, HA_CURHOST=node, HA_DIR=confdir, **(env or {}))
+        self._stuck: dict[tuple, threading.Thread] = {}     # built-in calls past timeout
+        self._stuck_lock = threading.Lock()
 
     def describe(self, r: Resource, action: str) -> str:
         return " ".join([r.name, *r.args, action]).rstrip()
@@ -123,27 +252,61 @@ class Caller:
         return self._fork(a, r, action)
 
     def _builtin(self, a: Agent, r: Resource, action: str) -> tuple[int, str]:
+        """Run a built-in in a thread of its own, waited on for the timeout.
+
+        A call that timed out is cancelled: if it has not acted yet it never will
+        (the token is checked before acting), and a start that completes late is
+        undone at once (its resource stopped), so that a group given up stays given
+        up.  While such a call is still stuck, the same resource is not called again
+        (a hung netlink or mail call costs one thread, not one per monitor interval)."""
         try:
             mod = importlib.import_module("hb." + a.module)
         except Exception as e:
             return exits.FAIL, "built-in %s unavailable: %s" % (a.name, e)
+        key = (a.module, tuple(r.args))
+        with self._stuck_lock:
+            old = self._stuck.get(key)
+            if old is not None and old.is_alive():
+                return exits.FAIL, "an earlier call of %s has not returned yet" % a.name
+            self._stuck.pop(key, None)
+        token = Token()
         box: list = []
+
+        def act(what: str) -> tuple[int, str]:
+            if a.module == "mail":
+                return mod.run_agent(list(r.args), what, self.node, self.rundir,
+                                     self.statedir, confdir=self.confdir)
+            if what == "start" and len(r.args) == 1:
+                return address_start(mod, r.args[0])
+            return mod.run_agent(list(r.args), what)
 
         def work() -> None:
             try:
-                if a.module == "mail":
-                    box.append(mod.run_agent(list(r.args), action, self.node, self.rundir,
-                                             self.statedir, confdir=self.confdir))
-                elif action == "start" and len(r.args) == 1:
-                    box.append(address_start(mod, r.args[0]))
-                else:
-                    box.append(mod.run_agent(list(r.args), action))
+                if token.cancelled:           # timed out before it began: never act
+                    return
+                res = act(action)
             except Exception as e:
-                box.append((exits.FAIL, "%s: %s" % (type(e).__name__, e)))
+                res = (exits.FAIL, "%s: %s" % (type(e).__name__, e))
+            with token.lock:
+                if not token.cancelled:
+                    box.append(res)
+                    return
+            if action == "start" and res[0] == exits.OK:
+                log.error("%s start completed after its timeout: stopping it again",
+                          self.describe(r, ""))
+                try:
+                    act("stop")
+                except Exception as e:
+                    log.error("%s stop: %s: %s", self.describe(r, ""), type(e).__name__, e)
         t = threading.Thread(target=work, daemon=True, name="agent-" + a.name)
         t.start()
         t.join(self.timeout)
-        if not box:
+        with token.lock:
+            if not box:
+                token.cancelled = True
+        if token.cancelled:
+            with self._stuck_lock:
+                self._stuck[key] = t
             return exits.FAIL, "timed out after %g s" % self.timeout
         rc, text = box[0]
         return rc, text or ""
@@ -156,19 +319,17 @@ class Caller:
                                  env=self.env, cwd="/")
         except OSError as e:
             return exits.FAIL, "cannot run %s: %s" % (a.path, e.strerror)
-        try:
-            out, _ = p.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.communicate()
-            return exits.FAIL, "timed out after %g s" % self.timeout
+        assert p.stdout is not None
+        fd = os.dup(p.stdout.fileno())
+        p.stdout.close()
+        out, rc = collect(p, fd, self.timeout)
         text = out.decode("utf-8", "replace")
+        if rc is None:
+            return exits.FAIL, (text.rstrip("\n") + "\n" if text else "") + \
+                "timed out after %g s" % self.timeout
         if action == "status":        # Heartbeat judges status by its text
             return (exits.OK if judge_status(text) else exits.LSB_NOT_RUNNING), text
-        return p.returncode, text
+        return rc, text
 
     def running(self, r: Resource) -> bool:
         rc, _ = self.logged(r, "status")

@@ -51,16 +51,25 @@ def check(caller: agents.Caller, r) -> tuple[bool, str]:
 
 class Checker:
     """Runs group checks in threads; the loop selects on fileno() and collects
-    (group, token, ok, why)."""
+    (group, token, ok, why).  At most one check per group is in flight: a check
+    asked for while the group's previous one has not returned (an agent stuck
+    past every timeout) fails at once instead of starting another thread."""
 
     def __init__(self, caller: agents.Caller) -> None:
         self.caller = caller
         self.box = agents.Mailbox()
+        self.busy: dict[int, threading.Thread] = {}
 
     def fileno(self) -> int:
         return self.box.rfd
 
     def run(self, g: Group, token: int) -> None:
+        old = self.busy.get(g.index)
+        if old is not None and old.is_alive():
+            self.box.post((g.index, token, False,
+                           "the previous check of group %d has not returned" % g.index))
+            return
+
         def work() -> None:
             ok, why = True, ""
             try:
@@ -71,7 +80,9 @@ class Checker:
             except Exception as e:
                 ok, why = False, "%s: %s" % (type(e).__name__, e)
             self.box.post((g.index, token, ok, why))
-        threading.Thread(target=work, daemon=True, name="check-%d" % g.index).start()
+        t = threading.Thread(target=work, daemon=True, name="check-%d" % g.index)
+        self.busy[g.index] = t
+        t.start()
 
     def collect(self) -> list[tuple[int, int, bool, str]]:
         return self.box.take()

@@ -175,20 +175,49 @@ _BARE_IPV4 = re.compile(r"^[0-9].*\.[0-9].*\.[0-9].*\.[0-9]")  # ResourceManager
 _SPLIT = re.compile(r"[\s,]+")
 
 
+MAX_TIME = 86400.0    # s: no time of ha.cf is longer than a day (every timer fits)
+
+
 def _num(s: str) -> bool:
     """Only ASCII digits ('²'.isdigit() is true, and int() refuses it)."""
     return s.isascii() and s.isdigit()
 
 
+def _int(s: str, lo: int, hi: int) -> int | None:
+    """s as a whole number from lo to hi, or None: ASCII digits only, and its length
+    checked before int() (which refuses more than 4,300 digits with a ValueError)."""
+    if not _num(s) or len(s.lstrip("0")) > len(str(hi)):
+        return None
+    n = int(s)
+    return n if lo <= n <= hi else None
+
+
+def _cut(msg: str) -> str:
+    """A message with every word longer than 60 characters cut to 40 and '...': a value
+    of 5,000 digits is named, not copied."""
+    return re.sub(r"\S{61,}", lambda m: m.group()[:40] + "...", msg)
+
+
+def _short(v: str) -> str:
+    """A value for an error message: repr, cut to 20 characters."""
+    return repr(v) if len(v) <= 20 else repr(v[:20])[:-1] + "...'"
+
+
 def parse_time(text: str) -> float:
     """Heartbeat's cl_get_msec: '2', '1.5', '500ms', '1500 msec', '800us' -> seconds,
-    rounded to the millisecond.  ValueError otherwise."""
+    rounded to the millisecond, at most MAX_TIME.  ValueError otherwise."""
     m = _TIME.match(text)
     if not m:
-        raise ValueError("bad time %r: a number of seconds, or with ms or us" % text)
-    n = float(m.group(1))
+        raise ValueError("bad time %s: a number of seconds, or with ms or us" % _short(text))
+    whole = m.group(1).partition(".")[0].lstrip("0")
     unit = m.group(2) or ""
+    if len(whole) > 12:                      # float() of 400 digits is inf
+        raise ValueError("time %s is too long: at most %d s (a day)"
+                         % (_short(text.strip())[1:-1], MAX_TIME))
+    n = float(m.group(1))
     ms = n * 1000 if not unit else n if unit.startswith("m") else n / 1000
+    if ms > MAX_TIME * 1000:
+        raise ValueError("time %s is too long: at most %d s (a day)" % (text.strip(), MAX_TIME))
     return int(ms + 0.5) / 1000.0
 
 
@@ -221,8 +250,8 @@ def parse_address(spec: str) -> Address:
     if len(parts) > 1 and parts[1]:
         m = parts[1]
         if _num(m):
-            a.prefix = int(m)
-            if a.prefix > maxbits:
+            a.prefix = _int(m, 0, maxbits)
+            if a.prefix is None:
                 raise ValueError("bad netmask in %r: /%s is more than %d bits"
                                  % (spec, m, maxbits))
         elif ip.version == 4:
@@ -331,11 +360,12 @@ class _HaCf:
         self.media_seen: dict[tuple, int] = {}
 
     def err(self, msg: str, line: int | None = None) -> ConfigError:
-        return ConfigError("%s:%d: %s" % (self.fn, self.line if line is None else line, msg))
+        return ConfigError("%s:%d: %s" % (self.fn, self.line if line is None else line,
+                                          _cut(msg)))
 
     def warn(self, msg: str, line: int | None = None) -> None:
         where = self.line if line is None else line
-        self.cfg.warnings.append("%s:%d: %s" % (self.fn, where, msg))
+        self.cfg.warnings.append("%s:%d: %s" % (self.fn, where, _cut(msg)))
 
     def info(self, msg: str) -> None:
         self.cfg.infos.append("%s:%d: %s" % (self.fn, self.line, msg))
@@ -371,9 +401,11 @@ class _HaCf:
 
     def integer(self, word: str, toks: list[str], lo: int, hi: int) -> int:
         v = self.one(word, toks)
-        if not _num(v) or not lo <= int(v) <= hi:
-            raise self.err("%s: bad value %r: a whole number from %d to %d" % (word, v, lo, hi))
-        return int(v)
+        n = _int(v, lo, hi)
+        if n is None:
+            raise self.err("%s: bad value %s: a whole number from %d to %d"
+                           % (word, _short(v), lo, hi))
+        return n
 
     def add_medium(self, m: Medium) -> None:
         m.line = self.line
@@ -441,9 +473,11 @@ class _HaCf:
 
     def d_baud(self, word, rest, toks):
         v = self.one(word, toks)
-        if not _num(v) or int(v) not in BAUDS:
-            raise self.err("baud: bad rate %r: one of %s" % (v, " ".join(map(str, BAUDS))))
-        self.setting("baud", int(v))
+        rate = _int(v, 0, max(BAUDS))
+        if rate not in BAUDS:
+            raise self.err("baud: bad rate %s: one of %s"
+                           % (_short(v), " ".join(map(str, BAUDS))))
+        self.setting("baud", rate)
         if any(m.kind == "serial" for m in self.cfg.media):
             old = [m.baud for m in self.cfg.media if m.kind == "serial"][-1]
             self.warn("baud after a serial line: those ports keep %d bps; move baud before "
@@ -778,7 +812,7 @@ def parse_haresources(text: str, filename: str, nodes: list[str],
     errors: list[str] = []
 
     def err(line: int, msg: str) -> ConfigError:
-        return ConfigError("%s:%d: %s" % (filename, line, msg))
+        return ConfigError("%s:%d: %s" % (filename, line, _cut(msg)))
 
     def flush() -> None:
         if not logical:
@@ -851,21 +885,23 @@ def parse_authkeys(text: str, filename: str, warnings: list[str] | None = None) 
     warnings = warnings if warnings is not None else []
 
     def err(line: int, msg: str) -> ConfigError:
-        return ConfigError("%s:%d: %s" % (filename, line, msg))
+        return ConfigError("%s:%d: %s" % (filename, line, _cut(msg)))
 
     def line(n: int, toks: list[str]) -> None:
         nonlocal use, use_line
         if toks[0].startswith("a"):
             if toks[0] != "auth" or len(toks) < 2 or not _num(toks[1]):
                 raise err(n, "write auth N, N being the key that signs (e.g. auth 1)")
+            if _int(toks[1], 1, 15) is None:
+                raise err(n, "auth %s: the key number is from 1 to 15" % _short(toks[1])[1:-1])
             if use is not None:
                 warnings.append("%s:%d: auth given again (line %d): this one wins"
                                 % (filename, n, use_line))
             use, use_line = int(toks[1]), n
             return
-        if not _num(toks[0]) or not 0 <= int(toks[0]) <= 15:
+        num = _int(toks[0], 0, 15)
+        if num is None:
             raise err(n, "write N METHOD KEY, N from 1 to 15 (e.g. 1 sha1 SECRET)")
-        num = int(toks[0])
         if len(toks) < 2:
             raise err(n, "key %d has no method: sha1, md5 or crc" % num)
         method = toks[1].lower()

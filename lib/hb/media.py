@@ -17,6 +17,7 @@ import logging
 import os
 import select
 import socket
+import stat
 import struct
 import termios
 import time
@@ -295,24 +296,32 @@ class Udp(Medium):
         self.sock.sendto(data, self.dest)
 
 
+LOCK_GRACE = 30.0   # s: a live process may hold a lock this long before opening its port
+
+
 def uucp_lock(dev: str, lockdir: str | None = None) -> str | None:
     """Take the UUCP lock of a serial device: LOCKDIR/LCK..NAME (NAME the device
     below /dev, `/` as `_`: LCK..ttyS0) holding our PID in ten columns, made
-    whole by link(2).  A lock whose process is gone is stale and taken over; one
-    held by a live process is OSError(EBUSY).  None when LOCKDIR cannot be
-    written (not root, no such directory): the port is used without a lock."""
+    whole by link(2) from a temp file created O_EXCL|O_NOFOLLOW under a random name
+    (LOCKDIR is world-writable).  A lock found there is honoured (OSError EBUSY)
+    only when lock_in_use() says so; otherwise it is removed and taken over.
+    None when LOCKDIR cannot be written (not root, no such directory): the port
+    is used without a lock."""
     real = os.path.realpath(dev)
     name = real[5:] if real.startswith("/dev/") else os.path.basename(real)
     lockdir = lockdir or LOCKDIR
     path = os.path.join(lockdir, "LCK.." + name.replace("/", "_"))
     me = os.getpid()
-    tmp = os.path.join(lockdir, "LTMP.%d" % me)
     try:
-        with open(tmp, "w") as f:
-            f.write("%10d\n" % me)
+        fd, tmp = runfiles.create_excl(lockdir, "LTMP.", 0o644)
     except OSError:
         return None
     try:
+        try:
+            os.write(fd, b"%10d\n" % me)
+            os.fchmod(fd, 0o644)
+        finally:
+            os.close(fd)
         for _ in range(3):
             try:
                 os.link(tmp, path)
@@ -321,30 +330,112 @@ def uucp_lock(dev: str, lockdir: str | None = None) -> str | None:
                 pid = lock_owner(path)
                 if pid == me:
                     return path
-                if pid == -1:
-                    raise OSError(errno.EBUSY, "%s: cannot read %s" % (dev, path)) from None
-                if pid is not None and pid > 0 and runfiles.pid_alive(pid):
-                    raise OSError(errno.EBUSY, "%s is locked by process %d (%s)"
-                                  % (dev, pid, path)) from None
+                why = lock_in_use(path, real)
+                if why:
+                    raise OSError(errno.EBUSY, "%s is locked by %s (%s)"
+                                  % (dev, why, path)) from None
                 try:
-                    os.unlink(path)             # stale: its process is gone
+                    os.unlink(path)             # stale or forged: see lock_in_use
                 except FileNotFoundError:
                     pass
+                log.warning("%s: removed the UUCP lock %s (%s)", dev, path,
+                            "its process is gone" if pid is None or pid <= 0
+                            or not runfiles.pid_alive(pid)
+                            else "process %d does not use the port" % pid)
         raise OSError(errno.EBUSY, "%s: cannot take %s" % (dev, path))
     finally:
         os.unlink(tmp)
 
 
-def lock_owner(path: str) -> int | None:
-    """The PID in a UUCP lock file (ASCII, as written by everyone since HDB UUCP)."""
+def lock_in_use(path: str, dev: str, now: float | None = None) -> str | None:
+    """Whether a UUCP lock found at path is honoured: the holder (\"process N\") or None.
+
+    A lock is honoured only if it is a regular file naming a live process, and
+      - that process has the device open (as cu, minicom or Heartbeat do), or
+      - it is younger than LOCK_GRACE (its process may be about to open the port)
+        and written by root, uucp or that process's own user.
+    A symlink, fifo or unreadable lock, a lock naming no live process, one written by
+    a user other than root and the named process's (e.g. a lock naming PID 1 left by
+    anyone in the world-writable lock directory), and an old lock whose process does
+    not use the port (a PID reused after a reboot) are stale: they are taken over."""
     try:
-        with open(path, "rb") as f:
-            text = f.read(64).strip()
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    pid = lock_owner(path)
+    if pid is None or pid <= 0 or not runfiles.pid_alive(pid):
+        return None
+    if _has_open(pid, dev):
+        return "process %d" % pid
+    try:
+        uid = os.stat("/proc/%d" % pid).st_uid
+    except OSError:
+        return None
+    if st.st_uid not in (0, uid, _uucp_uid()):
+        return None
+    now = time.time() if now is None else now
+    if now - st.st_mtime < LOCK_GRACE:
+        return "process %d" % pid
+    return None
+
+
+def _uucp_uid() -> int:
+    """The uucp user's uid (setuid cu writes its locks as uucp), or 0."""
+    import pwd
+    try:
+        return pwd.getpwnam("uucp").pw_uid
+    except KeyError:
+        return 0
+
+
+def _has_open(pid: int, dev: str) -> bool:
+    """pid has dev open (by /proc/PID/fd; True when that cannot be read: not ours)."""
+    try:
+        want = os.stat(dev)
+    except OSError:
+        want = None
+    d = "/proc/%d/fd" % pid
+    try:
+        fds = os.listdir(d)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if want is not None:
+                st = os.stat(os.path.join(d, fd))
+                if st.st_rdev == want.st_rdev and stat.S_ISCHR(st.st_mode) \
+                        and st.st_rdev != 0:
+                    return True
+            elif os.readlink(os.path.join(d, fd)) == dev:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def lock_owner(path: str) -> int | None:
+    """The PID in a UUCP lock file (ASCII, as written by everyone since HDB UUCP);
+    None when there is none, -1 when it cannot be read.  Never follows a symlink nor
+    blocks on a fifo planted there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError:
         return -1
-    return int(text) if text.isdigit() else None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return -1
+        text = os.read(fd, 64).strip()
+    except OSError:
+        return -1
+    finally:
+        os.close(fd)
+    return int(text) if text.isdigit() and len(text) <= 10 else None
 
 
 def uucp_unlock(path: str | None) -> None:

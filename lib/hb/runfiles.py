@@ -1,15 +1,23 @@
 """Files under the run directory: atomic writes, key=value files, fifos.
 
 Readers never lock: every file another process reads is written whole to a
-temp file in the same directory and renamed over the old one.  A fifo has one
-reader, which also holds it open for writing so that it never sees EOF.
+temp file in the same directory and renamed over the old one.  A temp file has an
+unpredictable name and is created O_CREAT|O_EXCL|O_NOFOLLOW, so that nothing planted
+in the directory (a symlink, a file of the same name) is followed or written through.
+A write that fails (disk full, read-only file system) is an OSError for the caller;
+Files keeps the newest text of each such file and writes it again later, so a daemon
+logs the failure and goes on.  A fifo has one reader, which also holds it open for
+writing so that it never sees EOF.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import secrets
 import stat
+import time
 
 RUNDIR = "/var/run/hb"
 CONFDIR = "/etc/ha.d"
@@ -39,18 +47,101 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Write text to path via a temp file in the same directory and rename."""
-    tmp = "%s.new.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def create_excl(directory: str, prefix: str, mode: int = 0o600) -> tuple[int, str]:
+    """A new file directory/PREFIX<random>: (fd, path), created O_CREAT|O_EXCL|O_NOFOLLOW,
+    so that a name planted in a shared directory (symlink, file) is never written through."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(8):
+        path = os.path.join(directory, prefix + secrets.token_hex(8))
+        try:
+            return os.open(path, flags, mode), path
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, "cannot create a temporary file", directory)
+
+
+def write_atomic(path: str, text: str | bytes, mode: int = 0o644) -> None:
+    """Write text to path via a new temp file in the same directory, then rename.
+
+    Raises OSError (the temp file removed) when it cannot: the old file stays whole."""
+    d, base = os.path.split(path)
+    fd, tmp = create_excl(d or ".", ".%s.new." % base, mode)
     try:
-        data = text.encode()
-        while data:
-            n = os.write(fd, data)
-            data = data[n:]
-    finally:
+        try:
+            data = text.encode() if isinstance(text, str) else text
+            while data:
+                n = os.write(fd, data)
+                data = data[n:]
+            os.fchmod(fd, mode)            # not the umask's: what the caller asked
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class Files:
+    """Files others read, written by one daemon that must outlive a failed write.
+
+    write() returns True when the file now holds the text; on an OSError it logs
+    once (ERROR, with the reason), keeps the text and returns False; retry(),
+    called from the daemon's loop, writes what is owed again (newest text only)
+    at most every `every` seconds, and logs when it succeeds again."""
+
+    def __init__(self, log: logging.Logger, every: float = 1.0,
+                 clock=time.monotonic) -> None:
+        self.log, self.every, self.clock = log, every, clock
+        self.owed: dict[str, tuple[str | bytes, int]] = {}
+        self.failing: dict[str, str] = {}          # path -> the error last logged
+        self.due = 0.0
+
+    def write(self, path: str, text: str | bytes, mode: int = 0o644) -> bool:
+        try:
+            write_atomic(path, text, mode)
+        except OSError as e:
+            self.owed[path] = (text, mode)
+            why = e.strerror or str(e)
+            if self.failing.get(path) != why:
+                self.log.error("cannot write %s: %s; trying again every %g s",
+                               path, why, self.every)
+                self.failing[path] = why
+            if self.due <= self.clock():
+                self.due = self.clock() + self.every
+            return False
+        self.owed.pop(path, None)
+        if self.failing.pop(path, None) is not None:
+            self.log.warning("%s written again", path)
+        return True
+
+    def next_due(self) -> float | None:
+        """When retry() has work (monotonic seconds), or None."""
+        return self.due if self.owed else None
+
+    def retry(self) -> bool:
+        """Write again what is owed if due; True when nothing is owed any more."""
+        if not self.owed:
+            return True
+        if self.clock() < self.due:
+            return False
+        self.due = self.clock() + self.every
+        for path, (text, mode) in list(self.owed.items()):
+            self.write(path, text, mode)
+        return not self.owed
+
+
+def open_owned(path: str, flags: int, mode: int = 0o600) -> int:
+    """Open (or create) a file of our own, never through a symlink; OSError(EPERM)
+    when it belongs to another user or is not a regular file (a planted name)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
         os.close(fd)
-    os.rename(tmp, path)
+        raise OSError(errno.EPERM, "not a regular file of uid %d" % os.geteuid(), path)
+    return fd
 
 
 def read_text(path: str) -> str | None:
@@ -84,7 +175,8 @@ def read_kv(path: str) -> dict[str, str]:
 
 
 def make_fifo(path: str, mode: int = 0o600) -> None:
-    """Create a fifo at path unless one is already there."""
+    """Create a fifo at path unless one of ours is already there (OSError when the
+    name is taken by anything else, or by another user's fifo)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -92,6 +184,8 @@ def make_fifo(path: str, mode: int = 0o600) -> None:
         return
     if not stat.S_ISFIFO(st.st_mode):
         raise OSError(errno.EEXIST, "not a fifo", path)
+    if st.st_uid != os.geteuid():
+        raise OSError(errno.EPERM, "a fifo of uid %d, not ours" % st.st_uid, path)
 
 
 def open_fifo_reader(path: str) -> tuple[int, int]:

@@ -74,6 +74,30 @@ def test_check_broken_gives_file_line(conf, fname, text, where):
     assert first.startswith(str(conf / fname) + ":") and where in first, err
 
 
+@pytest.mark.parametrize("fname,line,says", [
+    ("ha.cf", "keepalive 1e400", "ha.cf:9: keepalive: bad time '1e400'"),
+    ("ha.cf", "deadtime 99999999999999999999", "ha.cf:9: deadtime: time 99999999999999999999"
+     " is too long: at most 86400 s (a day)"),
+    ("ha.cf", "udpport " + "9" * 5000, "ha.cf:9: udpport: bad value '99999999999999999999...'"),
+    ("authkeys", "auth 99999999999", "authkeys:1: auth 99999999999: the key number is from 1"),
+])
+@pytest.mark.parametrize("check", [True, False])
+def test_numbers_too_large_are_one_line_errors_never_a_traceback(
+        conf, tmp_path, fname, line, says, check):
+    (conf / "ha.cf").write_text(HACF + (line + "\n" if fname == "ha.cf" else ""))
+    (conf / "haresources").write_text("julius 198.18.0.100\n")
+    if fname == "authkeys":
+        (conf / "authkeys").write_text(line + "\n1 sha1 secret\n")
+    os.chmod(conf / "authkeys", 0o600)
+    args = ["--check"] if check else ["-r", str(tmp_path / "run"), "-s", str(tmp_path / "s")]
+    rc, out, err = hbsupervise(*args, "-c", str(conf), "--node", "julius")
+    assert rc == 1 and out == "", (out, err)
+    assert "Traceback" not in err
+    first = err.splitlines()[0]
+    assert first.startswith(str(conf / fname) + ":") and says in first, err
+    assert len(first) < 200 + len(str(conf))
+
+
 def test_refuses_to_start_with_a_broken_config(conf, tmp_path):
     (conf / "ha.cf").write_text(HACF + "undport 694\n")
     run = tmp_path / "run"
@@ -111,3 +135,83 @@ def test_export_pacemaker(conf, tmp_path):
     assert "192.0.2.12" in (out / "corosync.conf").read_text()
     assert hbsupervise("--export", "pacemaker", "-c", str(conf), "--addr", "julius")[0] == 2
     assert hbsupervise("--export", "keepalived", "-c", str(conf))[0] == 2
+
+
+# ---------------------------------------------------------------- adopting daemons
+
+def _fake(tmp_path, name, rundir):
+    """A process whose argv is `/bin/sh .../NAME -r RUNDIR`, like a daemon's."""
+    import subprocess as sp
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\nsleep 30\n")
+    path.chmod(0o755)
+    return sp.Popen([str(path), "-r", str(rundir)])
+
+
+def test_adopt_only_this_programs_process_for_this_rundir(tmp_path):
+    """A pid file naming another process (another program, another RUNDIR's, a reused
+    PID, garbage) is not believed: the one hb-beat of this RUNDIR is found instead;
+    two of them are adopted by nobody."""
+    import time
+    from hb import supervise
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "b").mkdir()
+    p = _fake(tmp_path, "hb-beat", run)
+    other = _fake(tmp_path, "hb-watch", run)
+    elsewhere = _fake(tmp_path / "b", "hb-beat", tmp_path / "other")
+    procs = [p, other, elsewhere]
+    try:
+        deadline = time.monotonic() + 5
+        while not all(open("/proc/%d/cmdline" % x.pid, "rb").read().count(b"-r")
+                      for x in procs):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pidfile = run / "hb-beat.pid"
+        start = supervise.proc_stat(p.pid)[1]
+
+        def adopt(text):
+            pidfile.write_text(text)
+            k = supervise.Child("hb-beat", ["hb-beat"], pidfile=str(pidfile))
+            return k.pid if k.adopt(str(run), 0.0) else None, k
+        for text in ("%d %s\n" % (other.pid, supervise.proc_stat(other.pid)[1]),
+                     "%d %s\n" % (elsewhere.pid, supervise.proc_stat(elsewhere.pid)[1]),
+                     "%d %d\n" % (p.pid, int(start) + 1), "%d\n" % p.pid,
+                     "%s %s\n" % ("9" * 5000, start), "%d %s\n" % (os.getpid(), start)):
+            assert adopt(text)[0] == p.pid, text
+            assert pidfile.read_text() == "%d %s\n" % (p.pid, start)   # written again
+        pid, k = adopt("%d %s\n" % (p.pid, start))
+        assert pid == p.pid and k.pidfd is not None
+        assert k.ours is True                 # our child, as after SIGUSR2's re-execution
+        assert not k.ended()
+        k.kill(15)
+        assert k.wait(5) and k.ended()
+        assert k.forget() == "killed by signal 15" and not pidfile.exists()
+        procs += [_fake(tmp_path, "hb-beat", run), _fake(tmp_path / "b", "hb-beat", run)]
+        deadline = time.monotonic() + 5
+        while not all(open("/proc/%d/cmdline" % x.pid, "rb").read().count(b"-r")
+                      for x in procs[-2:]):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert adopt("")[0] is None           # two of them: neither is adopted
+    finally:
+        for x in procs:
+            x.kill()
+            x.wait()
+
+
+def test_a_forged_reexec_environment_is_refused(tmp_path):
+    fd = os.open(str(tmp_path / "x"), os.O_RDWR | os.O_CREAT)
+    os.set_inheritable(fd, True)
+    conf = tmp_path / "ha.d"
+    shutil.copytree(EXAMPLE, conf)
+    os.chmod(conf / "authkeys", 0o600)
+    (conf / "ha.cf").write_text(HACF)
+    (conf / "haresources").write_text("julius 198.18.0.100\n")
+    env = dict(os.environ, HB_SUPERVISE_EXEC="%d,%d,%d,%d" % (fd, fd, fd, fd))
+    r = subprocess.run([BIN, "-c", str(conf), "-r", str(tmp_path / "run"), "-s",
+                        str(tmp_path / "s"), "--node", "julius"], env=env, pass_fds=[fd],
+                       capture_output=True, text=True, timeout=20)
+    os.close(fd)
+    assert r.returncode == 1
+    assert "HB_SUPERVISE_EXEC does not name this RUNDIR's lock" in r.stderr

@@ -159,3 +159,141 @@ def test_runner_groups_are_independent(tmp_path):
         assert os.path.exists(tmp_path / "S.x0.up")
     finally:
         r.close()
+
+
+def script(conf, name, body):
+    p = conf / "resource.d" / name
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(0o755)
+    return Resource(name, [], name)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting for %s" % pred
+        time.sleep(0.01)
+
+
+def test_a_daemon_that_keeps_stdout_neither_blocks_nor_fails_a_start(tmp_path):
+    conf, _, caller = make(tmp_path, ())
+    caller.timeout = 10.0
+    pidf, spid = tmp_path / "daemon.pid", tmp_path / "status.pid"
+    r = script(conf, "daemon", 'case "$1" in\n'
+               'start) sleep 60 & echo $! > %s; echo started; exit 0 ;;\n'
+               'status) sleep 60 & echo $! > %s\n'
+               '        [ -s %s ] && kill -0 $(cat %s) && echo running ;;\n'
+               'esac\nexit 0\n' % (pidf, spid, pidf, pidf))
+    held = agents.DRAIN.count()
+    try:
+        t0 = time.monotonic()
+        assert caller.call(r, "start") == (0, "started\n")
+        assert time.monotonic() - t0 < 2.0
+        pid = int(pidf.read_text())
+        assert alive(pid)                    # the daemon stays, its stdout drained
+        assert agents.DRAIN.count() == held + 1
+        t0 = time.monotonic()
+        assert caller.call(r, "status") == (0, "running\n")     # judged by its text
+        assert time.monotonic() - t0 < 2.0
+        assert agents.DRAIN.count() == held + 2
+        os.kill(int(spid.read_text()), 9)
+        os.kill(pid, 9)                      # its writers gone, the pipes are closed
+        wait_for(lambda: agents.DRAIN.count() == held)
+        pidf.write_text("")
+        assert caller.call(r, "status") == (3, "")     # exit 0, but no "running"
+    finally:
+        for f in (pidf, spid):
+            try:
+                os.kill(int(f.read_text()), 9)
+            except (ProcessLookupError, FileNotFoundError, ValueError):
+                pass
+
+
+def group_of(*rs, index=1) -> Group:
+    return Group(index, "julius", list(rs))
+
+
+def test_start_and_stop_are_judged_by_exit_status_even_with_a_daemon(tmp_path):
+    conf, _, caller = make(tmp_path, ())
+    pidf = tmp_path / "pid"
+    r = script(conf, "bad", "sleep 60 & echo $! > %s\necho 'all OK, running'\nexit 1\n" % pidf)
+    try:
+        rc, text = caller.call(r, "start")
+        assert rc == 1 and "running" in text
+    finally:
+        os.kill(int(pidf.read_text()), 9)
+
+
+def test_a_timeout_kills_the_agents_whole_process_group(tmp_path):
+    conf, _, caller = make(tmp_path, ())
+    caller.timeout = 0.5
+    pidf = tmp_path / "pid"
+    r = script(conf, "hang", "sleep 60 & echo $! > %s\necho waiting\nsleep 60\n" % pidf)
+    t0 = time.monotonic()
+    rc, text = caller.call(r, "start")
+    assert rc == 1 and text == "waiting\ntimed out after 0.5 s"
+    assert time.monotonic() - t0 < 2.0
+    wait_for(lambda: not alive(int(pidf.read_text())), 3.0)
+
+
+def test_output_is_bounded_and_does_not_hold_up_the_exit(tmp_path):
+    conf, _, caller = make(tmp_path, ())
+    r = script(conf, "chatty", "head -c 3000000 /dev/zero | tr '\\0' x\nexit 0\n")
+    rc, text = caller.call(r, "stop")
+    assert rc == 0 and text == "x" * agents.OUTPUT_LIMIT
+
+
+def test_a_builtin_that_timed_out_cannot_act_afterwards(tmp_path, monkeypatch):
+    from hb import address
+    _, _, caller = make(tmp_path, ())
+    caller.timeout = 0.2
+    gate = __import__("threading").Event()
+    done: list[str] = []
+
+    def slow_start(spec, background="thread"):
+        gate.wait(10)
+        done.append("start %s" % spec.ip)
+        return "added"
+
+    def fake_run_agent(args, action):
+        done.append("%s %s" % (action, args[0]))
+        return 0, "removed"
+    monkeypatch.setattr(address, "start", slow_start)
+    monkeypatch.setattr(address, "run_agent", fake_run_agent)
+    r = Resource("IPaddr", ["198.18.77.77/24/lo"], "198.18.77.77/24/lo")
+    assert caller.call(r, "start") == (1, "timed out after 0.2 s")
+    # still stuck: not called again (one thread per stuck resource, not one per call)
+    assert caller.call(r, "start") == (1, "an earlier call of IPaddr has not returned yet")
+    gate.set()                                    # the late completion is undone
+    wait_for(lambda: len(done) == 2)
+    assert done == ["start 198.18.77.77", "stop 198.18.77.77/24/lo"]
+    wait_for(lambda: caller.call(r, "status")[1] != "an earlier call of IPaddr has not "
+             "returned yet")
+    assert done[2:] == ["status 198.18.77.77/24/lo"]
+
+
+def test_a_writer_that_never_pauses_neither_holds_up_the_exit_nor_the_timeout(tmp_path):
+    conf, _, caller = make(tmp_path, ())
+    caller.timeout = 1.0
+    pidf = tmp_path / "pid"
+    r = script(conf, "yes", "yes & echo $! > %s\nexit 0\n" % pidf)
+    try:
+        t0 = time.monotonic()
+        rc, text = caller.call(r, "start")
+        assert rc == 0 and len(text) <= agents.OUTPUT_LIMIT
+        assert time.monotonic() - t0 < 1.0
+        r = script(conf, "loud", "yes\n")
+        t0 = time.monotonic()
+        rc, text = caller.call(r, "start")
+        assert rc == 1 and text.endswith("timed out after 1 s")
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        os.kill(int(pidf.read_text()), 9)

@@ -120,3 +120,23 @@ def test_addresses_of_the_groups(confdir):
     ifaces, byip = checks.addresses(gs, confdir)
     assert ifaces == ["eth7", "eth8"]          # 203.0.113.77 fits no subnet here
     assert byip == {"198.18.0.100": {1, 2}, "2001:db8::10": {1}, "203.0.113.77": {2}}
+
+
+def test_a_stuck_check_holds_one_thread_per_group_not_one_per_interval(confdir):
+    import threading
+    ck = checks.Checker(caller(confdir, timeout=3.0))
+    before = threading.active_count()
+    t0 = time.monotonic()
+    ck.run(group("slow"), 1)                 # stuck for 3 s (its timeout)
+    for token in range(2, 12):               # ten more intervals meanwhile
+        ck.run(group("slow"), token)
+    got = collect(ck, 10, timeout=2.0)
+    assert got == [(1, t, False, "the previous check of group 1 has not returned")
+                   for t in range(2, 12)]
+    assert time.monotonic() - t0 < 1.0
+    assert threading.active_count() <= before + 1
+    [(i, tok, ok, why)] = collect(ck, 1)
+    assert (i, tok, ok) == (1, 1, False) and "timed out after 3 s" in why
+    ck.run(group("svc"), 12)                 # the group's next check runs again
+    assert collect(ck, 1) == [(1, 12, False, "svc status: stopped")]
+    ck.close()

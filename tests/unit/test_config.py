@@ -923,3 +923,76 @@ def test_heartbeat_3_agrees(lab, heartbeat):  # noqa: F811
         except ConfigError:
             accepted = False
         assert accepted == hb_accepts, text
+
+
+# ---------------------------------------------------------------- numbers out of any range
+
+_HACF_WORDS = sorted(config._HaCf(config.Config(node="alpha"), "f", ()).dispatch())
+_NUMBERS = st.sampled_from(["1e400", "99999999999999999999", "9" * 400, "1" + "0" * 5000,
+                            "inf", "nan", "-1", "0x10", "1_000", "\u00b2", "\u0663", "1.5e3",
+                            "18446744073709551616", "99999999999999999999ms", "1." + "9" * 400,
+                            "0" * 30 + "1", "86401", "86400001ms", "4294967296"]) | \
+    st.integers(min_value=-2 ** 70, max_value=2 ** 70).map(str) | \
+    st.text(alphabet="0123456789.e+-_msu ", min_size=1, max_size=40)
+_BASE = "keepalive 1\ndeadtime 10\nbcast eth0\nnode alpha beta\nauto_failback off\n"
+
+
+def _one_line(e: ConfigError, fname: str) -> None:
+    for x in e.errors:
+        assert re.match(r"^%s:\d+: \S" % re.escape(fname), x) and "\n" not in x, x
+        assert len(x) < 400, x
+
+
+@given(st.sampled_from(_HACF_WORDS), st.lists(st.sampled_from(
+    ["eth0", "239.0.0.1", "192.0.2.9", "alpha", "/dev/ttyS0", "g"]) | _NUMBERS,
+    min_size=1, max_size=5))
+@settings(max_examples=1500, deadline=None)
+def test_any_directive_with_any_number_is_a_one_line_error_or_accepted(word, args):
+    text = _BASE + "%s %s\n" % (word, " ".join(args))
+    try:
+        cfg = parse_hacf(text, "ha.cf", "alpha", {"192.0.2.1"})
+    except ConfigError as e:
+        _one_line(e, "ha.cf")
+        return
+    for name in ("keepalive", "deadtime", "warntime", "initdead", "deadping"):
+        assert 0 < getattr(cfg, name) <= config.MAX_TIME * 2
+    assert 1 <= cfg.udpport <= 65535
+
+
+@given(_NUMBERS, _NUMBERS)
+@settings(max_examples=500, deadline=None)
+def test_authkeys_and_haresources_numbers_are_one_line_errors(a, b):
+    for text in ("auth %s\n1 sha1 k\n" % a, "auth 1\n%s sha1 k\n1 md5 x\n" % a,
+                 "auth %s\n%s sha1 k\n" % (a, b)):
+        try:
+            auth = parse_authkeys(text, "authkeys")
+            assert 1 <= auth.use <= 15
+        except ConfigError as e:
+            _one_line(e, "authkeys")
+    for text in ("alpha 198.18.0.1/%s/eth0\n" % a, "alpha IPaddr::198.18.0.1/%s\n" % a,
+                 "alpha %s::%s\n" % (a, b)):
+        try:
+            parse_haresources(text, "haresources", ["alpha", "beta"])
+        except ConfigError as e:
+            _one_line(e, "haresources")
+
+
+@pytest.mark.parametrize("fname,line,says", [
+    ("ha.cf", "keepalive 1e400", "bad time '1e400'"),
+    ("ha.cf", "deadtime 99999999999999999999", "at most 86400 s"),
+    ("ha.cf", "udpport " + "9" * 5000, "a whole number from 1 to 65535"),
+    ("ha.cf", "baud 18446744073709551616", "bad rate"),
+    ("authkeys", "auth 99999999999", "the key number is from 1 to 15"),
+])
+def test_numbers_too_large_for_their_field(tmp_path, fname, line, says):
+    texts = {"ha.cf": _BASE, "haresources": "alpha 192.0.2.10/24/eth0\n",
+             "authkeys": "auth 1\n1 sha1 secret\n"}
+    texts[fname] = (line + "\n" + texts[fname]) if fname == "authkeys" else texts[fname] + line
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "authkeys").chmod(0o600)
+    with pytest.raises(ConfigError) as e:
+        config.load(str(tmp_path), "alpha", check_devices=False)
+    first = e.value.errors[0]
+    assert first.startswith(str(tmp_path / fname) + ":") and says in first, first
+    assert "\n" not in first and len(first) < 300 + len(str(tmp_path))

@@ -131,7 +131,7 @@ def parse_ip(text: str) -> tuple[int, str]:
 def _host_ip(text: str) -> tuple[int, str]:
     """An address a host may take; _Bad("address", why) otherwise."""
     if not text:
-        raise _Bad("address", "no IP address before the first '/'")
+        raise _Bad("address", "no IP address")
     try:
         fam, ip = parse_ip(text)
     except SpecError as e:
@@ -345,7 +345,7 @@ def _params(spec: Spec, items: Sequence[str]) -> None:
     seen: set[str] = set()
     for item in items:
         name, eq, value = item.partition("=")
-        if not eq:
+        if not eq or not name:
             raise _Bad("param", "%r is not NAME=VALUE" % item)
         canon = ALIASES.get(name, name)
         if canon in IN_SPEC:
@@ -383,6 +383,8 @@ def split_params(text: str) -> tuple[str, list[str]]:
 def _spec(text: str, agent: str) -> Spec:
     body, params = split_params(text.strip())
     parts = body.split("/")
+    if len(parts) > 1 and not parts[0]:
+        raise _Bad("address", "no IP address before the first '/'")
     if len(parts) > 4:
         raise _Bad("address", FORM)
     family, ip = _host_ip(parts[0])

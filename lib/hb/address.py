@@ -615,13 +615,13 @@ def confirm_neighbour(spec: Spec, iface: str, targets: list[str],
     address, so that each target also learns that the address is here now.
     (ok, seconds until the first answer or given up, what happened); bounded by
     timeout, the request sent `tries` times within it."""
-    t0 = time.monotonic()
     if not targets:
         return False, 0.0, NOBODY
     proto = ETH_P_ARP if spec.family == AF_INET else ETH_P_IPV6
     raw = spec.raw
     want = {socket.inet_pton(spec.family, t): t for t in targets}
     with _lock_for((iface, proto)):
+        t0 = time.monotonic()
         try:
             mac = _mac(iface)
             if len(mac) != 6:
@@ -853,6 +853,7 @@ def _background(spec: Spec, iface: str, plan: list[tuple[float, int]], t0: float
 # ip -> (ok, seconds, detail); ok is None while the check runs
 neighbours: dict[str, tuple[bool | None, float, str]] = {}
 _nbr_pings: list[str] = []
+_nbr_turn: dict[str, object] = {}
 on_neighbour: Callable[[str, bool, float, str], None] | None = None
 
 
@@ -861,6 +862,7 @@ def check_neighbour_later(spec: Spec, iface: str, prefix: int) -> None:
     to neighbours[spec.ip] and to on_neighbour(ip, ok, seconds, detail)."""
     import threading
     neighbours[spec.ip] = (None, 0.0, "checking")
+    _nbr_turn[spec.ip] = turn = object()      # a later start or a stop makes this one stale
 
     def work() -> None:
         import logging
@@ -871,13 +873,17 @@ def check_neighbour_later(spec: Spec, iface: str, prefix: int) -> None:
             ok, dt, detail = confirm_neighbour(spec, iface, targets)
         except Exception as e:      # a neighbour check must never take hb-watch down
             ok, dt, detail = False, 0.0, "%s: %s" % (type(e).__name__, e)
-        if spec.ip in neighbours:           # not stopped meanwhile
-            neighbours[spec.ip] = (ok, dt, detail)
         quiet = ok or detail.startswith(NOBODY)
         log.log(logging.INFO if quiet else logging.WARNING, "neighbour check %s on %s: %s",
                 spec.ip, iface, detail)
+        if _nbr_turn.get(spec.ip) is not turn:
+            return
+        neighbours[spec.ip] = (ok, dt, detail)
         if on_neighbour is not None:
-            on_neighbour(spec.ip, ok, dt, detail)
+            try:
+                on_neighbour(spec.ip, ok, dt, detail)
+            except Exception as e:
+                log.error("neighbour check %s: reporting: %s: %s", spec.ip, type(e).__name__, e)
 
     threading.Thread(target=work, name="neighbours " + spec.ip, daemon=True).start()
 
@@ -904,6 +910,7 @@ def stop(spec: Spec) -> str:
     """Remove spec wherever it is held (on spec.iface if given); absent is success."""
     _cancel(spec.ip)
     neighbours.pop(spec.ip, None)
+    _nbr_turn.pop(spec.ip, None)
     have = find_held(spec)
     if have is None:
         return "%s not held" % spec.ip

@@ -326,3 +326,39 @@ def test_parse_route_msg():
         + _attr(A.RTA_GATEWAY, raw("198.18.0.254")) + _attr(A.RTA_OIF, struct.pack("I", 1)) \
         + _attr(A.RTA_TABLE, struct.pack("I", A.RT_TABLE_MAIN))
     assert A.parse_route_msg(body) == (AF_INET, 0, "198.18.0.254", 1, A.RT_TABLE_MAIN)
+
+
+def test_check_neighbour_later_reports_once_and_drops_stale_results(monkeypatch):
+    import threading
+    monkeypatch.setattr(A, "neighbours", {})
+    monkeypatch.setattr(A, "default_gateways", lambda fam: [("198.18.0.254", "eth0")])
+    gate = threading.Event()
+    asked = []
+
+    def confirm(spec, iface, targets):
+        asked.append(targets)
+        gate.wait(5)
+        return True, 0.004, "198.18.0.254 answered"
+    monkeypatch.setattr(A, "confirm_neighbour", confirm)
+    got = []
+    monkeypatch.setattr(A, "on_neighbour", lambda *a: got.append(a))
+    spec = A.parse_spec("198.18.0.100/24/eth0")
+    A.check_neighbour_later(spec, "eth0", 24)
+    assert A.neighbour_field([spec.ip]) == "pending"
+    gate.set()
+    for t in threading.enumerate():
+        if t.name == "neighbours " + spec.ip:
+            t.join(5)
+    assert asked == [["198.18.0.254"]]
+    assert got == [(spec.ip, True, 0.004, "198.18.0.254 answered")]
+    assert A.neighbour_field([spec.ip]) == "ok:4ms"
+    # a stop while a check runs: its result is dropped
+    gate.clear()
+    A.check_neighbour_later(spec, "eth0", 24)
+    A.neighbours.pop(spec.ip)
+    A._nbr_turn.pop(spec.ip)
+    gate.set()
+    for t in threading.enumerate():
+        if t.name == "neighbours " + spec.ip:
+            t.join(5)
+    assert spec.ip not in A.neighbours and len(got) == 1

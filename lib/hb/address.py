@@ -114,6 +114,16 @@ def findif(spec: Spec, addrs: Iterable[Addr]) -> tuple[str, int]:
     return iface, spec.prefix if spec.prefix is not None else prefix
 
 
+def free_alias(iface: str, addrs: Iterable[Addr]) -> str | None:
+    """Heartbeat's IPaddr labels each address IFACE:N, the first N not in use (as
+    ifconfig's aliases); None when IFACE:N would not fit in 15 characters."""
+    used = {a.label for a in addrs if a.family == AF_INET and a.label}
+    n = 0
+    while "%s:%d" % (iface, n) in used:
+        n += 1
+    return str(n) if len(iface) + 1 + len(str(n)) <= 15 else None
+
+
 # -- pure: frames ----------------------------------------------------------------
 
 BCAST = b"\xff" * 6
@@ -721,15 +731,18 @@ def _change(mtype: int, flags: int, family: int, index: int, prefix: int,
     sock.nlm_request(msg, msg_type=mtype, msg_flags=NLM_F_REQUEST | NLM_F_ACK | flags)
 
 
-def add(spec: Spec, iface: str, prefix: int) -> None:
+def add(spec: Spec, iface: str, prefix: int, alias: str | None = None) -> None:
+    """Add spec on iface with prefix; alias: the label when the spec gives none."""
     idx = socket.if_nametoindex(iface)
     attrs: list[tuple[str, Any]] = [("IFA_LOCAL", spec.ip), ("IFA_ADDRESS", spec.ip)]
     flags = 0
     if spec.family == AF_INET:
-        b = spec.broadcast or broadcast_of(spec.ip, prefix)
+        b = broadcast_of(spec.ip, prefix, spec.broadcast) if spec.broadcast in (None, "-") \
+            else spec.broadcast
         if b:
             attrs.append(("IFA_BROADCAST", b))
-        label = iface + ":" + spec.label if spec.label else iface
+        label = spec.label or alias
+        label = iface + ":" + label if label else iface
         if len(label) > 15:
             raise SpecError("label %s is longer than 15 characters" % label)
         attrs.append(("IFA_LABEL", label))
@@ -812,9 +825,12 @@ def start(spec: Spec, background: str = "thread", confirm: bool = False) -> str:
         _check_exists(iface)
         if spec.dad and spec.dad_timeout > 0 and probe(spec, iface, spec.dad_timeout):
             raise Refused("%s answers from another host on %s" % (spec.ip, iface))
+        alias = None
+        if spec.agent == "IPaddr" and spec.family == AF_INET and not spec.label:
+            alias = free_alias(iface, addrs)
         with _lock_for("netlink"):
-            add(spec, iface, prefix)
-        what = "added %s/%d on %s" % (spec.ip, prefix, iface)
+            add(spec, iface, prefix, alias)
+        what = "added %s/%d on %s" % (spec.ip, prefix, iface + (":" + alias if alias else ""))
     _cancel(spec.ip)
     plan = schedule(spec.family, spec.arp_count, spec.arp_interval)
     if plan:

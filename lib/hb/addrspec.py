@@ -169,6 +169,8 @@ def _link_local(family: int, ip: str) -> bool:
 def _prefix(text: str, family: int) -> int:
     bits = 32 if family == AF_INET else 128
     if text.isascii() and text.isdigit():
+        if len(text) > 1 and text[0] == "0":    # ip(8) reads /024 as octal: IPaddr2 adds /20
+            raise _Bad("netmask", "/%s has a leading zero: write /%d" % (text, int(text)))
         n = int(text)
         if n > bits:
             raise _Bad("netmask", "/%s is more than %d bits" % (text, bits))

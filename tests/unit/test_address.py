@@ -362,3 +362,16 @@ def test_check_neighbour_later_reports_once_and_drops_stale_results(monkeypatch)
         if t.name == "neighbours " + spec.ip:
             t.join(5)
     assert spec.ip not in A.neighbours and len(got) == 1
+
+
+def test_free_alias_as_heartbeats_ipaddr():
+    """IPaddr labels an address IFACE:N, the lowest N free on that interface."""
+    addrs = [Addr(AF_INET, raw("198.18.0.1"), 24, 2, "eth0", "eth0"),
+             Addr(AF_INET, raw("198.18.0.7"), 24, 2, "eth0", "eth0:0"),
+             Addr(AF_INET, raw("198.18.0.8"), 24, 2, "eth0", "eth0:2"),
+             Addr(AF_INET, raw("198.51.100.7"), 24, 3, "eth1", "eth1:1")]
+    assert A.free_alias("eth0", addrs) == "1"
+    assert A.free_alias("eth1", addrs) == "0"
+    assert A.free_alias("eth2", []) == "0"
+    assert A.free_alias("a-fifteen-chars", []) is None
+    assert A.free_alias("fourteen-chars", []) == "0"

@@ -19,7 +19,6 @@ ACCEPTED = [
     ("192.0.2.7", "IPaddr", ("192.0.2.7", V4, None, None, None, None, 10, 0.5)),
     ("192.0.2.7", "IPaddr2", ("192.0.2.7", V4, None, None, None, None, 5, 0.2)),
     ("192.0.2.7/24", "IPaddr2", ("192.0.2.7", V4, 24, None, None, None, 5, 0.2)),
-    ("192.0.2.7/024", "IPaddr2", ("192.0.2.7", V4, 24, None, None, None, 5, 0.2)),
     ("192.0.2.7/32/eth0", "IPaddr2", ("192.0.2.7", V4, 32, "eth0", None, None, 5, 0.2)),
     ("192.0.2.7/1", "IPaddr2", ("192.0.2.7", V4, 1, None, None, None, 5, 0.2)),
     ("192.0.2.7/255.255.255.0/eth0", "IPaddr",
@@ -98,6 +97,8 @@ REFUSED = [
      "fe80::1/64/eth0"),
     ("192.0.2.7/33", "bad netmask in '192.0.2.7/33': /33 is more than 32 bits"),
     ("192.0.2.7/0", "bad netmask in '192.0.2.7/0': /0 would make every address local"),
+    # Heartbeat's IPaddr2 hands /024 to ip(8), which reads octal and adds a /20
+    ("192.0.2.7/024", "bad netmask in '192.0.2.7/024': /024 has a leading zero: write /24"),
     ("2001:db8::1/129", "bad netmask in '2001:db8::1/129': /129 is more than 128 bits"),
     ("192.0.2.7/255.0.255.0", "bad netmask in '192.0.2.7/255.0.255.0': '255.0.255.0' is "
      "neither a prefix length nor a netmask like 255.255.255.0"),

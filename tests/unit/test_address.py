@@ -374,4 +374,5 @@ def test_free_alias_as_heartbeats_ipaddr():
     assert A.free_alias("eth1", addrs) == "0"
     assert A.free_alias("eth2", []) == "0"
     assert A.free_alias("a-fifteen-chars", []) is None
-    assert A.free_alias("fourteen-chars", []) == "0"
+    assert A.free_alias("fourteen-chars", []) is None
+    assert A.free_alias("thirteen-char", []) == "0"

@@ -83,8 +83,9 @@ class Tcpdump:
 
 
 def arp_filter(mac, ip):
-    """ARP frames from mac whose sender address is ip."""
-    return "ether src %s and arp and arp[14:4] = 0x%s" % (mac, socket.inet_aton(ip).hex())
+    """Gratuitous ARP frames from mac for ip: sender and target address ip."""
+    h = socket.inet_aton(ip).hex()
+    return "ether src %s and arp and arp[14:4] = 0x%s and arp[24:4] = 0x%s" % (mac, h, h)
 
 
 def na_filter(mac, ip):
@@ -120,7 +121,7 @@ def test_ipaddr_announces_as_heartbeats_ipaddr(lab):
     a, c, _g = lan(lab, v6=False)
     cap = Tcpdump(lab, c, arp_filter(mac_of(a), VIP), 21, 8)
     rc, text, took, _nbr, _field = run_agent(lab, a, "IPaddr", VIP)
-    assert (rc, text) == (0, "added %s/24 on eth0" % VIP)
+    assert (rc, text) == (0, "added %s/24 on eth0:0" % VIP)      # IPaddr: an alias label
     assert took < 0.5
     check_schedule(cap.read(10), 10, 0.25)
 
@@ -349,3 +350,33 @@ def test_the_grammar_against_heartbeats_agents(lab):
         assert (theirs, ours) == want, (agent, spec, theirs, ours, text, r.stdout)
     assert sum(t == "refused" for _a, _s, t, _o in seen) >= 10
     assert sum(t != "refused" for _a, _s, t, _o in seen) >= 10
+
+
+# -- the whole daemon -------------------------------------------------------------------
+
+def test_hb_watch_announces_from_haresources_and_checks_the_gateway(lab):
+    """hb-supervise with `IPaddr::VIP/24/eth0::arp_count=3::arp_interval=300`: the
+    owner announces 3 pairs 150 ms apart, labels the address eth0:0 as IPaddr does,
+    and logs that the gateway answered; after a power loss the peer does the same."""
+    from pair import HbPair
+    pair = HbPair(lab, haresources="alpha IPaddr::%s/24/eth0::arp_count=3::arp_interval=300\n"
+                  % VIP)
+    alpha, beta = pair["alpha"], pair["beta"]
+    g = lab.host("g", GW + "/24")
+    for n in (alpha, beta):
+        n.host.run(["ip", "route", "add", "default", "via", GW])
+    cap = Tcpdump(lab, g, arp_filter(mac_of(alpha.host), VIP), 7, 15)
+    pair.start()
+    pair.wait(alpha.has_vip, timeout=15, what="alpha to take the VIP")
+    check_schedule(cap.read(17), 3, 0.15)
+    assert "eth0:0" in alpha.host.run(["ip", "-o", "addr", "show", "label", "eth0:0"]).stdout
+    line = "neighbour check %s on eth0: %s answered %s in " % (VIP, GW, VIP)
+    pair.wait(lambda: line in alpha.logtext(), timeout=5, what="alpha's neighbour check")
+    pair.wait_up()
+    cap = Tcpdump(lab, g, arp_filter(mac_of(beta.host), VIP), 7, 10)
+    alpha.power_loss()
+    pair.wait(beta.has_vip, timeout=10, what="beta to take the VIP over")
+    check_schedule(cap.read(12), 3, 0.15)
+    pair.wait(lambda: line in beta.logtext(), timeout=5, what="beta's neighbour check")
+    neigh = g.run(["ip", "neigh", "show", VIP, "dev", "eth0"]).stdout
+    assert "lladdr " + mac_of(beta.host) in neigh, neigh

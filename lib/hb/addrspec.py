@@ -315,6 +315,10 @@ OCF_PARAMS: list[tuple[str, str, str, str]] = [
     ("arp_interval", "integer", str(AGENTS[DEFAULT_AGENT][1]),
      "Milliseconds between pairs (a reply follows each request after half of it); "
      "the first request is sent at once."),
+    ("ARP_REPEAT", "integer", "",
+     "IPaddr's name for arp_count (arp_count wins when both are given)."),
+    ("ARP_INTERVAL_MS", "integer", "",
+     "IPaddr's name for arp_interval (arp_interval wins when both are given)."),
     ("arp_count_refresh", "integer", "0",
      "Announcements sent again at every monitor while the address is held."),
     ("nodad", "boolean", "false",

@@ -532,11 +532,6 @@ def send_announcement(spec: Spec, iface: str, kind: int) -> bool:
     return True
 
 
-def announce(spec: Spec, iface: str) -> bool:
-    """The first frame of spec's announcements (a request, or an advertisement)."""
-    return send_announcement(spec, iface, REQUEST if spec.family == AF_INET else NA)
-
-
 FROZEN = 0.25   # s a repeat may be late before the repeats are abandoned as stale
 
 
@@ -631,7 +626,6 @@ def confirm_neighbour(spec: Spec, iface: str, targets: list[str],
     raw = spec.raw
     want = {socket.inet_pton(spec.family, t): t for t in targets}
     with _lock_for((iface, proto)):
-        t0 = time.monotonic()
         try:
             mac = _mac(iface)
             if len(mac) != 6:
@@ -643,6 +637,7 @@ def confirm_neighbour(spec: Spec, iface: str, targets: list[str],
                 frames = [ns_frame(mac, raw, t) for t in want]
         except OSError as e:
             return False, 0.0, "cannot ask on %s: %s" % (iface, e.strerror or e)
+        t0 = time.monotonic()       # the neighbour's time, not our set-up's
         for i in range(max(1, tries)):
             try:
                 _send(iface, frames)
@@ -791,6 +786,7 @@ def warm(texts: list[str], pings: list[str] | None = None) -> list[str]:
     """
     if pings is not None:
         _nbr_pings[:] = pings
+        _nbr_worker()
     problems = []
     try:
         with _lock_for("netlink"):
@@ -873,35 +869,75 @@ _nbr_turn: dict[str, object] = {}
 on_neighbour: Callable[[str, bool, float, str], None] | None = None
 
 
+_nbr: Any = None       # (queue of checks, condition, [checks not yet done]) once started
+
+
+def _nbr_worker() -> Any:
+    """The one thread that runs neighbour checks, started once: a takeover only
+    queues its check (starting a thread there costs the caller about a millisecond)."""
+    global _nbr
+    if _nbr is None:
+        import queue
+        import threading
+        _nbr = (queue.SimpleQueue(), threading.Condition(), [0])
+        threading.Thread(target=_nbr_loop, args=(_nbr,), name="neighbours",
+                         daemon=True).start()
+    return _nbr
+
+
 def check_neighbour_later(spec: Spec, iface: str, prefix: int) -> None:
-    """confirm_neighbour in a daemon thread: the result goes to the log ("hb"),
+    """confirm_neighbour on the neighbour thread: the result goes to the log ("hb"),
     to neighbours[spec.ip] and to on_neighbour(ip, ok, seconds, detail)."""
-    import threading
+    jobs, cond, left = _nbr_worker()
     neighbours[spec.ip] = (None, 0.0, "checking")
     _nbr_turn[spec.ip] = turn = object()      # a later start or a stop makes this one stale
+    with cond:
+        left[0] += 1
+    jobs.put((spec, iface, prefix, turn))
 
-    def work() -> None:
-        import logging
-        log = logging.getLogger("hb")
+
+def wait_neighbours(timeout: float) -> bool:
+    """Until every queued neighbour check is done (tests, shutdown); False on timeout."""
+    if _nbr is None:
+        return True
+    _jobs, cond, left = _nbr
+    with cond:
+        return cond.wait_for(lambda: left[0] == 0, timeout)
+
+
+def _nbr_loop(nbr: Any) -> None:
+    import logging
+    log = logging.getLogger("hb")
+    jobs, cond, left = nbr
+    while True:
+        spec, iface, prefix, turn = jobs.get()
         try:
-            targets = neighbour_targets(spec, iface, prefix, default_gateways(spec.family),
-                                        _nbr_pings)
-            ok, dt, detail = confirm_neighbour(spec, iface, targets)
-        except Exception as e:      # a neighbour check must never take hb-watch down
-            ok, dt, detail = False, 0.0, "%s: %s" % (type(e).__name__, e)
-        quiet = ok or detail.startswith(NOBODY)
-        log.log(logging.INFO if quiet else logging.WARNING, "neighbour check %s on %s: %s",
-                spec.ip, iface, detail)
-        if _nbr_turn.get(spec.ip) is not turn:
-            return
-        neighbours[spec.ip] = (ok, dt, detail)
-        if on_neighbour is not None:
-            try:
-                on_neighbour(spec.ip, ok, dt, detail)
-            except Exception as e:
-                log.error("neighbour check %s: reporting: %s: %s", spec.ip, type(e).__name__, e)
+            _nbr_check(log, spec, iface, prefix, turn)
+        finally:
+            with cond:
+                left[0] -= 1
+                cond.notify_all()
 
-    threading.Thread(target=work, name="neighbours " + spec.ip, daemon=True).start()
+
+def _nbr_check(log: Any, spec: Spec, iface: str, prefix: int, turn: object) -> None:
+    import logging
+    try:
+        targets = neighbour_targets(spec, iface, prefix, default_gateways(spec.family),
+                                    _nbr_pings)
+        ok, dt, detail = confirm_neighbour(spec, iface, targets)
+    except Exception as e:      # a neighbour check must never take hb-watch down
+        ok, dt, detail = False, 0.0, "%s: %s" % (type(e).__name__, e)
+    quiet = ok or detail.startswith(NOBODY)
+    log.log(logging.INFO if quiet else logging.WARNING, "neighbour check %s on %s: %s",
+            spec.ip, iface, detail)
+    if _nbr_turn.get(spec.ip) is not turn:
+        return
+    neighbours[spec.ip] = (ok, dt, detail)
+    if on_neighbour is not None:
+        try:
+            on_neighbour(spec.ip, ok, dt, detail)
+        except Exception as e:
+            log.error("neighbour check %s: reporting: %s: %s", spec.ip, type(e).__name__, e)
 
 
 def neighbour_field(ips: Iterable[str]) -> str | None:

@@ -33,8 +33,9 @@ t0 = time.monotonic()
 rc, text = c.call(Resource(name, [arg], name + "::" + arg, 1), "start")
 took = time.monotonic() - t0
 for t in threading.enumerate():
-    if t.name.startswith(("announce ", "neighbours ")):
+    if t.name.startswith("announce "):
         t.join(15)
+assert address.wait_neighbours(15)
 try:
     ip = address.parse_spec(arg).ip
 except address.SpecError:

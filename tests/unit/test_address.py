@@ -346,9 +346,7 @@ def test_check_neighbour_later_reports_once_and_drops_stale_results(monkeypatch)
     A.check_neighbour_later(spec, "eth0", 24)
     assert A.neighbour_field([spec.ip]) == "pending"
     gate.set()
-    for t in threading.enumerate():
-        if t.name == "neighbours " + spec.ip:
-            t.join(5)
+    assert A.wait_neighbours(5)
     assert asked == [["198.18.0.254"]]
     assert got == [(spec.ip, True, 0.004, "198.18.0.254 answered")]
     assert A.neighbour_field([spec.ip]) == "ok:4ms"
@@ -358,10 +356,9 @@ def test_check_neighbour_later_reports_once_and_drops_stale_results(monkeypatch)
     A.neighbours.pop(spec.ip)
     A._nbr_turn.pop(spec.ip)
     gate.set()
-    for t in threading.enumerate():
-        if t.name == "neighbours " + spec.ip:
-            t.join(5)
+    assert A.wait_neighbours(5)
     assert spec.ip not in A.neighbours and len(got) == 1
+    assert [t.name for t in threading.enumerate()].count("neighbours") == 1
 
 
 def test_free_alias_as_heartbeats_ipaddr():

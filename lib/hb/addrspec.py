@@ -8,9 +8,11 @@ and resource-agents' findif:
 
     IP[/NETMASK[/IFACE[:LABEL][/BROADCAST]]][::NAME=VALUE...]
 
-* IP: IPv4 dotted quad or IPv6; not unspecified, multicast, 0.0.0.0/8, the
-  limited broadcast or IPv4-mapped; IPv6 link-local needs IFACE.
-* NETMASK: prefix length 1-32 (1-128) or, for IPv4, a contiguous dotted mask.
+* IP: IPv4 dotted quad or IPv6; not unspecified, multicast or reserved
+  (224.0.0.0/3), 0.0.0.0/8, the limited broadcast or IPv4-mapped; IPv6
+  link-local needs IFACE.
+* NETMASK: prefix length 1-32 (1-128) without leading zeros (ip(8) would read
+  /024 as octal), or, for IPv4, a contiguous dotted mask.
 * A third part starting with a digit is the broadcast address (IPaddr's form).
 * IFACE: a kernel interface name (1-15 characters, no '/', ':', blank, not '.'
   or '..'); LABEL (IPv4 only) is the rest after the first ':' and IFACE:LABEL is

@@ -1,11 +1,15 @@
-"""Floating addresses: parse, find the interface, add, remove, query, announce.
+"""Floating addresses: find the interface, add, remove, query, announce, and
+check that the neighbours moved.
 
-Pure parts (address specs, OCF parameters, findif, frame building) take no I/O.
+Specs and OCF parameters are parsed by hb.addrspec (the one grammar).  Pure
+parts here (findif, frame building, announcement schedules) take no I/O.
 The read-only query `held()` and the event subscriber `LinkWatcher` speak
 netlink on the standard library's AF_NETLINK socket; pyroute2 is imported
 only on the first add or remove.  Announcements (gratuitous ARP, unsolicited
 neighbour advertisements) and duplicate address probes go through AF_PACKET
 sockets kept open for the life of the process: closing one costs ~10 ms.
+After a takeover, confirm_neighbour() asks the subnet's gateway (or ping nodes)
+for its address from the floating one, and times the answer.
 Nothing happens at import time.
 """
 
@@ -17,19 +21,16 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
-from hb import exits
+from hb import addrspec, exits
+from hb.addrspec import (AF_INET, AF_INET6, OCF_PARAMS, Spec, SpecError,  # noqa: F401
+                         broadcast_of, from_ocf, parse_ip)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:       # typing costs 3 ms at start-up; status must be quick
     from typing import Any
 
-ARP_COUNT = 5
-ARP_INTERVAL = 0.2          # seconds
-DAD_TIMEOUT = 0.1           # seconds to wait for another holder to answer; 0 = no probe
-
-AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 ETH_P_ARP, ETH_P_IPV6 = 0x0806, 0x86DD
 PACKET_OUTGOING = 4
 
@@ -46,217 +47,7 @@ IFA_F_NOPREFIXROUTE = 0x200
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100
 
 
-class SpecError(ValueError):
-    """An address spec or OCF parameter that cannot be used (OCF_ERR_CONFIGURED)."""
-
-
-class Spec:
-    """One floating address and how to announce it."""
-
-    __slots__ = ("ip", "family", "prefix", "iface", "label", "broadcast", "arp_count",
-                 "arp_interval", "arp_count_refresh", "dad", "dad_timeout", "router",
-                 "noprefixroute")
-
-    def __init__(self, ip: str, family: int, prefix: int | None = None,
-                 iface: str | None = None, label: str | None = None,
-                 broadcast: str | None = None) -> None:
-        self.ip = ip
-        self.family = family
-        self.prefix = prefix
-        self.iface = iface
-        self.label = label
-        self.broadcast = broadcast
-        self.arp_count = ARP_COUNT
-        self.arp_interval = ARP_INTERVAL
-        self.arp_count_refresh = 0
-        self.dad = True
-        self.dad_timeout = DAD_TIMEOUT
-        self.router = False
-        self.noprefixroute = False
-
-    def __repr__(self) -> str:
-        return "Spec(%s)" % ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__)
-
-    def __str__(self) -> str:
-        s = self.ip
-        if self.prefix is not None:
-            s += "/%d" % self.prefix
-        if self.iface:
-            s += " on " + self.iface + (":" + self.label if self.label else "")
-        return s
-
-    @property
-    def raw(self) -> bytes:
-        return socket.inet_pton(self.family, self.ip)
-
-
-# -- pure: specs and parameters ------------------------------------------------
-
-def parse_ip(text: str) -> tuple[int, str]:
-    """(family, normalised text) of an IPv4 or IPv6 address; SpecError if neither."""
-    for fam in (AF_INET, AF_INET6):
-        try:
-            return fam, socket.inet_ntop(fam, socket.inet_pton(fam, text))
-        except (OSError, ValueError):
-            pass
-    raise SpecError("not an IPv4 or IPv6 address: %r" % text)
-
-
-def parse_prefix(text: str, family: int) -> int:
-    """Prefix length from bits ('24') or, for IPv4, a dotted netmask."""
-    bits = 32 if family == AF_INET else 128
-    if text.isdigit():
-        n = int(text)
-        if n > bits:
-            raise SpecError("prefix length %s out of range 0-%d" % (text, bits))
-        return n
-    if family == AF_INET:
-        try:
-            m = int.from_bytes(socket.inet_pton(AF_INET, text), "big")
-        except OSError:
-            m = -1
-        if m >= 0:
-            n = bin(m).count("1")
-            if m == (0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF:
-                return n
-    raise SpecError("bad netmask %r" % text)
-
-
-def _check_iface(name: str) -> None:
-    if not name or len(name) > 15 or any(c in name for c in "/: \t\n"):
-        raise SpecError("bad interface name %r" % name)
-
-
-def _split_label(text: str) -> tuple[str, str | None]:
-    """IFACE[:LABEL] -> (iface, label without the 'iface:' part)."""
-    if ":" not in text:
-        _check_iface(text)
-        return text, None
-    iface, label = text.split(":", 1)
-    _check_iface(iface)
-    _check_label(iface, label)
-    return iface, label
-
-
-def _check_label(iface: str, label: str) -> None:
-    if not label or len(iface) + 1 + len(label) > 15 or any(c in label for c in "/: \t\n"):
-        raise SpecError("bad interface label %r (IFACE:LABEL is at most 15 characters)"
-                        % label)
-
-
-def parse_spec(text: str) -> Spec:
-    """Heartbeat's IPaddr/IPaddr2 argument: IP[/PREFIX|NETMASK[/IFACE[:LABEL][/BROADCAST]]].
-
-    As IPaddr does, a third part that starts with a digit is the broadcast address.
-    """
-    parts = text.strip().split("/")
-    if len(parts) > 4:
-        raise SpecError("too many '/' in address spec %r" % text)
-    family, ip = parse_ip(parts[0])
-    spec = Spec(ip, family)
-    if len(parts) > 1 and parts[1]:
-        spec.prefix = parse_prefix(parts[1], family)
-    rest = parts[2:]
-    if rest and rest[0][:1].isdigit():
-        if len(rest) > 1:
-            raise SpecError("broadcast given twice in %r" % text)
-        rest = ["", rest[0]]
-    if rest and rest[0]:
-        spec.iface, spec.label = _split_label(rest[0])
-    if len(rest) > 1 and rest[1]:
-        spec.broadcast = parse_broadcast(rest[1], family)
-    if spec.label and family != AF_INET:
-        raise SpecError("interface labels are for IPv4 addresses only")
-    return spec
-
-
-def parse_broadcast(text: str, family: int) -> str:
-    if family != AF_INET:
-        raise SpecError("IPv6 has no broadcast address")
-    fam, b = parse_ip(text)
-    if fam != AF_INET:
-        raise SpecError("bad broadcast address %r" % text)
-    return b
-
-
-TRUE = ("1", "yes", "true", "on", "y")
-FALSE = ("0", "no", "false", "off", "n", "")
-
-
-def _bool(name: str, v: str) -> bool:
-    if v.lower() in TRUE:
-        return True
-    if v.lower() in FALSE:
-        return False
-    raise SpecError("%s: not a boolean: %r" % (name, v))
-
-
-def _int(name: str, v: str, lo: int, hi: int) -> int:
-    if not v.strip().isdigit() or not lo <= int(v) <= hi:
-        raise SpecError("%s: not an integer in %d-%d: %r" % (name, lo, hi, v))
-    return int(v)
-
-
-# name -> (type, default, short description); the meta-data is made from this table
-OCF_PARAMS: list[tuple[str, str, str, str]] = [
-    ("ip", "string", "", "The IPv4 or IPv6 address to manage (required)."),
-    ("cidr_netmask", "string", "",
-     "Prefix length (24) or IPv4 netmask; default: that of the interface's subnet "
-     "that contains the address."),
-    ("nic", "string", "",
-     "Interface to put the address on; default: the one whose subnet contains it."),
-    ("iflabel", "string", "", "IPv4 label: the address shows as NIC:IFLABEL."),
-    ("broadcast", "string", "",
-     "IPv4 broadcast address; default: computed from the prefix."),
-    ("arp_count", "integer", str(ARP_COUNT),
-     "Gratuitous ARPs (request and reply) or unsolicited NAs sent at start."),
-    ("arp_interval", "integer", str(int(ARP_INTERVAL * 1000)),
-     "Milliseconds between announcements; the first is sent at once."),
-    ("arp_count_refresh", "integer", "0",
-     "Announcements sent again at every monitor while the address is held."),
-    ("nodad", "boolean", "false",
-     "Skip duplicate address detection (ARP probe / neighbour solicitation)."),
-    ("dad_timeout", "integer", str(int(DAD_TIMEOUT * 1000)),
-     "Milliseconds to wait for another holder of the address to answer before start."),
-    ("router", "boolean", "false", "IPv6: set the router flag in the advertisements."),
-    ("noprefixroute", "boolean", "false", "Do not add the prefix route for the address."),
-]
-
-
-def from_ocf(env: Mapping[str, str]) -> Spec:
-    """A Spec from OCF_RESKEY_* parameters (IPaddr2's names); SpecError if unusable."""
-    def get(name: str) -> str:
-        return env.get("OCF_RESKEY_" + name, "").strip()
-    ip = get("ip")
-    if not ip:
-        raise SpecError("parameter ip is required")
-    family, ip = parse_ip(ip)
-    spec = Spec(ip, family)
-    if get("cidr_netmask"):
-        spec.prefix = parse_prefix(get("cidr_netmask"), family)
-    if get("nic"):
-        spec.iface, spec.label = _split_label(get("nic"))
-        if spec.label:
-            raise SpecError("nic: give the base interface; use iflabel for a label")
-    if get("iflabel"):
-        if family != AF_INET:
-            raise SpecError("iflabel: labels are for IPv4 addresses only")
-        _check_label(spec.iface or "", get("iflabel"))
-        spec.label = get("iflabel")
-    if get("broadcast") and get("broadcast") not in ("+", "-"):
-        spec.broadcast = parse_broadcast(get("broadcast"), family)
-    if get("arp_count"):
-        spec.arp_count = _int("arp_count", get("arp_count"), 0, 1000)
-    if get("arp_interval"):
-        spec.arp_interval = _int("arp_interval", get("arp_interval"), 1, 60000) / 1000
-    if get("arp_count_refresh"):
-        spec.arp_count_refresh = _int("arp_count_refresh", get("arp_count_refresh"), 0, 1000)
-    spec.dad = not _bool("nodad", get("nodad"))
-    if get("dad_timeout"):
-        spec.dad_timeout = _int("dad_timeout", get("dad_timeout"), 0, 10000) / 1000
-    spec.router = _bool("router", get("router"))
-    spec.noprefixroute = _bool("noprefixroute", get("noprefixroute"))
-    return spec
+parse_spec = addrspec.parse
 
 
 def _int_of(raw: bytes) -> int:
@@ -269,14 +60,6 @@ def in_subnet(raw: bytes, net: bytes, prefix: int) -> bool:
         return False
     shift = len(raw) * 8 - prefix
     return _int_of(raw) >> shift == _int_of(net) >> shift
-
-
-def broadcast_of(ip: str, prefix: int) -> str | None:
-    """The IPv4 broadcast address of ip/prefix (None for /31 and /32)."""
-    if prefix >= 31:
-        return None
-    n = _int_of(socket.inet_pton(AF_INET, ip)) | ((1 << (32 - prefix)) - 1)
-    return socket.inet_ntop(AF_INET, n.to_bytes(4, "big"))
 
 
 class Addr:
@@ -329,6 +112,16 @@ def findif(spec: Spec, addrs: Iterable[Addr]) -> tuple[str, int]:
                         "interface" % (spec.ip, " ".join(sorted(fits))))
     iface, prefix = next(iter(fits.items()))
     return iface, spec.prefix if spec.prefix is not None else prefix
+
+
+def free_alias(iface: str, addrs: Iterable[Addr]) -> str | None:
+    """Heartbeat's IPaddr labels each address IFACE:N, the first N not in use (as
+    ifconfig's aliases); None when IFACE:N would not fit in 15 characters."""
+    used = {a.label for a in addrs if a.family == AF_INET and a.label}
+    n = 0
+    while "%s:%d" % (iface, n) in used:
+        n += 1
+    return str(n) if len(iface) + 1 + len(str(n)) <= 15 else None
 
 
 # -- pure: frames ----------------------------------------------------------------
@@ -385,6 +178,53 @@ def dad_ns_frame(mac: bytes, ip: bytes) -> bytes:
     dst = socket.inet_pton(AF_INET6, "ff02::1:ff00:0")[:13] + ip[13:]
     body = struct.pack("!BBHI", 135, 0, 0, 0) + ip
     return _icmp6_frame(b"\x33\x33" + dst[12:], mac, b"\0" * 16, dst, body)
+
+
+def ns_frame(mac: bytes, src: bytes, target: bytes) -> bytes:
+    """Neighbour solicitation for target from src, with our link-layer address."""
+    dst = socket.inet_pton(AF_INET6, "ff02::1:ff00:0")[:13] + target[13:]
+    body = struct.pack("!BBHI", 135, 0, 0, 0) + target + b"\x01\x01" + mac
+    return _icmp6_frame(b"\x33\x33" + dst[12:], mac, src, dst, body)
+
+
+REQUEST, REPLY, NA = 1, 2, 0
+
+
+def schedule(family: int, count: int, interval: float) -> list[tuple[float, int]]:
+    """(seconds after the first, REQUEST/REPLY/NA) of each announcement frame.
+
+    IPv4 as Heartbeat's send_arp: count pairs `interval` apart, each a request
+    and, half an interval later, a reply (IPaddr: 10 pairs, 500 ms: 20 frames
+    250 ms apart over 4.75 s; IPaddr2: 5 pairs, 200 ms: 10 frames 100 ms apart
+    over 0.9 s).  IPv6: count unsolicited advertisements `interval` apart.
+    """
+    if family == AF_INET:
+        return [(i * interval + h * interval / 2, REPLY if h else REQUEST)
+                for i in range(count) for h in (0, 1)]
+    return [(i * interval, NA) for i in range(count)]
+
+
+def announcement(kind: int, mac: bytes, spec: Spec) -> bytes:
+    raw = spec.raw
+    if kind == REQUEST:
+        return arp_frame(1, mac, raw, raw)
+    if kind == REPLY:
+        return arp_frame(2, mac, raw, raw, mac)
+    return na_frame(mac, raw, spec.router)
+
+
+def answers(frame: bytes, family: int, ip: bytes, target: bytes) -> bool:
+    """Whether a received frame is target answering our request from ip: an ARP
+    reply from target to ip, or a neighbour advertisement for target."""
+    if len(frame) < 14:
+        return False
+    etype = struct.unpack_from("!H", frame, 12)[0]
+    if family == AF_INET and etype == ETH_P_ARP and len(frame) >= 42:
+        return (struct.unpack_from("!H", frame, 20)[0] == 2 and frame[28:32] == target
+                and frame[38:42] == ip)
+    if family == AF_INET6 and etype == ETH_P_IPV6 and len(frame) >= 78:
+        return frame[20] == 58 and frame[54] == 136 and frame[62:78] == target
+    return False
 
 
 def conflict(frame: bytes, family: int, ip: bytes, mac: bytes) -> bool:
@@ -677,22 +517,16 @@ def _await_conflict(spec: Spec, rx: socket.socket, iface: str, frame: bytes, mac
                 return True
 
 
-def announce_frames(spec: Spec, iface: str) -> list[bytes]:
-    mac = _mac(iface)
-    if spec.family == AF_INET:
-        return garp_frames(mac, spec.raw)
-    return [na_frame(mac, spec.raw, spec.router)]
-
-
-def announce(spec: Spec, iface: str) -> bool:
-    """One gratuitous ARP pair (IPv4) or unsolicited NA (IPv6) for spec on iface.
+def send_announcement(spec: Spec, iface: str, kind: int) -> bool:
+    """One announcement frame (REQUEST, REPLY or NA) for spec on iface.
 
     False when the interface has no Ethernet address or cannot send (e.g. down).
     """
     try:
-        if len(_mac(iface)) != 6:
+        mac = _mac(iface)
+        if len(mac) != 6:
             return False
-        _send(iface, announce_frames(spec, iface))
+        _send(iface, [announcement(kind, mac, spec)])
     except OSError:
         return False
     return True
@@ -701,20 +535,136 @@ def announce(spec: Spec, iface: str) -> bool:
 FROZEN = 0.25   # s a repeat may be late before the repeats are abandoned as stale
 
 
-def repeat_announce(spec: Spec, iface: str, count: int, stop: Callable[[], bool]) -> int:
-    """Send count announcements spec.arp_interval apart while spec is held; how many."""
-    sent = 0
-    for _ in range(count):
+def repeat_announce(spec: Spec, iface: str, plan: list[tuple[float, int]],
+                    stop: Callable[[], bool], t0: float | None = None) -> int:
+    """Send the frames of plan (from schedule()) at t0 + their offsets, while spec
+    is held and stop() is false; the caller sent plan[0] at t0.  How many sent."""
+    if t0 is None:
         t0 = time.monotonic()
-        time.sleep(spec.arp_interval)
-        if time.monotonic() - t0 > spec.arp_interval + FROZEN:
+    sent = 0
+    for offset, kind in plan[1:]:
+        due = t0 + offset
+        left = due - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        if time.monotonic() - due > FROZEN:
             break       # this process was frozen: the peer may own the address by now
         if stop() or find_held(Spec(spec.ip, spec.family, iface=iface)) is None:
             break
-        if not announce(spec, iface):
+        if not send_announcement(spec, iface, kind):
             break
         sent += 1
     return sent
+
+
+# -- did the neighbours move? -------------------------------------------------------
+
+RTM_GETROUTE, RTM_NEWROUTE = 26, 24
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+RT_TABLE_MAIN = 254
+NBR_TIMEOUT = 1.0       # s a neighbour check waits in all
+NBR_TRIES = 3           # requests sent within it
+NOBODY = "no gateway or ping node in the subnet to ask"
+
+
+def parse_route_msg(payload: bytes) -> tuple[int, int, str | None, int | None, int]:
+    """(family, dst_len, gateway, oif index, table) of an RTM_NEWROUTE payload."""
+    family, dst_len, _src_len, _tos, table = struct.unpack_from("BBBBB", payload)
+    at = _nl_attrs(payload, 12)
+    gw = socket.inet_ntop(family, at[RTA_GATEWAY]) if RTA_GATEWAY in at else None
+    oif = struct.unpack("I", at[RTA_OIF][:4])[0] if RTA_OIF in at else None
+    if RTA_TABLE in at:
+        table = struct.unpack("I", at[RTA_TABLE][:4])[0]
+    return family, dst_len, gw, oif, table
+
+
+def default_gateways(family: int) -> list[tuple[str, str]]:
+    """(gateway, interface) of every default route in the main table."""
+    out = []
+    for p in _nl_dump(RTM_GETROUTE, struct.pack("BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0),
+                      RTM_NEWROUTE):
+        fam, dst_len, gw, oif, table = parse_route_msg(p)
+        if fam == family and dst_len == 0 and gw and oif and table == RT_TABLE_MAIN:
+            out.append((gw, _ifname(oif)))
+    return out
+
+
+def neighbour_targets(spec: Spec, iface: str, prefix: int,
+                      gateways: Iterable[tuple[str, str]], pings: Iterable[str]) -> list[str]:
+    """Whom to ask after a takeover: the default gateways on iface inside the
+    address's subnet, else the ping nodes inside it (same family)."""
+    net = spec.raw
+
+    def inside(ip: str) -> bool:
+        try:
+            fam, ip = parse_ip(ip)
+        except SpecError:
+            return False
+        raw = socket.inet_pton(fam, ip)
+        return fam == spec.family and raw != net and in_subnet(raw, net, prefix)
+
+    def link_local(ip: str) -> bool:
+        return spec.family == AF_INET6 and ip.lower().startswith("fe8")
+
+    gws = [g for g, dev in gateways if dev == iface and (inside(g) or link_local(g))]
+    if gws:
+        return list(dict.fromkeys(gws))
+    return list(dict.fromkeys(parse_ip(p)[1] for p in pings if inside(p)))
+
+
+def confirm_neighbour(spec: Spec, iface: str, targets: list[str],
+                      timeout: float = NBR_TIMEOUT, tries: int = NBR_TRIES
+                      ) -> tuple[bool, float, str]:
+    """Ask targets (the gateway) for their address from spec.ip: an ARP request
+    (IPv4) or a neighbour solicitation (IPv6) whose sender is the floating
+    address, so that each target also learns that the address is here now.
+    (ok, seconds until the first answer or given up, what happened); bounded by
+    timeout, the request sent `tries` times within it."""
+    if not targets:
+        return False, 0.0, NOBODY
+    proto = ETH_P_ARP if spec.family == AF_INET else ETH_P_IPV6
+    raw = spec.raw
+    want = {socket.inet_pton(spec.family, t): t for t in targets}
+    with _lock_for((iface, proto)):
+        try:
+            mac = _mac(iface)
+            if len(mac) != 6:
+                return False, 0.0, "%s has no Ethernet address" % iface
+            rx = _rx_socket(iface, proto)
+            if proto == ETH_P_ARP:
+                frames = [arp_frame(1, mac, raw, t) for t in want]
+            else:
+                frames = [ns_frame(mac, raw, t) for t in want]
+        except OSError as e:
+            return False, 0.0, "cannot ask on %s: %s" % (iface, e.strerror or e)
+        t0 = time.monotonic()       # the neighbour's time, not our set-up's
+        for i in range(max(1, tries)):
+            try:
+                _send(iface, frames)
+            except OSError as e:
+                return False, time.monotonic() - t0, "cannot send on %s: %s" % (
+                    iface, e.strerror or e)
+            end = t0 + timeout * (i + 1) / max(1, tries)
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                if not select.select([rx], [], [], left)[0]:
+                    continue
+                while True:
+                    try:
+                        data, addr = rx.recvfrom(2048)
+                    except BlockingIOError:
+                        break
+                    if addr[2] == PACKET_OUTGOING:
+                        continue
+                    for t, name in want.items():
+                        if answers(data, spec.family, raw, t):
+                            dt = time.monotonic() - t0
+                            return True, dt, "%s answered %s in %d ms" % (
+                                name, spec.ip, round(dt * 1000))
+    return False, time.monotonic() - t0, "%s did not answer %s within %g s" % (
+        " ".join(targets), spec.ip, timeout)
 
 
 # -- changes through pyroute2 -----------------------------------------------------
@@ -776,15 +726,18 @@ def _change(mtype: int, flags: int, family: int, index: int, prefix: int,
     sock.nlm_request(msg, msg_type=mtype, msg_flags=NLM_F_REQUEST | NLM_F_ACK | flags)
 
 
-def add(spec: Spec, iface: str, prefix: int) -> None:
+def add(spec: Spec, iface: str, prefix: int, alias: str | None = None) -> None:
+    """Add spec on iface with prefix; alias: the label when the spec gives none."""
     idx = socket.if_nametoindex(iface)
     attrs: list[tuple[str, Any]] = [("IFA_LOCAL", spec.ip), ("IFA_ADDRESS", spec.ip)]
     flags = 0
     if spec.family == AF_INET:
-        b = spec.broadcast or broadcast_of(spec.ip, prefix)
+        b = broadcast_of(spec.ip, prefix, spec.broadcast) if spec.broadcast in (None, "-") \
+            else spec.broadcast
         if b:
             attrs.append(("IFA_BROADCAST", b))
-        label = iface + ":" + spec.label if spec.label else iface
+        label = spec.label or alias
+        label = iface + ":" + label if label else iface
         if len(label) > 15:
             raise SpecError("label %s is longer than 15 characters" % label)
         attrs.append(("IFA_LABEL", label))
@@ -824,12 +777,16 @@ def _cancel(ip: str) -> None:
         ev.set()
 
 
-def warm(texts: list[str]) -> list[str]:
+def warm(texts: list[str], pings: list[str] | None = None) -> list[str]:
     """Pay every one-time cost of a takeover now: import pyroute2, open its netlink
     socket, and open the AF_PACKET socket of each address's interface (closing one
     costs ~10 ms, importing pyroute2 200-300 ms).  hb-watch calls this at start so
-    that a takeover is one netlink call and one gratuitous ARP.  Returns problems.
+    that a takeover is one netlink call and one gratuitous ARP.  pings are the
+    ping nodes the neighbour check may ask.  Returns problems.
     """
+    if pings is not None:
+        _nbr_pings[:] = pings
+        _nbr_worker()
     problems = []
     try:
         with _lock_for("netlink"):
@@ -846,36 +803,46 @@ def warm(texts: list[str]) -> list[str]:
     return problems
 
 
-def start(spec: Spec, background: str = "thread") -> str:
+def start(spec: Spec, background: str = "thread", confirm: bool = False) -> str:
     """Add spec (idempotent) and announce it; returns a line saying what was done.
 
-    The first announcement is sent before returning; the rest by a daemon thread
-    (background="thread"), a detached child ("fork") or not at all ("none").
-    Raises SpecError, Refused, or OSError.
+    The first announcement frame is sent before returning; the rest (schedule())
+    by a daemon thread (background="thread"), a detached child ("fork") or not at
+    all ("none").  confirm: then check the neighbours in a thread of its own
+    (check_neighbour_later).  Raises SpecError, Refused, or OSError.
     """
     addrs = dump_addrs(spec.family)
     have = find_held(spec, addrs)
     if have is not None:
-        iface, what = have.ifname, "re-announced %s on %s" % (spec.ip, have.ifname)
+        iface, prefix = have.ifname, have.prefix
+        what = "re-announced %s on %s" % (spec.ip, have.ifname)
     else:
         iface, prefix = findif(spec, addrs)
         _check_exists(iface)
         if spec.dad and spec.dad_timeout > 0 and probe(spec, iface, spec.dad_timeout):
             raise Refused("%s answers from another host on %s" % (spec.ip, iface))
+        alias = None
+        if spec.agent == "IPaddr" and spec.family == AF_INET and not spec.label:
+            alias = free_alias(iface, addrs)
         with _lock_for("netlink"):
-            add(spec, iface, prefix)
-        what = "added %s/%d on %s" % (spec.ip, prefix, iface)
+            add(spec, iface, prefix, alias)
+        what = "added %s/%d on %s" % (spec.ip, prefix, iface + (":" + alias if alias else ""))
     _cancel(spec.ip)
-    if spec.arp_count > 0:
-        if announce(spec, iface):
-            _background(spec, iface, spec.arp_count - 1, background)
+    plan = schedule(spec.family, spec.arp_count, spec.arp_interval)
+    if plan:
+        t0 = time.monotonic()
+        if send_announcement(spec, iface, plan[0][1]):
+            _background(spec, iface, plan, t0, background)
         else:
             what += " (not announced: %s cannot send)" % iface
+    if confirm:
+        check_neighbour_later(spec, iface, prefix)
     return what
 
 
-def _background(spec: Spec, iface: str, count: int, how: str) -> None:
-    if count <= 0 or how == "none":
+def _background(spec: Spec, iface: str, plan: list[tuple[float, int]], t0: float,
+                how: str) -> None:
+    if len(plan) <= 1 or how == "none":
         return
     if how == "fork":
         if os.fork() == 0:      # detached child: the caller returns at once
@@ -884,20 +851,118 @@ def _background(spec: Spec, iface: str, count: int, how: str) -> None:
                 null = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)
-                repeat_announce(spec, iface, count, lambda: False)
+                repeat_announce(spec, iface, plan, lambda: False, t0)
             finally:
                 os._exit(0)
         return
     import threading
     ev = threading.Event()
     _pending[spec.ip] = ev
-    threading.Thread(target=repeat_announce, args=(spec, iface, count, ev.is_set),
+    threading.Thread(target=repeat_announce, args=(spec, iface, plan, ev.is_set, t0),
                      name="announce " + spec.ip, daemon=True).start()
+
+
+# ip -> (ok, seconds, detail); ok is None while the check runs
+neighbours: dict[str, tuple[bool | None, float, str]] = {}
+_nbr_pings: list[str] = []
+_nbr_turn: dict[str, object] = {}
+on_neighbour: Callable[[str, bool, float, str], None] | None = None
+
+
+_nbr: Any = None       # (queue of checks, condition, [checks not yet done]) once started
+
+
+def _nbr_worker() -> Any:
+    """The one thread that runs neighbour checks, started once: a takeover only
+    queues its check (starting a thread there costs the caller about a millisecond)."""
+    global _nbr
+    if _nbr is None:
+        import queue
+        import threading
+        _nbr = (queue.SimpleQueue(), threading.Condition(), [0])
+        threading.Thread(target=_nbr_loop, args=(_nbr,), name="neighbours",
+                         daemon=True).start()
+    return _nbr
+
+
+def check_neighbour_later(spec: Spec, iface: str, prefix: int) -> None:
+    """confirm_neighbour on the neighbour thread: the result goes to the log ("hb"),
+    to neighbours[spec.ip] and to on_neighbour(ip, ok, seconds, detail)."""
+    jobs, cond, left = _nbr_worker()
+    neighbours[spec.ip] = (None, 0.0, "checking")
+    _nbr_turn[spec.ip] = turn = object()      # a later start or a stop makes this one stale
+    with cond:
+        left[0] += 1
+    jobs.put((spec, iface, prefix, turn))
+
+
+def wait_neighbours(timeout: float) -> bool:
+    """Until every queued neighbour check is done (tests, shutdown); False on timeout."""
+    if _nbr is None:
+        return True
+    _jobs, cond, left = _nbr
+    with cond:
+        return cond.wait_for(lambda: left[0] == 0, timeout)
+
+
+def _nbr_loop(nbr: Any) -> None:
+    import logging
+    log = logging.getLogger("hb")
+    jobs, cond, left = nbr
+    while True:
+        spec, iface, prefix, turn = jobs.get()
+        try:
+            _nbr_check(log, spec, iface, prefix, turn)
+        finally:
+            with cond:
+                left[0] -= 1
+                cond.notify_all()
+
+
+def _nbr_check(log: Any, spec: Spec, iface: str, prefix: int, turn: object) -> None:
+    import logging
+    try:
+        targets = neighbour_targets(spec, iface, prefix, default_gateways(spec.family),
+                                    _nbr_pings)
+        ok, dt, detail = confirm_neighbour(spec, iface, targets)
+    except Exception as e:      # a neighbour check must never take hb-watch down
+        ok, dt, detail = False, 0.0, "%s: %s" % (type(e).__name__, e)
+    quiet = ok or detail.startswith(NOBODY)
+    log.log(logging.INFO if quiet else logging.WARNING, "neighbour check %s on %s: %s",
+            spec.ip, iface, detail)
+    if _nbr_turn.get(spec.ip) is not turn:
+        return
+    neighbours[spec.ip] = (ok, dt, detail)
+    if on_neighbour is not None:
+        try:
+            on_neighbour(spec.ip, ok, dt, detail)
+        except Exception as e:
+            log.error("neighbour check %s: reporting: %s: %s", spec.ip, type(e).__name__, e)
+
+
+def neighbour_field(ips: Iterable[str]) -> str | None:
+    """A group's neighbour check for its status line: `ok:12ms` (all answered; the
+    slowest), `fail:IP` (the first address nobody answered), `none` (no one to
+    ask), `pending`; None when no address of the group was checked."""
+    got = [(ip, neighbours[ip]) for ip in ips if ip in neighbours]
+    if not got:
+        return None
+    if any(ok is None for _ip, (ok, _dt, _d) in got):
+        return "pending"
+    for ip, (ok, _dt, detail) in got:
+        if not ok and not detail.startswith(NOBODY):
+            return "fail:" + ip
+    oks = [dt for _ip, (ok, dt, _d) in got if ok]
+    if not oks:
+        return "none"
+    return "ok:%dms" % round(max(oks) * 1000)
 
 
 def stop(spec: Spec) -> str:
     """Remove spec wherever it is held (on spec.iface if given); absent is success."""
     _cancel(spec.ip)
+    neighbours.pop(spec.ip, None)
+    _nbr_turn.pop(spec.ip, None)
     have = find_held(spec)
     if have is None:
         return "%s not held" % spec.ip
@@ -910,8 +975,10 @@ def refresh(spec: Spec) -> None:
     """monitor with arp_count_refresh: announce a held address again."""
     have = find_held(spec)
     if have is not None and spec.arp_count_refresh > 0:
-        announce(spec, have.ifname)
-        _background(spec, have.ifname, spec.arp_count_refresh - 1, "fork")
+        plan = schedule(spec.family, spec.arp_count_refresh, spec.arp_interval)
+        t0 = time.monotonic()
+        if send_announcement(spec, have.ifname, plan[0][1]):
+            _background(spec, have.ifname, plan, t0, "fork")
 
 
 def _check_exists(iface: str) -> None:
@@ -928,28 +995,31 @@ def validate(spec: Spec) -> tuple[str, int]:
     return findif(spec, dump_addrs(spec.family))
 
 
-def run_agent(args: list[str], action: str) -> tuple[int, str]:
+def run_agent(args: list[str], action: str, agent: str = addrspec.DEFAULT_AGENT,
+              confirm: bool = False) -> tuple[int, str]:
     """IPaddr/IPaddr2 in-process for hb-watch: (LSB exit code, text).
 
-    status prints running/stopped (0/3); monitor the same with OCF codes (0/7);
-    start and stop return 0 or 1 with a line saying what was done or why not.
+    args are the haresources arguments (SPEC[::NAME=VALUE...]); agent the name
+    (IPaddr or IPaddr2), which sets the announcement defaults.  status prints
+    running/stopped (0/3); monitor the same with OCF codes (0/7); start and stop
+    return 0 or 1 with a line saying what was done or why not.
     """
-    if len(args) != 1:
-        return exits.LSB_UNKNOWN if action == "status" else exits.FAIL, \
-            "IPaddr takes one argument, got %d" % len(args)
     try:
-        spec = parse_spec(args[0])
+        spec = addrspec.parse_resource(agent, args)
         if action in ("status", "monitor"):
             if find_held(spec) is not None:
                 return exits.OK, "running"
             return (exits.LSB_NOT_RUNNING if action == "status"
                     else exits.OCF_NOT_RUNNING), "stopped"
         if action == "start":
-            return exits.OK, start(spec, "thread")
+            return exits.OK, start(spec, "thread", confirm)
         if action == "stop":
             return exits.OK, stop(spec)
-    except (SpecError, Refused, OSError) as e:
-        return exits.FAIL, "%s %s: %s" % (action, args[0], e)
+    except SpecError as e:
+        return exits.LSB_UNKNOWN if action == "status" else exits.FAIL, \
+            "%s %s: %s" % (action, "::".join(args), e)
+    except (Refused, OSError) as e:
+        return exits.FAIL, "%s %s: %s" % (action, "::".join(args), e)
     except Exception as e:      # pyroute2's NetlinkError and friends
-        return exits.FAIL, "%s %s: %s" % (action, args[0], e)
+        return exits.FAIL, "%s %s: %s" % (action, "::".join(args), e)
     return exits.OCF_ERR_UNIMPLEMENTED, "unknown action %s" % action

@@ -192,8 +192,9 @@ def lookup(name: str, confdir: str, initd: str = INITD) -> Agent | None:
     return None
 
 
-def preload(groups: list[Group], confdir: str) -> list[str]:
-    """Import the built-ins the groups use, once, at start; returns problems."""
+def preload(groups: list[Group], confdir: str, pings: list[str] | None = None) -> list[str]:
+    """Import the built-ins the groups use, once, at start; returns problems.
+    pings: the ping nodes' addresses, for the neighbour check after a takeover."""
     problems = []
     for m in sorted({a.module for g in groups for r in g.resources
                      for a in [lookup(r.name, confdir)] if a and a.module}):
@@ -209,19 +210,20 @@ def preload(groups: list[Group], confdir: str) -> list[str]:
                     ag = lookup(r.name, confdir)
                     if r.args and ag and ag.module == "address":
                         texts.append(r.args[0])
-            problems += ["cannot prepare %s" % p for p in mod.warm(texts)]
+            problems += ["cannot prepare %s" % p for p in mod.warm(texts, pings)]
     return problems
 
 
-def address_start(address, text: str) -> tuple[int, str]:
+def address_start(address, text: str, agent: str = "IPaddr2") -> tuple[int, str]:
     """Start an address without the duplicate-address probe: hb-watch starts a group
     only once no live peer advertises it, and a peer whose daemons died while its
     kernel still holds the address must not keep it unmanaged (the split-brain rule
-    settles it when that peer's hb-watch comes back)."""
+    settles it when that peer's hb-watch comes back).  Announced as the agent
+    named does; the neighbours are then checked in the background."""
     try:
-        spec = address.parse_spec(text)
+        spec = address.parse_spec(text, agent)
         spec.dad = False
-        return exits.OK, address.start(spec, "thread")
+        return exits.OK, address.start(spec, "thread", confirm=True)
     except Exception as e:
         return exits.FAIL, "start %s: %s" % (text, e)
 
@@ -277,8 +279,8 @@ class Caller:
                 return mod.run_agent(list(r.args), what, self.node, self.rundir,
                                      self.statedir, confdir=self.confdir)
             if what == "start" and len(r.args) == 1:
-                return address_start(mod, r.args[0])
-            return mod.run_agent(list(r.args), what)
+                return address_start(mod, r.args[0], r.name)
+            return mod.run_agent(list(r.args), what, r.name)
 
         def work() -> None:
             try:

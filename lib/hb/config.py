@@ -236,55 +236,13 @@ def format_time(s: float) -> str:
     return "%ds" % (ms // 1000) if ms % 1000 == 0 else "%dms" % ms
 
 
-def parse_address(spec: str) -> Address:
-    """Parse an IPaddr/IPaddr2 argument; ValueError saying what is wrong."""
-    parts = spec.split("/")
-    if len(parts) > 4:
-        raise ValueError("bad address %r: IP[/NETMASK[/IFACE[/BROADCAST]]]" % spec)
-    try:
-        ip = ipaddress.ip_address(parts[0])
-    except ValueError:
-        raise ValueError("bad address %r: %r is not an IP address" % (spec, parts[0])) from None
-    a = Address(ip=str(ip), version=ip.version)
-    maxbits = 32 if ip.version == 4 else 128
-    if len(parts) > 1 and parts[1]:
-        m = parts[1]
-        if _num(m):
-            a.prefix = _int(m, 0, maxbits)
-            if a.prefix is None:
-                raise ValueError("bad netmask in %r: /%s is more than %d bits"
-                                 % (spec, m, maxbits))
-        elif ip.version == 4:
-            try:
-                a.prefix = ipaddress.IPv4Network("0.0.0.0/" + m).prefixlen
-            except ValueError:
-                raise ValueError("bad netmask in %r: %r is neither a prefix length "
-                                 "nor a netmask like 255.255.255.0" % (spec, m)) from None
-        else:
-            raise ValueError("bad prefix length in %r: %r" % (spec, m))
-    rest = parts[2:]
-    if rest and _num(rest[0][:1]):          # IP/24/BROADCAST (IPaddr's old form)
-        if len(rest) > 1:
-            raise ValueError("bad address %r: the interface comes before the broadcast "
-                             "address" % spec)
-        rest = ["", rest[0]]
-    if rest and rest[0]:
-        dev = rest[0]
-        name, _, label = dev.partition(":")
-        if not _IFNAME.match(name) or len(dev) > 15 or (":" in dev and not label):
-            raise ValueError("bad interface %r in %r" % (dev, spec))
-        if label and ip.version == 6:
-            raise ValueError("bad interface %r in %r: IPv6 addresses take no label"
-                             % (dev, spec))
-        a.iface, a.label = name, label or None
-    if len(rest) > 1 and rest[1]:
-        if ip.version == 6:
-            raise ValueError("bad address %r: IPv6 has no broadcast address" % spec)
-        try:
-            a.broadcast = str(ipaddress.IPv4Address(rest[1]))
-        except ValueError:
-            raise ValueError("bad broadcast address %r in %r" % (rest[1], spec)) from None
-    return a
+def parse_address(spec: str, agent: str = "IPaddr") -> Address:
+    """Parse an IPaddr/IPaddr2 argument with hb.addrspec (the one grammar that
+    hb-ipaddr and hb-watch use too); ValueError saying what is wrong."""
+    from hb import addrspec
+    s = addrspec.parse(spec, agent)
+    return Address(ip=s.ip, version=s.version, prefix=s.prefix, iface=s.iface,
+                   label=s.label, broadcast=s.broadcast)
 
 
 def _suggest(word: str, words) -> str:
@@ -831,10 +789,9 @@ def parse_haresources(text: str, filename: str, nodes: list[str],
                 raise err(n, "bad resource %r: NAME or NAME::ARG::ARG (a script in "
                           "resource.d or /etc/init.d)" % tok)
             if r.name in ("IPaddr", "IPaddr2"):
-                if not r.args:
-                    raise err(n, "%s needs an address: %s::192.0.2.10/24/eth0" % (r.name, r.name))
+                from hb import addrspec
                 try:
-                    parse_address(r.args[0])
+                    addrspec.parse_resource(r.name, r.args)
                 except ValueError as e:
                     raise err(n, str(e)) from None
             if r.name == "MailTo" and (not 1 <= len(r.args) <= 2 or not r.args[0]):

@@ -6,14 +6,17 @@ Usage:
   hb-ipaddr -h | --help
 
 ADDRESS is IP[/PREFIX[/IFACE[:LABEL][/BROADCAST]]], Heartbeat's IPaddr and IPaddr2
-argument; ACTION is start, stop, status or monitor.  Without ADDRESS, hb-ipaddr is
+argument, optionally followed by ::NAME=VALUE parameters (arp_count=10);
+ACTION is start, stop, status or monitor.  Without ADDRESS, hb-ipaddr is
 an OCF resource agent: the address comes from OCF_RESKEY_ip, OCF_RESKEY_cidr_netmask,
 OCF_RESKEY_nic and the other parameters that meta-data lists, and ACTION may also be
 meta-data or validate-all.
 
 Options:
-  --arp-count N      announcements sent at start (default 5, or arp_count)
-  --arp-interval MS  milliseconds between announcements (default 200, or arp_interval)
+  --agent NAME       announce as IPaddr (10 ARP pairs 500 ms apart) or IPaddr2
+                     (5 pairs 200 ms apart) does [default: IPaddr2]
+  --arp-count N      request+reply pairs (IPv6: advertisements) sent at start
+  --arp-interval MS  milliseconds between pairs (a reply half-way between)
   --no-dad           start without duplicate address detection
   --dad-timeout MS   how long start waits for another holder to answer (default 100)
   --router           IPv6: set the router flag in the neighbour advertisements
@@ -25,7 +28,7 @@ from __future__ import annotations
 import os
 import sys
 
-from hb import address, cli, exits
+from hb import address, addrspec, cli, exits
 
 PROG = "hb-ipaddr"
 ACTIONS = ("start", "stop", "status", "monitor")
@@ -41,18 +44,21 @@ def _fatal(verb: str, obj: str, reason: object) -> None:
 
 
 def _options(spec: address.Spec, args: dict) -> None:
-    if args["--arp-count"] is not None:
-        spec.arp_count = address._int("--arp-count", args["--arp-count"], 0, 1000)
-    if args["--arp-interval"] is not None:
-        spec.arp_interval = address._int(
-            "--arp-interval", args["--arp-interval"], 1, 60000) / 1000
-    if args["--dad-timeout"] is not None:
-        spec.dad_timeout = address._int(
-            "--dad-timeout", args["--dad-timeout"], 0, 10000) / 1000
+    for opt, name in (("--arp-count", "arp_count"), ("--arp-interval", "arp_interval"),
+                      ("--dad-timeout", "dad_timeout")):
+        if args[opt] is not None:
+            addrspec.set_param(spec, name, args[opt], opt)
     if args["--no-dad"]:
         spec.dad = False
     if args["--router"]:
         spec.router = True
+
+
+def _agent(args: dict) -> str:
+    name = args["--agent"] or addrspec.DEFAULT_AGENT
+    if name not in addrspec.AGENTS:
+        raise address.SpecError("--agent: %r is neither IPaddr nor IPaddr2" % name)
+    return name
 
 
 def meta_data() -> str:
@@ -102,7 +108,7 @@ def _heartbeat(spec_text: str, action: str, args: dict) -> int:
         _fatal("run", action, "unknown action (start, stop, status or monitor)")
         return exits.OCF_ERR_UNIMPLEMENTED if action in OCF_ACTIONS else exits.USAGE
     try:
-        spec = address.parse_spec(spec_text)
+        spec = addrspec.parse(spec_text, _agent(args))
         _options(spec, args)
     except address.SpecError as e:
         _fatal(action, spec_text, e)
@@ -150,7 +156,7 @@ def _ocf(action: str, args: dict) -> int:
         _fatal("run", action, "unimplemented action")
         return exits.OCF_ERR_UNIMPLEMENTED
     try:
-        spec = address.from_ocf(os.environ)
+        spec = addrspec.from_ocf(os.environ, _agent(args))
         _options(spec, args)
     except address.SpecError as e:
         _fatal(action, os.environ.get("OCF_RESKEY_ip", "address"), e)

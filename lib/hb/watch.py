@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print(hblog.fatal(PROG, "read", e.filename or args["-c"], e.strerror), file=sys.stderr)
         return exits.FAIL
     hblog.setup(PROG, cfg)
-    for p in agents.preload(cfg.groups, cfg.confdir):
+    for p in agents.preload(cfg.groups, cfg.confdir, [a for p in cfg.pings for a in p.addrs]):
         log.error("%s", p)
     try:
         os.makedirs(args["-r"], exist_ok=True)

@@ -1,4 +1,5 @@
-"""address.py's pure parts: specs, OCF parameters, findif, frames, netlink parsing."""
+"""address.py's pure parts: findif, frames, announcement schedules, neighbour targets,
+netlink parsing."""
 
 import socket
 import struct
@@ -15,76 +16,11 @@ def raw(ip):
     return socket.inet_pton(AF_INET6 if ":" in ip else AF_INET, ip)
 
 
-@pytest.mark.parametrize("text,want", [
-    ("198.18.0.100", ("198.18.0.100", None, None, None, None)),
-    ("198.18.0.100/24", ("198.18.0.100", 24, None, None, None)),
-    ("198.18.0.100/255.255.255.0/eth0", ("198.18.0.100", 24, "eth0", None, None)),
-    ("198.18.0.100/24/hb0", ("198.18.0.100", 24, "hb0", None, None)),
-    ("198.18.0.100/24/eth0:vip", ("198.18.0.100", 24, "eth0", "vip", None)),
-    ("198.18.0.100/24/eth0/198.18.0.255", ("198.18.0.100", 24, "eth0", None, "198.18.0.255")),
-    # IPaddr: a third part starting with a digit is the broadcast address
-    ("198.18.0.100/24/198.18.0.255", ("198.18.0.100", 24, None, None, "198.18.0.255")),
-    ("198.18.0.100//eth1", ("198.18.0.100", None, "eth1", None, None)),
-    ("2001:db8::10", ("2001:db8::10", None, None, None, None)),
-    ("2001:DB8:0::10/64/eth0", ("2001:db8::10", 64, "eth0", None, None)),
-])
-def test_parse_spec(text, want):
-    s = A.parse_spec(text)
-    assert (s.ip, s.prefix, s.iface, s.label, s.broadcast) == want
-    assert s.family == (AF_INET6 if ":" in want[0] else AF_INET)
-
-
-@pytest.mark.parametrize("text,msg", [
-    ("198.18.0.1000", "not an IPv4 or IPv6 address"),
-    ("julius", "not an IPv4 or IPv6 address"),
-    ("198.18.0.1/33", "out of range"),
-    ("2001:db8::1/129", "out of range"),
-    ("198.18.0.1/255.0.255.0", "bad netmask"),
-    ("2001:db8::1/ffff::", "bad netmask"),
-    ("198.18.0.1/24/eth0/198.18.0.255/x", "too many"),
-    ("198.18.0.1/24/198.18.0.255/198.18.0.255", "broadcast given twice"),
-    ("198.18.0.1/24/averyveryverylongname", "bad interface name"),
-    ("198.18.0.1/24/eth0:", "bad interface label"),
-    ("198.18.0.1/24/eth0:labellabellabel", "bad interface label"),
-    ("2001:db8::1/64/eth0:x", "IPv4 addresses only"),
-    ("2001:db8::1/64/eth0/2001:db8::ff", "no broadcast"),
-    ("198.18.0.1/24/eth0/julius", "not an IPv4 or IPv6"),
-])
-def test_parse_spec_errors(text, msg):
-    with pytest.raises(SpecError, match=msg):
-        A.parse_spec(text)
-
-
-def test_from_ocf_defaults_and_values():
-    s = A.from_ocf({"OCF_RESKEY_ip": "198.18.0.9"})
-    assert (s.ip, s.prefix, s.iface, s.arp_count, s.arp_interval, s.dad) == \
-        ("198.18.0.9", None, None, 5, 0.2, True)
-    s = A.from_ocf({"OCF_RESKEY_ip": "198.18.0.9", "OCF_RESKEY_cidr_netmask": "255.255.0.0",
-                    "OCF_RESKEY_nic": "eth1", "OCF_RESKEY_iflabel": "web",
-                    "OCF_RESKEY_broadcast": "198.18.255.255", "OCF_RESKEY_arp_count": "3",
-                    "OCF_RESKEY_arp_interval": "50", "OCF_RESKEY_arp_count_refresh": "2",
-                    "OCF_RESKEY_nodad": "true", "OCF_RESKEY_dad_timeout": "30",
-                    "OCF_RESKEY_CRM_meta_timeout": "20000"})
-    assert (s.prefix, s.iface, s.label, s.broadcast, s.arp_count, s.arp_interval,
-            s.arp_count_refresh, s.dad, s.dad_timeout) == \
-        (16, "eth1", "web", "198.18.255.255", 3, 0.05, 2, False, 0.03)
-    s = A.from_ocf({"OCF_RESKEY_ip": "2001:db8::7", "OCF_RESKEY_cidr_netmask": "64",
-                    "OCF_RESKEY_router": "yes"})
-    assert (s.family, s.prefix, s.router) == (AF_INET6, 64, True)
-
-
-@pytest.mark.parametrize("env,msg", [
-    ({}, "ip is required"),
-    ({"OCF_RESKEY_ip": "nowhere"}, "not an IPv4"),
-    ({"OCF_RESKEY_ip": "198.18.0.9", "OCF_RESKEY_arp_count": "many"}, "arp_count"),
-    ({"OCF_RESKEY_ip": "198.18.0.9", "OCF_RESKEY_arp_interval": "0"}, "arp_interval"),
-    ({"OCF_RESKEY_ip": "198.18.0.9", "OCF_RESKEY_nodad": "perhaps"}, "nodad"),
-    ({"OCF_RESKEY_ip": "198.18.0.9", "OCF_RESKEY_nic": "eth0:1"}, "iflabel"),
-    ({"OCF_RESKEY_ip": "2001:db8::9", "OCF_RESKEY_iflabel": "x"}, "IPv4 addresses only"),
-])
-def test_from_ocf_errors(env, msg):
-    with pytest.raises(SpecError, match=msg):
-        A.from_ocf(env)
+def test_the_grammar_is_addrspec():
+    """Specs and OCF parameters are parsed by hb.addrspec (tests/unit/test_addrspec.py)."""
+    from hb import addrspec
+    assert A.parse_spec is addrspec.parse and A.from_ocf is addrspec.from_ocf
+    assert A.Spec is addrspec.Spec and A.SpecError is addrspec.SpecError
 
 
 def test_subnets_and_broadcast():
@@ -255,14 +191,185 @@ def test_warm_pays_the_one_time_costs_now(lab):
 
 def test_repeats_are_abandoned_when_the_process_was_frozen(monkeypatch):
     """A repeat that wakes far too late (SIGSTOP, a hung VM) is stale: none is sent."""
-    spec = A.parse_spec("198.18.0.100/24/eth0")
-    spec.arp_interval = 0.01
+    spec = A.parse_spec("198.18.0.100/24/eth0::arp_count=2::arp_interval=20")
+    plan = A.schedule(spec.family, spec.arp_count, spec.arp_interval)
     sent = []
-    monkeypatch.setattr(A, "announce", lambda s, i: sent.append(i) or True)
+    monkeypatch.setattr(A, "send_announcement", lambda s, i, k: sent.append(k) or True)
     monkeypatch.setattr(A, "find_held", lambda *a: object())
-    assert A.repeat_announce(spec, "eth0", 3, lambda: False) == 3
+    assert A.repeat_announce(spec, "eth0", plan, lambda: False) == 3
+    assert sent == [A.REPLY, A.REQUEST, A.REPLY]
     real_sleep = A.time.sleep
     monkeypatch.setattr(A.time, "sleep",
                         lambda s: real_sleep(s + A.FROZEN + 0.05))
-    assert A.repeat_announce(spec, "eth0", 3, lambda: False) == 0
+    assert A.repeat_announce(spec, "eth0", plan, lambda: False) == 0
     assert len(sent) == 3
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def test_repeats_follow_the_schedule_on_a_fake_clock(monkeypatch):
+    """Each frame at t0 + its offset; stop() or the address going away ends them."""
+    clock = FakeClock()
+    monkeypatch.setattr(A, "time", clock)
+    sent = []
+    monkeypatch.setattr(A, "send_announcement",
+                        lambda s, i, k: sent.append((round(clock.now - 100, 3), k)) or True)
+    held = [True]
+    monkeypatch.setattr(A, "find_held", lambda *a: object() if held[0] else None)
+    spec = A.parse_spec("198.18.0.100/24/eth0", "IPaddr")
+    plan = A.schedule(spec.family, spec.arp_count, spec.arp_interval)
+    assert A.repeat_announce(spec, "eth0", plan, lambda: False, t0=100.0) == 19
+    assert sent == [(round(o, 3), k) for o, k in plan[1:]]
+    assert sent[-1] == (4.75, A.REPLY)
+    sent.clear()
+    clock.now = 200.0
+    stops = iter([False, False, True])
+    assert A.repeat_announce(spec, "eth0", plan, lambda: next(stops), t0=200.0) == 2
+    clock.now = 300.0
+    held[0] = False
+    assert A.repeat_announce(spec, "eth0", plan, lambda: False, t0=300.0) == 0
+
+
+@pytest.mark.parametrize("family,count,interval,want", [
+    # Heartbeat's IPaddr: send_arp -i 500 -r 10: 20 frames 250 ms apart, 4.75 s
+    (AF_INET, 10, 0.5, (20, 0.25, 4.75)),
+    # IPaddr2: send_arp -i 200 -r 5: 10 frames 100 ms apart, 0.9 s
+    (AF_INET, 5, 0.2, (10, 0.1, 0.9)),
+    (AF_INET, 1, 0.2, (2, 0.1, 0.1)),
+    # IPv6: unsolicited advertisements, the same count, interval apart
+    (AF_INET6, 5, 0.2, (5, 0.2, 0.8)),
+    (AF_INET6, 10, 0.5, (10, 0.5, 4.5)),
+])
+def test_schedule(family, count, interval, want):
+    plan = A.schedule(family, count, interval)
+    offsets = [o for o, _k in plan]
+    gaps = {round(b - a, 6) for a, b in zip(offsets, offsets[1:])}
+    assert (len(plan), gaps.pop(), round(offsets[-1], 6)) == want and not gaps
+    kinds = [k for _o, k in plan]
+    if family == AF_INET:
+        assert kinds == [A.REQUEST, A.REPLY] * count
+    else:
+        assert kinds == [A.NA] * count
+    assert A.schedule(family, 0, interval) == []
+
+
+def test_announcement_frames_as_send_arp():
+    spec = A.parse_spec("198.18.0.100")
+    assert A.announcement(A.REQUEST, MAC, spec) == A.garp_frames(MAC, spec.raw)[0]
+    assert A.announcement(A.REPLY, MAC, spec) == A.garp_frames(MAC, spec.raw)[1]
+    v6 = A.parse_spec("2001:db8::100::router=yes")
+    assert A.announcement(A.NA, MAC, v6) == A.na_frame(MAC, v6.raw, router=True)
+
+
+def test_ns_frame_and_answers():
+    vip, gw = raw("2001:db8::100"), raw("2001:db8::1")
+    f = A.ns_frame(MAC, vip, gw)
+    assert f[:6] == bytes.fromhex("3333ff000001") and f[6:12] == MAC
+    assert f[22:38] == vip and f[38:54] == raw("ff02::1:ff00:1")
+    assert f[54] == 135 and f[62:78] == gw and f[78:80] == b"\x01\x01" and f[80:86] == MAC
+    assert _icmp6_ok(f)
+    na = A.na_frame(OTHER, gw)
+    assert A.answers(na, AF_INET6, vip, gw)
+    assert not A.answers(A.na_frame(OTHER, raw("2001:db8::2")), AF_INET6, vip, gw)
+    assert not A.answers(f, AF_INET6, vip, gw)
+    ip4, gw4 = raw("198.18.0.100"), raw("198.18.0.254")
+    reply = A.arp_frame(2, OTHER, gw4, ip4, MAC)
+    assert A.answers(reply, AF_INET, ip4, gw4)
+    assert not A.answers(A.arp_frame(1, OTHER, gw4, ip4), AF_INET, ip4, gw4)    # a request
+    assert not A.answers(A.arp_frame(2, OTHER, gw4, raw("198.18.0.1"), MAC), AF_INET, ip4, gw4)
+    assert not A.answers(b"short", AF_INET, ip4, gw4)
+
+
+@pytest.mark.parametrize("spec,gws,pings,want", [
+    ("198.18.0.100/24/eth0", [("198.18.0.254", "eth0")], ["198.18.0.7"], ["198.18.0.254"]),
+    # the default route leaves by another interface: the ping nodes of the subnet
+    ("198.18.0.100/24/eth0", [("198.51.100.1", "eth1")], ["198.18.0.7", "203.0.113.1"],
+     ["198.18.0.7"]),
+    ("198.18.0.100/24/eth0", [], ["203.0.113.1"], []),
+    ("198.18.0.100/24/eth0", [("198.18.0.254", "eth0"), ("198.18.0.254", "eth0")], [],
+     ["198.18.0.254"]),
+    ("2001:db8::100/64/eth0", [("fe80::1", "eth0")], [], ["fe80::1"]),
+    ("2001:db8::100/64/eth0", [("2001:db8:1::1", "eth0")], ["2001:db8::7", "198.18.0.7"],
+     ["2001:db8::7"]),
+])
+def test_neighbour_targets(spec, gws, pings, want):
+    s = A.parse_spec(spec)
+    assert A.neighbour_targets(s, s.iface, s.prefix, gws, pings) == want
+
+
+def test_neighbour_field(monkeypatch):
+    monkeypatch.setattr(A, "neighbours", {})
+    assert A.neighbour_field(["198.18.0.100"]) is None
+    A.neighbours["198.18.0.100"] = (True, 0.012, "x")
+    A.neighbours["198.18.0.101"] = (True, 0.0304, "x")
+    assert A.neighbour_field(["198.18.0.100", "198.18.0.101"]) == "ok:30ms"
+    A.neighbours["198.18.0.102"] = (None, 0.0, "checking")
+    assert A.neighbour_field(["198.18.0.100", "198.18.0.102"]) == "pending"
+    A.neighbours["198.18.0.102"] = (False, 1.0, "198.18.0.254 did not answer")
+    assert A.neighbour_field(["198.18.0.100", "198.18.0.102"]) == "fail:198.18.0.102"
+    A.neighbours["198.18.0.103"] = (False, 0.0, A.NOBODY)
+    assert A.neighbour_field(["198.18.0.103"]) == "none"
+    assert A.neighbour_field(["198.18.0.103", "198.18.0.100"]) == "ok:12ms"
+
+
+def test_parse_route_msg():
+    body = struct.pack("BBBBBBBBI", AF_INET, 0, 0, 0, A.RT_TABLE_MAIN, 3, 0, 1, 0) \
+        + _attr(A.RTA_GATEWAY, raw("198.18.0.254")) + _attr(A.RTA_OIF, struct.pack("I", 1)) \
+        + _attr(A.RTA_TABLE, struct.pack("I", A.RT_TABLE_MAIN))
+    assert A.parse_route_msg(body) == (AF_INET, 0, "198.18.0.254", 1, A.RT_TABLE_MAIN)
+
+
+def test_check_neighbour_later_reports_once_and_drops_stale_results(monkeypatch):
+    import threading
+    monkeypatch.setattr(A, "neighbours", {})
+    monkeypatch.setattr(A, "default_gateways", lambda fam: [("198.18.0.254", "eth0")])
+    gate = threading.Event()
+    asked = []
+
+    def confirm(spec, iface, targets):
+        asked.append(targets)
+        gate.wait(5)
+        return True, 0.004, "198.18.0.254 answered"
+    monkeypatch.setattr(A, "confirm_neighbour", confirm)
+    got = []
+    monkeypatch.setattr(A, "on_neighbour", lambda *a: got.append(a))
+    spec = A.parse_spec("198.18.0.100/24/eth0")
+    A.check_neighbour_later(spec, "eth0", 24)
+    assert A.neighbour_field([spec.ip]) == "pending"
+    gate.set()
+    assert A.wait_neighbours(5)
+    assert asked == [["198.18.0.254"]]
+    assert got == [(spec.ip, True, 0.004, "198.18.0.254 answered")]
+    assert A.neighbour_field([spec.ip]) == "ok:4ms"
+    # a stop while a check runs: its result is dropped
+    gate.clear()
+    A.check_neighbour_later(spec, "eth0", 24)
+    A.neighbours.pop(spec.ip)
+    A._nbr_turn.pop(spec.ip)
+    gate.set()
+    assert A.wait_neighbours(5)
+    assert spec.ip not in A.neighbours and len(got) == 1
+    assert [t.name for t in threading.enumerate()].count("neighbours") == 1
+
+
+def test_free_alias_as_heartbeats_ipaddr():
+    """IPaddr labels an address IFACE:N, the lowest N free on that interface."""
+    addrs = [Addr(AF_INET, raw("198.18.0.1"), 24, 2, "eth0", "eth0"),
+             Addr(AF_INET, raw("198.18.0.7"), 24, 2, "eth0", "eth0:0"),
+             Addr(AF_INET, raw("198.18.0.8"), 24, 2, "eth0", "eth0:2"),
+             Addr(AF_INET, raw("198.51.100.7"), 24, 3, "eth1", "eth1:1")]
+    assert A.free_alias("eth0", addrs) == "1"
+    assert A.free_alias("eth1", addrs) == "0"
+    assert A.free_alias("eth2", []) == "0"
+    assert A.free_alias("a-fifteen-chars", []) is None
+    assert A.free_alias("fourteen-chars", []) is None
+    assert A.free_alias("thirteen-char", []) == "0"

@@ -4,7 +4,7 @@ Usage:
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--stats SECONDS]
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --listen
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --send-once
-  hb-beat -h | --help
+  hb-beat -h | --help | -V | --version
 
 Options:
   -c CONFDIR       configuration directory [default: /etc/ha.d]
@@ -15,6 +15,7 @@ Options:
   --listen         send nothing; print every verified message that arrives
   --send-once      send one status heartbeat on every medium and exit
   -h --help        show this help
+  -V, --version    print the program's name and hb's version
 """
 
 from __future__ import annotations

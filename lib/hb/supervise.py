@@ -4,7 +4,7 @@ Usage:
   hb-supervise [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--daemon]
   hb-supervise --check [-c CONFDIR] [--node NAME]
   hb-supervise --export pacemaker [-c CONFDIR] [--node NAME] [-o DIR] [--addr NODE=ADDR]...
-  hb-supervise -h | --help
+  hb-supervise -h | --help | -V | --version
 
 Options:
   -c CONFDIR   configuration: ha.cf, haresources, authkeys [default: /etc/ha.d]
@@ -17,6 +17,7 @@ Options:
   -o DIR       where --export writes [default: pacemaker]
   --addr NODE=ADDR  --export: the address Corosync uses for NODE (default: found)
   -h --help    show this help
+  -V, --version  print the program's name and hb's version
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Usage:
   hb-watch [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME]
   hb-watch --check [-r RUNDIR] [--max-age S]
-  hb-watch -h | --help
+  hb-watch -h | --help | -V | --version
 
 Options:
   -c CONFDIR     configuration directory [default: /etc/ha.d]
@@ -13,6 +13,7 @@ Options:
   --check        read RUNDIR/status, print one line, exit with a Nagios code
   --max-age S    with --check: status older than S seconds is critical [default: 10]
   -h --help      show this help
+  -V, --version  print the program's name and hb's version
 """
 
 from __future__ import annotations

@@ -509,8 +509,8 @@ def test_maintenance_freezes_then_resumes():
     s = both_started()
     s[J].apply(s[J].ow.request("maintenance on 2", s.now))
     st = s[J].ow.status_text(s.now, 1.7e9, 1)
-    assert re.search(r"^self julius st=active rsc_hold=local maintenance=on until=1700000002 stable=1$",
-                     st, re.M)
+    assert re.search(r"^self julius st=active rsc_hold=local maintenance=on "
+                     r"until=1700000002 stable=1$", st, re.M)
     s[C].kill()
     s.run(1.5)
     assert s.holders(2) == [] and 2 not in s[J].running

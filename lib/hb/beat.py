@@ -394,13 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats = float(args["--stats"])
     except ValueError:
-        print("%s: --stats: not a number" % PROG, file=sys.stderr)
+        print("%s: --stats wants seconds, not %r (try '%s --help')" % (
+            PROG, args["--stats"], PROG), file=sys.stderr)
         return exits.USAGE
     try:
         cfg = config.load(args["-c"], node=me, check_devices=False)
     except config.ConfigError as e:
         print(e, file=sys.stderr)
-        return exits.USAGE
+        return exits.CONFIG
     except OSError as e:
         return fatal("read", args["-c"], e)
     hblog.setup(PROG, cfg)

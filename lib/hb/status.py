@@ -164,6 +164,17 @@ def group_id() -> int | None:
         return None
 
 
+_GID: list[int | None] = []
+
+
+def mode() -> int:
+    """file_mode() for the group as it was when first asked (a group made later counts
+    from hb's next start)."""
+    if not _GID:
+        _GID.append(group_id())
+    return file_mode(_GID[0])
+
+
 def file_mode(gid: int | None) -> int:
     """RUNDIR/status: 0640 (root:haclient, the group from RUNDIR's set-gid bit) when
     the monitoring group exists; 0644 otherwise."""

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from hb import cli, config, exits, log, runfiles
+from hb import cli, config, exits, log, precheck, runfiles, status
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
@@ -158,13 +158,18 @@ def respawns(cfg: config.Config) -> list[Child]:
 
 
 def check(confdir: str, node: str | None) -> int:
+    """--check: refuses what a start refuses (precheck.load); the effective settings on
+    stdout, warnings on stderr."""
     try:
-        cfg = config.load(confdir, node, check_devices=False)
+        cfg, warnings = precheck.load(confdir, node)
     except config.ConfigError as e:
         for line in getattr(e, "errors", None) or [str(e)]:
             print(line, file=sys.stderr)
         return exits.CONFIG_INVALID
-    sys.stdout.write(config.describe(cfg).rstrip("\n") + "\n")
+    for line in config.describe(cfg).rstrip("\n").splitlines():
+        print(line, file=sys.stderr if line.startswith("warning: ") else sys.stdout)
+    for w in warnings:
+        print("warning: " + w, file=sys.stderr)
     return exits.CONFIG_VALID
 
 
@@ -190,15 +195,16 @@ def do_export(args: dict) -> int:
 
 
 def prepare(rundir: str, statedir: str) -> tuple[int, int]:
-    """RUNDIR (0700, ours), the lock (non-blocking: a second instance is refused), the fifos.
+    """RUNDIR (ours; 2755 group haclient, or 0755: status.py), the lock (non-blocking:
+    a second instance is refused), the fifos.
 
     Returns (lock fd, an fd holding beat.fifo open so hb-beat can restart without losses).
     """
     os.makedirs(rundir, mode=0o700, exist_ok=True)
     st = os.stat(rundir)
-    if st.st_uid != os.geteuid() or st.st_gid != os.getegid():
+    if st.st_uid != os.geteuid():
         os.chown(rundir, os.geteuid(), os.getegid())
-    os.chmod(rundir, 0o700)
+    status.prepare_rundir(rundir)         # set-gid haclient: members read status
     os.makedirs(statedir, mode=0o700, exist_ok=True)
     path = os.path.join(rundir, LOCK)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -318,13 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     if args["--export"] is not None:
         return do_export(args)
     try:
-        cfg = config.load(args["-c"], args["--node"])
+        cfg, warnings = precheck.load(args["-c"], args["--node"])
     except config.ConfigError as e:
         for line in getattr(e, "errors", None) or [str(e)]:
             print(line, file=sys.stderr)
         print("%s: refusing to start with a broken configuration" % PROG, file=sys.stderr)
         return exits.CONFIG_INVALID
     log.setup(PROG, cfg, stderr=None if not args["--daemon"] else False)
+    for w in warnings:
+        log.log.warning("%s", w)
     try:
         lockfd, keep = prepare(args["-r"], args["-s"])
     except OSError as e:

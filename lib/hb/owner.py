@@ -263,6 +263,7 @@ class Owner:
         out.append(Log(level, text))
         if last is not None:
             self.last = (last, text)
+            self.history.heard(text)
 
     def _set_group(self, gs: GroupState, state: str, now: float) -> None:
         if gs.state != state:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import collections
 import errno
 import os
+import re
 from typing import Iterable
 
 GROUP = "haclient"      # members read RUNDIR/status (Heartbeat's monitoring group)
 HISTORY = 8             # transitions kept per group: the `why` records
 TRANSIENT = ("starting", "stopping", "probing")
 
+_NOT_CAUSES = re.compile(r"link |ping node |group \d+: (starting|stopping) here$|.* (is )?"
+                         r"(running|stopped|partly running) here$")
 _SAFE = frozenset(chr(c) for c in range(0x21, 0x7f)) - {"%", "="}
 
 
@@ -140,9 +143,17 @@ class History:
     def __init__(self, keep: int = HISTORY) -> None:
         self.keep = keep
         self.by_group: dict[int, collections.deque] = {}
+        self.cause = ""
 
-    def note(self, group: int, now: float, old: str, new: str, reason: str) -> None:
+    def heard(self, text: str) -> None:
+        """A notable event (Owner's `last`): the cause of the transitions that follow,
+        unless it is a link's or a ping node's news, or a group's own progress."""
+        if not _NOT_CAUSES.match(text):
+            self.cause = text
+
+    def note(self, group: int, now: float, old: str, new: str, reason: str = "") -> None:
         q = self.by_group.setdefault(group, collections.deque(maxlen=self.keep))
+        reason = self.cause or reason
         if old in TRANSIENT and new != "failed" and q and q[-1][2] == old:
             reason = q[-1][3]
         q.append((now, old, new, reason))

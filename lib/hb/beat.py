@@ -359,6 +359,7 @@ class Beat:
                 self.pinger.close()
 
     def reload(self) -> None:
+        hblog.reopen()                # logrotate's postrotate, or by hand
         try:
             cfg = config.load(self.cfg.confdir, node=self.me, check_devices=False)
         except (config.ConfigError, OSError) as e:

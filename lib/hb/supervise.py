@@ -221,6 +221,7 @@ def prepare(rundir: str, statedir: str) -> tuple[int, int]:
 
 
 def reload(args: dict, cfg: config.Config, kids: list[Child]) -> config.Config:
+    log.reopen()                      # logrotate's postrotate, or by hand
     try:
         new = config.load(args["-c"], cfg.node)
     except config.ConfigError as e:

@@ -286,6 +286,7 @@ class Watch:
                     self.apply(self.ow.addr_gone(i, ev[2], self.now))
 
     def reload(self) -> None:
+        hblog.reopen()                # logrotate's postrotate, or by hand
         try:
             cfg = config.load(self.cfg.confdir, self.cfg.node)
         except (config.ConfigError, OSError) as e:

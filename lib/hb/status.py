@@ -104,8 +104,8 @@ def parse(text: str) -> dict:
             elif len(rec) == len(names) + 1:
                 st["why"].append(rec)
             continue
-        if len(words) <= len(names):
-            continue
+        if len(words) <= len(names) or any("=" in w for w in words[1:1 + len(names)]):
+            continue                  # positional words never hold '=' (escaped)
         rec = {n: unesc(w) for n, w in zip(names, words[1:])}
         for w in words[1 + len(names):]:
             k, sep, v = w.partition("=")

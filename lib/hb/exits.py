@@ -32,7 +32,8 @@ TABLE: list[tuple[int, str]] = [
 
 def man_table() -> str:
     """The roff of TABLE, as every man page's EXIT STATUS section starts."""
-    return "".join(".TP\n.B %d\n%s\n" % (code, text) for code, text in TABLE)
+    return "".join(".TP\n.B %d\n%s\n" % (code, text.replace("--", "\\-\\-"))
+                   for code, text in TABLE)
 
 
 # LSB init-script / Heartbeat "status" action

@@ -371,7 +371,7 @@ def typed(st: dict | None, now: float) -> dict:
     on, until = maintenance(st)
     if s:
         doc["self"] = {"name": s.get("name"), "st": s.get("st"), "rsc_hold": s.get("rsc_hold"),
-                       "maintenance": on, "maintenance_until": _num(until) if until else None,
+                       "maintenance": on, "maintenance_until": int(until) if until else None,
                        "reach": _num(s.get("reach")), "nolink": s.get("nolink"),
                        "stable": _flag(s.get("stable"))}
     doc["nodes"] = [{"name": n.get("name"), "status": n.get("status"), "st": n.get("st"),

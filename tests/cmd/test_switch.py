@@ -100,7 +100,14 @@ def test_status_json(tmp_path):
     d = json.loads(out)
     assert d["stale"] is False and d["self"]["rsc_hold"] == "all"
     assert [g["holder"] for g in d["groups"]] == ["julius", "julius"]
+    assert [(g["index"], g["fails"], g["since"]) for g in d["groups"]] == [
+        (1, 0, 1700000000), (2, 0, 1700000000)]
+    assert d["last"] == {"time": 1700000000, "text": "took group 2: caesar is dead"}
     assert hbswitch(tmp_path, "status", "--format=xml")[0] == 2
+    write(tmp_path, text=STATUS.format(now=time.time(), peer="up", g1="julius").replace(
+        "maintenance=off", "maintenance=on until=1700000600"))
+    d = json.loads(hbswitch(tmp_path, "status", "--format=json")[1])
+    assert d["self"]["maintenance"] is True and d["self"]["maintenance_until"] == 1700000600
 
 
 @pytest.mark.parametrize("args,rc,out", [

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from hb import cli, config, exits, log, precheck, runfiles, status
+from hb import access, cli, config, exits, log, precheck, runfiles
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
@@ -195,7 +195,7 @@ def do_export(args: dict) -> int:
 
 
 def prepare(rundir: str, statedir: str) -> tuple[int, int]:
-    """RUNDIR (ours; 2755 group haclient, or 0755: status.py), the lock (non-blocking:
+    """RUNDIR (ours; 2755 group haclient, or 0755: access.py), the lock (non-blocking:
     a second instance is refused), the fifos.
 
     Returns (lock fd, an fd holding beat.fifo open so hb-beat can restart without losses).
@@ -204,7 +204,7 @@ def prepare(rundir: str, statedir: str) -> tuple[int, int]:
     st = os.stat(rundir)
     if st.st_uid != os.geteuid():
         os.chown(rundir, os.geteuid(), os.getegid())
-    status.prepare_rundir(rundir)         # set-gid haclient: members read status
+    access.prepare_rundir(rundir)         # set-gid haclient: members read status
     os.makedirs(statedir, mode=0o700, exist_ok=True)
     path = os.path.join(rundir, LOCK)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

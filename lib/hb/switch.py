@@ -34,7 +34,7 @@ import os
 import sys
 import time
 
-from hb import cli, exits, runfiles, status
+from hb import access, cli, exits, runfiles, status
 from hb.exits import CL_FAIL, CL_OK, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR
 
 STALE = 2 * runfiles.STATUS_EVERY     # s; or at once when its writer is gone
@@ -156,8 +156,8 @@ def _since(rec: dict) -> str:
 
 
 def _read(rundir: str) -> dict | None:
-    """The parsed status, None when there is none; status.Unreadable without permission."""
-    text = status.read(os.path.join(rundir, runfiles.STATUS))
+    """The parsed status, None when there is none; access.Unreadable without permission."""
+    text = access.read(os.path.join(rundir, runfiles.STATUS))
     return parse_status(text) if text is not None else None
 
 
@@ -198,7 +198,7 @@ def request(args: dict) -> int:
         return exits.USAGE
     try:
         st = _read(rundir)
-    except status.Unreadable as e:
+    except access.Unreadable as e:
         print("hb-switch: %s" % e, file=sys.stderr)
         return exits.UNKNOWN
     p = peer(st) if st is not None else None
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         return request(args)
     try:
         st = _read(args["-r"])
-    except status.Unreadable as e:
+    except access.Unreadable as e:
         print("hb-switch: %s" % e, file=sys.stderr)
         return exits.UNKNOWN
     if args["status"]:

@@ -27,8 +27,8 @@ import signal
 import sys
 import time
 
-from hb import agents, checks, cli, config, exits, log as hblog, owner, runfiles, status, \
-    wire
+from hb import access, agents, checks, cli, config, exits, log as hblog, owner, runfiles, \
+    status, wire
 
 PROG = "hb-watch"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -61,8 +61,8 @@ def check(rundir: str, max_age: float, now: float | None = None,
     """hb-watch --check: (Nagios code, one line: 'HB OK - ...' and perfdata)."""
     path = os.path.join(rundir, runfiles.STATUS)
     try:
-        text = status.read(path)
-    except status.Unreadable as e:
+        text = access.read(path)
+    except access.Unreadable as e:
         return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - %s" % e
     st = parse_status(text or "")
     if not text or "updated" not in st:
@@ -226,7 +226,7 @@ class Watch:
         self.next_status = self.now + runfiles.STATUS_EVERY
         runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
                               self.ow.status_text(self.now, time.time(), os.getpid()),
-                              mode=status.mode())
+                              mode=access.mode())
 
     def send(self, line: str) -> None:
         self.pending.append((self.now + 5.0, (line + "\n").encode()))
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", p)
     try:
         os.makedirs(args["-r"], exist_ok=True)
-        status.prepare_rundir(args["-r"])
+        access.prepare_rundir(args["-r"])
         w = Watch(cfg, args["-r"], args["-s"])
     except OSError as e:
         print(hblog.fatal(PROG, "use", args["-r"], e.strerror), file=sys.stderr)

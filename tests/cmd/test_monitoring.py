@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from hb import runfiles, status
+from hb import access, runfiles, status
 
 from test_watch import Node
 
@@ -101,14 +101,14 @@ def parse_prometheus(text: str) -> dict[str, list[tuple[dict, float]]]:
 @pytest.fixture(scope="module")
 def haclient():
     """The monitoring group: the package makes it; here made (and removed) if missing."""
-    gid = status.group_id()
+    gid = access.group_id()
     made = gid is None
     if made:
-        subprocess.run(["groupadd", "--system", status.GROUP], check=True)
-        gid = status.group_id()
+        subprocess.run(["groupadd", "--system", access.GROUP], check=True)
+        gid = access.group_id()
     yield gid
     if made:
-        subprocess.run(["groupdel", status.GROUP], check=False)
+        subprocess.run(["groupdel", access.GROUP], check=False)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 
 from hypothesis import given, settings, strategies as st_
 
-from hb import owner, status, switch, watch
+from hb import access, owner, status, switch, watch
 from hb.config import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -133,12 +133,12 @@ def test_history_keeps_the_last_n_per_group_and_the_cause():
 
 
 def test_status_and_rundir_modes(tmp_path):
-    assert status.file_mode(None) == 0o644 and status.file_mode(118) == 0o640
-    assert status.rundir_mode(None) == 0o755 and status.rundir_mode(118) == 0o2755
+    assert access.file_mode(None) == 0o644 and access.file_mode(118) == 0o640
+    assert access.rundir_mode(None) == 0o755 and access.rundir_mode(118) == 0o2755
     d = tmp_path / "run"
     d.mkdir(mode=0o700)
-    status.prepare_rundir(str(d))
-    gid = status.group_id()
-    assert os.stat(d).st_mode & 0o7777 == status.rundir_mode(gid)
+    access.prepare_rundir(str(d))
+    gid = access.group_id()
+    assert os.stat(d).st_mode & 0o7777 == access.rundir_mode(gid)
     if gid is not None:
         assert os.stat(d).st_gid == gid

@@ -75,9 +75,11 @@ def check(rundir: str, max_age: float, now: float | None = None,
     except (ValueError, IndexError):
         return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - unreadable status in %s" % path
     me = st["updated"][1].get("node", "?")
-    if age > warn_age:
-        (crit if age > max_age else warn).append("status is %d s old (pid %s)" % (
-            age, st["updated"][1].get("pid", "?")))
+    pid = st["updated"][1].get("pid", "?")
+    if pid.isdigit() and not runfiles.pid_alive(int(pid)):
+        crit.append("hb-watch (pid %s) is not running: its status is %d s old" % (pid, age))
+    elif age > warn_age:
+        (crit if age > max_age else warn).append("status is %d s old (pid %s)" % (age, pid))
     selfkv = st.get("self", ([], {}))[1]
     starting = selfkv.get("st") == "up"
     if selfkv.get("maintenance", "off") != "off":

@@ -207,6 +207,12 @@ def test_nagios_line_follows_the_plugin_guidelines(node):
     perf = plugin_line(line, code)
     assert line.startswith("HB CRITICAL - node caesar dead")
     assert perf["links_up"] == "0;;;0;1" and perf["age"].endswith("s;5;60;0")
+    node.proc.kill()                                    # hb-watch gone: CRITICAL at once
+    node.proc.wait(10)
+    code, line = node.check()
+    plugin_line(line, code)
+    assert code == 2 and re.match(r"HB CRITICAL - hb-watch \(pid %d\) is not running: its "
+                                  r"status is \d+ s old" % node.proc.pid, line), line
     for rundir, code in ((node.tmp / "nowhere", 3),):
         r = subprocess.run([os.path.join(BIN, "hb-watch"), "--check", "-r", str(rundir)],
                            capture_output=True, text=True, timeout=30)

@@ -314,3 +314,20 @@ def test_why_shows_each_groups_transitions_with_reasons(node):
     r = subprocess.run([sw, "why", "7", "-r", node.run], capture_output=True, text=True,
                        timeout=30)
     assert (r.returncode, r.stdout) == (1, "fail: no group 7 (groups: 1 2)\n")
+
+
+def test_other_read_only_commands_as_nobody(node, haclient):
+    """The agents' status actions and hb-supervise --check: their own answers, one line
+    each, no traceback, in or out of the group."""
+    conf = node.conf
+    cases = [([os.path.join(BIN, "hb-ipaddr"), "198.18.0.100/24/lo", "status"], 3, "stopped"),
+             ([os.path.join(BIN, "hb-mailto"), "root@localhost", "status", "-r", node.run],
+              3, "stopped"),
+             ([os.path.join(BIN, "hb-supervise"), "--check", "-c", conf, "--node", "julius"],
+              6, "%s/authkeys:0: cannot read: Permission denied" % conf)]
+    for groups in (None, [haclient]):
+        for argv, code, line in cases:
+            r = as_user(argv, groups)
+            assert "Traceback" not in r.stderr, r.stderr
+            assert r.returncode == code, (argv, r)
+            assert (r.stdout + r.stderr).splitlines() == [line], (argv, r)

@@ -3,7 +3,7 @@
 One line per event, prefixed with the program name; stderr when run by hand.
 Files follow rotation: before each line the path is stat'ed and, when it no longer
 names the open file (moved or removed by logrotate without copytruncate), reopened;
-reopen() (each daemon's SIGHUP) reopens every file and the syslog socket.
+reopen() (each daemon's SIGHUP) reopens every file.
 """
 
 from __future__ import annotations
@@ -93,22 +93,15 @@ class FollowingFileHandler(logging.handlers.WatchedFileHandler):
 
 
 def reopen() -> None:
-    """SIGHUP: reopen every log file and the syslog socket (after rotation, or when
-    /dev/log was restarted)."""
+    """SIGHUP: reopen every log file (after a rotation, or by hand).  The syslog handler
+    needs nothing: it reconnects by itself when /dev/log went away."""
     for h in log.handlers:
-        try:
-            if isinstance(h, FollowingFileHandler):
+        if isinstance(h, FollowingFileHandler):
+            try:
                 h.reopen()
-            elif isinstance(h, logging.handlers.SysLogHandler):
-                h.acquire()
-                try:
-                    h.socket.close()
-                    h._connect_unixsocket(h.address)
-                finally:
-                    h.release()
-        except OSError as e:
-            sys.stderr.write("cannot reopen log %s: %s\n" % (
-                getattr(h, "baseFilename", "syslog"), e.strerror or e))
+            except OSError as e:
+                sys.stderr.write("cannot reopen log %s: %s\n" % (h.baseFilename,
+                                                                 e.strerror or e))
 
 
 def fatal(prog: str, verb: str, obj: str, reason: object) -> str:

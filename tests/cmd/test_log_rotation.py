@@ -142,4 +142,3 @@ def test_sighup_to_hb_watch_keeps_it_running(watch):
     n.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "configuration re-read" in read(n.log), "re-read logged in a new file")
     assert n.proc.poll() is None
-

@@ -55,6 +55,14 @@ def usage_error(doc: str, argv: list[str]) -> str:
         if w not in allowed:
             return "unknown command %r%s (one of: %s)" % (
                 w, " after %r" % " ".join(words[:k]) if k else "", ", ".join(sorted(allowed)))
+    k = len(words)
+    fits = [s for s in lines if len(s) >= k and all(words[j] in s[j] for j in range(k))]
+    if k == 0:                  # the -h/--version line aside, when there are commands
+        fits = [s for s in fits if s] or fits
+    if fits and all(len(s) > k for s in fits):
+        return "missing command%s (one of: %s)" % (
+            " after %r" % " ".join(words) if words else "",
+            ", ".join(sorted(set().union(*(s[k] for s in fits)))))
     return "missing or bad arguments after %r" % " ".join(argv) if argv else \
         "missing arguments"
 

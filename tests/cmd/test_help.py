@@ -92,10 +92,17 @@ def test_bad_usage_is_exit_2_with_one_line_on_stderr(cmd):
      "maintenance, standby, status, takeover, why)"),
     (["hb-switch", "cl_status", "bogus"], "unknown command 'bogus' after 'cl_status' (one of: "
      "hblinkstatus, hbstatus, listhblinks, listnodes, nodestatus, rscstatus)"),
-    (["hb-switch", "maintenance"], "missing or bad arguments after 'maintenance'"),
+    (["hb-switch", "maintenance"], "missing command after 'maintenance' (one of: off, on)"),
+    (["hb-switch", "-r", "/run/x", "cl_status"], "missing command after 'cl_status' (one "
+     "of: hblinkstatus, hbstatus, listhblinks, listnodes, nodestatus, rscstatus)"),
+    (["hb-switch", "cl_status", "nodestatus"], "missing or bad arguments after 'cl_status "
+     "nodestatus'"),
     (["hb-switch", "standby", "--wait", "3", "--no-wait"], "option --no-wait is not allowed "
      "here"),
-    (["hb-switch"], "missing arguments"),
+    (["hb-switch"], "missing command (one of: cl_status, maintenance, standby, status, "
+     "takeover, why)"),
+    (["hb-switch", "--no-wait"], "missing command (one of: cl_status, maintenance, standby, "
+     "status, takeover, why)"),
     (["hb-ipaddr", "a", "b", "c"], "unexpected argument 'c'"),
     (["hb-supervise", "--export"], "--export requires argument"),
     (["hb-beat", "--stats", "soon"], "--stats wants seconds, not 'soon'"),

@@ -126,8 +126,10 @@ def node(haclient):
         n.wait(lambda: n.check()[0] == 0, timeout=15, what="check OK")
         yield n
     finally:
-        n.close()
-        shutil.rmtree(d, ignore_errors=True)
+        try:
+            n.close()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def as_user(argv: list[str], groups: list[int] | None) -> subprocess.CompletedProcess:

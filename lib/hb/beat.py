@@ -4,7 +4,7 @@ Usage:
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--stats SECONDS]
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --listen
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --send-once
-  hb-beat -h | --help
+  hb-beat -h | --help | -V | --version
 
 Options:
   -c CONFDIR       configuration directory [default: /etc/ha.d]
@@ -15,6 +15,7 @@ Options:
   --listen         send nothing; print every verified message that arrives
   --send-once      send one status heartbeat on every medium and exit
   -h --help        show this help
+  -V, --version    print the program's name and hb's version
 """
 
 from __future__ import annotations
@@ -412,6 +413,7 @@ class Beat:
                 self.pinger.close()
 
     def reload(self) -> None:
+        hblog.reopen()                # logrotate's postrotate, or by hand
         try:
             cfg = config.load(self.cfg.confdir, node=self.me, check_devices=False)
         except (config.ConfigError, OSError) as e:
@@ -447,13 +449,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats = float(args["--stats"])
     except ValueError:
-        print("%s: --stats: not a number" % PROG, file=sys.stderr)
+        print("%s: --stats wants seconds, not %r (try '%s --help')" % (
+            PROG, args["--stats"], PROG), file=sys.stderr)
         return exits.USAGE
     try:
         cfg = config.load(args["-c"], node=me, check_devices=False)
     except config.ConfigError as e:
         print(e, file=sys.stderr)
-        return exits.USAGE
+        return exits.CONFIG
     except OSError as e:
         return fatal("read", args["-c"], e)
     hblog.setup(PROG, cfg)

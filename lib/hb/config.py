@@ -1044,8 +1044,8 @@ def _check_system(cfg: Config, hacf: str, har: str, strict: bool) -> None:
             if r.name in ("IPaddr", "IPaddr2"):
                 a = parse_address(r.args[0])
                 if a.iface and a.iface not in ifaces:
-                    cfg.warnings.append("%s:%d: %s: no interface %s on this machine"
-                                        % (har, r.line, r.text, a.iface))
+                    problem(har, r.line, "%s: no interface %s on this machine"
+                            % (r.text, a.iface))
     if errors:
         raise ConfigError(errors[0], errors)
 

@@ -3,7 +3,7 @@
 Usage:
   hb-ipaddr [options] ADDRESS ACTION
   hb-ipaddr [options] ACTION
-  hb-ipaddr -h | --help
+  hb-ipaddr -h | --help | -V | --version
 
 ADDRESS is IP[/PREFIX[/IFACE[:LABEL][/BROADCAST]]], Heartbeat's IPaddr and IPaddr2
 argument, optionally followed by ::NAME=VALUE parameters (arp_count=10);
@@ -21,6 +21,7 @@ Options:
   --dad-timeout MS   how long start waits for another holder to answer (default 100)
   --router           IPv6: set the router flag in the neighbour advertisements
   -h, --help         show this help
+  -V, --version      print the program's name and hb's version
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """Logging where ha.cf says: syslog (logfacility), logfile, debugfile.
 
 One line per event, prefixed with the program name; stderr when run by hand.
+Files follow rotation: before each line the path is stat'ed and, when it no longer
+names the open file (moved or removed by logrotate without copytruncate), reopened;
+reopen() (each daemon's SIGHUP) reopens every file.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 
@@ -46,14 +50,14 @@ def setup(prog: str, cfg: object = None, stderr: bool | None = None,
             pass
     logfile = getattr(cfg, "logfile", None)
     if logfile:
-        h = logging.FileHandler(logfile)
+        h = FollowingFileHandler(logfile)
         h.setFormatter(tfmt)
         h.setLevel(logging.INFO)
         log.addHandler(h)
         dests += 1
     debugfile = getattr(cfg, "debugfile", None)
     if debugfile:
-        h = logging.FileHandler(debugfile)
+        h = FollowingFileHandler(debugfile)
         h.setFormatter(tfmt)
         h.setLevel(logging.DEBUG)
         log.addHandler(h)
@@ -67,6 +71,37 @@ def setup(prog: str, cfg: object = None, stderr: bool | None = None,
         h.setLevel(logging.DEBUG if level_debug else logging.INFO)
         log.addHandler(h)
     return log
+
+
+class FollowingFileHandler(logging.handlers.WatchedFileHandler):
+    """A log file that follows rotation: each record first compares the path's
+    (st_dev, st_ino) with the open file's (one stat) and reopens the path when they
+    differ or it is gone.  A file that cannot be (re)opened costs the line, not the
+    daemon: logging's handleError reports it on stderr."""
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.flush()
+                self.stream.close()
+                self.stream = None
+            self.stream = self._open()
+            self._statstream()
+        finally:
+            self.release()
+
+
+def reopen() -> None:
+    """SIGHUP: reopen every log file (after a rotation, or by hand).  The syslog handler
+    needs nothing: it reconnects by itself when /dev/log went away."""
+    for h in log.handlers:
+        if isinstance(h, FollowingFileHandler):
+            try:
+                h.reopen()
+            except OSError as e:
+                sys.stderr.write("cannot reopen log %s: %s\n" % (h.baseFilename,
+                                                                 e.strerror or e))
 
 
 def fatal(prog: str, verb: str, obj: str, reason: object) -> str:

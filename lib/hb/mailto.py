@@ -5,7 +5,7 @@ Usage:
   hb-mailto [options] EMAIL SUBJECT ACTION
   hb-mailto [options] ACTION
   hb-mailto [options] --flush
-  hb-mailto -h | --help
+  hb-mailto -h | --help | -V | --version
 
 EMAIL is an address, or several joined by commas; SUBJECT names the resource
 group (default "Resource Group"); ACTION is start, stop or status, Heartbeat's
@@ -24,6 +24,7 @@ Options:
   --smtp HOST[:PORT]  deliver by SMTP to HOST (port 25) even when sendmail exists
   --flush             only deliver the spool and the held-back events now due
   -h, --help          show this help
+  -V, --version       print the program's name and hb's version
 """
 
 from __future__ import annotations

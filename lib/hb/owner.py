@@ -22,7 +22,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
-from hb import health, wire
+from hb import health, status, wire
 from hb.config import Config, Group, digest_diff
 
 # ---------------------------------------------------------------- actions
@@ -242,6 +242,7 @@ class Owner:
         self.announced = False
         self.kind_logged: set = set()
         self.last = (now, "started")
+        self.history = status.History()       # the `why` records of RUNDIR/status
         self.next_summary = now + HOUR
         self.last_event = now
         self.yield_until = -1e9
@@ -262,9 +263,11 @@ class Owner:
         out.append(Log(level, text))
         if last is not None:
             self.last = (last, text)
+            self.history.heard(text)
 
     def _set_group(self, gs: GroupState, state: str, now: float) -> None:
         if gs.state != state:
+            self.history.note(gs.group.index, now, gs.state, state, self.last[1])
             gs.state = state
             gs.since = now
 
@@ -1371,41 +1374,45 @@ class Owner:
     # ------------------------------------------------------------ status
 
     def status_text(self, now: float, wall: float, pid: int) -> str:
-        """RUNDIR/status: wall is the epoch time at monotonic `now`."""
-        def ep(t: float) -> str:
-            return "%d" % int(wall - (now - t))
+        """RUNDIR/status (status.py's records, every field escaped): wall is the epoch
+        time at monotonic `now`."""
+        def ep(t: float) -> int:
+            return int(wall - (now - t))
 
-        def reach(score: int | None, nolink: str) -> str:
-            if not show_reach:
-                return ""
-            return " reach=%s" % ("?" if score is None else score) + (
-                " nolink=" + nolink if nolink else "")
-
-        lines = ["updated %d pid=%d node=%s" % (int(wall), pid, self.me)]
-        maint = ("until=" + ep(self.maint_until)) if self.in_maintenance(now) else "off"
-        sf = self.state_fields()
         p = self.peer
         show_reach = bool(self.cfg.pings or self.reach.nolink() or (p and p.nolink))
-        lines.append("self %s st=%s rsc_hold=%s maintenance=%s%s" % (
-            self.me, sf["st"], sf["rsc_hold"], maint,
-            reach(self.reach.score(), self.reach.nolink())))
+
+        def reach(score: int | None, nolink: str) -> dict:
+            if not show_reach:
+                return {}
+            return {"reach": "?" if score is None else score, "nolink": nolink or None}
+
+        R = status.record
+        lines = [R("updated", int(wall), pid=pid, node=self.me)]
+        sf = self.state_fields()
+        lines.append(R("self", self.me, st=sf["st"], rsc_hold=sf["rsc_hold"],
+                       maintenance="on" if self.in_maintenance(now) else "off",
+                       until=ep(self.maint_until) if self.in_maintenance(now) else None,
+                       **reach(self.reach.score(), self.reach.nolink()),
+                       stable=int(self.stable())))
         for n in self.nodes.values():
             st = self.st if n.kind == "self" else n.st if n.status == "up" and n.st else n.status
-            extra = " st=%s" % st
+            kv: dict = {"since": ep(n.since), "late": "%.3g" % self.worst_late(n, now),
+                        "gen": "%x" % n.gen if n.gen is not None else "0",
+                        "kind": n.kind if n.kind != "unknown" else "hb",
+                        "lates": len(n.lates), "st": st}
             if n.kind != "self" and n.cfd:
-                extra += " cfd=%s" % ("same" if n.cfd == self.digest else "differs")
+                kv["cfd"] = "same" if n.cfd == self.digest else "differs"
             if n is p and self.peer_reach() is not None:
-                extra += reach(self.peer_reach(), n.nolink)
-            lines.append("node %s %s since=%s late=%s gen=%s kind=%s lates=%d%s" % (
-                n.name, n.status, ep(n.since), "%.3g" % self.worst_late(n, now),
-                "%x" % n.gen if n.gen is not None else "0",
-                n.kind if n.kind != "unknown" else "hb", len(n.lates), extra))
+                kv.update(reach(self.peer_reach(), n.nolink))
+            if n.kind != "self":
+                kv["stable"] = int(bool(n.stable))
+            lines.append(R("node", n.name, n.status, **kv))
         for ln in self.links.values():
-            lines.append("link %s %s %s since=%s" % (ln.node, ln.medium, ln.status,
-                                                     ep(ln.since)))
+            lines.append(R("link", ln.node, ln.medium, ln.status, since=ep(ln.since)))
         for pg in self.reach.pings.values():
-            lines.append("ping %s %s since=%s" % (pg.name, "up" if pg.status == "up" else "dead",
-                                                  ep(pg.since)))
+            lines.append(R("ping", pg.name, "up" if pg.status == "up" else "dead",
+                           since=ep(pg.since)))
         for i, gs in self.gs.items():
             here = gs.state in HELD or gs.dirty
             there = self.peer_alive() and i in self.peer.holds
@@ -1414,9 +1421,11 @@ class Owner:
             state = gs.state if gs.state != PROBING else STARTING
             if not here and there:
                 state = RUNNING
-            restarts = " restarts=%d" % self.mon.restarts(i, now) if self.mon.on else ""
-            lines.append("group %d %s %s pref=%s since=%s fails=%d%s key=%s" % (
-                i, holder, state, gs.group.node, ep(gs.since), gs.fails, restarts,
-                gs.group.key))
-        lines.append("last %s %s" % (ep(self.last[0]), self.last[1]))
+            lines.append(R("group", i, holder, state, pref=gs.group.node, since=ep(gs.since),
+                           fails=gs.fails,
+                           restarts=self.mon.restarts(i, now) if self.mon.on else None,
+                           key=gs.group.key))
+        for i, t, old, new, why in self.history.items():
+            lines.append(R("why", i, ep(t), old, new, text=why))
+        lines.append(R("last", ep(self.last[0]), text=self.last[1]))
         return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ Usage:
   hb-supervise [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--daemon]
   hb-supervise --check [-c CONFDIR] [--node NAME]
   hb-supervise --export pacemaker [-c CONFDIR] [--node NAME] [-o DIR] [--addr NODE=ADDR]...
-  hb-supervise -h | --help
+  hb-supervise -h | --help | -V | --version
 
 Options:
   -c CONFDIR   configuration: ha.cf, haresources, authkeys [default: /etc/ha.d]
@@ -17,6 +17,7 @@ Options:
   -o DIR       where --export writes [default: pacemaker]
   --addr NODE=ADDR  --export: the address Corosync uses for NODE (default: found)
   -h --help    show this help
+  -V, --version  print the program's name and hb's version
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from hb import cli, config, exits, log, runfiles
+from hb import access, cli, config, exits, log, precheck, runfiles
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
@@ -320,13 +321,18 @@ def respawns(cfg: config.Config) -> list[Child]:
 
 
 def check(confdir: str, node: str | None) -> int:
+    """--check: refuses what a start refuses (precheck.load); the effective settings on
+    stdout, warnings on stderr."""
     try:
-        cfg = config.load(confdir, node, check_devices=False)
+        cfg, warnings = precheck.load(confdir, node)
     except config.ConfigError as e:
         for line in getattr(e, "errors", None) or [str(e)]:
             print(line, file=sys.stderr)
         return exits.CONFIG_INVALID
-    sys.stdout.write(config.describe(cfg).rstrip("\n") + "\n")
+    for line in config.describe(cfg).rstrip("\n").splitlines():
+        print(line, file=sys.stderr if line.startswith("warning: ") else sys.stdout)
+    for w in warnings:
+        print("warning: " + w, file=sys.stderr)
     return exits.CONFIG_VALID
 
 
@@ -352,7 +358,8 @@ def do_export(args: dict) -> int:
 
 
 def prepare(rundir: str, statedir: str) -> tuple[int, int]:
-    """RUNDIR (0700, ours), the lock (non-blocking: a second instance is refused), the fifos.
+    """RUNDIR (ours; 2755 group haclient, or 0755: access.py), the lock (non-blocking:
+    a second instance is refused), the fifos.
 
     Returns (lock fd, an fd holding beat.fifo open so hb-beat can restart without losses).
     """
@@ -360,9 +367,9 @@ def prepare(rundir: str, statedir: str) -> tuple[int, int]:
     st = os.lstat(rundir)
     if not stat.S_ISDIR(st.st_mode):
         raise OSError(errno.ENOTDIR, "not a directory", rundir)
-    if st.st_uid != os.geteuid() or st.st_gid != os.getegid():
+    if st.st_uid != os.geteuid():
         os.chown(rundir, os.geteuid(), os.getegid())
-    os.chmod(rundir, 0o700)
+    access.prepare_rundir(rundir)         # set-gid haclient: members read status
     os.makedirs(statedir, mode=0o700, exist_ok=True)
     path = os.path.join(rundir, LOCK)
     fd = runfiles.open_owned(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -379,6 +386,7 @@ def prepare(rundir: str, statedir: str) -> tuple[int, int]:
 
 
 def reload(args: dict, cfg: config.Config, kids: list[Child]) -> config.Config:
+    log.reopen()                      # logrotate's postrotate, or by hand
     try:
         new = config.load(args["-c"], cfg.node)
     except config.ConfigError as e:
@@ -683,13 +691,15 @@ def main(argv: list[str] | None = None) -> int:
     if args["--export"] is not None:
         return do_export(args)
     try:
-        cfg = config.load(args["-c"], args["--node"])
+        cfg, warnings = precheck.load(args["-c"], args["--node"])
     except config.ConfigError as e:
         for line in getattr(e, "errors", None) or [str(e)]:
             print(line, file=sys.stderr)
         print("%s: refusing to start with a broken configuration" % PROG, file=sys.stderr)
         return exits.CONFIG_INVALID
     log.setup(PROG, cfg, stderr=False if args["--daemon"] else None)
+    for w in warnings:
+        log.log.warning("%s", w)
     if given:                 # re-executed by SIGUSR2: no new lock, no detaching again
         lockfd, keep = given["lock"], given["keep"]
         try:

@@ -6,12 +6,13 @@ Usage:
   hb-switch maintenance on [--for DURATION] [-r RUNDIR] [--wait S | --no-wait]
   hb-switch maintenance off [-r RUNDIR] [--wait S | --no-wait]
   hb-switch status [--format=FMT] [-r RUNDIR]
+  hb-switch why [GROUP] [-r RUNDIR]
   hb-switch cl_status (hbstatus|rscstatus) [-r RUNDIR]
   hb-switch cl_status listnodes [-p | -n] [-r RUNDIR]
   hb-switch cl_status nodestatus NODE [-r RUNDIR]
   hb-switch cl_status listhblinks NODE [-r RUNDIR]
   hb-switch cl_status hblinkstatus NODE LINK [-r RUNDIR]
-  hb-switch -h | --help
+  hb-switch -h | --help | -V | --version
 
 Options:
   -r RUNDIR       run directory of hb-watch [default: /var/run/hb]
@@ -19,10 +20,12 @@ Options:
   --no-wait       send the request and return at once
   --force         standby even though the peer is dead (then nothing runs the groups)
   --for DURATION  maintenance ends after DURATION (e.g. 600, 90s, 30m, 2h, 1d) [default: 1h]
-  --format=FMT    status as text, shell (KEY=VALUE lines) or json [default: text]
+  --format=FMT    status as text, shell (KEY=VALUE lines), json or prometheus
+                  [default: text]
   -p              listnodes: ping nodes only
   -n              listnodes: normal nodes only
   -h --help       show this help
+  -V, --version   print the program's name and hb's version
 """
 
 from __future__ import annotations
@@ -31,57 +34,18 @@ import os
 import sys
 import time
 
-from hb import cli, exits, runfiles
+from hb import access, cli, exits, runfiles, status
 from hb.exits import CL_FAIL, CL_OK, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR
 
 STALE = 2 * runfiles.STATUS_EVERY     # s; or at once when its writer is gone
 POLL = 0.01
-
-
-_FIXED = {"updated": ["time"], "self": ["name"], "node": ["name", "status"],
-          "link": ["node", "medium", "status"], "ping": ["name", "status"],
-          "group": ["index", "holder", "state"]}
+RETRY = 1.0                          # s between requests refused 'in flux'
 
 
 def parse_status(text: str) -> dict:
-    """RUNDIR/status -> {'updated': {...}, 'self': {...}, 'node': [...], ..., 'last': {...}}."""
-    st: dict = {k: [] if k in ("node", "link", "ping", "group") else {} for k in _FIXED}
-    st["last"] = {}
-    for line in text.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        kind = words[0]
-        if kind == "last":
-            parts = line.split(None, 2)
-            st["last"] = {"time": _float(parts[1] if len(parts) > 1 else ""),
-                          "text": parts[2] if len(parts) > 2 else ""}
-            continue
-        names = _FIXED.get(kind)
-        if names is None:
-            continue
-        rec: dict = dict(zip(names, words[1:1 + len(names)]))
-        for w in words[1 + len(names):]:
-            k, sep, v = w.partition("=")
-            if sep:
-                rec[k] = _unquote(v)
-        if isinstance(st[kind], list):
-            st[kind].append(rec)
-        else:
-            st[kind] = rec
-    return st
-
-
-def _unquote(s: str) -> str:
-    """Undo the percent-encoding of message lines (wire.py's, without importing it)."""
-    parts = s.split("%")
-    out = [parts[0]]
-    for p in parts[1:]:
-        try:
-            out.append(chr(int(p[:2], 16)) + p[2:] if len(p) >= 2 else "%" + p)
-        except ValueError:
-            out.append("%" + p)
-    return "".join(out)
+    """RUNDIR/status -> {'updated': {...}, 'self': {...}, 'node': [...], ..., 'why': [...],
+    'last': {...}} (status.parse)."""
+    return status.parse(text)
 
 
 def _float(s: str | None) -> float | None:
@@ -192,8 +156,27 @@ def _since(rec: dict) -> str:
 
 
 def _read(rundir: str) -> dict | None:
-    text = runfiles.read_text(os.path.join(rundir, runfiles.STATUS))
+    """The parsed status, None when there is none; access.Unreadable without permission."""
+    text = access.read(os.path.join(rundir, runfiles.STATUS))
     return parse_status(text) if text is not None else None
+
+
+def flux(st: dict | None) -> str | None:
+    """The 'in flux' refusal the status's last record holds, if that is what it says."""
+    text = (st or {}).get("last", {}).get("text", "")
+    return text if "refused" in text and "in flux" in text else None
+
+
+def _wait_arg(args: dict) -> float:
+    if args["--no-wait"]:
+        return 0.0
+    try:
+        w = float(args["--wait"])
+    except ValueError:
+        w = -1.0
+    if not 0 <= w < 1e6:
+        raise ValueError("--wait wants seconds (0 to 999999), not %r" % args["--wait"])
+    return w
 
 
 def request(args: dict) -> int:
@@ -202,14 +185,22 @@ def request(args: dict) -> int:
     which = "local" if args["local"] else "foreign" if args["foreign"] else "all"
     line, secs = "%s %s" % (verb, which), 0.0
     try:
-        wait = 0.0 if args["--no-wait"] else float(args["--wait"])
+        wait = _wait_arg(args)
         if args["maintenance"]:
-            secs = duration(args["--for"]) if args["on"] else 0.0
+            try:
+                secs = duration(args["--for"]) if args["on"] else 0.0
+            except ValueError:
+                raise ValueError("--for wants a duration such as 600, 90s, 30m, 2h or 1d, "
+                                 "not %r" % args["--for"]) from None
             line = "maintenance on %d" % round(secs) if args["on"] else "maintenance off"
     except ValueError as e:
-        print("fail: %s: %s" % (verb, e))
-        return exits.SWITCH_REFUSED
-    st = _read(rundir)
+        print("hb-switch: %s (try 'hb-switch --help')" % e, file=sys.stderr)
+        return exits.USAGE
+    try:
+        st = _read(rundir)
+    except access.Unreadable as e:
+        print("hb-switch: %s" % e, file=sys.stderr)
+        return exits.UNKNOWN
     p = peer(st) if st is not None else None
     if verb == "standby" and st is not None and not args["--force"] \
             and any(g.get("holder") in (me(st), "both") for g in chosen(st, which)) \
@@ -223,17 +214,16 @@ def request(args: dict) -> int:
               % (verb, clock(maintenance(st)[1])))
         return exits.SWITCH_REFUSED
     t0, last0 = time.time(), st["last"] if st is not None else {}
-    try:
-        runfiles.fifo_send(os.path.join(rundir, runfiles.WATCH_FIFO), line)
-    except (runfiles.NotRunning, OSError) as e:
-        print("fail: %s: %s" % (verb, "hb-watch is not running" if isinstance(
-            e, runfiles.NotRunning) else "unable to write to watch.fifo: %s" % e.strerror))
+    err = _send(rundir, line)
+    if err:
+        print("fail: %s: %s" % (verb, err))
         return exits.SWITCH_REFUSED
     if not wait:
         print("ok: %s requested" % line)
         return exits.SWITCH_DONE
     path = os.path.join(rundir, runfiles.STATUS)
     sig: tuple | None = None
+    sent, before, retry_at, said = t0, last0, None, False
     while True:
         now = time.time()
         try:
@@ -244,10 +234,26 @@ def request(args: dict) -> int:
         if new != sig:
             sig, st = new, _read(rundir)
             res = None if st is None else _maint_outcome(st, secs, t0) \
-                if verb == "maintenance" else outcome(st, verb, which, t0, last0)
-            if res is not None:
+                if verb == "maintenance" else outcome(st, verb, which, sent, before)
+            why = flux(st) if res is not None and res[0] == "fail" else None
+            if why and now + RETRY < t0 + wait:
+                if not said:        # a transition is under way: ask again once it is over
+                    print("hb-switch: %s: %s: waiting (at most %g s)" % (verb, why, wait),
+                          file=sys.stderr)
+                    said = True
+                before, retry_at = st["last"], now + RETRY
+            elif res is not None:
                 print("%s: %s (%.2f s)" % (res[0], res[1], time.time() - t0))
                 return exits.SWITCH_DONE if res[0] == "ok" else exits.SWITCH_REFUSED
+        if retry_at is not None and now >= retry_at:
+            retry_at = None
+            if flux(st):            # still the refusal (not yet accepted meanwhile)
+                err = _send(rundir, line)
+                if err:
+                    print("fail: %s: %s" % (verb, err))
+                    return exits.SWITCH_REFUSED
+                sent = now
+                retry_at = now + RETRY    # an identical refusal within the second is not new
         if now - t0 >= wait:
             break
         time.sleep(POLL)
@@ -261,6 +267,19 @@ def request(args: dict) -> int:
     return exits.SWITCH_TIMEOUT
 
 
+def _send(rundir: str, line: str) -> str | None:
+    """Write the request to watch.fifo; what went wrong, or None."""
+    try:
+        runfiles.fifo_send(os.path.join(rundir, runfiles.WATCH_FIFO), line)
+    except runfiles.NotRunning:
+        return "hb-watch is not running"
+    except PermissionError:
+        return "unable to write to watch.fifo: permission denied (run as root)"
+    except OSError as e:
+        return "unable to write to watch.fifo: %s" % e.strerror
+    return None
+
+
 def _maint_outcome(st: dict, secs: float, t0: float) -> tuple[str, str] | None:
     on, until = maintenance(st)
     if not secs:
@@ -270,17 +289,24 @@ def _maint_outcome(st: dict, secs: float, t0: float) -> tuple[str, str] | None:
     return None
 
 
+FORMATS = ("text", "shell", "json", "prometheus")
+
+
 def show(st: dict | None, fmt: str, now: float) -> tuple[int, str]:
+    if fmt == "json":
+        import json
+        doc = typed(st, now)
+        return (exits.OK if doc["running"] else exits.FAIL), \
+            json.dumps(doc, indent=1, sort_keys=True) + "\n"
+    if fmt == "prometheus":
+        doc = typed(st, now)
+        return (exits.OK if doc["running"] else exits.FAIL), prometheus(doc)
     if st is None:
-        return exits.FAIL, {"shell": "HB_STATUS=missing\n", "json": '{"missing": true}\n'}.get(
+        return exits.FAIL, {"shell": "HB_STATUS=missing\n"}.get(
             fmt, "fail: no status file: hb-watch is not running\n")
     a = age(st, now)
     stale = is_stale(st, now)
     rc = exits.FAIL if stale else exits.OK
-    if fmt == "json":
-        import json
-        st = dict(st, age=a, stale=stale)
-        return rc, json.dumps(st, indent=1, sort_keys=True) + "\n"
     if fmt == "shell":
         return rc, _shell(st, a, stale)
     u, s = st["updated"], st["self"]
@@ -311,6 +337,145 @@ def show(st: dict | None, fmt: str, now: float) -> tuple[int, str]:
     if st["last"]:
         out.append("last   %s %s" % (clock(st["last"]["time"]), st["last"]["text"]))
     return rc, "\n".join(out) + "\n"
+
+
+def _num(v: object, kind: type = int) -> int | float | None:
+    try:
+        x = kind(str(v))
+    except ValueError:
+        return None
+    return x if x == x and x not in (float("inf"), float("-inf")) else None
+
+
+def _flag(v: object) -> bool | None:
+    return None if v is None else v == "1"
+
+
+def typed(st: dict | None, now: float) -> dict:
+    """The status as JSON-ready types (the schema in hb-switch(8)); when hb is stopped,
+    running is false, reason says why, and the rest is the last status there was."""
+    doc: dict = {"running": False, "stale": st is not None, "reason": None, "node": None,
+                 "pid": None, "updated": None, "age": None, "self": None, "nodes": [],
+                 "links": [], "pings": [], "groups": [], "history": [], "last": None}
+    if st is None:
+        doc["reason"] = "no status file: hb-watch is not running"
+        return doc
+    u, s = st["updated"], st["self"]
+    a = age(st, now)
+    stale = is_stale(st, now)
+    doc.update(stale=stale, running=not stale, node=me(st) or None, pid=_num(u.get("pid")),
+               updated=_num(u.get("time")), age=None if a is None else round(a, 3))
+    if stale:
+        doc["reason"] = "no status written for %.0f s: hb-watch is hung or stopped" % (a or 0) \
+            if a is not None and a > STALE else "hb-watch (pid %s) is gone" % u.get("pid", "?")
+    on, until = maintenance(st)
+    if s:
+        doc["self"] = {"name": s.get("name"), "st": s.get("st"), "rsc_hold": s.get("rsc_hold"),
+                       "maintenance": on, "maintenance_until": int(until) if until else None,
+                       "reach": _num(s.get("reach")), "nolink": s.get("nolink"),
+                       "stable": _flag(s.get("stable"))}
+    doc["nodes"] = [{"name": n.get("name"), "status": n.get("status"), "st": n.get("st"),
+                     "kind": n.get("kind"), "since": _num(n.get("since")),
+                     "late": _num(n.get("late"), float), "lates": _num(n.get("lates", "0")),
+                     "gen": n.get("gen"), "cfd": n.get("cfd"), "reach": _num(n.get("reach")),
+                     "nolink": n.get("nolink"), "stable": _flag(n.get("stable"))}
+                    for n in st["node"]]
+    doc["links"] = [{"node": ln.get("node"), "medium": ln.get("medium"),
+                     "status": ln.get("status"), "since": _num(ln.get("since"))}
+                    for ln in st["link"]]
+    doc["pings"] = [{"name": p.get("name"), "status": p.get("status"),
+                     "since": _num(p.get("since"))} for p in st["ping"]]
+    doc["groups"] = [{"index": _num(g.get("index")), "holder": g.get("holder"),
+                      "state": g.get("state"), "pref": g.get("pref"),
+                      "since": _num(g.get("since")), "fails": _num(g.get("fails", "0")),
+                      "restarts": _num(g.get("restarts")), "key": g.get("key")}
+                     for g in st["group"]]
+    doc["history"] = [{"group": _num(w.get("group")), "time": _num(w.get("time")),
+                       "from": w.get("from"), "to": w.get("to"), "reason": w.get("text")}
+                      for w in st["why"]]
+    if st["last"]:
+        t = st["last"].get("time")
+        doc["last"] = {"time": None if t is None else int(t), "text": st["last"]["text"]}
+    return doc
+
+
+def _label(v: object) -> str:
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus(doc: dict) -> str:
+    """The text exposition format (version 0.0.4) of typed(), for node_exporter's
+    textfile collector: one HELP and TYPE per metric family, no timestamps."""
+    out: list[str] = []
+    node = doc["node"] or ""
+
+    def family(name: str, help_: str, samples: list[tuple[dict, float | int | None]]) -> None:
+        out.append("# HELP %s %s" % (name, help_))
+        out.append("# TYPE %s gauge" % name)
+        for labels, value in samples:
+            if value is None:
+                continue
+            lab = ",".join('%s="%s"' % (k, _label(v)) for k, v in
+                           [("node", node)] + list(labels.items()))
+            out.append("%s{%s} %s" % (name, lab, _value(value)))
+
+    family("hb_up", "1 when hb-watch runs and its status is current", [({}, int(doc["running"]))])
+    family("hb_status_age_seconds", "seconds since hb-watch last wrote its status",
+           [({}, doc["age"])])
+    s = doc["self"] or {}
+    family("hb_maintenance", "1 in maintenance mode", [({}, int(bool(s.get("maintenance"))))])
+    family("hb_reach", "ping nodes this node reaches (absent without ping nodes)",
+           [({}, s.get("reach"))])
+    peers = [n for n in doc["nodes"] if n["kind"] != "self"]
+    family("hb_peer_up", "1 while the peer's heartbeats arrive",
+           [({"peer": n["name"]}, int(n["status"] == "up")) for n in peers])
+    family("hb_peer_late_seconds", "the peer's worst heartbeat lateness lately",
+           [({"peer": n["name"]}, n["late"]) for n in peers])
+    family("hb_peer_late_heartbeats", "the peer's heartbeats later than warntime in the "
+           "last hour", [({"peer": n["name"]}, n["lates"]) for n in peers])
+    family("hb_link_up", "1 while heartbeats arrive on this medium",
+           [({"peer": ln["node"], "medium": ln["medium"]}, int(ln["status"] == "up"))
+            for ln in doc["links"]])
+    family("hb_ping_up", "1 while the ping node answers",
+           [({"ping": p["name"]}, int(p["status"] == "up")) for p in doc["pings"]])
+    family("hb_group_held", "1 when this node holds the group (running, starting, stopping)",
+           [({"group": str(g["index"]), "key": g["key"]}, int(g["holder"] in (node, "both")))
+            for g in doc["groups"]])
+    family("hb_group_info", "1 for each group's holder and state",
+           [({"group": str(g["index"]), "holder": g["holder"], "state": g["state"],
+              "pref": g["pref"]}, 1) for g in doc["groups"]])
+    family("hb_group_fails", "failed starts or stops of the group here",
+           [({"group": str(g["index"])}, g["fails"]) for g in doc["groups"]])
+    family("hb_group_since_timestamp_seconds", "when the group entered its state (epoch)",
+           [({"group": str(g["index"])}, g["since"]) for g in doc["groups"]])
+    return "\n".join(out) + "\n"
+
+
+def _value(v: float | int) -> str:
+    return "%d" % v if isinstance(v, int) and not isinstance(v, bool) else repr(float(v))
+
+
+def why(st: dict | None, group: str | None) -> tuple[int, str]:
+    """hb-switch why: the last transitions of each group, oldest first, with reasons."""
+    if st is None:
+        return exits.FAIL, "fail: no status file: hb-watch is not running\n"
+    out = []
+    groups = [g for g in st["group"] if group in (None, g.get("index"))]
+    if group is not None and not groups:
+        return exits.FAIL, "fail: no group %s (groups: %s)\n" % (
+            group, " ".join(g.get("index", "?") for g in st["group"]) or "none")
+    for g in groups:
+        out.append("group %s (%s): %s on %s since %s" % (
+            g["index"], g.get("key", ""), g.get("state"), g.get("holder"), _since(g)))
+        recs = [w for w in st["why"] if w.get("group") == g["index"]]
+        for w in recs:
+            out.append("  %s  %-8s -> %-8s %s" % (clock(_float(w.get("time"))), w.get("from"),
+                                                  w.get("to"), w.get("text")))
+        if not recs:
+            out.append("  no transition since hb-watch started")
+    if is_stale(st, time.time()):
+        out.append("(status is stale: hb-watch is not running; this is its last word)")
+    return exits.OK, "\n".join(out) + "\n"
 
 
 def _shell(st: dict, a: float | None, stale: bool) -> str:
@@ -396,18 +561,26 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse(__doc__, argv)
     if isinstance(args, int):
         return args
+    if args["status"] and args["--format"] not in FORMATS:
+        print("hb-switch: --format is one of %s, not %r (try 'hb-switch --help')"
+              % (", ".join(FORMATS), args["--format"]), file=sys.stderr)
+        return exits.USAGE
+    if not (args["status"] or args["cl_status"] or args["why"]):
+        return request(args)
+    try:
+        st = _read(args["-r"])
+    except access.Unreadable as e:
+        print("hb-switch: %s" % e, file=sys.stderr)
+        return exits.UNKNOWN
     if args["status"]:
-        fmt = args["--format"]
-        if fmt not in ("text", "shell", "json"):
-            print("hb-switch: fatal: unable to show status: unknown format %r" % fmt,
-                  file=sys.stderr)
-            return exits.USAGE
-        rc, out = show(_read(args["-r"]), fmt, time.time())
+        rc, out = show(st, args["--format"], time.time())
         sys.stdout.write(out)
         return rc
-    if args["cl_status"]:
-        rc, out, err = cl_status(args, _read(args["-r"]), time.time())
+    if args["why"]:
+        rc, out = why(st, args["GROUP"])
         sys.stdout.write(out)
-        sys.stderr.write(err)
         return rc
-    return request(args)
+    rc, out, err = cl_status(args, st, time.time())
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return rc

@@ -2,8 +2,8 @@
 
 Usage:
   hb-watch [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME]
-  hb-watch --check [-r RUNDIR] [--max-age S]
-  hb-watch -h | --help
+  hb-watch --check [-r RUNDIR] [--warn-age S] [--max-age S]
+  hb-watch -h | --help | -V | --version
 
 Options:
   -c CONFDIR     configuration directory [default: /etc/ha.d]
@@ -11,8 +11,10 @@ Options:
   -s STATEDIR    persistent state (mail spool) [default: /var/lib/hb]
   --node NAME    this node's name (default: uname -n, lower-cased)
   --check        read RUNDIR/status, print one line, exit with a Nagios code
-  --max-age S    with --check: status older than S seconds is critical [default: 10]
+  --warn-age S   with --check: status older than S seconds is a warning [default: 10]
+  --max-age S    with --check: status older than S seconds is critical [default: 30]
   -h --help      show this help
+  -V, --version  print the program's name and hb's version
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import signal
 import sys
 import time
 
-from hb import agents, checks, cli, config, exits, log as hblog, owner, runfiles, wire
+from hb import access, agents, checks, cli, config, exits, log as hblog, owner, runfiles, \
+    status, wire
 
 PROG = "hb-watch"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -33,49 +36,65 @@ log = hblog.log
 
 
 def parse_status(text: str) -> dict:
-    """RUNDIR/status -> {'updated': (epoch, {k: v}), 'node': [...], ...}; words split."""
-    out: dict = {"node": [], "link": [], "ping": [], "group": []}
-    for line in text.splitlines():
-        w = line.split()
-        if not w:
+    """RUNDIR/status -> {'updated': (pos, kv), 'self': (pos, kv), 'node': [(pos, kv)...],
+    'link', 'ping', 'group': [...], 'last': text}: status.parse's records as positional
+    words and the rest."""
+    st = status.parse(text)
+    out: dict = {}
+    for kind, names in status.FIXED.items():
+        recs = st[kind] if kind in status.LISTS else [st[kind]] if st[kind] else []
+        if kind == "last":
+            if st["last"]:
+                out["last"] = st["last"]["text"]
             continue
-        kv = {k: v for k, _, v in (x.partition("=") for x in w[1:]) if _}
-        pos = [x for x in w[1:] if "=" not in x]
-        if w[0] in out:
-            out[w[0]].append((pos, kv))
-        elif w[0] in ("updated", "self"):
-            out[w[0]] = (pos, kv)
-        elif w[0] == "last":
-            out["last"] = line[5:]
+        tups = [([r[n] for n in names], {k: v for k, v in r.items() if k not in names})
+                for r in recs]
+        if kind in status.LISTS:
+            out[kind] = tups
+        elif tups:
+            out[kind] = tups[0]
     return out
 
 
-def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, str]:
-    """hb-watch --check: (Nagios code, one line)."""
+def check(rundir: str, max_age: float, now: float | None = None,
+          warn_age: float | None = None) -> tuple[int, str]:
+    """hb-watch --check: (Nagios code, one line: 'HB OK - ...' and perfdata)."""
     path = os.path.join(rundir, runfiles.STATUS)
-    text = runfiles.read_text(path)
+    try:
+        text = access.read(path)
+    except access.Unreadable as e:
+        return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - %s" % e
     st = parse_status(text or "")
     if not text or "updated" not in st:
-        return exits.NAGIOS_UNKNOWN, "UNKNOWN: no status in %s: is hb-watch running?" % path
+        return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - no status in %s: is hb-watch running?" % path
     now = time.time() if now is None else now
+    warn_age = max_age if warn_age is None else warn_age
     crit, warn = [], []
     try:
-        age = now - float(st["updated"][0][0])
+        age = max(0.0, now - float(st["updated"][0][0]))
     except (ValueError, IndexError):
-        return exits.NAGIOS_UNKNOWN, "UNKNOWN: unreadable status in %s" % path
+        return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - unreadable status in %s" % path
     me = st["updated"][1].get("node", "?")
-    if age > max_age:
-        crit.append("status is %d s old (pid %s)" % (age, st["updated"][1].get("pid", "?")))
+    pid = st["updated"][1].get("pid", "?")
+    if pid.isdigit() and not runfiles.pid_alive(int(pid)):
+        crit.append("hb-watch (pid %s) is not running: its status is %d s old" % (pid, age))
+    elif age > warn_age:
+        (crit if age > max_age else warn).append("status is %d s old (pid %s)" % (age, pid))
     selfkv = st.get("self", ([], {}))[1]
     starting = selfkv.get("st") == "up"
     if selfkv.get("maintenance", "off") != "off":
         warn.append("maintenance mode")
+    late, links, links_up = 0.0, 0, 0
     for pos, kv in st["node"]:
         name, state = (pos + ["?", "?"])[:2]
         if kv.get("kind") == "self":
             if state == "dead":
                 crit.append("no local heartbeat: hb-beat is not running")
             continue
+        try:
+            late = max(late, float(kv.get("late", "0")))
+        except ValueError:
+            pass
         if state == "dead":
             crit.append("node %s dead" % name)
         elif state == "init":
@@ -87,14 +106,16 @@ def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, s
         if kv.get("cfd") == "differs":
             warn.append("configuration differs from %s" % name)
     for pos, kv in st["link"]:
-        if len(pos) >= 3 and pos[2] == "dead":
+        links += 1
+        links_up += pos[2] == "up"
+        if pos[2] == "dead":
             warn.append("link %s %s dead" % (pos[0], pos[1]))
     for pos, kv in st["ping"]:
-        if len(pos) >= 2 and pos[1] == "dead":
+        if pos[1] == "dead":
             warn.append("ping node %s dead" % pos[0])
     held, mine = [], []
     for pos, kv in st["group"]:
-        num, holder, state = (pos + ["?", "?", "?"])[:3]
+        num, holder, state = pos
         if holder in (me, "both"):
             mine.append(num)
         if kv.get("restarts", "0") not in ("0", ""):
@@ -108,12 +129,14 @@ def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, s
         else:
             held.append("%s on %s" % (num, holder))
     crit += _reach_check(st, me, mine)
-    summary = "%s: groups %s" % (me, ", ".join(held) or "none held")
+    perf = "age=%ds;%g;%g;0 late=%.3fs;;;0 links_up=%d;;;0;%d" % (
+        age, warn_age, max_age, late, links_up, links)
     if crit:
-        return exits.NAGIOS_CRITICAL, "CRITICAL: " + "; ".join(crit + warn)
+        return exits.NAGIOS_CRITICAL, "HB CRITICAL - %s | %s" % ("; ".join(crit + warn), perf)
     if warn:
-        return exits.NAGIOS_WARNING, "WARNING: " + "; ".join(warn)
-    return exits.NAGIOS_OK, "OK: " + summary
+        return exits.NAGIOS_WARNING, "HB WARNING - %s | %s" % ("; ".join(warn), perf)
+    summary = "%s: groups %s" % (me, ", ".join(held) or "none held")
+    return exits.NAGIOS_OK, "HB OK - %s | %s" % (summary, perf)
 
 
 def _reach_check(st: dict, me: str, mine: list) -> list[str]:
@@ -204,7 +227,8 @@ class Watch:
     def write_status(self) -> None:
         self.next_status = self.now + runfiles.STATUS_EVERY
         runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
-                              self.ow.status_text(self.now, time.time(), os.getpid()))
+                              self.ow.status_text(self.now, time.time(), os.getpid()),
+                              mode=access.mode())
 
     def send(self, line: str) -> None:
         self.pending.append((self.now + 5.0, (line + "\n").encode()))
@@ -264,6 +288,7 @@ class Watch:
                     self.apply(self.ow.addr_gone(i, ev[2], self.now))
 
     def reload(self) -> None:
+        hblog.reopen()                # logrotate's postrotate, or by hand
         try:
             cfg = config.load(self.cfg.confdir, self.cfg.node)
         except (config.ConfigError, OSError) as e:
@@ -349,24 +374,31 @@ EARLY: list[int] = []
 def main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, lambda n, _: EARLY.append(n))
+    argv = sys.argv[1:] if argv is None else argv
     args = cli.parse(__doc__, argv)
     if isinstance(args, int):       # a check's usage error is UNKNOWN, as for a plugin
-        return exits.NAGIOS_UNKNOWN if "--check" in (sys.argv if argv is None else argv) \
-            else args
+        if args == exits.USAGE and "--check" in argv:
+            print("HB UNKNOWN - %s (try '%s --help')" % (cli.usage_error(__doc__, argv), PROG))
+            return exits.NAGIOS_UNKNOWN
+        return args
     if args["--check"]:
         try:
-            max_age = float(args["--max-age"])
+            warn_age, max_age = float(args["--warn-age"]), float(args["--max-age"])
+            if not (0 < warn_age < 1e9 and 0 < max_age < 1e9):
+                raise ValueError
         except ValueError:
-            print("%s: --max-age wants seconds" % PROG, file=sys.stderr)
+            print("HB UNKNOWN - --warn-age and --max-age want seconds, not %r and %r "
+                  "(try '%s --help')" % (args["--warn-age"], args["--max-age"], PROG))
             return exits.NAGIOS_UNKNOWN
-        code, line = check(args["-r"], max_age)
+        warn_age = min(warn_age, max_age)
+        code, line = check(args["-r"], max_age, warn_age=warn_age)
         print(line)
         return code
     try:
         cfg = config.load(args["-c"], args["--node"])
     except config.ConfigError as e:
         print(e, file=sys.stderr)
-        return exits.USAGE
+        return exits.CONFIG
     except OSError as e:
         print(hblog.fatal(PROG, "read", e.filename or args["-c"], e.strerror), file=sys.stderr)
         return exits.FAIL
@@ -375,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", p)
     try:
         os.makedirs(args["-r"], exist_ok=True)
+        access.prepare_rundir(args["-r"])
         w = Watch(cfg, args["-r"], args["-s"])
     except OSError as e:
         print(hblog.fatal(PROG, "use", args["-r"], e.strerror), file=sys.stderr)

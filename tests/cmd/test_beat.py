@@ -45,7 +45,7 @@ def test_bad_usage_and_bad_config(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     d = confdir(str(tmp_path), "alpha", "bcast eth0", extra="keepalive soon\n")
     r = subprocess.run([BIN, *d["argv"]], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stdout == ""
+    assert r.returncode == 6 and r.stdout == ""
     assert len(r.stderr.splitlines()) == 1
     assert r.stderr.startswith(os.path.join(d["c"], "ha.cf") + ":")
 

@@ -31,7 +31,8 @@ def test_help_and_usage():
     assert r.returncode == 0 and r.stdout.startswith("hb-ipaddr: a floating")
     assert "hb-ipaddr [options] ADDRESS ACTION" in r.stdout
     r = subprocess.run([AGENT], capture_output=True, text=True)
-    assert r.returncode != 0 and "Usage:" in r.stdout + r.stderr
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == "hb-ipaddr: missing arguments (try 'hb-ipaddr --help')\n"
 
 
 def test_meta_data_is_valid_ocf():

@@ -41,8 +41,25 @@ def conf(tmp_path):
     return d
 
 
-def test_check_example_is_valid(conf):
-    rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
+@pytest.fixture
+def router():
+    """A network namespace with the example's interfaces (eth0, eth1, eth2: veths)."""
+    ns = "hbchk%d" % os.getpid()
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for i in ("eth0", "eth1", "eth2"):
+            subprocess.run(["ip", "-n", ns, "link", "add", i, "type", "veth", "peer", "name",
+                            "p" + i], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", i, "up"], check=True)
+        yield ["ip", "netns", "exec", ns]
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])
+
+
+def test_check_example_is_valid(conf, router):
+    r = subprocess.run([*router, BIN, "--check", "-c", str(conf), "--node", "julius"],
+                       capture_output=True, text=True, timeout=20)
+    rc, out, err = r.returncode, r.stdout, r.stderr
     assert rc == 0, err
     lines = out.splitlines()
     assert "node julius (this node)" in lines
@@ -50,9 +67,17 @@ def test_check_example_is_valid(conf):
     assert any(ln.startswith("digest ") for ln in lines)
 
 
-def test_check_names_this_node_from_the_option(conf):
-    rc, out, _ = hbsupervise("--check", "-c", str(conf), "--node", "CAESAR")
-    assert rc == 0 and "node caesar (this node)" in out.splitlines()
+def test_check_names_this_node_from_the_option(conf, router):
+    r = subprocess.run([*router, BIN, "--check", "-c", str(conf), "--node", "CAESAR"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and "node caesar (this node)" in r.stdout.splitlines()
+
+
+def test_check_on_a_box_without_the_interfaces_refuses_as_start_does(conf):
+    rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
+    assert (rc, out) == (6, "")
+    assert "ha.cf:37: bcast: no interface eth1 on this machine" in err
+    assert "haresources:14: IPaddr::198.51.100.1/24/eth2: no interface eth2" in err
 
 
 @pytest.mark.parametrize("fname,text,where", [
@@ -68,7 +93,7 @@ def test_check_broken_gives_file_line(conf, fname, text, where):
     (conf / fname).write_text(text)
     os.chmod(conf / "authkeys", 0o600)
     rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
-    assert rc == 1, out
+    assert rc == 6, out
     assert out == ""
     first = err.splitlines()[0]
     assert first.startswith(str(conf / fname) + ":") and where in first, err
@@ -103,7 +128,7 @@ def test_refuses_to_start_with_a_broken_config(conf, tmp_path):
     run = tmp_path / "run"
     rc, out, err = hbsupervise("-c", str(conf), "-r", str(run), "-s", str(tmp_path / "st"),
                                "--node", "julius")
-    assert rc == 1 and out == ""
+    assert rc == 6 and out == ""
     assert "ha.cf:9: " in err and "refusing to start" in err
     assert not run.exists()
 
@@ -113,9 +138,53 @@ def test_refuses_to_start_when_a_medium_is_missing(conf, tmp_path):
     (conf / "haresources").write_text("julius 198.18.0.100\n")
     rc, out, err = hbsupervise("-c", str(conf), "-r", str(tmp_path / "run"),
                                "--node", "julius")
-    assert rc == 1 and "no interface nosuch0" in err
+    assert rc == 6 and "no interface nosuch0" in err
     rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
-    assert rc == 0 and "no interface nosuch0" in out
+    assert rc == 6 and "no interface nosuch0" in err and out == ""
+
+
+@pytest.mark.parametrize("case,error", [
+    ("authkeys 644", "authkeys:0: mode 644: the keys must be readable by root only"),
+    ("agent", "haresources:1: IPadr::198.18.0.100: no resource agent IPadr in "),
+    ("address iface", "haresources:1: IPaddr::198.18.0.100/24/nosuch1: no interface nosuch1"),
+    ("medium", "ha.cf:6: bcast: no interface nosuch0 on this machine"),
+])
+def test_check_refuses_exactly_what_start_refuses(conf, tmp_path, case, error):
+    (conf / "ha.cf").write_text(HACF.replace("bcast lo", "bcast nosuch0") if case == "medium"
+                                else HACF)
+    (conf / "haresources").write_text({
+        "agent": "julius IPadr::198.18.0.100\n",
+        "address iface": "julius IPaddr::198.18.0.100/24/nosuch1\n"}.get(
+            case, "julius 198.18.0.100\n"))
+    os.chmod(conf / "authkeys", 0o644 if case == "authkeys 644" else 0o600)
+    rc, out, check_err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
+    assert (rc, out) == (6, ""), check_err
+    assert error in check_err
+    run = tmp_path / "run"
+    rc, out, start_err = hbsupervise("-c", str(conf), "-r", str(run), "-s",
+                                     str(tmp_path / "st"), "--node", "julius")
+    assert (rc, out) == (6, "")
+    assert start_err == check_err + "hb-supervise: refusing to start with a broken " \
+        "configuration\n"
+    assert not run.exists()
+
+
+def test_check_warns_on_stderr_of_heartbeat_scripts_shadowing_builtins(conf):
+    (conf / "ha.cf").write_text(HACF + "debug 0\n")
+    (conf / "haresources").write_text("julius IPaddr::198.18.0.100 MailTo::root@localhost\n")
+    os.makedirs(conf / "resource.d", exist_ok=True)
+    for name in ("IPaddr", "MailTo"):
+        (conf / "resource.d" / name).write_text("#!/bin/sh\nexit 0\n")
+        os.chmod(conf / "resource.d" / name, 0o755)
+    rc, out, err = hbsupervise("--check", "-c", str(conf), "--node", "julius")
+    assert rc == 0, err
+    assert "warning" not in out
+    lines = [ln for ln in err.splitlines() if "resource.d" in ln]
+    assert len(lines) == 2 and all(ln.startswith("warning: ") for ln in err.splitlines()), err
+    for ln, name in zip(lines, ("IPaddr", "MailTo")):
+        assert ln.startswith("warning: %s:1: %s: %s runs instead of hb's built-in %s" % (
+            conf / "haresources", name, conf / "resource.d" / name, name)), ln
+        assert "remove the heartbeat package" in ln
 
 
 def test_help_is_the_usage():

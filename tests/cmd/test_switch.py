@@ -99,8 +99,15 @@ def test_status_json(tmp_path):
     assert rc == 0
     d = json.loads(out)
     assert d["stale"] is False and d["self"]["rsc_hold"] == "all"
-    assert [g["holder"] for g in d["group"]] == ["julius", "julius"]
+    assert [g["holder"] for g in d["groups"]] == ["julius", "julius"]
+    assert [(g["index"], g["fails"], g["since"]) for g in d["groups"]] == [
+        (1, 0, 1700000000), (2, 0, 1700000000)]
+    assert d["last"] == {"time": 1700000000, "text": "took group 2: caesar is dead"}
     assert hbswitch(tmp_path, "status", "--format=xml")[0] == 2
+    write(tmp_path, text=STATUS.format(now=time.time(), peer="up", g1="julius").replace(
+        "maintenance=off", "maintenance=on until=1700000600"))
+    d = json.loads(hbswitch(tmp_path, "status", "--format=json")[1])
+    assert d["self"]["maintenance"] is True and d["self"]["maintenance_until"] == 1700000600
 
 
 @pytest.mark.parametrize("args,rc,out", [
@@ -149,9 +156,10 @@ def test_standby_refused_when_peer_dead(tmp_path):
 class FakeWatch(threading.Thread):
     """Reads watch.fifo like hb-watch and rewrites status after `delay` seconds."""
 
-    def __init__(self, rundir, answer, delay=0.1):
+    def __init__(self, rundir, answer, delay=0.1, count=1):
         super().__init__(daemon=True)
         self.rundir, self.answer, self.delay = str(rundir), answer, delay
+        self.count = count          # requests answered
         self.rfd, self.wfd = runfiles.open_fifo_reader(os.path.join(self.rundir, "watch.fifo"))
         self.got = []
         self.start()
@@ -159,12 +167,15 @@ class FakeWatch(threading.Thread):
     def run(self):
         reader = runfiles.LineReader(self.rfd)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not self.got:
-            self.got += reader.read()
-            time.sleep(0.005)
-        time.sleep(self.delay)
-        if self.got and self.answer:
-            write(self.rundir, text=self.answer(self.got[0]))
+        while time.monotonic() < deadline and len(self.got) < self.count:
+            new = reader.read()
+            if not new:
+                time.sleep(0.005)
+                continue
+            self.got += new
+            time.sleep(self.delay)
+            if self.answer:
+                write(self.rundir, text=self.answer(new[0]))
 
     def close(self):
         self.join(12)
@@ -197,7 +208,7 @@ def test_takeover_times_out(tmp_path):
     rc, out, _ = hbswitch(tmp_path, "takeover", "local", "--wait", "0.5")
     w.close()
     assert w.got == ["takeover local"]
-    assert rc == 2
+    assert rc == 124
     assert out == "timeout: takeover local: group 1 running on caesar after 0.5 s\n"
 
 
@@ -205,7 +216,7 @@ def test_refusal_written_by_hb_watch(tmp_path):
     write(tmp_path, g1="caesar")
     w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="caesar")
                   .replace("last 1700000000 took group 2: caesar is dead",
-                           "last %f refused takeover local: peer is in flux" % time.time()))
+                           "last %f refused takeover local: no live peer" % time.time()))
     rc, out, _ = hbswitch(tmp_path, "takeover", "local")
     w.close()
     assert rc == 1 and out.startswith("fail: takeover: refused by hb-watch: refused takeover")
@@ -223,7 +234,57 @@ def test_no_wait_and_maintenance(tmp_path):
     w.close()
     assert w.got == ["maintenance on 1800"]
     assert rc == 0 and out.startswith("ok: maintenance on until %s (" % switch.clock(until))
-    assert hbswitch(tmp_path, "maintenance", "on", "--for", "soon")[0] == 1
+    rc, out, err = hbswitch(tmp_path, "maintenance", "on", "--for", "soon")
+    assert (rc, out) == (2, "")
+    assert err == ("hb-switch: --for wants a duration such as 600, 90s, 30m, 2h or 1d, not "
+                   "'soon' (try 'hb-switch --help')\n")
+
+
+def test_standby_waits_out_in_flux(tmp_path):
+    """Refused 'in flux' twice (the peer still settling after a start): hb-switch says
+    so on stderr, asks again, and the third request moves the groups within --wait."""
+    write(tmp_path)
+    flux = STATUS.replace("last 1700000000 took group 2: caesar is dead",
+                          "last {t} standby request refused: other side is in flux")
+    answers = [lambda: flux.format(now=time.time(), peer="up", g1="julius", t=int(time.time())),
+               lambda: flux.format(now=time.time(), peer="up", g1="julius",
+                                   t=int(time.time())),
+               lambda: STATUS.format(now=time.time(), peer="up", g1="caesar")
+               .replace("2 julius running", "2 caesar running")]
+    w = FakeWatch(tmp_path, lambda req: answers[len(w.got) - 1](), count=3)
+    rc, out, err = hbswitch(tmp_path, "standby", "all", "--wait", "15")
+    w.close()
+    assert w.got == ["standby all"] * 3
+    assert err == ("hb-switch: standby: standby request refused: other side is in flux: "
+                   "waiting (at most 15 s)\n")
+    assert rc == 0 and out.startswith("ok: standby: groups 1,2 now on caesar ("), out
+
+
+def test_in_flux_past_wait_times_out(tmp_path):
+    write(tmp_path)
+    flux = STATUS.replace("last 1700000000 took group 2: caesar is dead",
+                          "last {t} standby request refused: local resources in flux")
+    w = FakeWatch(tmp_path, lambda req: flux.format(now=time.time(), peer="up", g1="julius",
+                                                    t=int(time.time())), count=3)
+    rc, out, err = hbswitch(tmp_path, "standby", "all", "--wait", "3")
+    w.close()
+    assert "in flux: waiting (at most 3 s)" in err
+    assert 2 <= len(w.got) <= 3
+    assert (rc, out.split(":")[0]) in ((124, "timeout"), (1, "fail")), out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["standby", "--wait", "x"], "--wait wants seconds (0 to 999999), not 'x'"),
+    (["takeover", "--wait", "-1"], "--wait wants seconds (0 to 999999), not '-1'"),
+    (["maintenance", "on", "--for", "10x"], "--for wants a duration such as 600, 90s, 30m, "
+     "2h or 1d, not '10x'"),
+    (["status", "--format=yaml"], "--format is one of text, shell, json, prometheus, "
+     "not 'yaml'"),
+])
+def test_bad_values_are_usage_errors(tmp_path, args, msg):
+    write(tmp_path)
+    rc, out, err = hbswitch(tmp_path, *args)
+    assert (rc, out, err) == (2, "", "hb-switch: %s (try 'hb-switch --help')\n" % msg)
 
 
 def test_duration_and_parse_units():

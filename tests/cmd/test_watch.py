@@ -203,18 +203,24 @@ def test_alone_takes_everything_after_initdead_and_writes_its_files(node):
     assert st["hbv"] == "1" and re.fullmatch(r"[0-9a-f]+", st["cfd"])
     lines = n.status().splitlines()
     assert re.fullmatch(r"updated \d+ pid=%d node=julius" % n.proc.pid, lines[0])
-    assert lines[1] == "self julius st=active rsc_hold=all maintenance=off"
-    assert re.fullmatch(r"node caesar dead since=\d+ late=0 gen=0 kind=hb lates=0 st=dead",
+    assert lines[1] == "self julius st=active rsc_hold=all maintenance=off stable=1"
+    assert re.fullmatch(r"node caesar dead since=\d+ late=0 gen=0 kind=hb lates=0 st=dead "
+                        r"stable=0",
                         lines[3])
     assert lines[4].startswith("link caesar lo dead since=")
     assert re.fullmatch(r"group 2 julius running pref=caesar since=\d+ fails=0 key=Rsc::g2",
                         lines[6])
-    assert lines[7].startswith("last ")
+    assert any(re.fullmatch(r"why 2 \d+ starting running (taking groups 1,2: caesar is dead|"
+                            r"communication up: taking all groups \(no live peer\))",
+                            ln) for ln in lines), lines
+    assert lines[-1].startswith("last ")
     n.wait_sent(r"^t=stonith node=caesar result=n_stnth$")
     log = n.logtext()
     assert "node caesar: dead (not heard within initdead 0.5 s)" in log
     assert "running Rsc g1 start" in log and "Rsc g1 start: started g1" in log
-    assert n.check() == (2, "CRITICAL: node caesar dead; link caesar lo dead\n")
+    code, line = n.check()
+    assert (code, line.split(" | ")[0]) == (
+        2, "HB CRITICAL - node caesar dead; link caesar lo dead")
 
 
 def test_with_a_live_peer_standby_handshake_and_check_ok(node):
@@ -225,7 +231,8 @@ def test_with_a_live_peer_standby_handshake_and_check_ok(node):
            what="each its own")
     assert n.calls() == ["g1 status", "g1 start"]
     n.wait(lambda: n.check()[0] == 0, what="check OK")
-    assert n.check() == (0, "OK: julius: groups 1 on julius, 2 on caesar\n")
+    code, line = n.check()
+    assert (code, line.split(" | ")[0]) == (0, "HB OK - julius: groups 1 on julius, 2 on caesar")
     runfiles.fifo_send(n.path("watch.fifo"), "standby all")
     n.wait_sent(r"^t=ask_resources rsc_hold=all info=me$")
     n.peer = ("local", "2", "0")                # a taker is in flux until it is done
@@ -332,11 +339,11 @@ def test_sighup_applies_timings_and_moves_nothing(node):
     assert n.proc.poll() is None
 
 
-def test_config_error_is_one_line_and_exit_2(node):
+def test_config_error_is_one_line_and_exit_6(node):
     n = node(extra="bogus 1\n")
     r = subprocess.run([BIN, "-c", n.conf, "-r", n.run, "--node", "julius"],
                        capture_output=True, text=True, timeout=10)
-    assert r.returncode == 2 and r.stdout == ""
+    assert r.returncode == 6 and r.stdout == ""
     assert re.fullmatch(r"\S+/ha\.cf:9: .*bogus.*\n", r.stderr), r.stderr
 
 
@@ -344,7 +351,7 @@ def test_maintenance_request_shows_in_status(node):
     n = node().start()
     n.wait(lambda: n.group(1) == ["julius", "running"], what="group 1")
     runfiles.fifo_send(n.path("watch.fifo"), "maintenance on 60")
-    n.wait(lambda: "maintenance=until=" in n.status(), what="maintenance in status")
+    n.wait(lambda: "maintenance=on until=" in n.status(), what="maintenance in status")
     code, line = n.check()
     assert code == 2 and "maintenance mode" in line        # and caesar is dead
     runfiles.fifo_send(n.path("watch.fifo"), "maintenance off")
@@ -372,7 +379,8 @@ last 1 started
     ({"peer": "dead"}, 2, "CRITICAL: node caesar dead"),
     ({"holder": "none", "state": "stopped"}, 2, "CRITICAL: group 1 held by nobody (stopped)"),
     ({"holder": "both"}, 2, "CRITICAL: group 1 held by both nodes"),
-    ({"age": 30}, 2, r"CRITICAL: status is 3[01] s old \(pid 1\)"),
+    ({"age": 15}, 1, r"WARNING: status is 1[56] s old \(pid 1\)"),
+    ({"age": 40}, 2, r"CRITICAL: status is 4[01] s old \(pid 1\)"),
 ])
 def test_check_codes(tmp_path, kw, code, text):
     f = dict(now=int(time.time()) - kw.get("age", 0), maint="off", peer="up", lates="0",
@@ -382,11 +390,14 @@ def test_check_codes(tmp_path, kw, code, text):
     r = subprocess.run([BIN, "--check", "-r", str(tmp_path)], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == code
-    assert r.stdout == text + "\n" or re.fullmatch(text + "\n", r.stdout), r.stdout
+    want = re.sub(r"^(OK|WARNING|CRITICAL|UNKNOWN): ", r"HB \1 - ", text)
+    line, perf = r.stdout.rstrip("\n").split(" | ")
+    assert line == want or re.fullmatch(want, line), r.stdout
+    assert re.fullmatch(r"age=\d+s;10;30;0 late=[\d.]+s;;;0 links_up=\d;;;0;\d", perf), perf
 
 
 def test_check_unknown(tmp_path):
     r = subprocess.run([BIN, "--check", "-r", str(tmp_path)], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 3
-    assert r.stdout == "UNKNOWN: no status in %s/status: is hb-watch running?\n" % tmp_path
+    assert r.stdout == "HB UNKNOWN - no status in %s/status: is hb-watch running?\n" % tmp_path

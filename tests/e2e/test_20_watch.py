@@ -100,8 +100,8 @@ def test_vip_on_exactly_one_node_at_start_and_check_ok(lab):
         assert re.search(r"^link %s eth0 up " % peer, status, re.M), status
         assert "link %s ttyS0 dead" % peer not in d[name].log()
     code, line = d["julius"].check()
-    assert (code, line.split(":")[0]) == (0, "OK"), line
-    assert line == "OK: julius: groups 1 on julius\n"
+    assert (code, line.split(" - ")[0]) == (0, "HB OK"), line
+    assert line.startswith("HB OK - julius: groups 1 on julius | age="), line
     code, line = d["caesar"].check()
     assert code == 0, line
     with open(os.path.join(pair["julius"].run, "state")) as f:
@@ -124,7 +124,7 @@ def test_kill9_of_the_active_node_moves_the_vip_within_deadtime(lab):
     assert "taking groups 1: julius is dead" in log
     pair.wait(lambda: pair["caesar"].holds() == ["1"], timeout=2)
     code, line = d["caesar"].check()
-    assert code == 2 and line.startswith("CRITICAL: node julius dead"), line
+    assert code == 2 and line.startswith("HB CRITICAL - node julius dead"), line
 
 
 def test_one_medium_cut_moves_nothing_both_cut_is_a_healed_split_brain(lab):
@@ -167,14 +167,14 @@ def test_one_medium_cut_moves_nothing_both_cut_is_a_healed_split_brain(lab):
 def test_check_codes_unknown_and_stale(lab, tmp_path):
     r = subprocess.run([os.path.join(BIN, "hb-watch"), "--check", "-r", str(tmp_path)],
                        capture_output=True, text=True, timeout=10)
-    assert r.returncode == 3 and r.stdout.startswith("UNKNOWN: no status in "), r.stdout
+    assert r.returncode == 3 and r.stdout.startswith("HB UNKNOWN - no status in "), r.stdout
     pair, d = pair_up(lab)
     pair.wait(lambda: one_holder(pair) == ["julius"], timeout=10, what="VIP on julius")
     os.kill(d["julius"].watch_pid(), signal.SIGSTOP)     # a hung hb-watch
     try:
         time.sleep(2.2)
         code, line = d["julius"].check("--max-age", "2")
-        assert code == 2 and re.match(r"CRITICAL: status is \d s old \(pid \d+\)", line), line
+        assert code == 2 and re.match(r"HB CRITICAL - status is \d s old \(pid \d+\)", line), line
     finally:
         os.kill(d["julius"].watch_pid(), signal.SIGCONT)
 

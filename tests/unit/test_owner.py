@@ -509,8 +509,8 @@ def test_maintenance_freezes_then_resumes():
     s = both_started()
     s[J].apply(s[J].ow.request("maintenance on 2", s.now))
     st = s[J].ow.status_text(s.now, 1.7e9, 1)
-    assert re.search(r"^self julius st=active rsc_hold=local maintenance=until=1700000002$",
-                     st, re.M)
+    assert re.search(r"^self julius st=active rsc_hold=local maintenance=on "
+                     r"until=1700000002 stable=1$", st, re.M)
     s[C].kill()
     s.run(1.5)
     assert s.holders(2) == [] and 2 not in s[J].running
@@ -570,18 +570,19 @@ def test_status_file_lines():
     st = s[J].ow.status_text(s.now, 1700000000.0, 77)
     lines = st.splitlines()
     assert lines[0] == "updated 1700000000 pid=77 node=julius"
-    assert lines[1] == "self julius st=active rsc_hold=local maintenance=off"
+    assert lines[1] == "self julius st=active rsc_hold=local maintenance=off stable=1"
     assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0 "
                     r"st=active$", lines[2])
     assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 "
-                    r"st=active cfd=same$", lines[3])
+                    r"st=active cfd=same stable=1$", lines[3])
     assert re.match(r"link caesar eth0 up since=\d+$", lines[4])
     assert re.match(r"link caesar ttyS0 up since=\d+$", lines[5])
     assert re.match(r"group 1 julius running pref=julius since=\d+ fails=0 "
                     r"key=198.18.0.100$", lines[6])
     assert re.match(r"group 2 caesar running pref=caesar since=\d+ fails=0 "
                     r"key=198.18.0.101$", lines[7])
-    assert re.match(r"last \d+ \S", lines[8])
+    assert all(re.match(r"why [12] \d+ \w+ \w+ \S", ln) for ln in lines[8:-1])
+    assert re.match(r"last \d+ \S", lines[-1])
 
 
 def test_heartbeat_peer_gets_heartbeats_10s_delay():

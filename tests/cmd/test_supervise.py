@@ -116,7 +116,7 @@ def test_numbers_too_large_are_one_line_errors_never_a_traceback(
     os.chmod(conf / "authkeys", 0o600)
     args = ["--check"] if check else ["-r", str(tmp_path / "run"), "-s", str(tmp_path / "s")]
     rc, out, err = hbsupervise(*args, "-c", str(conf), "--node", "julius")
-    assert rc == 1 and out == "", (out, err)
+    assert rc == 6 and out == "", (out, err)
     assert "Traceback" not in err
     first = err.splitlines()[0]
     assert first.startswith(str(conf / fname) + ":") and says in first, err

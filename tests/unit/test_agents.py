@@ -258,12 +258,12 @@ def test_a_builtin_that_timed_out_cannot_act_afterwards(tmp_path, monkeypatch):
     gate = __import__("threading").Event()
     done: list[str] = []
 
-    def slow_start(spec, background="thread"):
+    def slow_start(spec, background="thread", confirm=False):
         gate.wait(10)
         done.append("start %s" % spec.ip)
         return "added"
 
-    def fake_run_agent(args, action):
+    def fake_run_agent(args, action, agent="IPaddr2"):
         done.append("%s %s" % (action, args[0]))
         return 0, "removed"
     monkeypatch.setattr(address, "start", slow_start)

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from hb import cli, config, exits, log, runfiles
+from hb import cli, config, exits, log, notify, runfiles
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
@@ -237,6 +237,7 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
     beat = Child("hb-beat", [program("hb-beat"), *common], stdout=wfd, orphan_term=False)
     watch = Child("hb-watch", [program("hb-watch"), *common], stdin=rfd)
     others = respawns(cfg)
+    sd = notify.Notifier(os.path.join(rundir, runfiles.STATUS))    # systemd, when it runs us
     sigr, sigw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(sigw, warn_on_full_buffer=False)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -249,9 +250,9 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
             if k.proc is None and not k.done and now >= k.due:
                 k.start(now)
         waits = [k.due - now for k in kids if k.proc is None and not k.done]
-        waits += [0.02 for k in kids if k.hup]
+        waits += [0.02 for k in kids if k.hup] + [60.0, sd.wait()]
         try:
-            select.select([sigr], [], [], max(0.0, min(waits, default=60.0)))  # SIGCHLD wakes us
+            select.select([sigr], [], [], max(0.0, min(waits)))  # SIGCHLD wakes us
             sigs = os.read(sigr, 512)
         except BlockingIOError:
             sigs = b""
@@ -260,6 +261,7 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
         if signal.SIGTERM in sigs or signal.SIGINT in sigs:
             log.log.info("stopping: hb-watch hands the groups over first" if watch.proc
                          else "stopping: hb-watch is not running, nothing is handed over")
+            sd.stopping()
             return stop(beat, watch, others, rundir)
         if signal.SIGHUP in sigs:
             cfg = reload(args, cfg, [beat, watch])
@@ -276,6 +278,7 @@ def run(args: dict, cfg: config.Config, keep: int) -> int:
             k.reap(now, stopping=k.done)
             k.pass_hup()
         others = [k for k in others if not (k.done and k.proc is None)]
+        sd.tick(beat.proc is not None and watch.proc is not None)
 
 
 def stop(beat: Child, watch: Child, others: list[Child], rundir: str) -> int:

@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(ROOT, ".cache", "debootstrap")
@@ -132,16 +133,23 @@ class Chroot:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
                                      start_new_session=True, env=ENV)
         assert self.proc.stdout.readline().strip() == "ready"
-        pid = self.proc.pid
-        while True:            # ip netns exec and unshare each fork: find the init below
-            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-                kids = f.read().split()
+        pid, deadline = self.proc.pid, time.monotonic() + 10
+        while True:            # ip netns exec and unshare fork, sh execs: find the init
             with open("/proc/%d/comm" % pid) as f:
                 comm = f.read().strip()
             if comm.startswith("python"):
                 break
-            pid = int(kids[0])
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                kids = f.read().split()
+            if kids:
+                pid = int(kids[0])
+            else:
+                assert time.monotonic() < deadline, "no init in the chroot's namespaces"
+                time.sleep(0.01)
         self.pid = pid                              # the namespace's init
+        # as on a booted box, invoke-rc.d runs init scripts (in a bare chroot, with no
+        # /sbin/init and no runlevel, it blocks every action)
+        self.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 0\n", 0o755)
 
     def argv(self, cmd: str) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-m", "-n", "-p", "-u",
@@ -154,11 +162,14 @@ class Chroot:
         return self.run("test -e " + path).returncode == 0
 
     def read(self, path: str) -> str:
-        try:
-            with open(os.path.join(self.root, path.lstrip("/")), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        """A file's text inside the chroot (its overlay is seen only from its namespaces)."""
+        return self.run("cat %s 2>/dev/null || true" % path).stdout
+
+    def write(self, path: str, text: str, mode: int = 0o644) -> None:
+        r = subprocess.run(self.argv("mkdir -p \"$(dirname %s)\" && cat > %s && chmod %o %s"
+                                     % (path, path, mode, path)),
+                           input=text, capture_output=True, text=True, timeout=30, env=ENV)
+        assert r.returncode == 0, r.stderr
 
     def close(self) -> None:
         try:

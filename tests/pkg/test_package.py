@@ -356,3 +356,143 @@ def test_pacemaker_export_loads(chroot, deb, release):
     cib = chroot.read("/root/export/cib.xml")
     for agent in set(re.findall(r'provider="hb" type="(\w+)"', cib)):
         assert chroot.exists("/usr/lib/ocf/resource.d/hb/" + agent), agent
+
+
+MIGRATION = os.path.join(ROOT, "docs", "migration.md")
+
+
+def doc_commands(heading: str, step: int | None = None) -> list[str]:
+    """The sysvinit shell lines of docs/migration.md under `heading` (its step `step`)."""
+    with open(MIGRATION) as f:
+        text = f.read()
+    part = text[text.index("\n## " + heading):]
+    part = part[:part.find("\n## ", 4)] if "\n## " in part[4:] else part
+    if step is not None:
+        m = re.search(r"^%d\. .*?(?=^\d+\. |\Z)" % step, part, re.M | re.S)
+        part = m.group(0)
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", part, re.S):
+        for line in block.splitlines():
+            line = line.strip()
+            if line and not line.endswith("# systemd"):
+                lines.append(re.sub(r"\s+# sysvinit$", "", line))
+    return lines
+
+
+def test_migration_guide_from_running_heartbeat_and_back(lab, tmp_path, debs):
+    """docs/migration.md, word for word, on two Debian 12 boxes running Debian's heartbeat,
+    with a client probing the VIP every 10 ms; then both go back to Heartbeat."""
+    from heartbeat import hacf, host
+    deb = debs[0]
+    hosts = {"alpha": host(lab, "alpha", "198.18.0.1/24"),
+             "beta": host(lab, "beta", "198.18.0.2/24")}
+    client = lab.host("client", "198.18.0.10/24")
+    base = system("bookworm", ("heartbeat",))
+    nodes: dict[str, Chroot] = {}
+    cf = hacf(["alpha", "beta"], keepalive="200ms", warntime="600ms", deadtime="1",
+              initdead="3", auto_failback="on")
+    try:
+        for name, h in hosts.items():
+            nodes[name] = c = Chroot(base, str(tmp_path / name), os.path.dirname(deb),
+                                     hostname=name, netns=h.ns)
+            write_config(c, cf, "alpha IPaddr2::%s/24/eth0\n" % VIP)
+            # what systemd-tmpfiles makes at boot (heartbeat.conf), then Heartbeat starts
+            ok(c.run("mkdir -p /run/heartbeat/ccm /run/heartbeat/crm /run/heartbeat/dopd"
+                     " /run/crm && chown -R hacluster:haclient /run/heartbeat /run/crm"))
+        alpha, beta = nodes["alpha"], nodes["beta"]
+
+        def where() -> list[str]:
+            return [n for n, h in hosts.items() if h.has_addr(VIP)]
+
+        def logs() -> str:
+            return "VIP on %s\n" % where() + "".join(
+                "--- %s:\n%s\n" % (n, c.read("/var/log/ha-log")[-7000:])
+                for n, c in nodes.items())
+
+        def heartbeat_runs(c: Chroot) -> bool:
+            return c.run("grep -qsx heartbeat /proc/[0-9]*/comm").returncode == 0
+
+        def hb_runs(c: Chroot) -> bool:
+            return c.run("pgrep -f '^/usr/bin/python3 /usr/sbin/hb-supervise'").returncode == 0
+
+        def settled(c: Chroot) -> bool:
+            return c.run("cl_status rscstatus").stdout.strip() in ("all", "local", "none")
+
+        def follow(c: Chroot, lines: list[str]) -> str:
+            out = ""
+            for line in lines:
+                line = line.replace("apt-get install hb", "apt-get install -y " + mnt(deb))
+                if line.startswith("scp ") or line.startswith("chmod 600"):
+                    continue            # step 2: the box has the files already
+                out += ok(c.run(line, timeout=180))
+            return out
+
+        ok(alpha.run("/etc/init.d/heartbeat start"))
+        wait_until(lambda: where() == ["alpha"], 20, lambda: "VIP on alpha\n" + logs())
+        ok(beta.run("/etc/init.d/heartbeat start"))
+        wait_until(lambda: settled(alpha) and settled(beta), 40,
+                   lambda: "Heartbeat settled\n" + logs())
+        for name, h in hosts.items():
+            holders.responder(h, VIP, name)
+        prober = holders.Prober(client, VIP, duration=300)
+        prober.wait_served("alpha", 10)
+        files = {f: alpha.read("/etc/ha.d/" + f) for f in ("ha.cf", "haresources", "authkeys")}
+
+        # 1. beta: install hb beside a running Heartbeat: not started, no file clash
+        out = follow(beta, doc_commands("Steps", 1))
+        assert "not starting: Heartbeat runs" in out, out
+        assert heartbeat_runs(beta) and not hb_runs(beta)
+        assert ok(beta.run("man -w 5hb ha.cf")).strip() == "/usr/share/man/man5/ha.cf.5hb.gz"
+        assert ok(beta.run("man -w 5 ha.cf")).strip() == "/usr/share/man/man5/ha.cf.5.gz"
+        # 2. the same files as alpha's; 3. check them
+        assert {f: beta.read("/etc/ha.d/" + f) for f in files} == files
+        follow(beta, doc_commands("Steps", 3))
+        # 4. beta: Heartbeat stopped, hb started; alpha keeps the VIP
+        t = time.monotonic()
+        follow(beta, doc_commands("Steps", 4))
+        assert hb_runs(beta) and not heartbeat_runs(beta)
+        wait_until(lambda: "node alpha runs Heartbeat" in beta.read("/var/log/ha-log"), 15,
+                   lambda: "hb on beta to see Heartbeat on alpha\n" + logs())
+        wait_until(lambda: re.search(r"Status update for node beta: status active",
+                                     alpha.read("/var/log/ha-log")), 15,
+                   lambda: "alpha to see hb on beta\n" + logs())
+        assert where() == ["alpha"]
+        assert holders.gaps(holders.window(prober.probes(), t)) == []
+        # 5. alpha: hb_standby once settled: the VIP moves to hb on beta
+        wait_until(lambda: settled(alpha), 30, lambda: "alpha settled\n" + logs())
+        follow(alpha, doc_commands("Steps", 5))
+        wait_until(lambda: where() == ["beta"], 15, lambda: "the VIP on beta\n" + logs())
+        # 6. alpha as beta in steps 1, 3 and 4: auto_failback brings the VIP back
+        out = follow(alpha, doc_commands("Steps", 1))
+        assert "not starting: Heartbeat runs" in out, out
+        follow(alpha, doc_commands("Steps", 3))
+        follow(alpha, doc_commands("Steps", 4))
+        wait_until(lambda: where() == ["alpha"], 20, lambda: "auto_failback to alpha\n" + logs())
+        prober.wait_served("alpha", 10)
+        assert hb_runs(alpha) and hb_runs(beta)
+        assert not heartbeat_runs(alpha) and not heartbeat_runs(beta)
+
+        # going back: beta (holds nothing), then alpha (hands over, auto_failback back)
+        back = doc_commands("Going back")
+        mark = len(alpha.read("/var/log/ha-log"))
+        follow(beta, back)
+        assert heartbeat_runs(beta) and not hb_runs(beta)
+        wait_until(lambda: "node beta runs Heartbeat" in alpha.read("/var/log/ha-log")[mark:],
+                   15, lambda: "hb on alpha to see Heartbeat on beta\n" + logs())
+        wait_until(lambda: re.search(r"^group\s+1\s+running\s+on alpha",
+                                     alpha.run("hb-switch status").stdout, re.M), 15,
+                   lambda: "hb on alpha settled\n" + logs())
+        follow(alpha, back)
+        assert heartbeat_runs(alpha) and not hb_runs(alpha)
+        wait_until(lambda: where() == ["alpha"] and settled(alpha), 40,
+                   lambda: "Heartbeat on alpha holds the VIP again\n" + logs())
+        prober.wait_served("alpha", 10)
+        seen = prober.stop()
+        both = holders.multi(seen, "holders")
+        assert not both, "the VIP was held by both nodes: %s" % both[:3]
+        worst = holders.max_interruption(seen)
+        print("\nlongest interruption over the migration and back: %d ms" % worst)
+        assert worst < 3000, worst
+    finally:
+        for c in nodes.values():
+            c.close()

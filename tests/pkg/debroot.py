@@ -109,7 +109,8 @@ REAPER = ("import os, time\n"
 class Chroot:
     """An overlay on a cached system in its own mount, PID and UTS namespaces.
 
-    netns: a named network namespace (`ip netns`) to run in, else a new empty one.
+    netns: a named network namespace (`ip netns`) to run in, "host" for this machine's
+    (to reach the package mirror), else a new empty one.
     """
 
     def __init__(self, base: str, tmp: str, debdir: str, hostname: str = "julius",
@@ -128,7 +129,7 @@ class Chroot:
                 "sh", "-c", script, "init", base, tmp, debdir, REAPER, hostname]
         if netns is None:
             argv.insert(1, "--net")
-        else:
+        elif netns != "host":
             argv = ["ip", "netns", "exec", netns] + argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
                                      start_new_session=True, env=ENV)
@@ -154,6 +155,12 @@ class Chroot:
     def argv(self, cmd: str) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-m", "-n", "-p", "-u",
                 "chroot", self.root, "sh", "-c", cmd]
+
+    def mount(self, outside: str, inside: str) -> None:
+        """Bind outside (a directory of this machine) on inside (in the chroot)."""
+        r = run(["nsenter", "-t", str(self.pid), "-m", "sh", "-c",
+                 'mkdir -p "$2$1" && mount --bind "$0" "$2$1"', outside, inside, self.root])
+        assert r.returncode == 0, r.stderr
 
     def run(self, cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return run(self.argv(cmd), timeout=timeout)

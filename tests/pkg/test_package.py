@@ -132,6 +132,7 @@ def test_installs_removes_and_purges(debs, chroot, release):
     for d in ("/etc/ha.d", "/etc/ha.d/resource.d", "/var/lib/hb"):
         assert chroot.exists(d), d
     assert ok(chroot.run("stat -c %a /var/lib/hb")).strip() == "750"
+    assert chroot.run("getent group haclient").returncode == 0     # monitoring group
 
     out = ok(chroot.run("hb-supervise --check -c /usr/share/doc/hb/examples --node julius"))
     assert "julius" in out and "caesar" in out

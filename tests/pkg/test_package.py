@@ -134,7 +134,10 @@ def test_installs_removes_and_purges(debs, chroot, release):
     assert ok(chroot.run("stat -c %a /var/lib/hb")).strip() == "750"
     assert chroot.run("getent group haclient").returncode == 0     # monitoring group
 
-    out = ok(chroot.run("hb-supervise --check -c /usr/share/doc/hb/examples --node julius"))
+    # README's first steps (into a directory of its own: /etc/ha.d stays unconfigured)
+    out = ok(chroot.run("mkdir /root/ha.d && cp /usr/share/doc/hb/examples/* /root/ha.d/"
+                        " && chmod 600 /root/ha.d/authkeys"
+                        " && hb-supervise --check -c /root/ha.d --node julius"))
     assert "julius" in out and "caesar" in out
     sys.path.insert(0, os.path.join(ROOT, "lib"))
     from hb import ipaddr, wire
@@ -475,8 +478,9 @@ def test_migration_guide_from_running_heartbeat_and_back(lab, tmp_path, debs):
 
         # going back: beta (holds nothing), then alpha (hands over, auto_failback back)
         back = doc_commands("Going back")
+        assert back[0] == "hb-switch standby"         # on a node that holds groups
         mark = len(alpha.read("/var/log/ha-log"))
-        follow(beta, back)
+        follow(beta, back[1:])
         assert heartbeat_runs(beta) and not hb_runs(beta)
         wait_until(lambda: "node beta runs Heartbeat" in alpha.read("/var/log/ha-log")[mark:],
                    15, lambda: "hb on alpha to see Heartbeat on beta\n" + logs())

@@ -135,8 +135,8 @@ def test_installs_removes_and_purges(debs, chroot, release):
     assert chroot.run("getent group haclient").returncode == 0     # monitoring group
 
     # README's first steps (into a directory of its own: /etc/ha.d stays unconfigured),
-    # on a box with the example's interfaces (dummies, in the chroot's own netns)
-    ok(chroot.run("for i in eth0 eth1 eth2; do ip link add $i type dummy; done"))
+    # on a box with the example's interfaces (veths, in the chroot's own netns)
+    ok(chroot.run("for i in eth0 eth1 eth2; do ip link add $i type veth peer name $i-peer; done"))
     out = ok(chroot.run("mkdir /root/ha.d && cp /usr/share/doc/hb/examples/* /root/ha.d/"
                         " && chmod 600 /root/ha.d/authkeys"
                         " && hb-supervise --check -c /root/ha.d --node julius"))

@@ -503,3 +503,41 @@ def test_migration_guide_from_running_heartbeat_and_back(lab, tmp_path, debs):
     finally:
         for c in nodes.values():
             c.close()
+
+
+def test_sysvinit_logs_to_syslog_when_ha_cf_names_no_log(chroot, deb, tmp_path):
+    """/etc/init.d/hb runs hb-supervise --daemon; with no logfile, debugfile nor
+    logfacility in ha.cf, every program's lines reach syslog (/dev/log)."""
+    import socket
+    path = str(tmp_path / "devlog")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    os.chmod(path, 0o666)
+    try:
+        # the chroot's own /dev (a tmpfs with the usual nodes), /dev/log this socket
+        ok(run(["nsenter", "-t", str(chroot.pid), "-m", "sh", "-c",
+                'set -e; d="$1/dev"; mkdir -p /tmp/hbdev; mount -t tmpfs -o mode=755 dev '
+                '/tmp/hbdev; for n in null zero full random urandom tty; do touch /tmp/hbdev/$n;'
+                ' mount --bind /dev/$n /tmp/hbdev/$n; done; touch /tmp/hbdev/log;'
+                ' mount --bind "$2" /tmp/hbdev/log; mount --move /tmp/hbdev "$d"',
+                "sh", chroot.root, path]))
+        ok(chroot.run("dpkg -i " + mnt(deb)))
+        write_config(chroot, HACF.replace("logfile /var/log/ha-log\n", "") % "bcast lo",
+                     "julius 198.18.0.100/24/lo\n")
+        ok(chroot.run("ip link set lo up && /etc/init.d/hb start"))
+        seen: set[str] = set()
+        deadline = time.monotonic() + 15
+        while not {"hb-supervise", "hb-beat", "hb-watch"} <= seen:
+            left = deadline - time.monotonic()
+            assert left > 0, "syslog got lines from %s only" % sorted(seen)
+            s.settimeout(left)
+            try:
+                line = s.recv(4096).decode(errors="replace")
+            except socket.timeout:
+                continue
+            m = re.search(r"(hb-\w+)\[\d+\]", line)
+            if m:
+                seen.add(m.group(1))
+        ok(chroot.run("/etc/init.d/hb stop"))
+    finally:
+        s.close()

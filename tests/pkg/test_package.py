@@ -430,7 +430,9 @@ def test_migration_guide_from_running_heartbeat_and_back(lab, tmp_path, debs):
                 line = line.replace("apt-get install hb", "apt-get install -y " + mnt(deb))
                 if line.startswith("scp ") or line.startswith("chmod 600"):
                     continue            # step 2: the box has the files already
-                out += ok(c.run(line, timeout=180))
+                r = c.run(line, timeout=180)
+                ok(r)
+                out += r.stdout + r.stderr
             return out
 
         ok(alpha.run("/etc/init.d/heartbeat start"))
@@ -452,7 +454,8 @@ def test_migration_guide_from_running_heartbeat_and_back(lab, tmp_path, debs):
         assert ok(beta.run("man -w 5 ha.cf")).strip() == "/usr/share/man/man5/ha.cf.5.gz"
         # 2. the same files as alpha's; 3. check them
         assert {f: beta.read("/etc/ha.d/" + f) for f in files} == files
-        follow(beta, doc_commands("Steps", 3))
+        said = follow(beta, doc_commands("Steps", 3))
+        assert re.search(r"warning: .*IPaddr2.*resource\.d", said), said   # shadowing
         # 4. beta: Heartbeat stopped, hb started; alpha keeps the VIP
         t = time.monotonic()
         follow(beta, doc_commands("Steps", 4))

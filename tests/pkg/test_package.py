@@ -561,3 +561,58 @@ def test_sysvinit_script_runs_hb_and_logs_to_syslog(chroot, deb, tmp_path):
         done.set()
         reader.join(5)
         s.close()
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> /run/systemctl.calls
+case "$*" in
+  *is-active*) [ -e /run/fake-active ] ;;
+  *"-p MainPID --value"*) cat /run/fake-mainpid ;;
+  *is-enabled*) echo enabled ;;
+  *) exit 0 ;;
+esac
+"""
+# The service's main process: one that catches SIGUSR2 (as hb-supervise re-executing
+# itself does) or not (a supervisor from before that).
+MAIN = ("import signal, sys, time\n"
+        "if sys.argv[1] == 'catches':\n"
+        "    signal.signal(signal.SIGUSR2, lambda *_: None)\n"
+        "time.sleep(60)\n")
+
+
+def test_maintainer_scripts_under_systemd(chroot, debs):
+    """With systemd running (its systemctl recording what it is asked): a configured
+    install starts hb.service; an upgrade signals the main process with SIGUSR2 when it
+    catches it, else restarts the service; removal stops it.  Nothing else."""
+    old, new = debs
+    chroot.write("/usr/bin/systemctl", FAKE_SYSTEMCTL, 0o755)
+    ok(chroot.run("mkdir -p /run/systemd/system"))
+    write_config(chroot, HACF % "bcast lo", "julius 198.18.0.100/24/lo\n")
+
+    def calls() -> list[str]:
+        out = chroot.read("/run/systemctl.calls").splitlines()
+        ok(chroot.run("rm -f /run/systemctl.calls"))
+        out = [" ".join(w for w in c.split() if w not in ("--quiet", "-q", "--system", "--"))
+               for c in out]
+        return [c for c in out if not re.search(r"daemon-reload|preset|is-enabled|"
+                                                r"is-active|MainPID|enable|unmask", c)]
+
+    ok(chroot.run("dpkg -i " + mnt(old)))
+    assert calls() == ["start hb.service"]
+    chroot.write("/root/main.py", MAIN)
+    for kind, version, expect in (("catches", new, "kill --signal=USR2 --kill-whom=main"
+                                   " hb.service"), ("ignores", old, "restart hb.service")):
+        ok(chroot.run("python3 /root/main.py %s >/dev/null 2>&1 & echo $! > /run/fake-mainpid;"
+                      " touch /run/fake-active" % kind))
+        wait_until(lambda: chroot.run("grep -q main.py /proc/$(cat /run/fake-mainpid)/cmdline"
+                                      " && grep -q '^SigCgt:' /proc/$(cat /run/fake-mainpid)"
+                                      "/status").returncode == 0, 5, "the main process")
+        if kind == "catches":        # its handler is in place once SigCgt shows SIGUSR2
+            wait_until(lambda: int(re.search(r"SigCgt:\s*(\w+)", chroot.read(
+                "/proc/%s/status" % chroot.read("/run/fake-mainpid").strip())).group(1),
+                16) >> 11 & 1, 5, "SIGUSR2 caught")
+        out = ok(chroot.run("dpkg -i " + mnt(version)))
+        assert calls() == [expect], out
+        ok(chroot.run("kill $(cat /run/fake-mainpid); rm /run/fake-active"))
+    ok(chroot.run("dpkg -r hb"))
+    assert calls() == ["stop hb.service"]

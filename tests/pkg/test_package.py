@@ -6,8 +6,10 @@ version (a changelog entry more) to upgrade to.  Each fresh system is a debootst
 minbase with hb's Depends and a few tools (debroot.py), made once and cached under
 .cache/; each run mounts an overlay on it in private namespaces (a lab's network
 namespaces for the pairs), so nothing leaks to this machine.  No systemd runs in a
-chroot: the maintainer scripts take their sysvinit path there (the unit is checked by
-systemd-analyze, its notify protocol by tests/e2e/test_44_notify.py).
+chroot: the maintainer scripts take their sysvinit path there, and their systemd path
+where /run/systemd/system and a systemctl that records its calls make them think it
+runs; the unit is checked by systemd-analyze, its notify protocol by
+tests/e2e/test_44_notify.py.
 """
 
 from __future__ import annotations

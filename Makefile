@@ -3,38 +3,53 @@ PYTHON  = /usr/bin/python3
 export PYTHONPATH := $(CURDIR)/lib
 export PATH := $(CURDIR)/bin:$(PATH)
 
-# Debian packages the code, the tests, the demo and the packaging need.
+# Debian packages the code, the demo, the tests and the packaging need.
 RUN_DEPS  = python3-serial python3-pyroute2 python3-docopt python3-daemon iproute2
+DEMO_DEPS = $(RUN_DEPS) socat
 TEST_DEPS = python3-pytest python3-hypothesis python3-aiosmtpd flake8 socat \
             iputils-ping tcpdump procps psmisc util-linux heartbeat resource-agents \
-            keepalived ucarp stress-ng python3-matplotlib nftables time \
+            keepalived ucarp stress-ng python3-matplotlib nftables time logrotate \
             corosync pacemaker pacemaker-cli-utils debootstrap $(DEB_DEPS)
 DEB_DEPS  = debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
             lintian devscripts build-essential fakeroot
+# Daemons among them that the tests run by themselves, never as services.
+PEER_DAEMONS = heartbeat keepalived ucarp corosync pacemaker
 
-.PHONY: deps deb-deps check test lint demo deb bench clean
+.PHONY: deps demo-deps deb-deps check test lint demo deb bench clean
+
+# Install what is missing, and only that.  A service already on this machine is left
+# as it is (running or not).  A package installed here starts no service (our own
+# policy-rc.d during our apt-get, an existing one put back after), and those of PEER_DAEMONS that we installed are also disabled
+# at boot; .cache/installed-by-make records what we installed.
+define install
+	@missing=$$(for p in $(1); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	  done); \
+	[ -z "$$missing" ] && exit 0; \
+	echo "installing:" $$missing; \
+	rc=/usr/sbin/policy-rc.d; \
+	if [ -e $$rc ]; then mv $$rc $$rc.make-saved; fi; \
+	trap 'rm -f $$rc; if [ -e $$rc.make-saved ]; then mv $$rc.make-saved $$rc; fi' EXIT INT TERM; \
+	printf '#!/bin/sh\n# make: no service of a package it installs starts\nexit 101\n' > $$rc; \
+	chmod 755 $$rc; \
+	apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	  --no-install-recommends $$missing >/dev/null || exit 1; \
+	mkdir -p .cache && for p in $$missing; do echo $$p >> .cache/installed-by-make; done; \
+	for p in $$missing; do case " $(PEER_DAEMONS) " in *" $$p "*) \
+	  echo "$$p: installed as a test peer, disabled as a service"; \
+	  if [ -d /run/systemd/system ]; then systemctl disable -q $$p >/dev/null 2>&1; fi; \
+	  update-rc.d $$p disable >/dev/null 2>&1; \
+	esac; done; true
+endef
 
 deps:
-	@missing=$$(for p in $(RUN_DEPS) $(TEST_DEPS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    --no-install-recommends $$missing >/dev/null; \
-	fi
-	@# heartbeat/keepalived are test peers only: never let them run as services here
-	-@for s in heartbeat keepalived ucarp corosync pacemaker; do \
-	  systemctl disable --now $$s >/dev/null 2>&1 || true; done
+	$(call install,$(RUN_DEPS) $(TEST_DEPS))
+
+demo-deps:
+	$(call install,$(DEMO_DEPS))
 
 deb-deps:
-	@missing=$$(for p in $(DEB_DEPS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call install,$(DEB_DEPS) $(RUN_DEPS) python3-pytest python3-hypothesis)
 
 lint:
 	$(PYTHON) -m flake8 lib tests bench demo
@@ -50,10 +65,10 @@ test:
 
 check: deps lint test
 
-demo: deps
+demo: demo-deps
 	$(PYTHON) demo/run
 
-deb: deps deb-deps
+deb: deb-deps
 	@# Debian's own tools: not pyenv's python3 nor this tree's PYTHONPATH
 	env -u PYTHONPATH PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b --post-clean
 	mkdir -p dist && mv ../hb_*.deb ../hb_*.buildinfo ../hb_*.changes dist/

@@ -37,6 +37,10 @@ def setup(prog: str, cfg: object = None, stderr: bool | None = None,
     tfmt = logging.Formatter("%(asctime)s " + prog + "[%(process)d]: %(levelname)s: %(message)s")
     dests = 0
     facility = getattr(cfg, "logfacility", None)
+    if facility is None and not getattr(cfg, "logfile", None) and \
+            not getattr(cfg, "debugfile", None) and \
+            os.environ.get("HB_LOG_DEFAULT") == "syslog":
+        facility = "daemon"               # sysvinit: no journal to catch stderr
     if facility and facility != "none" and os.path.exists("/dev/log"):
         from logging.handlers import SysLogHandler
         try:

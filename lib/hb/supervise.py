@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from hb import access, cli, config, exits, log, precheck, runfiles
+from hb import access, cli, config, exits, log, notify, precheck, runfiles
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
@@ -576,6 +576,7 @@ def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
     watch = Child("hb-watch", [program("hb-watch"), *common], orphan_term=False,
                   pidfile=os.path.join(rundir, PIDFILES["hb-watch"]))
     others = respawns(cfg)
+    sd = notify.Notifier(os.path.join(rundir, runfiles.STATUS))    # systemd, when it runs us
     sigr, sigw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(sigw, warn_on_full_buffer=False)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2):
@@ -604,10 +605,10 @@ def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
             if k.pid is None and not k.done and now >= k.due:
                 k.start(now)
         waits = [k.due - now for k in kids if k.pid is None and not k.done]
-        waits += [0.02 for k in kids if k.hup]
+        waits += [0.02 for k in kids if k.hup] + [60.0, sd.wait()]
         fds = [sigr] + [k.pidfd for k in kids if k.pidfd is not None and not k.ours]
         try:
-            select.select(fds, [], [], max(0.0, min(waits, default=60.0)))  # SIGCHLD wakes us
+            select.select(fds, [], [], max(0.0, min(waits)))  # SIGCHLD wakes us
             sigs = os.read(sigr, 512)
         except BlockingIOError:
             sigs = b""
@@ -617,6 +618,7 @@ def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
         if signal.SIGTERM in sigs or signal.SIGINT in sigs:
             log.log.info("stopping: hb-watch hands the groups over first" if watch.pid
                          else "stopping: hb-watch is not running, nothing is handed over")
+            sd.stopping()
             return stop(beat, watch, others, rundir)
         if signal.SIGUSR2 in sigs:
             reexec(args, {"lock": lockfd, "keep": keep, "rfd": pipe[0], "wfd": pipe[1]},
@@ -636,6 +638,7 @@ def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
             k.reap(now, stopping=k.done)
             k.pass_hup()
         others = [k for k in others if not (k.done and k.pid is None)]
+        sd.tick(beat.pid is not None and watch.pid is not None)
 
 
 def _retire(beat: Child, watch: Child) -> None:

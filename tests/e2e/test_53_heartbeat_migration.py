@@ -1,9 +1,10 @@
 """The migration of hb(7) and docs/migration.md, step by step, on a serving pair.
 
 A Heartbeat 3.0.6 pair (alpha active, beta passive) serves a VIP to a client that
-probes it every 10 ms.  Then, as the guide says: stop Heartbeat on beta; copy the
-three files from alpha; `hb-supervise --check`; start hb on beta; `hb_standby` on
-alpha; stop Heartbeat on alpha and start hb there with the same files.  With
+probes it every 10 ms.  Then, as the guide says (hb is already installed here: the
+package's own step 1 is tests/pkg/test_package.py's): copy the three files from
+alpha; `hb-supervise --check`; stop Heartbeat on beta, hand its generation to hb and
+start hb; `hb_standby` on alpha; the same on alpha with the same files.  With
 auto_failback on, the VIP comes back to alpha.  The client must be served
 throughout except for the switch-overs, and at every step the VIP is on one node.
 """
@@ -19,6 +20,12 @@ from heartbeat import (Probe, hacf, hbnode, heartbeat, host,  # noqa: F401
                        wait_until)
 
 VIP = "198.18.0.100"
+
+
+def take_generation(heartbeat_node, hb_node) -> None:
+    """Step 4's `cp /var/lib/heartbeat/hb_generation /var/lib/hb/generation`."""
+    shutil.copy(os.path.join(heartbeat_node.dir, "lib", "hb_generation"),
+                os.path.join(hb_node.state, "generation"))
 
 
 def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa: F811
@@ -56,13 +63,6 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     t_start = time.time()
     marks = {}
 
-    # 1. on beta (passive), stop Heartbeat: nothing moves
-    t = time.time()
-    hb_beta.stop()
-    hb_alpha.wait_log(r"Received shutdown notice from 'beta'", 5)
-    assert where() == ["alpha"]
-    step("stop Heartbeat on the passive node", t)
-
     # 2. copy the three files from alpha, unchanged; 3. check them
     conf = os.path.join(lab.tmp, "beta-etc-ha.d")
     os.makedirs(conf)
@@ -73,7 +73,13 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     assert check.returncode == 0, check.stderr
     assert "auto_failback on" in check.stdout
 
-    # 4. start hb on beta with those files
+    # 4. on beta (passive), stop Heartbeat: nothing moves; then start hb with those
+    # files and Heartbeat's generation
+    t = time.time()
+    hb_beta.stop()
+    hb_alpha.wait_log(r"Received shutdown notice from 'beta'", 5)
+    assert where() == ["alpha"]
+    step("stop Heartbeat on the passive node", t)
     with open(os.path.join(conf, "ha.cf")) as f:
         cf_copy = f.read()
     with open(os.path.join(conf, "haresources")) as f:
@@ -82,6 +88,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
         keys_copy = f.read()
     t = time.time()
     new_beta = hbnode(hosts["beta"], "beta", cf_copy, res_copy, authkeys=keys_copy)
+    take_generation(hb_beta, new_beta)
     nodes.append(new_beta)
     new_beta.start()
     hb_alpha.wait_log(r"Status update for node beta: status active", 10)
@@ -99,12 +106,13 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     wait_until(lambda: probe.replied_since(t1), 5, "the client served by beta")
     step("hb_standby on Heartbeat", t)
 
-    # 6. upgrade alpha: stop Heartbeat (it holds nothing), start hb with the same files
+    # 6. alpha as beta: stop Heartbeat (it holds nothing), start hb with the same files
     time.sleep(1)
     t = time.time()
     hb_alpha.stop()
     assert where() == ["beta"]
     new_alpha = hbnode(hosts["alpha"], "alpha", cf_copy, res_copy, authkeys=keys_copy)
+    take_generation(hb_alpha, new_alpha)
     nodes.append(new_alpha)
     new_alpha.start()
     wait_until(lambda: where() == ["alpha"], 15, lambda: "auto_failback to alpha\n" + show())

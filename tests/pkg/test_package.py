@@ -111,7 +111,7 @@ def test_systemd_unit_verifies(deb, tmp_path):
     unit = str(tmp_path / "lib/systemd/system/hb.service")
     with open(unit) as f:
         text = f.read()
-    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=60s", "KillMode=mixed",
+    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=60s", "KillMode=process",
                  "ExecStartPre=/usr/sbin/hb-supervise --check $HB_OPTS",
                  "ExecStart=/usr/sbin/hb-supervise $HB_OPTS",
                  "EnvironmentFile=-/etc/default/hb"):

@@ -463,9 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     listen, once = args["--listen"], args["--send-once"]
     if not listen:
         try:
-            gen = media.next_generation(args["-s"])
+            gen, problem = media.next_generation(args["-s"])
         except OSError as e:
             return fatal("write", os.path.join(args["-s"], "generation"), e)
+        if problem:
+            log.warning("cannot keep Heartbeat's generation counter current: %s", problem)
     beat = Beat(cfg, me, args["-r"], gen if not listen else -1, listen, stats,
                 None if listen or once else args["-s"])
     if once:

@@ -733,29 +733,62 @@ def open_media(cfg: Any) -> list[Medium]:
 
 # -- the process: generation counter, real-time scheduling --------------------
 
-def next_generation(statedir: str) -> int:
-    """Read, increment, fsync and return the generation (Heartbeat's format)."""
-    path = os.path.join(statedir, "generation")
+def heartbeat_generation(statedir: str) -> str:
+    """Heartbeat's counter beside STATEDIR: /var/lib/heartbeat/hb_generation for the
+    default /var/lib/hb."""
+    return os.path.join(os.path.dirname(os.path.normpath(statedir)), "heartbeat",
+                        "hb_generation")
+
+
+def _read_generation(path: str) -> int | None:
     try:
-        with open(path) as f:
-            gen = int(f.read().strip()) + 1
-    except (OSError, ValueError):
-        gen = int(time.time())
-    os.makedirs(statedir, exist_ok=True)
-    tmp = path + ".new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with open(path, "rb") as f:
+            text = f.read(64).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and len(text) <= 15 else None
+
+
+def _write_generation(path: str, gen: int) -> None:
+    """Heartbeat's format (15-wide decimal and a newline), temp + rename, fsync'd."""
+    d = os.path.dirname(path)
+    tmp = os.path.join(d, ".%s.%d.new" % (os.path.basename(path), os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         os.write(fd, b"%15d\n" % gen)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.rename(tmp, path)
-    dfd = os.open(statedir, os.O_RDONLY)
+    dfd = os.open(d, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-    return gen
+
+
+def next_generation(statedir: str) -> tuple[int, str | None]:
+    """Increment and return the generation, one more than the higher of hb's own
+    (STATEDIR/generation) and Heartbeat's (heartbeat_generation()), so that a node
+    moving from Heartbeat to hb or back is never a replay to its peer.  Heartbeat's
+    file is kept current when its directory exists; a failure to write it is returned
+    as a message (hb's own must be written: an OSError)."""
+    own = os.path.join(statedir, "generation")
+    theirs = heartbeat_generation(statedir)
+    known = [g for g in (_read_generation(own), _read_generation(theirs)) if g is not None]
+    gen = max(known) + 1 if known else int(time.time())
+    os.makedirs(statedir, exist_ok=True)
+    _write_generation(own, gen)
+    if not os.path.isdir(os.path.dirname(theirs)):
+        return gen, None
+    try:
+        _write_generation(theirs, gen)
+    except OSError as e:
+        return gen, "%s: %s" % (theirs, e.strerror or e)
+    return gen, None
 
 
 def load_highwater(statedir: str) -> tuple[dict[str, tuple[int, int, int]], list[str]]:

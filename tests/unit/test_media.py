@@ -166,15 +166,36 @@ def test_udp_ucast_over_loopback():
 
 def test_generation_increments_and_survives(tmp_path):
     d = str(tmp_path / "state")
-    g1 = media.next_generation(d)
-    assert abs(g1 - time.time()) < 5
-    g2 = media.next_generation(d)
+    g1, err = media.next_generation(d)
+    assert abs(g1 - time.time()) < 5 and err is None
+    g2, _ = media.next_generation(d)
     assert g2 == g1 + 1
     with open(os.path.join(d, "generation"), "rb") as f:
         assert f.read() == b"%15d\n" % g2
     with open(os.path.join(d, "generation"), "w") as f:
         f.write("garbage")
-    assert abs(media.next_generation(d) - time.time()) < 5
+    assert abs(media.next_generation(d)[0] - time.time()) < 5
+    assert not (tmp_path / "heartbeat").exists()    # made by Heartbeat's package only
+
+
+def test_generation_continues_heartbeats_both_ways(tmp_path):
+    """From Heartbeat to hb and back: each start is one more than the higher counter,
+    and Heartbeat's hb_generation is kept current for the day the node goes back."""
+    d = str(tmp_path / "hb")
+    hbgen = tmp_path / "heartbeat" / "hb_generation"
+    assert media.heartbeat_generation(d) == str(hbgen)
+    assert media.heartbeat_generation("/var/lib/hb/") == "/var/lib/heartbeat/hb_generation"
+    hbgen.parent.mkdir()
+    hbgen.write_bytes(b"%15d\n" % 4000000000)          # Heartbeat ran last
+    g, err = media.next_generation(d)
+    assert (g, err) == (4000000001, None)
+    assert hbgen.read_bytes() == b"%15d\n" % g
+    hbgen.write_bytes(b"%15d\n" % (g + 5))              # Heartbeat again, 5 starts
+    assert media.next_generation(d)[0] == g + 6
+    hbgen.write_bytes(b"%15d\n" % 7)                    # lower: hb's own counter wins
+    assert media.next_generation(d)[0] == g + 7
+    hbgen.write_bytes(b"9" * 5000)                         # not a counter: ignored
+    assert media.next_generation(d)[0] == g + 8
 
 
 def test_no_heavy_imports():

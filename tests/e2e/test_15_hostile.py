@@ -338,6 +338,8 @@ def test_hostile_lan_moves_nothing(lab):
         beat2 = b.children()["hb-beat"]
         pair.wait(lambda: "high-water marks of alpha" in b.logtext(), 10, "marks restored")
         time.sleep(0.5)
+        assert b.children().get("hb-beat") == beat2, \
+            "the new hb-beat did not stay up:\n" + b.logtail()
         pre = {n.name: (counters(n, p), nft_counts(n), udp_stats(n))
                for n, p in ((a, kids["alpha"]["hb-beat"]), (b, beat2))}
         sent2 = run_flood(mallory, captured, 55_000, 2)

@@ -35,8 +35,32 @@ def smtpd():
     s.stop()
 
 
+_prebuild: list = []
+
+
+def pytest_collection_finish(session):
+    """A run that includes the package tests makes their Debian systems in the
+    background meanwhile (debootstrap and apt: minutes when the cache is cold); the
+    package tests wait for them on the cache's lock."""
+    if os.geteuid() != 0 or not any("/tests/pkg/" in str(i.fspath) for i in session.items):
+        return
+    import subprocess
+    os.makedirs(os.path.join(ROOT, ".cache"), exist_ok=True)
+    log = open(os.path.join(ROOT, ".cache", "prebuild.log"), "w")
+    _prebuild.append(subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "pkg", "debroot.py")],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        cwd=os.path.join(ROOT, "tests", "pkg"), start_new_session=True))
+    log.close()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """The run fails if any namespace of its own, or a process in one, is still alive."""
+    import signal
+    for p in _prebuild:                 # an interrupted run leaves no apt-get behind
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+        p.wait()
     if os.geteuid() != 0:
         return
     import re

@@ -19,23 +19,16 @@ import subprocess
 
 import pytest
 
-from debroot import CACHE, ROOT, Chroot, ok, system
+from debroot import CACHE, LEFT_OUT, ROOT, Chroot, make_var, ok, readme_extra, system
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)")
 
-LEFT_OUT = ("heartbeat", "ucarp")
 SYSTEMCTL = """#!/bin/sh
 echo "$*" >> /run/systemctl.calls
 case "$*" in *is-active*|*is-enabled*|*is-system-running*) exit 3 ;; esac
 exit 0
 """
 KEEPALIVED_CONF = "global_defs {\n    router_id readme-test\n}\n"
-
-
-def make_var(name: str) -> list[str]:
-    r = subprocess.run(["make", "-s", "-C", ROOT, "--eval", "show: ; @echo $(%s)" % name,
-                        "show"], capture_output=True, text=True, check=True)
-    return r.stdout.split()
 
 
 def copy_tree(dest: str) -> None:
@@ -52,7 +45,7 @@ def copy_tree(dest: str) -> None:
 def test_readme_commands_leave_a_running_keepalived_alone(tmp_path):
     wanted = set(make_var("RUN_DEPS") + make_var("TEST_DEPS") + make_var("DEMO_DEPS"))
     assert set(LEFT_OUT) <= wanted and "keepalived" in wanted
-    base = system("bookworm", tuple(sorted(wanted - set(LEFT_OUT) | {"make", "keepalived"})))
+    base = system("bookworm", readme_extra())
     src = tmp_path / "hb"
     src.mkdir()
     copy_tree(str(src))

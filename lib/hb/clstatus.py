@@ -33,6 +33,7 @@ from hb import access, runfiles, status
 RUNDIR_ENV, CONFDIR_ENV = "HB_RUNDIR", "HB_CONFDIR"
 HEARTBEAT_PIDFILE = "/var/run/heartbeat.pid"
 HEARTBEAT_VERSION = "3.0.6"
+HBVERSION = "3.0.6 (node: 958e11be8686759f1b99204c17812f2c2633b169)"   # hbparameter
 # Heartbeat's programs: the diverted name first (hb's package installs its own in
 # their place), then the original path when that is not this very program.
 REAL = {
@@ -164,12 +165,13 @@ def parameters(hacf: str) -> dict[str, str]:
     if rec.get("logfacility", "none") != "none":
         rec.setdefault("logfile", "/dev/null")
         rec.setdefault("debugfile", "/dev/null")
-    rec["hbversion"] = HEARTBEAT_VERSION
+    rec["hbversion"] = HBVERSION
     return rec
 
 
 def cluster_nodes(hacf: str) -> list[tuple[str, str]]:
-    """(name, 'normal'|'ping') in ha.cf order, as Heartbeat walks its node table."""
+    """(name, 'normal'|'ping') as cl_status walks them: ha.cf's order reversed (the
+    API client library prepends each node it receives)."""
     out: list[tuple[str, str]] = []
     for line in hacf.splitlines():
         line = line.split("#", 1)[0].strip()
@@ -183,7 +185,8 @@ def cluster_nodes(hacf: str) -> list[tuple[str, str]]:
         elif toks[0] == "ping_group" and len(toks) > 1:
             out.append((toks[1].lower(), "ping"))
     seen: set[str] = set()
-    return [(n, k) for n, k in out if not (n in seen or seen.add(n))]   # type: ignore[func-returns-value]
+    uniq = [(n, k) for n, k in out if not (n in seen or seen.add(n))]   # type: ignore[func-returns-value]
+    return uniq[::-1]
 
 
 # ------------------------------------------------------------------ the answers
@@ -203,7 +206,7 @@ class Cluster:
             if p.get("name") and p["name"] not in known | {n for n, _ in nodes}:
                 nodes.append((p["name"], "ping"))
         if self.me and self.me not in {n for n, _ in nodes}:
-            nodes.insert(0, (self.me, "normal"))
+            nodes.append((self.me, "normal"))
         self.nodes = nodes
 
     def kind(self, node: str) -> str | None:
@@ -226,13 +229,15 @@ class Cluster:
             "dead" if s != "up" else "up"
 
     def links(self, node: str) -> list[tuple[str, str]] | None:
-        """(medium, up|dead) of each link to NODE; None for an unknown node."""
+        """(medium, up|dead) of each link to NODE, in the order cl_status lists them
+        (the reverse of the media's); None for an unknown node.  A ping node has one
+        link, named by its address."""
         kind = self.kind(node)
         if kind is None:
             return None
         if kind == "ping":
             p = next((p for p in self.st["ping"] if p.get("name") == node), {})
-            return [("ping", "up" if p.get("status") == "up" else "dead")]
+            return [(node, "up" if p.get("status") == "up" else "dead")]
         own = [(ln.get("medium", ""), ln.get("status", "dead")) for ln in self.st["link"]
                if ln.get("node") == node]
         if node == self.me and not own:
@@ -241,7 +246,9 @@ class Cluster:
                 if ln.get("medium") not in media:
                     media.append(ln.get("medium"))
             own = [(m, "up") for m in media]
-        return [(m, "up" if s == "up" else "dead") for m, s in own]
+        seen: set[str] = set()
+        own = [(m, s) for m, s in own if not (m in seen or seen.add(m))]   # type: ignore[func-returns-value]
+        return [(m, "up" if s == "up" else "dead") for m, s in own][::-1]
 
     def resources(self) -> str:
         """rscstatus: none, local, foreign, all, or transition while unstable.  After
@@ -340,7 +347,7 @@ def answer(argv: list[str], st: dict | None, hacf: str, runs: bool,
         value = c.params.get("pacemaker" if name == "crm" else name)
         if value is None:
             err.append(log("Cannot get parameter %s's value" % name))
-            err.append(log("REASON: %s" % "Success"))
+            err.append(log("REASON: "))
             return done(NORMAL_FAIL)
         out.append("Heartbeat parameter %s's value: %s\n" % (name, value) if human
                    else value + "\n")
@@ -383,7 +390,7 @@ def answer(argv: list[str], st: dict | None, hacf: str, runs: bool,
         links = c.links(key)
         if links is None:
             err.append(log("Cannot start heartbeat link interface walk."))
-            err.append(log("REASON: %s" % "Success"))
+            err.append(log("REASON: EINVAL"))
             return done(UNKNOWN_ERROR)
         if human:
             out.append("\tthis node has the following heartbeat links:\n")
@@ -393,7 +400,7 @@ def answer(argv: list[str], st: dict | None, hacf: str, runs: bool,
         s = dict(c.links(key) or []).get(args[1])
         if s is None:
             err.append(log("Cannot get heartbeat link status"))
-            err.append(log("REASON: %s" % "Success"))
+            err.append(log("REASON: "))
             return done(UNKNOWN_ERROR)
         out.append("The node %s's heartbeat link %s is %s\n" % (node, args[1], s) if human
                    else s + "\n")
@@ -403,14 +410,9 @@ def answer(argv: list[str], st: dict | None, hacf: str, runs: bool,
         ms = int(re.match(r"\s*[-+]?\d*", args[2]).group(0) or 0) if len(args) > 2 else 500
     except ValueError:
         ms = 0
-    if c.kind(key) != "normal":
-        err.append(log("Cannot get heartbeat client %s's status" % args[1]))
-        err.append(log("REASON: %s" % "Success"))
-        return done(UNKNOWN_ERROR)
     wait(max(0, min(ms, 5000)) / 1000)
-    err.append(log("No timely response."))
     err.append(log("Cannot get heartbeat client %s's status" % args[1]))
-    err.append(log("REASON: %s" % "Success"))
+    err.append(log("REASON: No timely response."))
     return done(UNKNOWN_ERROR)
 
 

@@ -1,0 +1,148 @@
+"""hb_standby, hb_takeover and cl_status under Heartbeat's names, against the real thing.
+
+A mixed pair: Debian's Heartbeat 3.0.6 on alpha, hb on beta, byte-identical ha.cf,
+haresources and authkeys, plus a ping node (the client).  Every cl_status query runs
+as Heartbeat's /usr/bin/cl_status on alpha and as hb's `cl_status` (compat/cl_status,
+what the package installs in its place) on beta, about the same cluster: stdout,
+stderr and exit code must be the same once the facts that differ are mirrored (which
+node is local, and the time, host and pid in cl_log's error lines).  hb's names on
+the Heartbeat node delegate to Heartbeat's own programs; on the hb node, hb_standby
+and hb_takeover move the VIP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from heartbeat import (HeartbeatNode, HbNode, hacf, hbnode, heartbeat,  # noqa: F401
+                       host, wait_until)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMPAT = os.path.join(ROOT, "compat")
+VIP = "198.18.0.100"          # alpha's group
+VIP2 = "198.18.0.101"         # beta's group
+PING = "198.18.0.10"
+# cl_log's stderr lines: "Dec 03 06:28:45 HOST cl_status: [PID]: ERROR: ..."
+LOGLINE = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ cl_status: \[\d+\]: ",
+                     re.M)
+
+
+class Pair:
+    def __init__(self, lab, heartbeat, hbnode, auto_failback: str = "on",  # noqa: F811
+                 haresources: str = "alpha IPaddr2::%s/24/eth0\nbeta IPaddr2::%s/24/eth0\n"
+                 % (VIP, VIP2)) -> None:
+        self.hosts = {"alpha": host(lab, "alpha", "198.18.0.1/24"),
+                      "beta": host(lab, "beta", "198.18.0.2/24")}
+        self.client = host(lab, "client", PING + "/24")
+        cf = hacf(("alpha", "beta"), keepalive="200ms", warntime="600ms", deadtime="1",
+                  initdead="3", auto_failback=auto_failback,
+                  extra="realtime off\nping %s\n" % PING)
+        self.alpha: HeartbeatNode = heartbeat(self.hosts["alpha"], "alpha", cf, haresources)
+        self.beta: HbNode = hbnode(self.hosts["beta"], "beta", cf, haresources)
+
+    def where(self, vip: str = VIP) -> list[str]:
+        return [n for n in ("alpha", "beta") if self.hosts[n].has_addr(vip)]
+
+    def wait_vip(self, on: str, vip: str = VIP, timeout: float = 20, what: str = "") -> float:
+        return wait_until(lambda: self.where(vip) == [on], timeout,
+                          lambda: "%s only on %s (%s): on %s\n%s" % (
+                              vip, on, what, self.where(vip), self.show()))
+
+    def show(self) -> str:
+        return "--- alpha:\n%s\n--- beta:\n%s\n--- beta status:\n%s" % (
+            self.alpha.log()[-3000:], self.beta.log()[-3000:], self.beta.status())
+
+    def hb(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        """hb's NAME on beta (the hb node), as installed: RUNDIR and CONFDIR of the node."""
+        env = dict(os.environ, HB_RUNDIR=self.beta.run, HB_CONFDIR=self.beta.conf)
+        return subprocess.run(self.hosts["beta"].argv([os.path.join(COMPAT, name), *args]),
+                              capture_output=True, text=True, timeout=30, env=env)
+
+    def heartbeat_cl(self, *args: str) -> subprocess.CompletedProcess:
+        return self.alpha.nsenter(["/usr/bin/cl_status", *args])
+
+    def stable(self) -> None:
+        def settled() -> bool:
+            a, b = self.heartbeat_cl("rscstatus"), self.hb("cl_status", "rscstatus")
+            return a.returncode == b.returncode == 0 and "transition\n" not in (
+                a.stdout, b.stdout)
+        wait_until(settled, 25, lambda: "both stable\n" + self.show())
+        time.sleep(0.5)
+
+
+def running(lab, heartbeat, hbnode, **kw) -> Pair:  # noqa: F811
+    p = Pair(lab, heartbeat, hbnode, **kw)
+    p.alpha.start()
+    p.wait_vip("alpha", what="Heartbeat alone")
+    p.wait_vip("alpha", VIP2, what="Heartbeat alone")
+    p.beta.start()
+    p.alpha.wait_log(r"Status update for node beta: status active", 20)
+    wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", p.beta.status(), re.M),
+               15, lambda: "hb to see alpha\n" + p.show())
+    wait_until(lambda: re.search(r"^ping %s up" % re.escape(PING), p.beta.status(), re.M)
+               and p.heartbeat_cl("nodestatus", PING).stdout == "ping\n", 15,
+               lambda: "both to see the ping node\n" + p.show())
+    p.stable()
+    if kw.get("auto_failback", "on") == "on":
+        p.wait_vip("beta", VIP2, what="auto_failback to hb")
+        p.stable()
+    return p
+
+
+def mirror(text: str) -> str:
+    """alpha's answer as beta would give it: the two node names swapped."""
+    return text.replace("alpha", "\0").replace("beta", "alpha").replace("\0", "beta")
+
+
+def plain(err: str) -> str:
+    return LOGLINE.sub("LOG: ", err)
+
+
+QUERIES = [
+    ["hbstatus"], ["hbstatus", "-m"], ["listnodes"], ["listnodes", "-p"],
+    ["listnodes", "-n"], ["listnodes", "-n", "-p"], ["listnodes", "-m"],
+    ["nodestatus", "{peer}"], ["nodestatus", "{me}"], ["nodestatus", PING],
+    ["nodestatus", "nosuch"], ["nodestatus"], ["nodestatus", "-m", "{peer}"],
+    ["nodestatus", "-x", "{peer}"],
+    ["nodetype", "{peer}"], ["nodetype", PING], ["nodetype", "nosuch"], ["nodetype"],
+    ["nodeweight", "{peer}"], ["nodeweight", "nosuch"], ["nodesite", "{peer}"],
+    ["nodesite", "nosuch"],
+    ["listhblinks", "{peer}"], ["listhblinks", "{me}"], ["listhblinks", PING],
+    ["listhblinks", "-v", "{peer}"], ["listhblinks", "nosuch"], ["listhblinks"],
+    ["hblinkstatus", "{peer}", "eth0"], ["hblinkstatus", "{peer}", "eth9"],
+    ["hblinkstatus", PING, PING], ["hblinkstatus", PING, "ping"], ["hblinkstatus", "{peer}"],
+    ["clientstatus", "{peer}", "ipfail"], ["clientstatus", "{peer}", "ipfail", "100"],
+    ["rscstatus"], ["rscstatus", "-m"],
+    ["hbparameter", "-p", "deadtime"], ["hbparameter", "-p", "keepalive"],
+    ["hbparameter", "-p", "warntime"], ["hbparameter", "-p", "auto_failback"],
+    ["hbparameter", "-p", "udpport"], ["hbparameter", "-p", "initdead"],
+    ["hbparameter", "-p", "deadping"], ["hbparameter", "-p", "hbversion"],
+    ["hbparameter", "-p", "cluster"], ["hbparameter", "-p", "debug"],
+    ["hbparameter", "-p", "node"], ["hbparameter", "-p", "nosuch"], ["hbparameter"],
+    ["hbparameter", "-p"], ["hbparameter", "-m", "-p", "deadtime"],
+    ["bogus"], ["-h"], [],
+]
+
+
+def test_every_cl_status_query_as_heartbeat_answers(lab, heartbeat, hbnode):  # noqa: F811
+    p = running(lab, heartbeat, hbnode)
+    diffs = []
+    for q in QUERIES:
+        ra = p.heartbeat_cl(*[w.format(peer="beta", me="alpha") for w in q])
+        rb = p.hb("cl_status", *[w.format(peer="alpha", me="beta") for w in q])
+        # the node list is the cluster's, the same on both; the rest is relative to
+        # the local node
+        same = q[:1] == ["listnodes"]
+        want = (ra.returncode, ra.stdout if same else mirror(ra.stdout),
+                plain(mirror(ra.stderr)))
+        got = (rb.returncode, rb.stdout, plain(rb.stderr))
+        print("\n%s: heartbeat %r\n%s  hb        %r" % (" ".join(q), want, " " * len(
+            " ".join(q)), got))
+        if got != want:
+            diffs.append((q, want, got))
+    assert not diffs, "\n".join("%s:\n  heartbeat %r\n  hb        %r" % d for d in diffs)

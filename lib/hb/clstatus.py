@@ -32,7 +32,6 @@ from hb import access, runfiles, status
 
 RUNDIR_ENV, CONFDIR_ENV = "HB_RUNDIR", "HB_CONFDIR"
 HEARTBEAT_PIDFILE = "/var/run/heartbeat.pid"
-HEARTBEAT_VERSION = "3.0.6"
 HBVERSION = "3.0.6 (node: 958e11be8686759f1b99204c17812f2c2633b169)"   # hbparameter
 # Heartbeat's programs: the diverted name first (hb's package installs its own in
 # their place), then the original path when that is not this very program.
@@ -323,9 +322,9 @@ def answer(argv: list[str], st: dict | None, hacf: str, runs: bool,
     if cmd == "hbstatus":
         if human:
             out.append("Heartbeat version %s\nResources controlled by \"haresources\"\n"
-                       % HEARTBEAT_VERSION)
+                       % HBVERSION)
         else:
-            out.append("version:\t%s\nmanaged by:\t\"haresources\"\n" % HEARTBEAT_VERSION)
+            out.append("version:\t%s\nmanaged by:\t\"haresources\"\n" % HBVERSION)
         _listnodes(c, out, False, False, True, human)
         return done(OK)
     if cmd == "listnodes":

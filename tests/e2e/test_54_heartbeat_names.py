@@ -104,7 +104,9 @@ def plain(err: str) -> str:
 
 
 QUERIES = [
-    ["hbstatus"], ["hbstatus", "-m"], ["listnodes"], ["listnodes", "-p"],
+    ["hbstatus"], ["hbstatus", "-m"], ["hbstatus", "-v"], ["hbstatus", "-v", "-m"],
+    ["listnodes", "-v"],
+    ["hbstatus", "-x"], ["listnodes"], ["listnodes", "-p"],
     ["listnodes", "-n"], ["listnodes", "-n", "-p"], ["listnodes", "-m"],
     ["nodestatus", "{peer}"], ["nodestatus", "{me}"], ["nodestatus", PING],
     ["nodestatus", "nosuch"], ["nodestatus"], ["nodestatus", "-m", "{peer}"],
@@ -137,7 +139,7 @@ def test_every_cl_status_query_as_heartbeat_answers(lab, heartbeat, hbnode):  # 
         rb = p.hb("cl_status", *[w.format(peer="alpha", me="beta") for w in q])
         # the node list is the cluster's, the same on both; the rest is relative to
         # the local node
-        same = q[:1] == ["listnodes"]
+        same = q[:1] == ["listnodes"] or q[:2] == ["hbstatus", "-v"]
         want = (ra.returncode, ra.stdout if same else mirror(ra.stdout),
                 plain(mirror(ra.stderr)))
         got = (rb.returncode, rb.stdout, plain(rb.stderr))

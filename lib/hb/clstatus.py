@@ -21,7 +21,6 @@ run directory, default /var/run/hb), HB_CONFDIR (default /etc/ha.d).
 
 from __future__ import annotations
 
-import getopt
 import os
 import re
 import sys
@@ -183,9 +182,18 @@ def cluster_nodes(hacf: str) -> list[tuple[str, str]]:
             out += [(t.lower(), "ping") for t in toks[1:]]
         elif toks[0] == "ping_group" and len(toks) > 1:
             out.append((toks[1].lower(), "ping"))
+    return _uniq(out)[::-1]
+
+
+def _uniq(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first pair of each name, in order."""
     seen: set[str] = set()
-    uniq = [(n, k) for n, k in out if not (n in seen or seen.add(n))]   # type: ignore[func-returns-value]
-    return uniq[::-1]
+    out = []
+    for name, v in pairs:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, v))
+    return out
 
 
 # ------------------------------------------------------------------ the answers
@@ -245,9 +253,7 @@ class Cluster:
                 if ln.get("medium") not in media:
                     media.append(ln.get("medium"))
             own = [(m, "up") for m in media]
-        seen: set[str] = set()
-        own = [(m, s) for m, s in own if not (m in seen or seen.add(m))]   # type: ignore[func-returns-value]
-        return [(m, "up" if s == "up" else "dead") for m, s in own][::-1]
+        return [(m, "up" if s == "up" else "dead") for m, s in _uniq(own)][::-1]
 
     def resources(self) -> str:
         """rscstatus: none, local, foreign, all, or transition while unstable.  After
@@ -491,6 +497,14 @@ def standby_args(prog: str, argv: list[str], takeover: bool) -> tuple[int, str, 
     return 0, "", "", word
 
 
+def going_standby(word: str, tty: bool, now: float) -> str:
+    """The line Heartbeat's hb_standby logs (ha_log without a log file or facility:
+    stderr, dated unless stdin is a terminal); failback is said as foreign."""
+    what = "foreign" if word == "failback" else word
+    return "%sGoing standby [%s].\n" % (
+        "" if tty else time.strftime("%b %d %H:%M:%S ", time.localtime(now)), what)
+
+
 # ------------------------------------------------------------------ I/O
 
 def rundir() -> str:
@@ -592,6 +606,8 @@ def _standby(takeover: bool, argv: list[str] | None) -> int:
     if not runs and heartbeat_runs():
         _delegate(name, argv)
     why = switch._send(rd, "%s %s" % ("takeover" if takeover else "standby", word))
+    if not why and not takeover:
+        sys.stderr.write(going_standby(word, os.isatty(0), time.time()))
     if why:
         print("%s: %s" % (prog, why), file=sys.stderr)
         return 1

@@ -148,3 +148,89 @@ def test_every_cl_status_query_as_heartbeat_answers(lab, heartbeat, hbnode):  # 
         if got != want:
             diffs.append((q, want, got))
     assert not diffs, "\n".join("%s:\n  heartbeat %r\n  hb        %r" % d for d in diffs)
+
+
+def test_on_the_heartbeat_node_the_names_are_heartbeats_own(lab, heartbeat, hbnode):  # noqa: F811
+    """While Heartbeat runs on a node (hb installed but not running there), hb's three
+    names hand over to Heartbeat's programs: cl_status gives Heartbeat's answers, and
+    hb_standby / hb_takeover move the groups through Heartbeat itself."""
+    p = running(lab, heartbeat, hbnode, auto_failback="off")
+
+    def ours(name: str, *args: str) -> subprocess.CompletedProcess:
+        return p.alpha.nsenter([os.path.join(COMPAT, name), *args])
+
+    for q in (["hbstatus"], ["listnodes"], ["nodestatus", "beta"], ["rscstatus"],
+              ["hbparameter", "-p", "hbversion"], ["nodestatus", "nosuch"]):
+        ra, rb = p.heartbeat_cl(*q), ours("cl_status", *q)
+        assert (rb.returncode, rb.stdout, plain(rb.stderr)) == (
+            ra.returncode, ra.stdout, plain(ra.stderr)), q
+    r = ours("hb_standby", "failback")         # Heartbeat's: failback = foreign
+    assert (r.returncode, r.stdout) == (0, ""), r
+    assert re.fullmatch(r"\w{3} [ 0-9]\d \d\d:\d\d:\d\d Going standby \[foreign\]\.\n",
+                        r.stderr), r
+    p.wait_vip("beta", VIP2, what="hb_standby failback on Heartbeat")
+    assert p.where(VIP) == ["alpha"]
+    p.stable()
+    r = ours("hb_takeover", "failback")        # the peer gives up all
+    assert r.returncode == 0, r
+    p.wait_vip("alpha", VIP2, what="hb_takeover failback on Heartbeat")
+    assert p.where(VIP) == ["alpha"]
+    r = ours("hb_standby", "sideways")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "%s: wrong resources(sideways).\nusage:\n" % os.path.join(COMPAT, "hb_standby"),
+        "%s [all|foreign|local|failback]\n" % os.path.join(COMPAT, "hb_standby")), r
+
+
+def test_hb_standby_and_hb_takeover_move_the_vip_on_the_hb_node(
+        lab, heartbeat, hbnode):  # noqa: F811
+    """On the hb node, under Heartbeat's names and arguments, as a runbook calls them:
+    each returns at once (as Heartbeat's do) and the groups move as Heartbeat would
+    move them, the peer being Heartbeat."""
+    p = running(lab, heartbeat, hbnode, auto_failback="off")
+    steps = [
+        (["hb_takeover"], {VIP: "beta", VIP2: "beta"}),             # all
+        (["hb_standby", "failback"], {VIP: "alpha", VIP2: "beta"}),  # = foreign
+        (["hb_standby", "local"], {VIP: "alpha", VIP2: "alpha"}),
+        (["hb_takeover", "local"], {VIP: "alpha", VIP2: "beta"}),
+        (["hb_takeover", "failback"], {VIP: "beta", VIP2: "beta"}),  # peer gives up all
+        (["hb_standby"], {VIP: "alpha", VIP2: "alpha"}),             # all
+        (["hb_takeover", "foreign"], {VIP: "beta", VIP2: "alpha"}),
+    ]
+    for argv, want in steps:
+        t0 = time.monotonic()
+        r = p.hb(*argv)
+        assert (r.returncode, r.stdout) == (0, ""), (argv, r)
+        said = "" if argv[0] == "hb_takeover" else "Going standby [%s].\n" % (
+            "all" if argv[1:] == [] else "foreign" if argv[1] == "failback" else argv[1])
+        assert r.stderr[16:] == said and (said or not r.stderr), (argv, r)
+        assert time.monotonic() - t0 < 5, argv
+        for vip, node in want.items():
+            took = p.wait_vip(node, vip, what=" ".join(argv))
+            print("\n%s: %s on %s after %.2f s" % (" ".join(argv), vip, node, took))
+        p.stable()
+        assert {vip: p.where(vip) for vip in want} == {v: [n] for v, n in want.items()}, argv
+
+
+@pytest.mark.parametrize("victim", ["alpha", "beta"])
+def test_rscstatus_after_the_peer_died_is_all(lab, heartbeat, hbnode, victim):  # noqa: F811
+    """kill -9 of one node: the survivor's cl_status rscstatus says `all`, Heartbeat's
+    on alpha as hb's on beta; and nodestatus says the victim is dead."""
+    p = running(lab, heartbeat, hbnode)
+    (p.alpha if victim == "alpha" else p.beta).kill()
+    for vip in (VIP, VIP2):              # the box is gone, and its addresses with it
+        p.hosts[victim].run(["ip", "addr", "del", vip + "/24", "dev", "eth0"], check=False)
+    survivor = "beta" if victim == "alpha" else "alpha"
+    p.wait_vip(survivor, VIP, what="takeover after kill -9")
+    p.wait_vip(survivor, VIP2, what="takeover after kill -9")
+
+    def ask(*q: str) -> subprocess.CompletedProcess:
+        return p.hb("cl_status", *q) if survivor == "beta" else p.heartbeat_cl(*q)
+
+    wait_until(lambda: ask("rscstatus").stdout != "transition\n", 20,
+               lambda: "the survivor to settle\n" + p.show())
+    r = ask("rscstatus")
+    assert (r.returncode, r.stdout) == (0, "all\n"), (r, p.show())
+    r = ask("nodestatus", victim)
+    assert (r.returncode, r.stdout) == (1, "dead\n"), r
+    r = ask("hblinkstatus", victim, "eth0")
+    assert (r.returncode, r.stdout) == (1, "dead\n"), r

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -234,3 +235,33 @@ def test_rscstatus_after_the_peer_died_is_all(lab, heartbeat, hbnode, victim):  
     assert (r.returncode, r.stdout) == (1, "dead\n"), r
     r = ask("hblinkstatus", victim, "eth0")
     assert (r.returncode, r.stdout) == (1, "dead\n"), r
+
+
+def test_heartbeats_rc_d_reaches_its_hb_standby_through_hbs_name(
+        lab, heartbeat, hbnode):  # noqa: F811
+    """With hb's package beside Heartbeat's, /usr/share/heartbeat/hb_standby is hb's and
+    Heartbeat's own is hb_standby.heartbeat (the diversion, made here in the Heartbeat
+    node's mount namespace).  Heartbeat's rc.d/hb_takeover, run when the hb node asks
+    for a takeover, calls /usr/share/heartbeat/hb_standby: hb's name hands over to
+    Heartbeat's script, and the groups move."""
+    p = running(lab, heartbeat, hbnode, auto_failback="off")
+    share = os.path.join(lab.tmp, "share-heartbeat")
+    shutil.copytree("/usr/share/heartbeat", share, symlinks=True)
+    for name in ("hb_standby", "hb_takeover"):
+        os.rename(os.path.join(share, name), os.path.join(share, name + ".heartbeat"))
+        os.symlink(os.path.join(COMPAT, name), os.path.join(share, name))
+    r = p.alpha.nsenter(["mount", "--bind", share, "/usr/share/heartbeat"])
+    assert r.returncode == 0, r
+    r = p.alpha.nsenter(["readlink", "/usr/share/heartbeat/hb_standby"])
+    assert r.stdout.strip() == os.path.join(COMPAT, "hb_standby")
+    mark = p.alpha.mark()
+    r = p.hb("hb_takeover")                       # on beta: take all
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r
+    p.wait_vip("beta", VIP, what="hb_takeover on hb, through Heartbeat's rc.d")
+    p.wait_vip("beta", VIP2, what="hb_takeover on hb, through Heartbeat's rc.d")
+    p.alpha.wait_log(r"Going standby \[all\]", 10, since=mark)
+    p.stable()
+    r = p.alpha.nsenter(["/usr/share/heartbeat/hb_takeover", "local"])    # hb's name
+    assert r.returncode == 0, r
+    p.wait_vip("alpha", VIP, what="hb_takeover local on Heartbeat, by hb's name")
+    assert p.where(VIP2) == ["beta"]

@@ -42,8 +42,9 @@ REAL = {
                     "/usr/share/heartbeat/hb_takeover"],
 }
 
-# cl_status's exit codes (tools/cl_status.c)
+# cl_status's exit codes (tools/cl_status.c); it gives up after ALARM seconds
 OK, NORMAL_FAIL, PARAMETER_ERROR, TIMEOUT, UNKNOWN_ERROR = 0, 1, 11, 12, 13
+ALARM = 5
 
 HELP = """\
 Usage: cl_status <sub-command> [<options>] [<parameters>]
@@ -415,7 +416,10 @@ def answer(argv: list[str], st: dict | None, hacf: str, runs: bool,
         ms = int(re.match(r"\s*[-+]?\d*", args[2]).group(0) or 0) if len(args) > 2 else 500
     except ValueError:
         ms = 0
-    wait(max(0, min(ms, 5000)) / 1000)
+    if ms >= ALARM * 1000:           # cl_status's own alarm(5) ends it first: exit 12
+        wait(ALARM)
+        return done(TIMEOUT)
+    wait(max(0, ms) / 1000)
     err.append(log("Cannot get heartbeat client %s's status" % args[1]))
     err.append(log("REASON: No timely response."))
     return done(UNKNOWN_ERROR)

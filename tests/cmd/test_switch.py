@@ -522,6 +522,22 @@ def test_rscstatus_after_the_peer_died_is_all(tmp_path):
     assert cl(tmp_path, "rscstatus")[:2] == (0, "transition\n")
 
 
+def test_clientstatus_waits_its_timeout_and_cl_status_its_alarm():
+    """hb has no API clients: the answer of a client that does not answer, after the
+    timeout; a timeout past cl_status's 5 s alarm ends it with 12 and nothing said."""
+    from hb import clstatus
+    st = switch.parse_status(STATUS.format(now=time.time(), peer="up", g1="julius"))
+    waited: list[float] = []
+    rc, out, err = clstatus.answer(["clientstatus", "caesar", "ipfail"], st, HACF, True,
+                                   wait=waited.append)
+    assert (rc, out, waited) == (13, "", [0.5])
+    assert err.endswith("REASON: No timely response.\n")
+    waited.clear()
+    assert clstatus.answer(["clientstatus", "caesar", "ipfail", "9000"], st, HACF, True,
+                           wait=waited.append) == (12, "", "")
+    assert waited == [5]
+
+
 def test_parameters_as_heartbeat_records_them():
     from hb import clstatus
     p = clstatus.parameters("deadtime 10\nkeepalive 2, 3 # last wins\nnode a b\n"
@@ -549,6 +565,9 @@ def test_heartbeat_is_told_apart_by_its_pid_file(tmp_path):
     try:
         with open(pidfile, "w") as f:
             f.write("%d\n" % p.pid)
+        deadline = time.monotonic() + 5      # until the child has exec'd
+        while not clstatus.heartbeat_runs(pidfile) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert clstatus.heartbeat_runs(pidfile)
     finally:
         p.kill()

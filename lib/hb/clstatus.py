@@ -145,7 +145,8 @@ def parameters(hacf: str) -> dict[str, str]:
         elif d == "nice_failback":        # set_nice_failback records auto_failback
             rec["auto_failback"] = "on" if toks[-1].lower() in (
                 "on", "yes", "true", "y", "1") else "legacy"
-    logging_set = any(k in rec for k in ("logfile", "debugfile", "logfacility"))
+    logging_set = "logfile" in rec or "debugfile" in rec or \
+        rec.get("logfacility", "none") != "none"
     for k, v in RECORDED.items():
         if v is not None and k not in rec:
             rec[k] = v

@@ -549,6 +549,8 @@ def test_parameters_as_heartbeat_records_them():
     assert "node" not in p and "use_logd" not in p
     assert clstatus.parameters("deadtime 30\n")["initdead"] == "30000ms"
     assert clstatus.parameters("")["use_logd"] == "yes"
+    assert clstatus.parameters("logfacility none\n")["use_logd"] == "yes"
+    assert "use_logd" not in clstatus.parameters("logfile /var/log/ha-log\n")
     assert clstatus.cluster_nodes("ping 1.2.3.4\nnode A\nnode b a\nping_group g 1 2\n") == [
         ("g", "ping"), ("b", "normal"), ("a", "normal"), ("1.2.3.4", "ping")]
 

@@ -126,6 +126,11 @@ QUERIES = [
     ["hbparameter", "-p", "udpport"], ["hbparameter", "-p", "initdead"],
     ["hbparameter", "-p", "deadping"], ["hbparameter", "-p", "hbversion"],
     ["hbparameter", "-p", "cluster"], ["hbparameter", "-p", "debug"],
+    *[["hbparameter", "-p", name] for name in (
+        "use_logd", "logfile", "debugfile", "logfacility", "baud", "realtime", "msgfmt",
+        "pacemaker", "crm", "hopfudge", "memreserve", "compression", "hbgenmethod",
+        "autojoin", "uuidfrom", "conn_logd_time", "max_rexmit_delay", "watchdog",
+        "apiauth", "bcast", "ping", "nice_failback")],
     ["hbparameter", "-p", "node"], ["hbparameter", "-p", "nosuch"], ["hbparameter"],
     ["hbparameter", "-p"], ["hbparameter", "-m", "-p", "deadtime"],
     ["bogus"], ["-h"], [],

@@ -1,8 +1,8 @@
 """hb-switch: move resource groups by hand, and show who holds what.
 
 Usage:
-  hb-switch standby [all|local|foreign] [-r RUNDIR] [--wait S | --no-wait] [--force]
-  hb-switch takeover [all|local|foreign] [-r RUNDIR] [--wait S | --no-wait]
+  hb-switch standby [all|local|foreign|failback] [-r RUNDIR] [--wait S | --no-wait] [--force]
+  hb-switch takeover [all|local|foreign|failback] [-r RUNDIR] [--wait S | --no-wait]
   hb-switch maintenance on [--for DURATION] [-r RUNDIR] [--wait S | --no-wait]
   hb-switch maintenance off [-r RUNDIR] [--wait S | --no-wait]
   hb-switch status [--format=FMT] [-r RUNDIR]
@@ -122,6 +122,16 @@ def outcome(st: dict, verb: str, which: str, since: float,
     return "ok", "%s: %s now on %s" % (verb, what, ",".join(sorted(where)))
 
 
+def failback(verb: str, which: str) -> str:
+    """Heartbeat's `failback`, as the groups it moves: hb_standby failback is
+    foreign (give the peer its own groups back); hb_takeover failback makes the
+    peer run hb_standby without an argument, i.e. all.  hb-watch gets the word
+    itself (it sends Heartbeat's hb_takeover rsc_hold=failback)."""
+    if which != "failback":
+        return which
+    return "foreign" if verb == "standby" else "all"
+
+
 def maintenance(st: dict) -> tuple[bool, float | None]:
     """(on, until) from the self record: maintenance=off, maintenance=until=EPOCH or until=."""
     v = st["self"].get("maintenance", "off")
@@ -182,8 +192,10 @@ def _wait_arg(args: dict) -> float:
 def request(args: dict) -> int:
     rundir = args["-r"]
     verb = "standby" if args["standby"] else "takeover" if args["takeover"] else "maintenance"
-    which = "local" if args["local"] else "foreign" if args["foreign"] else "all"
+    which = "local" if args["local"] else "foreign" if args["foreign"] else \
+        "failback" if args["failback"] else "all"
     line, secs = "%s %s" % (verb, which), 0.0
+    which = failback(verb, which)
     try:
         wait = _wait_arg(args)
         if args["maintenance"]:
@@ -528,8 +540,8 @@ def cl_status(args: dict, st: dict | None, now: float) -> tuple[int, str, str]:
         out = pings if args["-p"] else normal if args["-n"] else normal + pings
         return CL_OK, "".join(x + "\n" for x in out), ""
     if args["rscstatus"]:
-        moving = any(g.get("state") in ("starting", "stopping") for g in st["group"])
-        return CL_OK, ("transition" if moving else st["self"].get("rsc_hold", "none")) + "\n", ""
+        from hb.clstatus import Cluster
+        return CL_OK, Cluster(st, "").resources() + "\n", ""
     node = args["NODE"].lower()
     if args["nodestatus"]:
         for p in st["ping"]:

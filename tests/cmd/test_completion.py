@@ -52,9 +52,9 @@ def test_commands_and_their_words():
          "--version"])
     assert complete("hb-switch st") == ["standby", "status"]
     assert complete("hb-switch standby ") == sorted(
-        ["all", "local", "foreign", "-r", "--wait", "--no-wait", "--force"])
+        ["all", "local", "foreign", "failback", "-r", "--wait", "--no-wait", "--force"])
     assert complete("hb-switch standby local --") == ["--force", "--no-wait", "--wait"]
-    assert complete("hb-switch takeover --wait 5 f") == ["foreign"]
+    assert complete("hb-switch takeover --wait 5 f") == ["failback", "foreign"]
     assert complete("hb-switch maintenance ") == ["off", "on"]
     assert complete("hb-switch maintenance on --") == ["--for", "--no-wait", "--wait"]
     assert complete("hb-switch status --format=") == sorted(

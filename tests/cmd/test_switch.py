@@ -328,3 +328,250 @@ def test_standby_of_groups_not_held_here_is_not_refused(tmp_path):
     assert (rc, out) == (1, "fail: standby: hb-watch is not running\n")
     rc, out, _ = hbswitch(tmp_path, "standby", "local")
     assert rc == 1 and out.startswith("fail: standby refused: peer caesar is dead")
+
+
+# ---------------------------------------------------------------- failback
+
+def test_standby_failback_is_standby_foreign(tmp_path):
+    """hb_standby failback = foreign: the peer's own groups go back to it; hb-watch
+    gets the word itself."""
+    write(tmp_path)
+    w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="julius")
+                  .replace("2 julius running", "2 caesar running"))
+    rc, out, _ = hbswitch(tmp_path, "standby", "failback")
+    w.close()
+    assert w.got == ["standby failback"]
+    assert rc == 0 and out.startswith("ok: standby: group 2 now on caesar ("), out
+
+
+def test_takeover_failback_takes_all(tmp_path):
+    """hb_takeover failback: the peer gives up all (its rc.d runs hb_standby bare)."""
+    write(tmp_path, g1="caesar", text=STATUS.format(now=time.time(), peer="up", g1="caesar")
+          .replace("2 julius running", "2 caesar running"))
+    w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="julius"))
+    rc, out, _ = hbswitch(tmp_path, "takeover", "failback")
+    w.close()
+    assert w.got == ["takeover failback"]
+    assert rc == 0 and out.startswith("ok: takeover: groups 1,2 now on julius ("), out
+    assert switch.failback("standby", "failback") == "foreign"
+    assert switch.failback("takeover", "failback") == "all"
+    assert switch.failback("takeover", "local") == "local"
+
+
+# ---------------------------------------------------------------- Heartbeat's names
+
+COMPAT = os.path.join(ROOT, "compat")
+HEARTBEAT = "/usr/share/heartbeat"
+
+
+def names(rundir, name, *args, stdin=subprocess.DEVNULL):
+    env = dict(os.environ, HB_RUNDIR=str(rundir), HB_CONFDIR=str(rundir))
+    r = subprocess.run([os.path.join(COMPAT, name), *args], capture_output=True, text=True,
+                       timeout=20, env=env, stdin=stdin)
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("name", ["hb_standby", "hb_takeover"])
+@pytest.mark.parametrize("args", [["sideways"], ["all", "local"], ["--help"], ["ALL"],
+                                  ["local", "x", "y"]])
+def test_bad_arguments_as_heartbeats_scripts(tmp_path, name, args):
+    """Every refused argument: Heartbeat's script's output, stream for stream, and exit 1
+    (the program's name is the one it was called by, as $0)."""
+    real = os.path.join(HEARTBEAT, name)
+    if not os.access(real, os.X_OK) or os.path.realpath(real).startswith(COMPAT):
+        pytest.skip("Debian's heartbeat package is not installed")
+    ours = os.path.join(COMPAT, name)
+    r = subprocess.run([real, *args], capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    want = (r.returncode, r.stdout.replace(real, ours), r.stderr.replace(real, ours))
+    assert want[0] == 1
+    assert names(tmp_path, name, *args) == want
+
+
+@pytest.mark.parametrize("name,args,line", [
+    ("hb_standby", [], "standby all"), ("hb_standby", ["local"], "standby local"),
+    ("hb_standby", ["foreign"], "standby foreign"),
+    ("hb_standby", ["failback"], "standby failback"),
+    ("hb_takeover", [], "takeover all"), ("hb_takeover", ["local"], "takeover local"),
+    ("hb_takeover", ["foreign"], "takeover foreign"),
+    ("hb_takeover", ["failback"], "takeover failback"),
+])
+def test_names_send_one_request_and_return_at_once(tmp_path, name, args, line):
+    write(tmp_path)
+    w = FakeWatch(tmp_path, None)
+    t = time.monotonic()
+    rc, out, err = names(tmp_path, name, *args)
+    assert time.monotonic() - t < 3
+    w.close()
+    assert w.got == [line]
+    assert (rc, out) == (0, "")
+    if name == "hb_standby":        # Heartbeat's ha_log line, dated when not on a tty
+        what = {"failback": "foreign"}.get(line.split()[1], line.split()[1])
+        assert err[:16] == time.strftime("%b %d %H:%M:", time.localtime())[:13] + err[13:16]
+        assert err[16:] == "Going standby [%s].\n" % what, err
+    else:
+        assert err == ""
+
+
+def test_names_without_hb_watch_fail_at_once(tmp_path):
+    os.mkfifo(str(tmp_path / "watch.fifo"))
+    rc, out, err = names(tmp_path, "hb_standby")
+    assert (rc, out) == (1, "")
+    assert err == "%s: hb-watch is not running\n" % os.path.join(COMPAT, "hb_standby")
+    assert names(tmp_path, "hb_takeover", "local")[0] == 1
+
+
+HACF = """\
+logfile /var/log/ha-log
+keepalive 200ms
+deadtime 1
+initdead 3
+bcast eth0, eth1   # two media
+auto_failback off
+node julius caesar
+ping 198.18.0.254
+"""
+
+
+def cl(tmp_path, *args, hacf=HACF):
+    with open(os.path.join(str(tmp_path), "ha.cf"), "w") as f:
+        f.write(hacf)
+    return names(tmp_path, "cl_status", *args)
+
+
+def plain(err):
+    import re
+    return re.sub(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ cl_status: \[\d+\]: ", "",
+                  err, flags=re.M)
+
+
+@pytest.mark.parametrize("args,rc,out,err", [
+    (["hbstatus"], 0, "Heartbeat is running on this machine.\n", ""),
+    (["listnodes"], 0, "198.18.0.254\ncaesar\njulius\n", ""),    # ha.cf's order, reversed
+    (["listnodes", "-n"], 0, "caesar\njulius\n", ""),
+    (["listnodes", "-p", "-n"], 0, "198.18.0.254\ncaesar\njulius\n", ""),
+    (["nodestatus", "CAESAR"], 0, "up\n", ""),
+    (["nodestatus", "-m", "caesar"], 0, "The cluster node caesar is up\n", ""),
+    (["nodestatus", "caesar", "-m"], 0, "The cluster node caesar is up\n", ""),  # GNU getopt
+    (["nodestatus", "brutus"], 11, "", "Error. May be due to incorrect node name\n"),
+    (["nodestatus"], 11, "", "Not enough parameters.\n"),
+    (["nodestatus", "-q", "caesar"], 11, "", "nodestatus: invalid option -- 'q'\n"
+     "ERROR: Error: getopt returnedcharacter ?.\n"),
+    (["nodetype", "198.18.0.254"], 0, "ping\n", ""),
+    (["nodetype", "julius"], 0, "normal\n", ""),
+    (["nodeweight", "caesar"], 0, "100\n", ""),
+    (["nodeweight", "brutus"], 11, "", "Error. Maybe due to incorrect node name.\n"),
+    (["nodesite", "caesar"], 0, "\n", ""),
+    (["listhblinks", "caesar"], 0, "\tttyS0\n\teth0\n", ""),
+    (["listhblinks", "-v", "caesar"], 0, "\tttyS0\tdead\n\teth0\tup\n", ""),
+    (["listhblinks", "198.18.0.254"], 0, "\t198.18.0.254\n", ""),
+    (["listhblinks", "brutus"], 13, "", "ERROR: Cannot start heartbeat link interface walk.\n"
+     "ERROR: REASON: EINVAL\n"),
+    (["hblinkstatus", "caesar", "ttyS0"], 1, "dead\n", ""),
+    (["hblinkstatus", "caesar", "eth9"], 13, "", "ERROR: Cannot get heartbeat link status\n"
+     "ERROR: REASON: \n"),
+    (["clientstatus", "caesar", "ipfail", "10"], 13, "", "ERROR: Cannot get heartbeat client "
+     "ipfail's status\nERROR: REASON: No timely response.\n"),
+    (["rscstatus"], 0, "all\n", ""),
+    (["rscstatus", "-m"], 0, "This node is holding all resources.\n", ""),
+    (["hbparameter", "-p", "keepalive"], 0, "200ms\n", ""),
+    (["hbparameter", "-p", "warntime"], 0, "500ms\n", ""),      # deadtime/2, Heartbeat's
+    (["hbparameter", "-p", "deadping"], 0, "1000ms\n", ""),
+    (["hbparameter", "-p", "baud"], 0, "19200\n", ""),
+    (["hbparameter", "-p", "auto_failback"], 0, "off\n", ""),
+    (["hbparameter", "-pudpport"], 0, "694\n", ""),
+    (["hbparameter", "-p", "crm"], 0, "false\n", ""),
+    (["hbparameter", "-p", "node"], 1, "", "ERROR: Cannot get parameter node's value\n"
+     "ERROR: REASON: \n"),
+    (["hbparameter"], 11, "", "ERROR: parameter name required\n"),
+    (["hbparameter", "-p"], 11, "", "hbparameter: option requires an argument -- 'p'\n"
+     "ERROR: Error: getopt returnedcharacter code ?.\n"),
+    (["bogus"], 11, "", "ERROR: bogus: invalid sub-command.\n"),
+    (["-h", "x"], 11, "", "ERROR: -h: invalid sub-command.\n"),
+])
+def test_cl_status_under_its_name(tmp_path, args, rc, out, err):
+    write(tmp_path)
+    got = cl(tmp_path, *args)
+    assert (got[0], got[1], plain(got[2])) == (rc, out, err)
+
+
+def test_cl_status_help_and_stopped(tmp_path):
+    from hb import clstatus
+    assert cl(tmp_path) == (0, clstatus.HELP, "")
+    assert cl(tmp_path, "-h") == (0, clstatus.HELP, "")
+    assert cl(tmp_path, "hbstatus") == (1, "Heartbeat is stopped on this machine.\n", "")
+    rc, out, err = cl(tmp_path, "rscstatus")
+    assert (rc, out, plain(err)) == (1, "", "ERROR: Cannot signon with heartbeat\nERROR: "
+                                     "REASON: hb_api_signon: Can't initiate connection to "
+                                     "heartbeat\n")
+    write(tmp_path, now=time.time() - 60)      # stale: hb-watch is gone
+    assert cl(tmp_path, "hbstatus")[0] == 1
+
+
+def test_rscstatus_after_the_peer_died_is_all(tmp_path):
+    """Heartbeat holds the dead peer's class too (mach_down): all, even when the peer
+    prefers no group; transition while a group moves."""
+    text = STATUS.format(now=time.time(), peer="dead", g1="julius").replace(
+        "rsc_hold=all", "rsc_hold=local").replace("pref=caesar", "pref=julius")
+    write(tmp_path, text=text)
+    assert cl(tmp_path, "rscstatus")[:2] == (0, "all\n")
+    assert hbswitch(tmp_path, "cl_status", "rscstatus")[:2] == (0, "all\n")
+    write(tmp_path, text=text.replace("dead since", "up since"))
+    assert cl(tmp_path, "rscstatus")[:2] == (0, "local\n")
+    write(tmp_path, text=text.replace("1 julius running", "1 julius starting"))
+    assert cl(tmp_path, "rscstatus")[:2] == (0, "transition\n")
+
+
+def test_clientstatus_waits_its_timeout_and_cl_status_its_alarm():
+    """hb has no API clients: the answer of a client that does not answer, after the
+    timeout; a timeout past cl_status's 5 s alarm ends it with 12 and nothing said."""
+    from hb import clstatus
+    st = switch.parse_status(STATUS.format(now=time.time(), peer="up", g1="julius"))
+    waited: list[float] = []
+    rc, out, err = clstatus.answer(["clientstatus", "caesar", "ipfail"], st, HACF, True,
+                                   wait=waited.append)
+    assert (rc, out, waited) == (13, "", [0.5])
+    assert err.endswith("REASON: No timely response.\n")
+    waited.clear()
+    assert clstatus.answer(["clientstatus", "caesar", "ipfail", "9000"], st, HACF, True,
+                           wait=waited.append) == (12, "", "")
+    assert waited == [5]
+
+
+def test_parameters_as_heartbeat_records_them():
+    from hb import clstatus
+    p = clstatus.parameters("deadtime 10\nkeepalive 2, 3 # last wins\nnode a b\n"
+                            "logfacility local0\n")
+    assert (p["keepalive"], p["deadtime"], p["warntime"], p["initdead"], p["deadping"]) == (
+        "3", "10", "5000ms", "20000ms", "10000ms")
+    assert (p["logfile"], p["debugfile"], p["auto_failback"], p["udpport"]) == (
+        "/dev/null", "/dev/null", "legacy", "694")
+    assert "node" not in p and "use_logd" not in p
+    assert clstatus.parameters("deadtime 30\n")["initdead"] == "30000ms"
+    assert clstatus.parameters("")["use_logd"] == "yes"
+    assert clstatus.parameters("logfacility none\n")["use_logd"] == "yes"
+    assert "use_logd" not in clstatus.parameters("logfile /var/log/ha-log\n")
+    assert clstatus.cluster_nodes("ping 1.2.3.4\nnode A\nnode b a\nping_group g 1 2\n") == [
+        ("g", "ping"), ("b", "normal"), ("a", "normal"), ("1.2.3.4", "ping")]
+
+
+def test_heartbeat_is_told_apart_by_its_pid_file(tmp_path):
+    from hb import clstatus
+    pidfile = str(tmp_path / "heartbeat.pid")
+    assert not clstatus.heartbeat_runs(pidfile)
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % os.getpid())             # alive, but not called heartbeat
+    assert not clstatus.heartbeat_runs(pidfile)
+    os.symlink("/bin/sleep", str(tmp_path / "heartbeat"))     # a process called heartbeat
+    p = subprocess.Popen([str(tmp_path / "heartbeat"), "30"])
+    try:
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % p.pid)
+        deadline = time.monotonic() + 5      # until the child has exec'd
+        while not clstatus.heartbeat_runs(pidfile) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert clstatus.heartbeat_runs(pidfile)
+    finally:
+        p.kill()
+        p.wait()
+    assert not clstatus.heartbeat_runs(pidfile)

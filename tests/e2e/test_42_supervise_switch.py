@@ -81,7 +81,7 @@ def test_standby_with_a_dead_peer_is_refused(lab):
     assert sum(p.who == "julius" for p in probes) >= 0.9 * len(probes), probe.servers(probes)
     assert julius.holds() == ["1"]
     assert julius.switch("cl_status", "nodestatus", "caesar").returncode == 1
-    assert julius.switch("cl_status", "rscstatus").stdout == "local\n"
+    assert julius.switch("cl_status", "rscstatus").stdout == "all\n"     # as Heartbeat
     r = julius.switch("status", "--format=shell")
     assert "HB_NODE_CAESAR='dead'" in r.stdout.splitlines()
     r = julius.switch("standby", "--force", "--wait", "5")

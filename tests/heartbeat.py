@@ -243,7 +243,7 @@ class HeartbeatNode:
         return self.nsenter([SHARE + "/hb_takeover", what], check=True)
 
     def cl_status(self, *args: str) -> subprocess.CompletedProcess:
-        return self.nsenter(["cl_status", *args])
+        return self.nsenter(["/usr/bin/cl_status", *args])
 
     # -- the log ---------------------------------------------------------
 

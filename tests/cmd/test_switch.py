@@ -360,7 +360,7 @@ def test_takeover_failback_takes_all(tmp_path):
 
 # ---------------------------------------------------------------- Heartbeat's names
 
-COMPAT = os.path.join(ROOT, "compat")
+COMPAT = os.path.join(ROOT, "bin")
 HEARTBEAT = "/usr/share/heartbeat"
 
 

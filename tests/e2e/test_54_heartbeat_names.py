@@ -2,7 +2,7 @@
 
 A mixed pair: Debian's Heartbeat 3.0.6 on alpha, hb on beta, byte-identical ha.cf,
 haresources and authkeys, plus a ping node (the client).  Every cl_status query runs
-as Heartbeat's /usr/bin/cl_status on alpha and as hb's `cl_status` (compat/cl_status,
+as Heartbeat's /usr/bin/cl_status on alpha and as hb's `cl_status` (bin/cl_status,
 what the package installs in its place) on beta, about the same cluster: stdout,
 stderr and exit code must be the same once the facts that differ are mirrored (which
 node is local, and the time, host and pid in cl_log's error lines).  hb's names on
@@ -24,7 +24,7 @@ from heartbeat import (HeartbeatNode, HbNode, hacf, hbnode, heartbeat,  # noqa: 
                        host, wait_until)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMPAT = os.path.join(ROOT, "compat")
+COMPAT = os.path.join(ROOT, "bin")
 VIP = "198.18.0.100"          # alpha's group
 VIP2 = "198.18.0.101"         # beta's group
 PING = "198.18.0.10"

@@ -19,6 +19,7 @@ advertise it, and groups never wait on each other.
 from __future__ import annotations
 
 import collections
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
@@ -69,7 +70,13 @@ class Exit:
     code: int
 
 
-Action = Union[Send, Run, Check, Log, Save, Watchdog, Exit]
+@dataclass(frozen=True)
+class Reboot:
+    """stop_failure reboot: a group could not be stopped; run the reboot command."""
+    group: int
+
+
+Action = Union[Send, Run, Check, Log, Save, Watchdog, Exit, Reboot]
 
 ME, PEER = "me", "peer"
 STOPPED, STARTING, RUNNING, STOPPING, FAILED, PROBING = (
@@ -79,6 +86,7 @@ RQSTDELAY = 10.0          # Heartbeat's wait when both start (Heartbeat peers on
 ASK_TIMEOUT = 10.0        # no `other` reply to `ask_resources info=me`
 STOP_RETRY = 1.0
 STOP_RETRIES = 10
+STUCK_RETRY = 60.0        # s: a group that failed to stop for good is tried again (hold)
 HOUR = 3600.0
 TAKEOVER_MAP = {"all": "all", "local": "foreign", "foreign": "local", "failback": "all"}
 
@@ -104,6 +112,71 @@ RESULT_TABLE: dict[tuple[str, str, bool], str] = {
 }
 
 
+# What a peer's field may hold (ASCII only: int() would take other scripts' digits).
+_HEX = re.compile(r"[0-9a-fA-F]{1,16}")
+_DEC = re.compile(r"[0-9]{1,4}")
+_IFACES = re.compile(r"[A-Za-z0-9_.:@-]{1,15}(,[A-Za-z0-9_.:@-]{1,15}){0,31}")
+_DIGEST = re.compile(r"[0-9a-f]{1,64}")
+ST_WORDS = ("init", "up", "active", "dead", "ping")
+HOLD_WORDS = ("none", "local", "foreign", "all")
+DT_RANGE = (0.01, 86400.0)        # s: an advertised deadtime outside this is ignored
+MAINT_MAX = 366 * 86400.0         # s: `maintenance on SECONDS` at most a year
+
+
+def _hex(s: str | None) -> int | None:
+    """A hexadecimal field (generation, sequence, dt): at most 16 ASCII hex digits."""
+    return int(s, 16) if s and _HEX.fullmatch(s) else None
+
+
+def _dec(s: str | None) -> int | None:
+    """A small decimal count (pings, pfresh): at most 4 ASCII digits."""
+    return int(s) if s and _DEC.fullmatch(s) else None
+
+
+def _group_list(s: str | None, known: Iterable[int]) -> set | None:
+    """grps=/stuck=: 'none' or comma-separated group numbers of this haresources;
+    None when malformed (the field is then ignored as a whole)."""
+    if s is None or len(s) > 1024:
+        return None
+    if s in ("", "none"):
+        return set()
+    out = set()
+    for x in s.split(","):
+        if not _DEC.fullmatch(x) or int(x) not in known:
+            return None
+        out.add(int(x))
+    return out
+
+
+class Hourly:
+    """The maximum and count of values over the last hour, in one-minute buckets:
+    bounded however often values come (a keepalive of 10 ms is 360,000 an hour)."""
+
+    def __init__(self) -> None:
+        self.buckets: collections.deque = collections.deque(maxlen=62)  # [minute, max, n]
+
+    def add(self, t: float, value: float = 0.0) -> None:
+        m = int(t // 60)
+        if self.buckets and self.buckets[-1][0] == m:
+            b = self.buckets[-1]
+            b[1], b[2] = max(b[1], value), b[2] + 1
+        else:
+            self.buckets.append([m, value, 1])
+
+    def prune(self, now: float) -> None:
+        while self.buckets and (self.buckets[0][0] + 1) * 60 < now - HOUR:
+            self.buckets.popleft()
+
+    def worst(self) -> float:
+        return max((b[1] for b in self.buckets), default=0.0)
+
+    def __len__(self) -> int:
+        return sum(b[2] for b in self.buckets)
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets)
+
+
 @dataclass
 class GroupState:
     group: Group
@@ -115,6 +188,8 @@ class GroupState:
     stop_tries: int = 0
     retry_at: float = 0.0
     dirty: bool = False              # a stop failed for good: may still run here
+    rollback: bool = False           # stopping what a failed start left: FAILED when done
+    verify: bool = False             # status after the last failed stop: is it still up?
     needs_failback: bool = False     # taken because its preferred node died
     split: bool = False              # held on both sides: waiting for the peer to let go
     reannounce: bool = False
@@ -144,8 +219,10 @@ class Node:
     nolink: str = ""
     back_at: float = -1e9            # came back from dead, or restarted
     rsc_hold: str = ""               # the classes it says it holds (relative to it)
-    late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
-    lates: collections.deque = field(default_factory=collections.deque)  # times of late beats
+    late: Hourly = field(default_factory=Hourly)      # lateness of each beat
+    lates: Hourly = field(default_factory=Hourly)     # beats later than warntime
+    stuck: set = field(default_factory=set)      # groups it said may still run there (a
+    #                                              failed stop): never started here for it
     shown: tuple = ()                # its fields in RUNDIR/status as last written
     beats: int = 0
     shutdown: bool = False
@@ -190,13 +267,6 @@ def _hold_word(held: Iterable[int], node: str, groups: list[Group],
         claims.get("foreign", False) and not any(g.node != node for g in groups))
     return {(True, True): "all", (True, False): "local",
             (False, True): "foreign"}.get((loc, fgn), "none")
-
-
-def _hex(s: str | None) -> int | None:
-    try:
-        return int(s, 16) if s else None
-    except ValueError:
-        return None
 
 
 def _sent_at(f: dict, now: float) -> float:
@@ -246,6 +316,14 @@ class Owner:
         self.last_event = now
         self.yield_until = -1e9
         self.claims = {"local": False, "foreign": False}     # classes, for rsc_hold
+        self.silent = False              # our own heartbeat stopped: judge nobody, hold nothing
+        self.hush_until = -1e9           # heard again: take nothing before this
+        self.gone = False                # hb-beat's pipe closed for good: release and exit
+        self.rebooting = False           # stop_failure reboot: decided (stuck= no longer sent)
+        self.reboot_group: int | None = None
+        self.reboot_sent = False         # the Reboot action was given
+        self.echoed_stuck: set = set()   # stuck= in our last own heartbeat
+        self.bad_logged: dict[str, float] = {}      # malformed field -> when last logged
         for i in held:
             if i in self.gs:
                 gs = self.gs[i]
@@ -276,8 +354,11 @@ class Owner:
         return bool(p) and p.status == "up" and not p.shutdown
 
     def peer_has(self, i: int) -> bool:
-        """Does the live peer advertise (or not yet release) group i?"""
+        """Does the live peer advertise (or not yet release) group i?  Or did the peer,
+        live or not, last say that group i may still run there (its stop failed)?"""
         p = self.peer
+        if p is not None and i in p.stuck:
+            return True
         if not self.peer_alive():
             return False
         return i in p.holds or i in p.blocked
@@ -285,11 +366,36 @@ class Owner:
     def held(self) -> list[int]:
         return [i for i, gs in self.gs.items() if gs.state in HELD or gs.dirty]
 
+    def stuck(self) -> list[int]:
+        """Groups that may still run here although a stop failed (retried or given up):
+        advertised as `stuck=`, so that the peer does not start them even if this node
+        then goes silent; not once the reboot is decided (the peer takes them then)."""
+        if self.rebooting:
+            return []
+        return [i for i, gs in self.gs.items()
+                if gs.dirty or gs.verify or (gs.state == STOPPING and gs.stop_tries > 0)]
+
+    def silence_after(self) -> float:
+        """Without our own heartbeat for this long (deadtime/2: halfway between the
+        keepalive that normally separates two and the deadtime - keepalive after
+        which a peer's silence could be our own deafness), this node is silent."""
+        return self.cfg.deadtime / 2
+
+    def hearing(self, now: float) -> bool:
+        """Our own heartbeat is current: what we do not hear is not our own deafness."""
+        me = self.nodes[self.me]
+        return (not self.silent and not self.gone and me.last is not None
+                and now - me.last <= self.silence_after())
+
+    def quiet(self) -> bool:
+        """Silent, or heard again only lately: start nothing, take nothing."""
+        return self.silent or self.last_event < self.hush_until
+
     def wanted(self) -> list[int]:
         return [i for i, gs in self.gs.items() if gs.assign == ME]
 
     def stable(self) -> bool:
-        return (self.comm_up and self.hs is None and self.rqst_at is None
+        return (self.comm_up and self.hs is None and self.rqst_at is None and not self.quiet()
                 and not any(gs.busy or gs.state in (STARTING, STOPPING, PROBING)
                             for gs in self.gs.values()))
 
@@ -346,6 +452,8 @@ class Owner:
         if info:
             f["info"] = info
         f["grps"] = ",".join(str(i) for i in self.held()) or "none"
+        if self.stuck():
+            f["stuck"] = ",".join(map(str, self.stuck()))
         return Send(f)
 
     def state_fields(self) -> dict[str, str]:
@@ -354,17 +462,17 @@ class Owner:
              "rsc_hold": _hold_word(self.held(), self.me, self.cfg.groups, self.claims),
              "grps": ",".join(str(i) for i in self.held()) or "none",
              "isstable": "1" if self.stable() else "0", "hbv": "1"}
+        if self.stuck():
+            f["stuck"] = ",".join(map(str, self.stuck()))
         if self.digest:
             f["cfd"] = self.digest
         f.update(self.reach.fields())
         return f
 
     def worst_late(self, n: Node, now: float) -> float:
-        while n.late and n.late[0][0] < now - HOUR:
-            n.late.popleft()
-        while n.lates and n.lates[0] < now - HOUR:
-            n.lates.popleft()
-        return max((x for _, x in n.late), default=0.0)
+        n.late.prune(now)
+        n.lates.prune(now)
+        return n.late.worst()
 
     # ------------------------------------------------------------ events
 
@@ -388,7 +496,8 @@ class Owner:
         if src == self.me:
             if t == "status" and via == "local":
                 out.append(Watchdog())
-                self._heard_self(_sent_at(f, now), out)
+                self._heard_self(f, _sent_at(f, now), out)
+                self._reconcile(now, out)
             return out
         n = self.nodes.get(src)
         if n is None:
@@ -502,7 +611,10 @@ class Owner:
         gs.busy = None
         ok = rc == 0
         name = "group %d (%s)" % (i, gs.group.key)
-        if action == "status":
+        if action == "status" and gs.verify:
+            gs.verify = False
+            self._stop_verified(gs, rc, now, out)
+        elif action == "status":
             if gs.state == PROBING:
                 if rc == 0:
                     self._set_group(gs, RUNNING, now)
@@ -515,6 +627,8 @@ class Owner:
                     self._set_group(gs, RUNNING, now)
                     gs.reannounce = True
                     self._log(out, "warning", "%s is partly running here" % name, now)
+                gs.dirty = gs.rollback = False
+                gs.stop_tries = 0
                 if gs.recovered:
                     self._adopt(now, out)
                 elif gs.state == RUNNING:
@@ -523,28 +637,40 @@ class Owner:
             new = RESULT_TABLE.get((action, gs.state, ok), gs.state)
             if action == "start" and not ok and gs.state == STARTING:
                 gs.fails += 1
-                self._log(out, "error", "%s failed to start here: giving it up" % name, now)
+                self._log(out, "error", "%s failed to start here: giving it up once what "
+                          "may have started is stopped" % name, now)
                 gs.assign = PEER if self.peer_alive() else None
+                gs.rollback = True          # possibly running until a stop succeeds
                 if self.peer_alive() and not self.shutting:
                     self.gives.append(("local" if gs.group.node == self.me else "foreign",
                                        {i}, "failed start"))
+                new = STOPPING
             elif action == "start" and ok and gs.state == STARTING:
                 self._log(out, "info", "%s running here" % name, now)
             elif action == "restart":
                 self._log(out, "info" if ok else "error", "%s %s" % (
                     name, "restarted here" if ok else "failed to restart here"), now)
             elif action == "stop" and ok:
+                was_dirty = gs.dirty
                 gs.stop_tries, gs.dirty = 0, False
+                if gs.rollback:
+                    new, gs.rollback = FAILED, False
                 self._log(out, "info", "%s stopped here" % name, now)
+                if was_dirty:
+                    self._stuck_released(gs, now, out)
             elif action == "stop":
                 gs.stop_tries += 1
                 gs.fails += 1
-                gs.retry_at = now + STOP_RETRY
-                if gs.stop_tries >= STOP_RETRIES:
-                    new, gs.dirty = FAILED, True
-                    self._log(out, "error", "%s failed to stop %d times: resources may still "
-                              "run here; giving up, manual action needed" % (name, gs.stop_tries),
-                              now)
+                gs.retry_at = now + (STUCK_RETRY if gs.dirty else STOP_RETRY)
+                if gs.dirty:
+                    new = FAILED
+                    self._log(out, "error", "%s still fails to stop: it may still run here; "
+                              "trying again in %g s" % (name, STUCK_RETRY), now)
+                elif gs.stop_tries >= STOP_RETRIES:
+                    gs.verify, gs.busy = True, "status"
+                    out.append(Run(i, "status"))
+                    self._log(out, "error", "%s failed to stop %d times: checking whether it "
+                              "still runs" % (name, gs.stop_tries), now)
                 else:
                     self._log(out, "error", "%s failed to stop (try %d): retrying"
                               % (name, gs.stop_tries), now)
@@ -553,6 +679,51 @@ class Owner:
                 out.append(self._resource("standby" if self.hs else ""))
         self._progress(now, out)
         self._reconcile(now, out)
+        out.append(Save())
+        return out
+
+    def _stop_verified(self, gs: GroupState, rc: int, now: float, out: list) -> None:
+        """The status after the last failed stop: stopped after all (Heartbeat: "probably
+        not LSB-compliant"), or it may still run here: the stop_failure policy."""
+        name = "group %d (%s)" % (gs.group.index, gs.group.key)
+        if rc == 3:
+            gs.stop_tries = 0
+            self._set_group(gs, FAILED if gs.rollback else STOPPED, now)
+            gs.rollback = False
+            self._log(out, "warning", "%s: its stop failed but its status says stopped "
+                      "(probably not LSB-compliant): taken as stopped" % name, now)
+            return
+        gs.dirty = True
+        self._set_group(gs, FAILED, now)
+        gs.retry_at = now + STUCK_RETRY
+        if getattr(self.cfg, "stop_failure", "hold") == "reboot" and not self.rebooting:
+            self.rebooting = True
+            self.reboot_group = gs.group.index
+            self._log(out, "error", "CRIT: %s: resource stop failure: it may still run here; "
+                      "rebooting this node (stop_failure reboot)" % name, now)
+            if not self.hearing(now):           # no heartbeat can carry it: at once
+                out.append(Reboot(gs.group.index))
+            return                  # else once a heartbeat without stuck= went out
+        self._log(out, "error", "CRIT: %s: resource stop failure: it may still run here; "
+                  "held here (the peer will not start it) and its stop retried every %g s; "
+                  "stop it by hand, or reboot this node" % (name, STUCK_RETRY), now)
+
+    def _stuck_released(self, gs: GroupState, now: float, out: list) -> None:
+        """A group that may have run here is stopped at last: the peer may have it."""
+        i = gs.group.index
+        self._log(out, "warning", "group %d: stopped at last: no longer held here" % i, now)
+        if gs.assign != ME and self.peer_alive() and not self.shutting:
+            self.gives.append(("local" if gs.group.node == self.me else "foreign", {i},
+                               "group %d stopped at last" % i))
+
+    def reboot_failed(self, why: str, now: float) -> list[Action]:
+        """The reboot command did not reboot: hold the groups instead (stop_failure hold)."""
+        out: list[Action] = []
+        if not self.rebooting:
+            return out
+        self.rebooting = False
+        self._log(out, "error", "CRIT: reboot failed (%s): holding the groups that may still "
+                  "run here instead (as stop_failure hold)" % why, now)
         out.append(Save())
         return out
 
@@ -599,8 +770,28 @@ class Owner:
 
     # ------------------------------------------------------------ liveness
 
-    def _heard_self(self, now: float, out: list) -> None:
+    def _heard_self(self, f: dict, now: float, out: list) -> None:
         n = self.nodes[self.me]
+        self.echoed_stuck = _group_list(f.get("stuck", "none"), self.gs) or set()
+        if self.rebooting and not self.reboot_sent and "stuck" not in f:
+            self.reboot_sent = True     # the peer no longer reads stuck=: it may take over
+            out.append(Reboot(self.reboot_group if self.reboot_group is not None else 0))
+        if self.silent and not self.gone:
+            self.silent = False
+            gap = n.last is not None and now - n.last
+            if self.comm_up:
+                self.hush_until = now + self.grace()
+            for m in self.nodes.values():     # what we did not hear while silent is not
+                if m is not n and m.last is not None:     # their silence: a deadtime anew
+                    m.last = max(m.last, now)
+            for ln in self.links.values():
+                ln.last = max(ln.last, now)
+            self._log(out, "warning", "node %s (this node): own heartbeat heard again%s: "
+                      "judging again%s" % (
+                          self.me, " after %.2f s" % gap if gap else "",
+                          "; starting nothing for %.1f s (the peer may hold the groups now)"
+                          % self.grace() if self.comm_up else ""), now)
+            out.append(Save())
         if n.status != "up":
             self._log(out, "info" if n.status == "init" else "warning",
                       "node %s (this node): heartbeat %s" % (
@@ -608,7 +799,7 @@ class Owner:
             n.status, n.since = "up", now
             out.append(Save())
         if n.last is not None:
-            n.late.append((now, max(0.0, now - n.last - self.cfg.keepalive)))
+            n.late.add(now, max(0.0, now - n.last - self.cfg.keepalive))
         n.last = now
 
     def _link_heard(self, n: Node, via: str, now: float, out: list, dup: bool = False) -> None:
@@ -626,11 +817,43 @@ class Owner:
             out.append(Save())
         ln.last, ln.slack = now, slack
 
+    def _bad(self, out: list, n: Node, name: str, value: str, now: float) -> None:
+        """A malformed or out-of-range field from the peer: ignored, logged once a minute
+        per field (escaped, cut short)."""
+        key = "%s %s" % (n.name, name)
+        if now - self.bad_logged.get(key, -1e9) >= 60.0 and len(self.bad_logged) < 64:
+            self.bad_logged[key] = now
+            self._log(out, "warning", "node %s: ignoring malformed %s=%s" % (
+                n.name, name, ascii(value[:40]) + ("..." if len(value) > 40 else "")))
+
+    def _groups_field(self, n: Node, f: dict, name: str, now: float, out: list) -> set | None:
+        """grps= or stuck= as a set of this haresources' groups; None when absent or bad."""
+        v = f.get(name)
+        if v is None:
+            return None
+        got = _group_list(v, self.gs)
+        if got is None:
+            self._bad(out, n, name, v, now)
+        return got
+
+    def _hold_field(self, n: Node, f: dict, now: float, out: list) -> str | None:
+        v = f.get("rsc_hold")
+        if v is None or v in HOLD_WORDS:
+            return v
+        self._bad(out, n, "rsc_hold", v, now)
+        return None
+
     def _status(self, n: Node, f: dict, now: float, out: list, stale: bool) -> None:
-        dt = _hex(f.get("dt"))
-        if dt:
-            n.dt = dt / 1000.0
+        if "dt" in f:
+            dt = _hex(f["dt"])
+            if dt is not None and DT_RANGE[0] <= dt / 1000.0 <= DT_RANGE[1]:
+                n.dt = dt / 1000.0
+            else:
+                self._bad(out, n, "dt", f["dt"], now)
         st = f.get("st", "")
+        if st not in ST_WORDS and st != "":
+            self._bad(out, n, "st", st, now)
+            st = n.st if n.st in ST_WORDS else "up"
         kind = "hb" if f.get("hbv") else "heartbeat"
         if n.kind == "hb" and kind == "heartbeat" and st in ("", "init", "up"):
             kind = "hb"               # an hb node's first beats, before its state file
@@ -645,23 +868,30 @@ class Owner:
                     n.name, "hb" if kind == "hb" else "Heartbeat: using Heartbeat's rules"))
         if n.last is not None:
             gap = now - n.last
-            n.late.append((now, max(0.0, gap - self.cfg.keepalive)))
+            n.late.add(now, max(0.0, gap - self.cfg.keepalive))
             if gap > self.cfg.warntime and n.status == "up":
-                n.lates.append(now)
+                n.lates.add(now)
                 self._log(out, "warning", "node %s: late heartbeat, %.1f s" % (n.name, gap))
         n.last = now
         n.beats += 1
         if not stale:
             n.st = st
             if kind == "hb":
-                n.rsc_hold = f.get("rsc_hold", n.rsc_hold)
-                g = f.get("grps")
+                n.rsc_hold = self._hold_field(n, f, now, out) or n.rsc_hold
+                g = self._groups_field(n, f, "grps", now, out)
                 if g is not None:
-                    n.holds = {int(x) for x in g.split(",") if x.isdigit()}
+                    n.holds = g
                     n.holds_known = True
+                if st not in ("", "init", "up") or "grps" in f:   # its state file is read
+                    stuck = self._groups_field(n, f, "stuck", now, out)
+                    if stuck is not None or "stuck" not in f:
+                        self._stuck(n, stuck or set(), now, out)
                 n.stable = f.get("isstable") == "1"
             self._m_reach(n, f, now, out)
         cfd = f.get("cfd", "")
+        if cfd and not _DIGEST.fullmatch(cfd):
+            self._bad(out, n, "cfd", cfd, now)
+            cfd = n.cfd
         n.cfd = cfd
         if cfd and self.digest and cfd != self.digest and not self.cfd_logged:
             self.cfd_logged = True
@@ -721,6 +951,9 @@ class Owner:
         me = self.nodes.get(self.me)
         if me is not None and me.status == "up" and me.last is not None:
             ts.append(me.last + self.cfg.deadtime)
+        if me is not None:
+            ts.append((me.last if me.last is not None else self.start) + self.silence_after())
+        ts += [self.hush_until] + [gs.retry_at for gs in self.gs.values() if gs.dirty]
         ts += [ln.last + self._deadtime(self.nodes[ln.node]) + ln.slack
                for ln in self.links.values()
                if ln.status == "up" and ln.node in self.nodes]
@@ -743,7 +976,13 @@ class Owner:
                     self._log(out, "error", "node %s (this node): no local heartbeat for %.1f s:"
                               " is hb-beat running?" % (self.me, now - n.last), now)
                     out.append(Save())
+                last = n.last if n.last is not None else self.start if self.held() else None
+                if not self.silent and (self.gone or (
+                        last is not None and now - last > self.silence_after())):
+                    self._go_silent(now, out)
                 continue
+            if not self.hearing(now):
+                continue                # the peer's silence may be our own deafness
             if n.status == "init" and now - self.start > self.cfg.initdead:
                 self._node_down(n, now, out, "not heard within initdead %g s"
                                 % self.cfg.initdead)
@@ -751,11 +990,13 @@ class Owner:
                 self._node_down(n, now, out, "no heartbeat for %.2f s" % (now - n.last))
         for ln in self.links.values():
             n = self.nodes[ln.node]
+            if not self.hearing(now):
+                break
             if ln.status == "up" and now - ln.last > self._deadtime(n) + ln.slack:
                 ln.status, ln.since = "dead", now
                 self._log(out, "warning", "link %s %s dead" % (ln.node, ln.medium), now)
                 out.append(Save())
-        if now - self.start > self.cfg.initdead:
+        if now - self.start > self.cfg.initdead and self.hearing(now):
             for n in self.nodes.values():
                 if n.kind == "self":
                     continue
@@ -765,6 +1006,40 @@ class Owner:
                         self._log(out, "warning", "link %s %s dead" % (n.name, m.name))
                         out.append(Save())
         self._reached(self.reach.tick(now), now, out)
+
+    def _go_silent(self, now: float, out: list) -> None:
+        """Our own heartbeat stopped (hb-beat stopped, hung or gone): the peer may
+        declare this node dead a deadtime after our last heartbeat went out.  Let go
+        of every group now, so that none runs here by then; judge nobody meanwhile."""
+        self.silent = True
+        held = self.held()
+        me = self.nodes[self.me]
+        self.hs, self.gives = None, []
+        why = ("hb-beat's pipe closed" if self.gone else
+               "no heartbeat of our own for %.2f s (hb-beat stopped or not sending)"
+               % (now - (me.last if me.last is not None else self.start)))
+        if held:
+            self._log(out, "error", "%s: the peer may soon declare this node dead: releasing "
+                      "groups %s; judging nobody until our heartbeat is heard again" % (
+                          why, ",".join(map(str, held))), now)
+        else:
+            self._log(out, "warning", "%s: judging nobody until our heartbeat is heard again"
+                      % why, now)
+        out.append(Save())
+
+    def beat_gone(self, now: float) -> list[Action]:
+        """hb-beat's pipe (our stdin) closed: no heartbeat of ours will go out again.
+        Release everything, then exit."""
+        out: list[Action] = []
+        if self.gone:
+            return out
+        self.gone = True
+        self._go_silent(now, out)
+        if self.rebooting and not self.reboot_sent:
+            self.reboot_sent = True
+            out.append(Reboot(self.reboot_group if self.reboot_group is not None else 0))
+        self._reconcile(now, out)
+        return out
 
     def _ping(self, f: dict, now: float, out: list) -> None:
         self._reached(self.reach.reply(f.get("src", ""), f.get("addr", ""), now), now, out)
@@ -798,10 +1073,29 @@ class Owner:
 
     def _m_reach(self, n: Node, f: dict, now: float, out: list) -> None:
         """The peer's reach: in its status heartbeats and, at once, in `t=reach`."""
-        p, fr = f.get("pings", ""), f.get("pfresh", "")
-        n.pings = int(p) if p.isdigit() else None
-        n.pfresh = int(fr) if fr.isdigit() else None
-        n.nolink = f.get("nolink", "")
+        for name in ("pings", "pfresh"):
+            if f.get(name) and _dec(f[name]) is None:
+                self._bad(out, n, name, f[name], now)
+        n.pings, n.pfresh = _dec(f.get("pings")), _dec(f.get("pfresh"))
+        nolink = f.get("nolink", "")
+        if nolink and not _IFACES.fullmatch(nolink):
+            self._bad(out, n, "nolink", nolink, now)
+            nolink = "?"
+        n.nolink = nolink
+
+    def _stuck(self, n: Node, stuck: set, now: float, out: list) -> None:
+        """What the peer says may still run there although its stop failed."""
+        if stuck == n.stuck:
+            return
+        for i in sorted(stuck - n.stuck):
+            self._log(out, "error", "group %d: %s says it may still run there (a stop failed):"
+                      " it is not started here until %s says it stopped" % (
+                          i, n.name, n.name), now)
+        for i in sorted(n.stuck - stuck):
+            self._log(out, "info", "group %d: %s no longer says it may run there" % (i, n.name),
+                      now)
+        n.stuck = set(stuck)
+        out.append(Save())
 
     def peer_reach(self) -> int | None:
         p = self.peer
@@ -1001,6 +1295,12 @@ class Owner:
         for gs in self.gs.values():
             if self.shutting:
                 continue
+            if gs.group.index in p.stuck:
+                gs.assign = PEER
+                self._log(out, "error", "group %d: not taken: %s said it may still run there "
+                          "(its stop failed); `hb-switch takeover` takes it once it is known "
+                          "stopped there" % (gs.group.index, p.name), now)
+                continue
             if gs.assign != ME:
                 gs.assign = ME
                 took.append(gs.group.index)
@@ -1028,10 +1328,19 @@ class Owner:
             reason = "local resources in flux"
         elif not self.peer_stable():
             reason = "other side is in flux"
+        stuck = {i for i in groups if self.gs[i].dirty}
+        if not reason and stuck and stuck == set(groups):
+            reason = "group%s %s may still run here (a stop failed)" % (
+                "s" if len(stuck) > 1 else "", ",".join(map(str, sorted(stuck))))
         if reason:
             if manual:
                 self._log(out, "warning", "%s refused: %s" % (why, reason), now)
             return False
+        if stuck:
+            self._log(out, "warning", "%s: group%s %s may still run here (a stop failed): not "
+                      "handed over" % (why, "s" if len(stuck) > 1 else "",
+                                       ",".join(map(str, sorted(stuck)))), now)
+            groups = set(groups) - stuck
         f = {"t": "ask_resources", "rsc_hold": what, "info": "me"}
         if groups != self._mine(what, self.me):
             f["grps"] = ",".join(map(str, sorted(groups)))
@@ -1048,9 +1357,14 @@ class Owner:
             return
         what = "all" if arg == "failback" else arg
         self._claim(what, True)
+        p = self.peer
         for i in self._mine(what, self.me):
             gs = self.gs[i]
             gs.assign = ME
+            if p is not None and i in p.stuck:
+                p.stuck.discard(i)
+                self._log(out, "warning", "takeover: group %d: forgetting that %s said it may "
+                          "still run there (the operator's word)" % (i, p.name), now)
             if gs.state == FAILED and not gs.dirty:
                 self._set_group(gs, STOPPED, now)
                 gs.fails = 0
@@ -1059,10 +1373,10 @@ class Owner:
     def _maintenance(self, args: list, now: float, out: list) -> None:
         if args[:1] == ["on"] and len(args) == 2:
             try:
-                secs = float(args[1])
+                secs = float(args[1]) if len(args[1]) <= 32 else -1.0
             except ValueError:
-                secs = -1
-            if secs > 0:
+                secs = -1.0
+            if 0 < secs <= MAINT_MAX:
                 self.maint_until = now + secs
                 self._log(out, "info", "maintenance mode for %g s: no resource will be started "
                           "or stopped" % secs, now)
@@ -1080,7 +1394,8 @@ class Owner:
                     out.append(Run(gs.group.index, "status"))
             out.append(Save())
             return
-        self._log(out, "warning", "bad maintenance request: want 'on SECONDS' or 'off'")
+        self._log(out, "warning", "bad maintenance request %s: want 'on SECONDS' (at most "
+                  "%d) or 'off'" % (ascii(" ".join(args)[:60]), MAINT_MAX))
 
     # messages of the resource protocol (peer -> us)
 
@@ -1089,14 +1404,19 @@ class Owner:
 
     def _m_resource(self, n: Node, f: dict, now: float, out: list) -> None:
         info = f.get("info", "")
-        if "grps" in f:
-            n.holds = {int(x) for x in f["grps"].split(",") if x.isdigit()}
+        grps = self._groups_field(n, f, "grps", now, out)
+        hold = self._hold_field(n, f, now, out)
+        if grps is not None:
+            n.holds = grps
             n.holds_known = True
-        if info not in ("standby", "shutdown"):
-            n.rsc_hold = f.get("rsc_hold", n.rsc_hold)
+        if info not in ("standby", "shutdown") and hold is not None:
+            n.rsc_hold = hold
         if "grps" not in f and info not in ("standby", "shutdown"):
-            n.holds = _holds_from(f.get("rsc_hold", "none"), n.name, self.cfg.groups)
+            n.holds = _holds_from(hold or "none", n.name, self.cfg.groups)
             n.holds_known = True
+        stuck = self._groups_field(n, f, "stuck", now, out)
+        if stuck is not None and n.kind == "hb":
+            self._stuck(n, stuck, now, out)
         if "isstable" in f:
             n.stable = f["isstable"] == "1"
         self._adopt(now, out)
@@ -1137,8 +1457,8 @@ class Owner:
         out.append(Save())
 
     def _m_ask_resources(self, n: Node, f: dict, now: float, out: list) -> None:
-        info, what = f.get("info", ""), f.get("rsc_hold", "all")
-        grps = {int(x) for x in f.get("grps", "").split(",") if x.isdigit()}
+        info, what = f.get("info", ""), self._hold_field(n, f, now, out) or "all"
+        grps = self._groups_field(n, f, "grps", now, out) or set()
         hs = self.hs
         if info == "me":
             if self.shutting or self.in_maintenance(now) or not self.stable() or hs:
@@ -1244,14 +1564,19 @@ class Owner:
     def _reconcile(self, now: float, out: list) -> None:
         if self.exited:
             return
-        maint = self.in_maintenance(now)
-        if not maint and not self.shutting:
+        maint = self.in_maintenance(now) and not self.silent
+        quiet = self.quiet()
+        if not maint and not self.shutting and not quiet:
             self._policy(now, out)
         for i, gs in self.gs.items():
             if gs.busy:
                 continue
-            want = gs.assign == ME and not self.shutting
+            want = gs.assign == ME and not self.shutting and not quiet
             pa = self.peer_has(i)
+            if quiet and pa and gs.assign == ME and not self.silent:
+                gs.assign = PEER
+                self._log(out, "warning", "group %d: %s holds it: left to it" % (
+                    i, self.peer_name), now)
             if gs.yield_ and (now >= self.yield_until or gs.state not in (RUNNING, STARTING)):
                 gs.yield_ = False
             if gs.yield_ and pa and want:
@@ -1274,14 +1599,21 @@ class Owner:
                     gs.reannounce = True
                     self._log(out, "info", "group %d: %s let go: announcing it again"
                               % (i, self.peer_name), now)
-            if maint or (not self.comm_up and not self.shutting):
+            if maint or (not self.comm_up and not self.shutting and not self.silent):
                 continue
             if gs.reannounce and gs.state == RUNNING and want:
                 gs.reannounce = False
                 gs.busy = "start"
                 out.append(Run(i, "start"))
                 continue
-            if gs.state == FAILED and not gs.dirty:
+            if gs.state == FAILED and gs.dirty:
+                if now >= gs.retry_at and not self.rebooting:    # hold: try it again
+                    self._set_group(gs, STOPPING, now)
+                    gs.busy = "stop"
+                    out.append(Run(i, "stop"))
+                    out.append(Save())
+                continue
+            if gs.state == FAILED:
                 continue
             step = GROUP_TABLE.get((gs.state, want))
             if step is None:
@@ -1291,8 +1623,6 @@ class Owner:
                 continue
             if gs.state == STOPPING and now < gs.retry_at:
                 continue
-            if gs.state == FAILED and gs.stop_tries >= STOP_RETRIES:
-                continue
             self._set_group(gs, nxt, now)
             gs.busy = action
             out.append(Run(i, action))
@@ -1300,21 +1630,40 @@ class Owner:
                                                      else "stopping here"), now)
             out.append(Save())
         self._announce(out)
-        if self.shutting and not self.exited and all(
-                not gs.busy and (gs.state not in HELD or gs.stop_tries >= STOP_RETRIES)
-                for gs in self.gs.values()):
+        self._finish(now, out)
+
+    def _finish(self, now: float, out: list) -> None:
+        """Exit once a shutdown (SIGTERM) or the end of our own heartbeat (stdin closed)
+        has released every group it could; a group that may still run here is not
+        handed over: under stop_failure hold, exit once a heartbeat told the peer so."""
+        if not (self.shutting or self.gone) or self.exited:
+            return
+        if any(gs.busy or gs.state in HELD for gs in self.gs.values()):
+            return
+        dirty = [i for i, gs in self.gs.items() if gs.dirty]
+        if dirty:
+            if self.rebooting:
+                return                  # the reboot comes
+            if self.hearing(now) and self.echoed_stuck != set(self.stuck()):
+                return                  # once the peer was told
             self.exited = True
-            if any(gs.dirty for gs in self.gs.values()):
-                self._log(out, "error", "shut down with groups %s perhaps still running here"
-                          % ",".join(str(i) for i, gs in self.gs.items() if gs.dirty), now)
-                out.append(Save())
-                out.append(Exit(1))
-                return
-            self.st = "dead"
-            out.append(Send({"t": "shutdone", "st": "dead"}))
-            self._log(out, "info", "shut down: all groups released", now)
+            self._log(out, "error", "%s with groups %s perhaps still running here: not "
+                      "handed over" % ("shut down" if self.shutting else "exiting",
+                                       ",".join(map(str, dirty))), now)
+            out.append(Save())
+            out.append(Exit(1))
+            return
+        self.exited = True
+        if self.gone and not self.shutting:
+            self._log(out, "warning", "hb-beat's pipe closed: every group released; exiting", now)
             out.append(Save())
             out.append(Exit(0))
+            return
+        self.st = "dead"
+        out.append(Send({"t": "shutdone", "st": "dead"}))
+        self._log(out, "info", "shut down: all groups released", now)
+        out.append(Save())
+        out.append(Exit(0))
 
     def _announce(self, out: list) -> None:
         """Heartbeat's `resource ... isstable=1` each time this node settles."""

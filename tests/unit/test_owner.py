@@ -814,15 +814,23 @@ def test_next_due_is_when_the_peer_would_be_declared_dead():
     ow.message({"t": "status", "st": "active", "src": "beta", "hg": "1", "seq": "1",
                 "_via": "eth0", "_rt": "101.0", "hbv": "1", "rsc_hold": "none"}, 101.0)
     assert abs(ow.next_due() - 105.0) < 0.01             # deadtime after the last beat
+    ow.message(_own(104.5), 104.5)                        # this node hears itself
     assert not any("dead" in str(a) for a in ow.tick(105.0 - 0.01))
     assert any("node beta: dead" in str(a) for a in ow.tick(ow.next_due()))
+
+
+def _own(t):
+    """Our own heartbeat as hb-beat reports it, sent at t."""
+    return {"t": "status", "st": "active", "src": "alpha", "_via": "local", "_self": "1",
+            "_rt": "%.6f" % t}
 
 
 def _fake_watch(ow, beats, until):
     """hb-watch's loop on a fake clock: a tick after each message and whenever
     Owner.next_wake() says, nothing between; returns [(time, log text)] and the
-    number of wake-ups without a message."""
+    number of wake-ups without a message.  Our own heartbeat comes every second."""
     from hb.owner import Log
+    beats = beats + [(100.5 + k, _own(100.5 + k)) for k in range(int(until - 100))]
     logs, wakes, now, beats = [], 0, 100.0, sorted(beats, key=lambda b: b[0])
     while now < until:
         wake = ow.next_wake()

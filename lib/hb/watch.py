@@ -21,13 +21,19 @@ import errno
 import gc
 import os
 import selectors
+import shlex
 import signal
+import subprocess
 import sys
 import time
 
 from hb import agents, checks, cli, config, exits, log as hblog, owner, runfiles, wire
 
 PROG = "hb-watch"
+WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried again
+WRITE_LOG_EVERY = 60.0    # s: and logged at most this often
+REBOOT_WAIT = 30.0        # s: after the reboot command, before giving up on the reboot
+STDIN_READS = 64          # reads of 64 KiB at most per wake-up
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 log = hblog.log
 
@@ -172,6 +178,11 @@ class Watch:
         self.state_text = ""
         self.next_status = 0.0
         self.exit: int | None = None
+        self.write_failed: float | None = None    # since when RUNDIR/state cannot be written
+        self.write_logged = -1e9
+        self.deferred: list[owner.Run] = []        # starts waiting for the state to be written
+        self.reboot: subprocess.Popen | None = None
+        self.reboot_due = 0.0
 
     def apply(self, actions: list) -> None:
         save = False
@@ -180,13 +191,18 @@ class Watch:
                 save = True
             elif isinstance(a, owner.Log):
                 log.log(LEVELS.get(a.level, 20), "%s", a.text)
-        if save:                      # state first: later heartbeats must show the change
-            self.save()
+        if save or self.write_failed is not None:    # state first: later heartbeats
+            self.save()                               # must show the change
         for a in actions:
             if isinstance(a, owner.Send):
                 self.send(wire.format_line(a.fields))
+            elif isinstance(a, owner.Run) and a.action == "start" and (
+                    self.write_failed is not None or self.deferred):
+                self.deferred.append(a)   # not before the state file says we hold it
             elif isinstance(a, owner.Run):
                 self.runner.run(self.ow.gs[a.group].group, a.action)
+            elif isinstance(a, owner.Reboot):
+                self.run_reboot(a.group)
             elif isinstance(a, owner.Check):
                 self.checker.run(self.ow.gs[a.group].group, a.token)
             elif isinstance(a, owner.Watchdog):
@@ -195,16 +211,69 @@ class Watch:
                 self.exit = a.code
 
     def save(self) -> None:
+        """RUNDIR/state (what our heartbeats advertise), then status.  A write that fails
+        (disk full, read-only) is logged and retried every WRITE_RETRY s; meanwhile the
+        starts decided wait (the peer must read that we hold a group before it runs
+        here), everything else goes on."""
         text = runfiles.format_kv(self.ow.state_fields())
         if text != self.state_text:
-            runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATE), text)
+            try:
+                runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATE), text)
+            except OSError as e:
+                self.write_error(runfiles.STATE, e)
+                return
             self.state_text = text
+        if self.write_failed is not None:
+            log.warning("RUNDIR/state written again after %.1f s", self.now - self.write_failed)
+            self.write_failed = None
+        runs, self.deferred = self.deferred, []
+        for a in runs:
+            if self.ow.gs[a.group].busy == a.action:
+                self.runner.run(self.ow.gs[a.group].group, a.action)
         self.write_status()
 
+    def write_error(self, name: str, e: OSError) -> None:
+        if self.write_failed is None and name == runfiles.STATE:
+            self.write_failed = self.now
+        if self.now - self.write_logged >= WRITE_LOG_EVERY:
+            self.write_logged = self.now
+            log.error("cannot write %s: %s: retrying every %g s%s", os.path.join(
+                self.rundir, name), e.strerror or e, WRITE_RETRY,
+                "; starting nothing meanwhile" if name == runfiles.STATE else "")
+
     def write_status(self) -> None:
-        self.next_status = self.now + runfiles.STATUS_EVERY
-        runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
-                              self.ow.status_text(self.now, time.time(), os.getpid()))
+        self.next_status = self.now + (runfiles.STATUS_EVERY if self.write_failed is None
+                                       else WRITE_RETRY)
+        try:
+            runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
+                                  self.ow.status_text(self.now, time.time(), os.getpid()))
+        except OSError as e:
+            self.next_status = self.now + WRITE_RETRY
+            self.write_error(runfiles.STATUS, e)
+
+    def run_reboot(self, group: int) -> None:
+        """stop_failure reboot: run the reboot command (Heartbeat: `reboot -nf`); if it
+        fails, or this process still runs REBOOT_WAIT s after it succeeded, hold instead."""
+        argv = shlex.split(self.cfg.reboot_command)
+        log.critical("group %d could not be stopped: running %s", group, " ".join(argv))
+        try:
+            self.reboot = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True,
+                                           start_new_session=True)
+        except OSError as e:
+            self.apply(self.ow.reboot_failed("%s: %s" % (argv[0], e.strerror or e), self.now))
+            return
+        self.reboot_due = self.now + REBOOT_WAIT
+
+    def check_reboot(self) -> None:
+        rc = self.reboot.poll()
+        if rc is None and self.now < self.reboot_due:
+            return
+        if rc == 0 and self.now < self.reboot_due:
+            return                    # exited 0: the reboot is under way
+        why = ("still running after %g s" % REBOOT_WAIT if rc == 0 or rc is None
+               else "%s exited %d" % (self.cfg.reboot_command.split()[0], rc))
+        self.reboot = None
+        self.apply(self.ow.reboot_failed(why, self.now))
 
     def send(self, line: str) -> None:
         self.pending.append((self.now + 5.0, (line + "\n").encode()))
@@ -300,18 +369,22 @@ class Watch:
             if self.netlink is not None and self.netlink.carrier(iface) is False:
                 self.apply(self.ow.link(iface, False, self.now))
         while self.exit is None:
-            due = min(self.ow.next_wake(), self.next_status, self.now + step)
+            due = min(self.ow.next_wake(), self.next_status, self.now + step,
+                      self.now + 1.0 if self.reboot is not None else float("inf"))
             for key, _ in sel.select(max(0.001, due - self.now)):
                 self.now = time.monotonic()
                 if key.data == "stdin":
-                    for line in stdin.read():
-                        self.apply(self.ow.message(wire.parse_line(line), self.now))
+                    for _ in range(STDIN_READS):      # all that waits, so that the
+                        lines = stdin.read()          # silence check sees our last beat
+                        for line in lines:
+                            self.apply(self.ow.message(wire.parse_line(line), self.now))
+                        if not lines or stdin.eof:
+                            break
                     if stdin.eof:
-                        log.warning("stdin closed: hb-supervise is gone; exiting, "
-                                    "resources left as they are")
+                        log.warning("stdin closed: no heartbeat of ours will be sent: "
+                                    "releasing every group, then exiting")
                         sel.unregister(0)
-                        self.exit = exits.OK
-                        self.write_status()
+                        self.apply(self.ow.beat_gone(self.now))
                 elif key.data == "fifo":
                     for line in fifo.read():
                         log.info("request: %s", line.strip())
@@ -335,6 +408,8 @@ class Watch:
                 self.apply(self.ow.tick(self.now))
                 if self.pending:
                     self.flush()
+                if self.reboot is not None:
+                    self.check_reboot()
                 if self.now >= self.next_status - 1.0:      # with a wake-up due anyway
                     self.write_status()
         self.close(disarm=self.ow.exited)

@@ -502,22 +502,28 @@ class Owner:
         n = self.nodes.get(src)
         if n is None:
             return out
+        gen, seq = _hex(f.get("hg")), _hex(f.get("seq"))
+        if gen is not None and n.gen is not None and (
+                gen < n.gen or (gen == n.gen and t == "status" and seq is not None
+                                and seq < n.seq)):
+            return out                # an older run's message, or a status overtaken:
+        #                               it says nothing of now, not even that it lives
         if via and via != "local":
             self._link_heard(n, via, now, out, bool(f.get("_dup")))
         if f.get("_dup"):
             return out
-        gen = _hex(f.get("hg"))
         if gen is not None and n.gen is not None and gen > n.gen:
             self._log(out, "info", "node %s: restarted (generation %x -> %x)" % (src, n.gen, gen),
                       now)
             n.seq = -1
             n.back_at = now
+            if n.status == "up":
+                n.last = now              # alive now: not dead for its previous run's silence
             if n.kind != "hb":
                 n.holds, n.holds_known, n.blocked = set(), False, set()
             n.stable = False
         if gen is not None and (n.gen is None or gen > n.gen):
             n.gen = gen
-        seq = _hex(f.get("seq"))
         stale = seq is not None and seq < n.seq
         if seq is not None and seq > n.seq:
             n.seq = seq
@@ -860,8 +866,7 @@ class Owner:
         if n.kind != kind:
             n.kind = kind
             if kind == "hb" and self.rqst_at is not None:
-                self.rqst_at = None
-                self._take_local(now, out, "")
+                self.rqst_at = min(self.rqst_at, now + self.cfg.deadtime)
             if (n.name, kind) not in self.kind_logged and (kind == "hb" or st == "active"):
                 self.kind_logged.add((n.name, kind))
                 self._log(out, "info", "node %s runs %s" % (
@@ -927,9 +932,10 @@ class Owner:
         """The earliest monotonic time at which a peer may be declared dead: hb-watch
         sleeps no longer than that, so a death costs deadtime, not deadtime + a tick."""
         due = float("inf")
+        me = self.nodes[self.me]
         for n in self.nodes.values():
-            if n.name == self.me:
-                continue
+            if n.name == self.me or self.silent or self.gone or me.last is None:
+                continue                # nobody is judged (see hearing())
             if n.status == "init":
                 due = min(due, self.start + self.cfg.initdead)
             elif n.status == "up" and n.last is not None:
@@ -1240,10 +1246,10 @@ class Owner:
                     gs.assign = ME
             return
         out.append(Send({"t": "starting"}))
-        if p.kind == "hb":
-            self._take_local(now, out, "")
-        else:
-            self.rqst_at = now + RQSTDELAY
+        # An hb peer answers `starting` with its groups at once: take ours then.  Until
+        # it has heard this run of ours it may still declare this node dead for the
+        # silence of a previous run (a reboot within deadtime).
+        self.rqst_at = now + (self.cfg.deadtime if p.kind == "hb" else RQSTDELAY)
 
     def _adopt(self, now: float, out: list) -> None:
         """Groups the previous hb-watch held and that still run: kept unless a live peer
@@ -1433,7 +1439,10 @@ class Owner:
                     if gs.group.node == n.name:
                         gs.needs_failback = True
             return
-        if n.kind != "hb" and self.rqst_at is not None and "isstable" in f:
+        if n.kind == "hb" and self.rqst_at is not None:
+            self.rqst_at = None           # its answer to `starting`: it has heard us
+            self._take_local(now, out, "")
+        elif n.kind != "hb" and self.rqst_at is not None and "isstable" in f:
             if n.stable:
                 self.rqst_at = None
                 self._take_local(now, out, "%s is stable" % n.name)

@@ -207,6 +207,8 @@ class Node:
     last: float | None = None        # last status heartbeat
     gen: int | None = None
     seq: int = -1
+    status_seq: int = -1             # of its last status heartbeat
+    block_seq: int = -1              # of the request that blocked groups (hb peer)
     dt: float | None = None          # its advertised deadtime
     st: str = ""
     stable: bool = False
@@ -505,7 +507,7 @@ class Owner:
         gen, seq = _hex(f.get("hg")), _hex(f.get("seq"))
         if gen is not None and n.gen is not None and (
                 gen < n.gen or (gen == n.gen and t == "status" and seq is not None
-                                and seq < n.seq)):
+                                and seq < n.status_seq)):
             return out                # an older run's message, or a status overtaken:
         #                               it says nothing of now, not even that it lives
         if via and via != "local":
@@ -515,7 +517,7 @@ class Owner:
         if gen is not None and n.gen is not None and gen > n.gen:
             self._log(out, "info", "node %s: restarted (generation %x -> %x)" % (src, n.gen, gen),
                       now)
-            n.seq = -1
+            n.seq = n.status_seq = -1
             n.back_at = now
             if n.status == "up":
                 n.last = now              # alive now: not dead for its previous run's silence
@@ -528,6 +530,8 @@ class Owner:
         if seq is not None and seq > n.seq:
             n.seq = seq
         if t == "status":
+            if seq is not None:
+                n.status_seq = seq
             self._status(n, f, now, out, stale)
             view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
                     frozenset(n.holds), len(n.lates))
@@ -603,6 +607,7 @@ class Owner:
             self._log(out, "info", "standby done: %s is stable" % p.name, now)
         elif hs.role == "taker" and now - hs.t0 > self.cfg.keepalive * 2:
             self.hs = None
+            p.blocked -= hs.groups
             for i in hs.groups:
                 gs = self.gs[i]
                 if gs.state == STOPPED and not gs.busy and i in p.holds:
@@ -887,6 +892,8 @@ class Owner:
                 if g is not None:
                     n.holds = g
                     n.holds_known = True
+                    if n.seq > n.block_seq:       # sent after its standby request
+                        n.blocked &= g
                 if st not in ("", "init", "up") or "grps" in f:   # its state file is read
                     stuck = self._groups_field(n, f, "stuck", now, out)
                     if stuck is not None or "stuck" not in f:
@@ -1415,6 +1422,8 @@ class Owner:
         if grps is not None:
             n.holds = grps
             n.holds_known = True
+            if n.kind == "hb" and n.seq > n.block_seq:
+                n.blocked &= grps
         if info not in ("standby", "shutdown") and hold is not None:
             n.rsc_hold = hold
         if "grps" not in f and info not in ("standby", "shutdown"):
@@ -1484,8 +1493,8 @@ class Owner:
                 self.gs[i].assign = ME
                 if worse and self.gs[i].group.node == n.name:
                     self.gs[i].needs_failback = True    # back once it reaches as much
-                if n.kind != "hb":
-                    n.blocked.add(i)
+                n.blocked.add(i)      # until `done`: its last grps= may predate a start
+            n.block_seq = n.seq       # (or a grps= sent after this request)
             out.append(Send({"t": "ask_resources", "rsc_hold": what, "info": "other"}))
             self._log(out, "info", "%s hands over %s groups %s" % (
                 n.name, what, ",".join(map(str, sorted(groups)))), now)

@@ -47,6 +47,7 @@ from hb.config import Config, Group, Medium, Resource
 A, B = "alpha", "beta"
 K, D = 1.0, 3.5                 # keepalive, deadtime
 GROUPS = (1, 2)
+STEP = min(1.0, D / 4)          # hb-watch's longest sleep
 SETTLE = 40.0                   # after the last fault: every group settled by then
 LONG_EXCUSE = 14.0              # a long partition's doubles are excused this long after
 AGENT = (0.05, 0.45)            # agent run time (s): a stop fits in deadtime/2 - a margin
@@ -178,7 +179,8 @@ class Node:
                 return
         if self.ow is not None:
             self.wake_token += 1
-            self.sim.at(max(self.sim.now, self.ow.next_wake()), self.wake, self.wake_token)
+            due = min(self.ow.next_wake(), self.sim.now + STEP)    # as hb-watch's loop
+            self.sim.at(max(self.sim.now, due), self.wake, self.wake_token)
 
     def wake(self, token: int) -> None:
         if self.ow is not None and token == self.wake_token:

@@ -1573,8 +1573,9 @@ class Owner:
                 hs.phase = "waiting"
                 out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))
         elif hs.role == "taker":
-            if all(self.gs[i].state in (RUNNING, FAILED) and not self.gs[i].busy
-                   for i in hs.groups):
+            p = self.peer
+            if all((self.gs[i].state in (RUNNING, FAILED) or (p is not None and i in p.stuck))
+                   and not self.gs[i].busy for i in hs.groups):
                 self.hs = None
                 out.append(self._resource())
                 out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))

@@ -123,8 +123,8 @@ def finish(pair: HbPair, checker: Checker, t0: float) -> list:
         time.sleep(0.2)
     samples = checker.stop()
     assert len(samples) > WATCH_S * 5, "the checker fell behind: %d samples" % len(samples)
-    assert checker.doubles() == [], "on both nodes: %s\n%s" % (checker.doubles()[:5],
-                                                                pair.logtail(60))
+    both = checker.doubles()
+    assert both == [], "on both nodes: %s\n%s" % (both[:5], pair.logtail(60))
     return samples
 
 
@@ -172,15 +172,19 @@ def test_stuck_stop_through_standby_never_runs_twice(lab, policy):
     pair, checker = start_stuck(lab, policy)
     alpha = pair["alpha"]
     t0 = time.monotonic()
-    sw = subprocess.Popen(["hb-switch", "standby", "-r", alpha.run, "--no-wait"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        out, _ = sw.communicate(timeout=30)
+        for _ in range(20):               # refused while the peer is still settling
+            r = subprocess.run(["hb-switch", "standby", "-r", alpha.run, "--no-wait"],
+                               capture_output=True, text=True, timeout=30)
+            try:
+                pair.wait(lambda: "asking beta to take all groups" in alpha.logtext(), 1.0)
+                break
+            except AssertionError:
+                continue
+        assert "asking beta to take all groups" in alpha.logtext(), (r, alpha.logtail())
         finish(pair, checker, t0)
     finally:
         checker.halt.set()
-        if sw.poll() is None:
-            sw.kill()
     if policy == "hold":
         assert_held_by_alpha(pair)
         assert alpha.running(), pair.logtail()

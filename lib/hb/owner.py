@@ -319,7 +319,8 @@ class Owner:
         self.yield_until = -1e9
         self.claims = {"local": False, "foreign": False}     # classes, for rsc_hold
         self.silent = False              # our own heartbeat stopped: judge nobody, hold nothing
-        self.hush_until = -1e9           # heard again: take nothing before this
+        self.hush_from: float | None = None     # heard again: take nothing until a peer
+        #                                         status received after this (or its death)
         self.gone = False                # hb-beat's pipe closed for good: release and exit
         self.rebooting = False           # stop_failure reboot: decided (stuck= no longer sent)
         self.reboot_group: int | None = None
@@ -391,7 +392,7 @@ class Owner:
 
     def quiet(self) -> bool:
         """Silent, or heard again only lately: start nothing, take nothing."""
-        return self.silent or self.last_event < self.hush_until
+        return self.silent or self.hush_from is not None
 
     def wanted(self) -> list[int]:
         return [i for i, gs in self.gs.items() if gs.assign == ME]
@@ -533,6 +534,9 @@ class Owner:
             if seq is not None:
                 n.status_seq = seq
             self._status(n, f, now, out, stale)
+            if self.hush_from is not None and now >= self.hush_from and not stale \
+                    and n.name == self.peer_name:
+                self.hush_from = None     # it says what it holds since it could judge us
             view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
                     frozenset(n.holds), len(n.lates))
             if view != n.shown:       # what RUNDIR/status says of it: written now
@@ -790,8 +794,9 @@ class Owner:
         if self.silent and not self.gone:
             self.silent = False
             gap = n.last is not None and now - n.last
-            if self.comm_up:
-                self.hush_until = now + self.grace()
+            if self.comm_up:            # the peer may judge us dead until last + deadtime
+                self.hush_from = max(now, (n.last or now) + self.cfg.deadtime
+                                     + self.cfg.keepalive / 2)
             for m in self.nodes.values():     # what we did not hear while silent is not
                 if m is not n and m.last is not None:     # their silence: a deadtime anew
                     m.last = max(m.last, now)
@@ -800,8 +805,8 @@ class Owner:
             self._log(out, "warning", "node %s (this node): own heartbeat heard again%s: "
                       "judging again%s" % (
                           self.me, " after %.2f s" % gap if gap else "",
-                          "; starting nothing for %.1f s (the peer may hold the groups now)"
-                          % self.grace() if self.comm_up else ""), now)
+                          "; starting nothing until %s says what it holds now" % self.peer_name
+                          if self.comm_up else ""), now)
             out.append(Save())
         if n.status != "up":
             self._log(out, "info" if n.status == "init" else "warning",
@@ -966,7 +971,7 @@ class Owner:
             ts.append(me.last + self.cfg.deadtime)
         if me is not None:
             ts.append((me.last if me.last is not None else self.start) + self.silence_after())
-        ts += [self.hush_until] + [gs.retry_at for gs in self.gs.values() if gs.dirty]
+        ts += [gs.retry_at for gs in self.gs.values() if gs.dirty]
         ts += [ln.last + self._deadtime(self.nodes[ln.node]) + ln.slack
                for ln in self.links.values()
                if ln.status == "up" and ln.node in self.nodes]
@@ -1059,6 +1064,8 @@ class Owner:
 
     def _node_down(self, n: Node, now: float, out: list, why: str) -> None:
         n.status, n.since = "dead", now
+        if n.name == self.peer_name:
+            self.hush_from = None
         n.stable = False
         gave_up = n.shutdown or (n.holds_known and not n.holds)
         self._log(out, "warning", "node %s: dead (%s)" % (n.name, why), now)
@@ -1430,8 +1437,8 @@ class Owner:
             n.holds = _holds_from(hold or "none", n.name, self.cfg.groups)
             n.holds_known = True
         stuck = self._groups_field(n, f, "stuck", now, out)
-        if stuck is not None and n.kind == "hb":
-            self._stuck(n, stuck, now, out)
+        if n.kind == "hb" and (stuck is not None or "stuck" not in f):
+            self._stuck(n, stuck or set(), now, out)      # every hb `resource` says it
         if "isstable" in f:
             n.stable = f["isstable"] == "1"
         self._adopt(now, out)
@@ -1574,7 +1581,8 @@ class Owner:
                 out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))
         elif hs.role == "taker":
             p = self.peer
-            if all((self.gs[i].state in (RUNNING, FAILED) or (p is not None and i in p.stuck))
+            if all((self.gs[i].state in (RUNNING, FAILED) or (
+                    hs.phase == "starting" and p is not None and i in p.stuck))
                    and not self.gs[i].busy for i in hs.groups):
                 self.hs = None
                 out.append(self._resource())

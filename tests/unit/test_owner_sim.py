@@ -22,7 +22,9 @@ excuses (DESIGN.md "Safety: what is guaranteed"):
     nodes then hold the group until the partition heals (only fencing prevents
     that); doubles are excused from its start until SETTLE after it heals.
     Random loss never drops more than two heartbeats in a row, and short
-    partitions stay under deadtime - 2 keepalives: those must never double.
+    short partitions let through the third heartbeat: those must never double.
+    Other messages are not lost (hb-beat asks for what it missed again) but may
+    come up to a second late.
   - a stop that fails while the node cannot send its heartbeat (only a watchdog
     helps): stops do not fail on a node whose hb-beat is not running.
   - both daemons of one node failing at once (kill -9 of hb): one daemon fault at
@@ -303,8 +305,11 @@ class Sim:
             return
         status = f.get("t") == "status"
         if d in self.cut or (self.loss and self.now > 8 and self.rng.random() < self.loss):
-            if not status or self.lost_in_row[src.name] < 2:
-                self.lost_in_row[src.name] += status
+            if not status:                  # hb-beat asks for it again: it comes late
+                self.at(self.now + self.rng.uniform(0.1, 1.0), dst.receive, f)
+                return
+            if self.lost_in_row[src.name] < 2:
+                self.lost_in_row[src.name] += 1
                 return
         if status:
             self.lost_in_row[src.name] = 0

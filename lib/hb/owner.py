@@ -385,10 +385,12 @@ class Owner:
         return self.cfg.deadtime / 2
 
     def hearing(self, now: float) -> bool:
-        """Our own heartbeat is current: what we do not hear is not our own deafness."""
+        """Our own heartbeat is current (at most 1.25 keepalives old, deadtime/2 at
+        most): what we do not hear is not our own deafness, and a peer may be judged.
+        Otherwise judging waits for our next heartbeat (or silence, above)."""
         me = self.nodes[self.me]
         return (not self.silent and not self.gone and me.last is not None
-                and now - me.last <= self.silence_after())
+                and now - me.last <= min(1.25 * self.cfg.keepalive, self.silence_after()))
 
     def quiet(self) -> bool:
         """Silent, or heard again only lately: start nothing, take nothing."""
@@ -944,10 +946,10 @@ class Owner:
         """The earliest monotonic time at which a peer may be declared dead: hb-watch
         sleeps no longer than that, so a death costs deadtime, not deadtime + a tick."""
         due = float("inf")
-        me = self.nodes[self.me]
+        judging = self.hearing(self.last_event)
         for n in self.nodes.values():
-            if n.name == self.me or self.silent or self.gone or me.last is None:
-                continue                # nobody is judged (see hearing())
+            if n.name == self.me or not judging:
+                continue                # nobody is judged before our next heartbeat
             if n.status == "init":
                 due = min(due, self.start + self.cfg.initdead)
             elif n.status == "up" and n.last is not None:

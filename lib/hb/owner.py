@@ -209,6 +209,7 @@ class Node:
     seq: int = -1
     status_seq: int = -1             # of its last status heartbeat
     block_seq: int = -1              # of the request that blocked groups (hb peer)
+    holds_seq: int = -1              # of the message its holdings were last taken from
     dt: float | None = None          # its advertised deadtime
     st: str = ""
     stable: bool = False
@@ -322,6 +323,7 @@ class Owner:
         self.hush_from: float | None = None     # heard again: take nothing until a peer
         #                                         status received after this (or its death)
         self.gone = False                # hb-beat's pipe closed for good: release and exit
+        self.init_from = now             # initdead counts from here
         self.rebooting = False           # stop_failure reboot: decided (stuck= no longer sent)
         self.reboot_group: int | None = None
         self.reboot_sent = False         # the Reboot action was given
@@ -520,7 +522,7 @@ class Owner:
         if gen is not None and n.gen is not None and gen > n.gen:
             self._log(out, "info", "node %s: restarted (generation %x -> %x)" % (src, n.gen, gen),
                       now)
-            n.seq = n.status_seq = -1
+            n.seq = n.status_seq = n.holds_seq = -1
             n.back_at = now
             if n.status == "up":
                 n.last = now              # alive now: not dead for its previous run's silence
@@ -796,9 +798,11 @@ class Owner:
         if self.silent and not self.gone:
             self.silent = False
             gap = n.last is not None and now - n.last
-            if self.comm_up:            # the peer may judge us dead until last + deadtime
-                self.hush_from = max(now, (n.last or now) + self.cfg.deadtime
-                                     + self.cfg.keepalive / 2)
+            if self.comm_up:            # the peer may judge us dead until last + deadtime,
+                self.hush_from = max(      # or until it hears this beat or the next one
+                    now + 2 * self.cfg.keepalive,
+                    (n.last or now) + self.cfg.deadtime + self.cfg.keepalive / 2)
+            self.init_from = now        # initdead anew for nodes never heard
             for m in self.nodes.values():     # what we did not hear while silent is not
                 if m is not n and m.last is not None:     # their silence: a deadtime anew
                     m.last = max(m.last, now)
@@ -893,6 +897,8 @@ class Owner:
         n.beats += 1
         if not stale:
             n.st = st
+            if f.get("seq") and _hex(f["seq"]) is not None:
+                n.holds_seq = max(n.holds_seq, _hex(f["seq"]))
             if kind == "hb":
                 n.rsc_hold = self._hold_field(n, f, now, out) or n.rsc_hold
                 g = self._groups_field(n, f, "grps", now, out)
@@ -951,7 +957,7 @@ class Owner:
             if n.name == self.me or not judging:
                 continue                # nobody is judged before our next heartbeat
             if n.status == "init":
-                due = min(due, self.start + self.cfg.initdead)
+                due = min(due, self.init_from + self.cfg.initdead)
             elif n.status == "up" and n.last is not None:
                 due = min(due, n.last + self._deadtime(n))
         for t in (self.decider.due(), self.mon.next_due()):
@@ -967,7 +973,7 @@ class Owner:
         return min([self.next_due(), *later])
 
     def _timers(self) -> list[float]:
-        ts = [self.next_summary, self.start + self.cfg.initdead]
+        ts = [self.next_summary, self.init_from + self.cfg.initdead]
         me = self.nodes.get(self.me)
         if me is not None and me.status == "up" and me.last is not None:
             ts.append(me.last + self.cfg.deadtime)
@@ -1003,7 +1009,7 @@ class Owner:
                 continue
             if not self.hearing(now):
                 continue                # the peer's silence may be our own deafness
-            if n.status == "init" and now - self.start > self.cfg.initdead:
+            if n.status == "init" and now - self.init_from > self.cfg.initdead:
                 self._node_down(n, now, out, "not heard within initdead %g s"
                                 % self.cfg.initdead)
             elif n.status == "up" and n.last is not None and now - n.last > self._deadtime(n):
@@ -1426,6 +1432,12 @@ class Owner:
 
     def _m_resource(self, n: Node, f: dict, now: float, out: list) -> None:
         info = f.get("info", "")
+        seq = _hex(f.get("seq"))
+        if seq is not None and seq < n.holds_seq:
+            f = {k: v for k, v in f.items() if k not in ("grps", "stuck", "rsc_hold")}
+            info = info if info == "shutdown" else "late"     # newer holdings are known
+        elif seq is not None:
+            n.holds_seq = seq
         grps = self._groups_field(n, f, "grps", now, out)
         hold = self._hold_field(n, f, now, out)
         if grps is not None:
@@ -1435,11 +1447,11 @@ class Owner:
                 n.blocked &= grps
         if info not in ("standby", "shutdown") and hold is not None:
             n.rsc_hold = hold
-        if "grps" not in f and info not in ("standby", "shutdown"):
+        if "grps" not in f and info not in ("standby", "shutdown", "late"):
             n.holds = _holds_from(hold or "none", n.name, self.cfg.groups)
             n.holds_known = True
         stuck = self._groups_field(n, f, "stuck", now, out)
-        if n.kind == "hb" and (stuck is not None or "stuck" not in f):
+        if n.kind == "hb" and info != "late" and (stuck is not None or "stuck" not in f):
             self._stuck(n, stuck or set(), now, out)      # every hb `resource` says it
         if "isstable" in f:
             n.stable = f["isstable"] == "1"
@@ -1502,7 +1514,8 @@ class Owner:
                 self.gs[i].assign = ME
                 if worse and self.gs[i].group.node == n.name:
                     self.gs[i].needs_failback = True    # back once it reaches as much
-                n.blocked.add(i)      # until `done`: its last grps= may predate a start
+                if self.gs[i].state not in HELD:    # until `done`: its last grps=
+                    n.blocked.add(i)                # may predate a start
             n.block_seq = n.seq       # (or a grps= sent after this request)
             out.append(Send({"t": "ask_resources", "rsc_hold": what, "info": "other"}))
             self._log(out, "info", "%s hands over %s groups %s" % (

@@ -20,7 +20,8 @@ What the guarantee does not cover, and the generator therefore leaves out or
 excuses (DESIGN.md "Safety: what is guaranteed"):
   - a partition long enough for a node to be declared dead while it runs: both
     nodes then hold the group until the partition heals (only fencing prevents
-    that); doubles are excused from its start until SETTLE after it heals.
+    that); doubles are excused from its start until LONG_EXCUSE after it
+    heals, and for good for a group that then fails to stop on one of them.
     Random loss never drops two heartbeats in a row, and short partitions let
     through the second heartbeat: those must never double.
     Other messages are not lost (hb-beat asks for what it missed again) but may
@@ -283,6 +284,7 @@ class Sim:
         self.cut: set = set()               # directions (src, dst) cut: short partitions
         self.long_cut: set = set()          # long ones
         self.excused_until = -1.0
+        self.partitioned = False            # a long partition happened
         self.loss = self.rng.choice((0.0, 0.0, 0.05, 0.2))
         self.lost_in_row = {A: 0, B: 0}
         self.trace: list = []
@@ -319,8 +321,14 @@ class Sim:
 
     def check(self) -> None:
         for g in GROUPS:
-            if all(n.running[g] for n in self.nodes.values()) and self.now > self.excused_until:
+            if all(n.running[g] for n in self.nodes.values()) and self.now > self.excused_until \
+                    and not (self.partitioned and self.stuck(g)):
                 self.doubles.append((round(self.now, 3), g))
+
+    def stuck(self, g: int) -> bool:
+        """g failed to stop on a node (it runs there until a stop succeeds)."""
+        return any(n.ow is not None and (n.ow.gs[g].dirty or n.ow.gs[g].stop_tries)
+                   for n in self.nodes.values())
 
     def run_until(self, end: float) -> None:
         while self.events and self.events[0][0] <= end:
@@ -334,6 +342,7 @@ class Sim:
     def partition(self, secs: float, both: bool, src: str, long: bool) -> None:
         dirs = {(A, B), (B, A)} if both else {(src, B if src == A else A)}
         if long:
+            self.partitioned = True
             self.long_cut |= dirs
             self.excused_until = max(self.excused_until, self.now + secs + LONG_EXCUSE)
         else:

@@ -694,10 +694,12 @@ class Owner:
                     self._log(out, "error", "%s failed to stop (try %d): retrying"
                               % (name, gs.stop_tries), now)
             self._set_group(gs, new, now)
-            if self.peer and self.peer.kind == "hb" and action == "stop" and ok:
-                out.append(self._resource("standby" if self.hs else ""))
+        tell = bool(self.peer and self.peer.kind == "hb" and action == "stop" and ok)
+        pos = len(out)
         self._progress(now, out)
         self._reconcile(now, out)
+        if tell:                      # what holds now, after what the stop set off, and
+            out.insert(pos, self._resource("standby" if self.hs else ""))   # before `done`
         out.append(Save())
         return out
 
@@ -1512,6 +1514,8 @@ class Owner:
             worse = not health.may_fail_back(self.reach.score(), self.peer_reach())
             for i in groups:
                 self.gs[i].assign = ME
+                if self.gs[i].state == FAILED and not self.gs[i].dirty:
+                    self._set_group(self.gs[i], STOPPED, now)   # handed over: try again
                 if worse and self.gs[i].group.node == n.name:
                     self.gs[i].needs_failback = True    # back once it reaches as much
                 if self.gs[i].state not in HELD:    # until `done`: its last grps=

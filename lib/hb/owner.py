@@ -1535,6 +1535,13 @@ class Owner:
             out.append(self._resource("standby", after=True))
             self._progress(now, out)
         elif info == "done" and hs and hs.role == "taker":
+            if "grps" in f:           # the giver could not stop the others: it keeps them
+                for i in hs.groups - grps:
+                    self.gs[i].assign = PEER
+                    self._log(out, "warning", "group %d: %s could not stop it: not taken"
+                              % (i, n.name), now)
+                n.blocked -= hs.groups - grps
+                hs.groups &= grps
             n.blocked -= hs.groups
             if n.kind != "hb":        # its last `resource` predates the stop
                 n.holds -= hs.groups
@@ -1597,12 +1604,14 @@ class Owner:
         if hs.role == "giver" and hs.phase == "stopping":
             if all(self.gs[i].state not in HELD and not self.gs[i].busy for i in hs.groups):
                 hs.phase = "waiting"
-                out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))
+                f = {"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}
+                stuck = {i for i in hs.groups if self.gs[i].dirty}
+                if stuck:             # done, but not with these: they may still run here
+                    f["grps"] = ",".join(map(str, sorted(hs.groups - stuck))) or "none"
+                out.append(Send(f))
         elif hs.role == "taker":
-            p = self.peer
-            if all((self.gs[i].state in (RUNNING, FAILED) or (
-                    hs.phase == "starting" and p is not None and i in p.stuck))
-                   and not self.gs[i].busy for i in hs.groups):
+            if all(self.gs[i].state in (RUNNING, FAILED) and not self.gs[i].busy
+                   for i in hs.groups):
                 self.hs = None
                 out.append(self._resource())
                 out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))

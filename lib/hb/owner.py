@@ -541,6 +541,7 @@ class Owner:
             if self.hush_from is not None and now >= self.hush_from and not stale \
                     and n.name == self.peer_name:
                 self.hush_from = None     # it says what it holds since it could judge us
+                self._hush_over(now, out)
             view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
                     frozenset(n.holds), len(n.lates))
             if view != n.shown:       # what RUNDIR/status says of it: written now
@@ -1034,6 +1035,18 @@ class Owner:
                         self._log(out, "warning", "link %s %s dead" % (n.name, m.name))
                         out.append(Save())
         self._reached(self.reach.tick(now), now, out)
+
+    def _hush_over(self, now: float, out: list) -> None:
+        """Back from silence, the peer heard: groups it holds are left to it (see
+        _reconcile); one that nobody holds now goes to its preferred node, so that
+        two nodes back from silence at once do not both start it (the preferred
+        node takes it back by the auto_failback rule when it did not want it)."""
+        for i, gs in self.gs.items():
+            if (gs.assign == ME and gs.state in (STOPPED, FAILED) and not gs.busy
+                    and gs.group.node != self.me and not self.peer_has(i)):
+                gs.assign = PEER
+                self._log(out, "info", "group %d: released while silent: left to %s, its "
+                          "preferred node" % (i, gs.group.node), now)
 
     def _go_silent(self, now: float, out: list) -> None:
         """Our own heartbeat stopped (hb-beat stopped, hung or gone): the peer may

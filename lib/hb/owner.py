@@ -940,6 +940,11 @@ class Owner:
                     n.name, "" if n.shutdown else ": a partition or a restart"), now)
                 if kind != "hb":
                     n.stable = False
+                for i, gs in self.gs.items():    # failed here while it was dead: its turn
+                    if (gs.state == FAILED and not gs.dirty and gs.assign != PEER
+                            and n.name == self.peer_name and not self.shutting):
+                        self.gives.append(("local" if gs.group.node == self.me else "foreign",
+                                           {i}, "failed start"))
             else:
                 self._log(out, "info", "node %s: up" % n.name, now)
             out.append(Save())

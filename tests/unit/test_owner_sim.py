@@ -54,7 +54,7 @@ STEP = min(1.0, D / 4)          # hb-watch's longest sleep
 SETTLE = 40.0                   # after the last fault: every group settled by then
 LONG_EXCUSE = 14.0              # a long partition's doubles are excused this long after
 AGENT = (0.05, 0.45)            # agent run time (s): a stop fits in deadtime/2 - a margin
-SEQUENCES = int(os.environ.get("HB_SIM_SEQUENCES", "100000"))
+SEQUENCES = int(os.environ.get("HB_SIM_SEQUENCES", "8000"))
 SEED = int(os.environ.get("HB_SIM_SEED", "1"))
 
 

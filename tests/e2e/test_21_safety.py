@@ -60,12 +60,17 @@ class Checker(threading.Thread):
         self.pair = pair
         self.samples: list[tuple[float, list[str], list[str]]] = []
         self.halt = threading.Event()
+        self.errors: list[str] = []
 
     def run(self) -> None:
         deadline = time.monotonic() + 300
         while not self.halt.is_set() and time.monotonic() < deadline:
             t = time.monotonic()
-            vip = [n.name for n in self.pair.nodes.values() if n.has_vip()]
+            try:
+                vip = [n.name for n in self.pair.nodes.values() if n.has_vip()]
+            except (subprocess.SubprocessError, OSError) as e:     # `ip` itself failed
+                self.errors.append(repr(e))
+                continue
             res = [n.name for n in self.pair.nodes.values()
                    if os.path.exists(os.path.join(n.dir, "stuckres.running"))]
             self.samples.append((t, vip, res))
@@ -122,7 +127,8 @@ def finish(pair: HbPair, checker: Checker, t0: float) -> list:
     while time.monotonic() < t0 + WATCH_S:
         time.sleep(0.2)
     samples = checker.stop()
-    assert len(samples) > WATCH_S * 5, "the checker fell behind: %d samples" % len(samples)
+    assert len(samples) > WATCH_S * 5, "the checker fell behind: %d samples, errors %s" % (
+        len(samples), checker.errors[:3])
     both = checker.doubles()
     assert both == [], "on both nodes: %s\n%s" % (both[:5], pair.logtail(60))
     return samples

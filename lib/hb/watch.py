@@ -151,6 +151,31 @@ def held_before(rundir: str, me: str) -> list[int]:
             and pos[2] != "stopped"]
 
 
+def write_in_place(path: str, text: str) -> bool:
+    """A full file system has no room for a temp file, but the state file's own block
+    is there: overwrite it in one write, padded with blank lines to its old length
+    (readers skip them), so that the heartbeats do not keep advertising an old state."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        data = text.encode()
+        size = os.fstat(fd).st_size
+        if len(data) > max(size, runfiles.PIPE_BUF):
+            return False
+        data += b"\n" * (size - len(data))
+        if os.pwrite(fd, data, 0) != len(data):
+            return False
+        if len(data) > size:
+            os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 class Watch:
     """The I/O around owner.Owner: stdin, watch.fifo, agents, beat.fifo, files."""
 
@@ -217,11 +242,13 @@ class Watch:
         here), everything else goes on."""
         text = runfiles.format_kv(self.ow.state_fields())
         if text != self.state_text:
+            path = os.path.join(self.rundir, runfiles.STATE)
             try:
-                runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATE), text)
+                runfiles.write_atomic(path, text)
             except OSError as e:
-                self.write_error(runfiles.STATE, e)
-                return
+                if not (e.errno == errno.ENOSPC and write_in_place(path, text)):
+                    self.write_error(runfiles.STATE, e)
+                    return
             self.state_text = text
         if self.write_failed is not None:
             log.warning("RUNDIR/state written again after %.1f s", self.now - self.write_failed)

@@ -254,3 +254,62 @@ def test_hb_beat_crash_loop_never_doubles(lab):
                                                              pair.logtail(60))
     holders = [n.name for n in pair.nodes.values() if n.has_vip()]
     assert len(holders) == 1, (holders, pair.logtail())
+
+
+def test_a_full_run_directory_is_logged_and_retried_never_fatal(lab):
+    """alpha's RUNDIR is a 512 KiB tmpfs, filled up: hb-watch keeps running, logs the
+    failed writes (status: retried; state: overwritten in place, so that the heartbeats
+    tell the truth), carries out the standby it was asked for, and writes its status
+    again once there is room; the VIP is never on both nodes."""
+    pair = HbPair(lab, keepalive=KEEPALIVE, deadtime=DEADTIME, initdead="2")
+    alpha, beta = pair["alpha"], pair["beta"]
+    os.makedirs(alpha.run, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", alpha.run],
+                   check=True)
+    checker = None
+    try:
+        alpha.start()
+        pair.wait(alpha.has_vip, 20, "alpha to take the VIP")
+        beta.start()
+        pair.wait_up()
+        watch = alpha.wait_daemons()["hb-watch"]
+        filler = os.path.join(alpha.run, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:                                    # fill it up, 4 KiB at a time
+            for _ in range(1024):
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        checker = Checker(pair)
+        checker.start()
+        for _ in range(20):
+            subprocess.run(["hb-switch", "standby", "-r", alpha.run, "--no-wait"],
+                           capture_output=True, text=True, timeout=30)
+            try:
+                pair.wait(lambda: "asking beta to take all groups" in alpha.logtext(), 1.0)
+                break
+            except AssertionError:
+                continue
+        pair.wait(lambda: "cannot write" in alpha.logtext(), 10, "a failed write logged")
+        pair.wait(lambda: beta.has_vip() and not alpha.has_vip(), 15, "the VIP on beta")
+        assert alpha.children().get("hb-watch") == watch, alpha.logtail()
+        time.sleep(2.0)                         # nothing moves back meanwhile
+        assert beta.has_vip() and not alpha.has_vip(), pair.logtail()
+        assert "split brain" not in beta.logtext()     # the state file told the truth
+        os.unlink(filler)
+        pair.wait(lambda: alpha.holds() == [] and beta.holds() == ["1"], 15,
+                  "both status files to agree")
+        time.sleep(2.0)
+        checker.stop()
+        assert checker.doubles() == [], (checker.doubles()[:5], pair.logtail(60))
+        assert beta.has_vip() and not alpha.has_vip()
+        assert alpha.children().get("hb-watch") == watch
+    finally:
+        if checker is not None:
+            checker.halt.set()
+        for n in pair.nodes.values():
+            if n.running():
+                n.kill9()
+        subprocess.run(["umount", "-l", alpha.run], check=False)

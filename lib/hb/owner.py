@@ -1788,8 +1788,11 @@ class Owner:
         if p.holds_known:
             for i, gs in self.gs.items():
                 if (gs.group.node == self.me and gs.assign != ME and i not in p.holds
-                        and i not in p.blocked and gs.state == STOPPED):
+                        and i not in p.blocked and i not in p.stuck and not gs.dirty
+                        and gs.state in (STOPPED, FAILED)):
                     gs.assign = ME
+                    if gs.state == FAILED:
+                        self._set_group(gs, STOPPED, now)
                     self._log(out, "info", "group %d: %s does not hold it: taking it back"
                               % (i, p.name), now)
 

@@ -1840,6 +1840,8 @@ class Owner:
             holder = "both" if here and there else self.me if here else \
                 self.peer_name if there else "none"
             state = gs.state if gs.state != PROBING else STARTING
+            if gs.dirty:
+                state = "stuck"           # a stop failed: it may still run here
             if not here and there:
                 state = RUNNING
             restarts = " restarts=%d" % self.mon.restarts(i, now) if self.mon.on else ""

@@ -105,7 +105,9 @@ def check(rundir: str, max_age: float, now: float | None = None) -> tuple[int, s
             mine.append(num)
         if kv.get("restarts", "0") not in ("0", ""):
             warn.append("group %s restarted %s times in the last hour" % (num, kv["restarts"]))
-        if holder == "both":
+        if state == "stuck":
+            crit.append("group %s may still run on %s: its stop failed" % (num, holder))
+        elif holder == "both":
             crit.append("group %s held by both nodes" % num)
         elif holder == "none":
             (warn if starting else crit).append("group %s held by nobody (%s)" % (num, state))

@@ -801,6 +801,13 @@ class Owner:
         if self.rebooting and not self.reboot_sent and "stuck" not in f:
             self.reboot_sent = True     # the peer no longer reads stuck=: it may take over
             out.append(Reboot(self.reboot_group if self.reboot_group is not None else 0))
+        deaf_for = min(1.25 * self.cfg.keepalive, self.silence_after())
+        if n.last is not None and now - n.last > deaf_for:
+            for m in self.nodes.values():     # hb-beat may have been deaf meanwhile:
+                if m is not n and m.last is not None:     # a peer's silence in that gap
+                    m.last = max(m.last, now)             # is not counted against it
+            for ln in self.links.values():
+                ln.last = max(ln.last, now)
         if self.silent and not self.gone:
             self.silent = False
             gap = n.last is not None and now - n.last

@@ -249,6 +249,7 @@ class Handshake:
     phase: str                       # asked | stopping | waiting
     t0: float
     reason: str = ""
+    peer_seq: int = 1 << 64          # giver: the taker's `other` (its later status is news)
 
 
 def _holds_from(rsc_hold: str, node: str, groups: list[Group]) -> set:
@@ -614,7 +615,7 @@ class Owner:
         hs, p = self.hs, self.peer
         if hs is None or p is None or p.kind != "hb" or not self.peer_stable():
             return
-        if hs.role == "giver" and hs.phase == "waiting":
+        if hs.role == "giver" and hs.phase == "waiting" and p.status_seq > hs.peer_seq:
             self.hs = None
             self._log(out, "info", "standby done: %s is stable" % p.name, now)
         elif hs.role == "taker" and now - hs.t0 > self.cfg.keepalive * 2:
@@ -1554,6 +1555,7 @@ class Owner:
                 n.name, what, ",".join(map(str, sorted(groups)))), now)
         elif info == "other" and hs and hs.role == "giver" and hs.phase == "asked":
             hs.phase = "stopping"
+            hs.peer_seq = n.seq
             n.stable = False          # the taker is in flux until its next status says not
             if hs.groups == self._mine(hs.what, self.me):     # a whole class
                 self._claim(hs.what, False)

@@ -525,8 +525,8 @@ class Owner:
                       now)
             n.seq = n.status_seq = n.holds_seq = -1
             n.back_at = now
-            for gs in self.gs.values():       # as when it dies: failed ones may run again
-                if gs.state == FAILED and not gs.dirty and not gs.busy:
+            for gs in self.gs.values():       # failed here and left to it: may run again
+                if gs.state == FAILED and not gs.dirty and not gs.busy and gs.assign != ME:
                     self._set_group(gs, STOPPED, now)
             if n.status == "up":
                 n.last = now              # alive now: not dead for its previous run's silence

@@ -325,6 +325,7 @@ class Owner:
         #                                         status received after this (or its death)
         self.gone = False                # hb-beat's pipe closed for good: release and exit
         self.init_from = now             # initdead counts from here
+        self.own_gen: int | None = None  # our hb-beat's generation
         self.rebooting = False           # stop_failure reboot: decided (stuck= no longer sent)
         self.reboot_group: int | None = None
         self.reboot_sent = False         # the Reboot action was given
@@ -803,7 +804,11 @@ class Owner:
             self.reboot_sent = True     # the peer no longer reads stuck=: it may take over
             out.append(Reboot(self.reboot_group if self.reboot_group is not None else 0))
         deaf_for = min(1.25 * self.cfg.keepalive, self.silence_after())
-        if n.last is not None and now - n.last > deaf_for:
+        gen = _hex(f.get("hg"))
+        restarted = gen is not None and self.own_gen is not None and gen != self.own_gen
+        if gen is not None:
+            self.own_gen = gen        # a new hb-beat: what came meanwhile was lost
+        if n.last is not None and (restarted or now - n.last > deaf_for):
             for m in self.nodes.values():     # hb-beat may have been deaf meanwhile:
                 if m is not n and m.last is not None:     # a peer's silence in that gap
                     m.last = max(m.last, now)             # is not counted against it

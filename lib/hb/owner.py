@@ -287,7 +287,8 @@ class Owner:
     """The state machine of one hb-watch (see the module docstring)."""
 
     def __init__(self, cfg: Config, now: float, digest: str = "",
-                 held: Iterable[int] = (), ifaces: Iterable[str] = ()) -> None:
+                 held: Iterable[int] = (), ifaces: Iterable[str] = (),
+                 peer_stuck: Iterable[int] = ()) -> None:
         self.cfg = cfg
         self.me = cfg.node
         self.digest = digest
@@ -336,6 +337,8 @@ class Owner:
                 gs = self.gs[i]
                 gs.state, gs.busy, gs.recovered = PROBING, "status", True
         self._pending_runs = [i for i in held if i in self.gs]
+        if self.peer is not None:      # what it said before this hb-watch (STATEDIR)
+            self.peer.stuck = {i for i in peer_stuck if i in self.gs}
 
     # ------------------------------------------------------------ helpers
 

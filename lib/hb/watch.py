@@ -34,6 +34,7 @@ WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried
 WRITE_LOG_EVERY = 60.0    # s: and logged at most this often
 REBOOT_WAIT = 30.0        # s: after the reboot command, before giving up on the reboot
 STDIN_READS = 64          # reads of 64 KiB at most per wake-up
+PEER_STUCK = "peer-stuck"  # in STATEDIR
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 log = hblog.log
 
@@ -178,6 +179,14 @@ def write_in_place(path: str, text: str) -> bool:
         os.close(fd)
 
 
+def peer_stuck_before(path: str, cfg: config.Config) -> list[int]:
+    """The groups STATEDIR/peer-stuck says the peer may still run."""
+    kv = runfiles.read_kv(path)
+    if not cfg.peers or kv.get("node") != cfg.peers[0]:
+        return []
+    return [int(x) for x in kv.get("stuck", "").split(",") if x.isdigit() and len(x) < 6]
+
+
 class Watch:
     """The I/O around owner.Owner: stdin, watch.fifo, agents, beat.fifo, files."""
 
@@ -185,8 +194,10 @@ class Watch:
         self.cfg, self.rundir = cfg, rundir
         self.now = time.monotonic()
         self.ifaces, self.byip = checks.addresses(cfg.groups, cfg.confdir)
+        self.stuck_path = os.path.join(statedir, PEER_STUCK)
         self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node),
-                              self.ifaces)
+                              self.ifaces, peer_stuck_before(self.stuck_path, cfg))
+        self.stuck_text = ""
         env = {"HA_" + k: v for k, v in cfg.env.items()}
         self.runner = agents.Runner(checks.Caller(cfg.confdir, cfg.node, rundir, statedir,
                                                   env=env))
@@ -252,6 +263,7 @@ class Watch:
                     self.write_error(runfiles.STATE, e)
                     return
             self.state_text = text
+        self.save_peer_stuck()
         if self.write_failed is not None:
             log.warning("RUNDIR/state written again after %.1f s", self.now - self.write_failed)
             self.write_failed = None
@@ -260,6 +272,22 @@ class Watch:
             if self.ow.gs[a.group].busy == a.action:
                 self.runner.run(self.ow.gs[a.group].group, a.action)
         self.write_status()
+
+    def save_peer_stuck(self) -> None:
+        """STATEDIR/peer-stuck: the groups the peer said may still run there, kept
+        across restarts of this node (a reboot included): never started here
+        meanwhile, even if the peer is not running when this node starts."""
+        p = self.ow.peer
+        if p is None:
+            return
+        text = "node=%s\nstuck=%s\n" % (p.name, ",".join(map(str, sorted(p.stuck))) or "none")
+        if text == self.stuck_text:
+            return
+        try:
+            runfiles.write_atomic(self.stuck_path, text, 0o600)
+            self.stuck_text = text
+        except OSError as e:
+            self.write_error(PEER_STUCK, e)
 
     def write_error(self, name: str, e: OSError) -> None:
         if self.write_failed is None and name == runfiles.STATE:

@@ -83,10 +83,12 @@ class Node:
         self.wake_token = 0
         self.faulty_daemon = False
         self.spins, self.last_wake = 0, -1.0
+        self.peer_stuck: set = set()
 
     # -- daemons
     def start_watch(self, held=()) -> None:
-        self.ow = owner.Owner(config(self.name, self.sim.policy), self.sim.now, "d", held)
+        self.ow = owner.Owner(config(self.name, self.sim.policy), self.sim.now, "d", held,
+                              peer_stuck=self.peer_stuck)     # STATEDIR survives it all
         self.jobs = {}
         self.apply(self.ow.begin(self.sim.now))
 
@@ -161,6 +163,7 @@ class Node:
                     self.sim.log("%s: %s" % (self.name, a.text))
             elif isinstance(a, owner.Save):
                 self.state = ow.state_fields()
+                self.peer_stuck = set(ow.peer.stuck)
             elif isinstance(a, owner.Send):
                 if self.beat == "run":
                     self.transmit(dict(a.fields))

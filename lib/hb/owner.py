@@ -1587,6 +1587,9 @@ class Owner:
             self._progress(now, out)
         elif info == "done" and hs and hs.role == "giver" and hs.phase == "waiting":
             self.hs = None
+            if n.kind == "hb":        # it runs them now, whatever older messages say
+                n.holds |= {i for i in hs.groups if not self.gs[i].dirty}
+                n.holds_seq = max(n.holds_seq, n.seq)
             self._log(out, "info", "standby done: %s took %s groups" % (n.name, hs.what), now)
             out.append(self._resource())
 

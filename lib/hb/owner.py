@@ -529,6 +529,10 @@ class Owner:
                       now)
             n.seq = n.status_seq = n.holds_seq = -1
             n.back_at = now
+            if self.hs is not None:           # that run's handshake died with it
+                self._log(out, "warning", "standby with %s cancelled: it restarted" % src, now)
+                self.hs = None
+                n.blocked = set()
             for gs in self.gs.values():       # failed here and left to it: may run again
                 if gs.state == FAILED and not gs.dirty and not gs.busy and gs.assign != ME:
                     self._set_group(gs, STOPPED, now)

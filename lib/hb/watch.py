@@ -8,7 +8,7 @@ Usage:
 Options:
   -c CONFDIR     configuration directory [default: /etc/ha.d]
   -r RUNDIR      run directory: state, status, beat.fifo, watch.fifo [default: /var/run/hb]
-  -s STATEDIR    persistent state (mail spool) [default: /var/lib/hb]
+  -s STATEDIR    persistent state (mail spool, peer-stuck) [default: /var/lib/hb]
   --node NAME    this node's name (default: uname -n, lower-cased)
   --check        read RUNDIR/status, print one line, exit with a Nagios code
   --max-age S    with --check: status older than S seconds is critical [default: 10]

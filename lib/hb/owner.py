@@ -210,6 +210,7 @@ class Node:
     status_seq: int = -1             # of its last status heartbeat
     block_seq: int = -1              # of the request that blocked groups (hb peer)
     holds_seq: int = -1              # of the message its holdings were last taken from
+    heard: float = -1e9              # last message while still `init` (not up yet)
     dt: float | None = None          # its advertised deadtime
     st: str = ""
     stable: bool = False
@@ -524,6 +525,8 @@ class Owner:
             self._link_heard(n, via, now, out, bool(f.get("_dup")))
         if f.get("_dup"):
             return out
+        if n.status == "init":
+            n.heard = now             # alive, if not up yet: initdead counts from here
         if gen is not None and n.gen is not None and gen > n.gen:
             self._log(out, "info", "node %s: restarted (generation %x -> %x)" % (src, n.gen, gen),
                       now)
@@ -988,7 +991,7 @@ class Owner:
             if n.name == self.me or not judging:
                 continue                # nobody is judged before our next heartbeat
             if n.status == "init":
-                due = min(due, self.init_from + self.cfg.initdead)
+                due = min(due, max(self.init_from, n.heard) + self.cfg.initdead)
             elif n.status == "up" and n.last is not None:
                 due = min(due, n.last + self._deadtime(n))
         for t in (self.decider.due(), self.mon.next_due()):
@@ -1040,7 +1043,7 @@ class Owner:
                 continue
             if not self.hearing(now):
                 continue                # the peer's silence may be our own deafness
-            if n.status == "init" and now - self.init_from > self.cfg.initdead:
+            if n.status == "init" and now - max(self.init_from, n.heard) > self.cfg.initdead:
                 self._node_down(n, now, out, "not heard within initdead %g s"
                                 % self.cfg.initdead)
             elif n.status == "up" and n.last is not None and now - n.last > self._deadtime(n):

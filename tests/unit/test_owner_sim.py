@@ -31,7 +31,9 @@ excuses (DESIGN.md "Safety: a group runs on one node", Limits):
   - both daemons of one node failing at once (kill -9 of hb): one daemon fault at
     a time per node.
 A group that failed to start on both nodes is left failed (Heartbeat waits for the
-operator too) and counts as settled when nobody runs it.
+operator too) and counts as settled when nobody runs it; so does a group stuck on a
+node whose hb was then stopped (hold: the live peer knows it is stuck there), and a
+double left by a long partition on a group that then failed to stop.
 
 HB_SIM_SEQUENCES=N runs N sequences (default 8,000: about 55 s here, ~7 ms each;
 100,000 by hand take 12 minutes); HB_SIM_SEED picks the first seed.
@@ -288,6 +290,7 @@ class Sim:
         self.long_cut: set = set()          # long ones
         self.excused_until = -1.0
         self.partitioned = False            # a long partition happened
+        self.stuck_split: set = set()       # groups on both since, stuck on one
         self.loss = self.rng.choice((0.0, 0.0, 0.05, 0.2))
         self.lost_in_row = {A: 0, B: 0}
         self.trace: list = []
@@ -324,8 +327,12 @@ class Sim:
 
     def check(self) -> None:
         for g in GROUPS:
-            if all(n.running[g] for n in self.nodes.values()) and self.now > self.excused_until \
-                    and not (self.partitioned and self.stuck(g)):
+            both = all(n.running[g] for n in self.nodes.values())
+            if both and self.partitioned and self.stuck(g):
+                self.stuck_split.add(g)       # a partition's double its stop cannot end
+            elif not both:
+                self.stuck_split.discard(g)
+            if both and self.now > self.excused_until and g not in self.stuck_split:
                 self.doubles.append((round(self.now, 3), g))
 
     def stuck(self, g: int) -> bool:
@@ -437,6 +444,12 @@ def settled(s: Sim) -> list[str]:
         if run == held and len(run) == 1:
             continue
         if not run and not held and failed:
+            continue
+        if g in s.stuck_split:      # a partition's double that a failed stop keeps
+            continue
+        if len(run) == 1 and not held and any(     # hold: stopped with it stuck there;
+                n.ow is not None and g in n.ow.peer.stuck          # the peer knows why
+                for n in s.nodes.values() if n.name != run[0]):
             continue
         bad.append("group %d runs on %s, held by %s" % (g, run, held))
     return bad

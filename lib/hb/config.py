@@ -127,6 +127,8 @@ class Config:
     realtime: bool = True
     watchdog: str | None = None
     monitor: float | None = None         # hb extension: resource monitor interval
+    stop_failure: str = "hold"           # hb extension: 'hold' | 'reboot' (a group's stop failed)
+    reboot_command: str = "reboot -nf"   # stop_failure reboot COMMAND...
     rtprio: int | None = None            # SCHED_RR priority with realtime (None: minimum)
     env: dict[str, str] = field(default_factory=dict)  # `env NAME=value`: HA_NAME
     groups: list[Group] = field(default_factory=list)
@@ -306,7 +308,7 @@ _STONITH = ("hb has no STONITH: remove the line (give each node two heartbeat me
 
 _SCALARS = ("keepalive", "deadtime", "warntime", "initdead", "deadping", "udpport", "baud",
             "auto_failback", "logfile", "debugfile", "logfacility", "debug", "realtime",
-            "rtprio", "watchdog", "monitor")
+            "rtprio", "watchdog", "monitor", "stop_failure")
 
 
 class _HaCf:
@@ -505,6 +507,20 @@ class _HaCf:
         except ValueError:
             raise self.err("auto_failback: bad value %r: on, off or legacy" % v) from None
 
+    def d_stop_failure(self, word, rest, toks):
+        v = toks[0].lower() if toks else ""
+        if v == "hold" and len(toks) == 1:
+            self.setting("stop_failure", "hold")
+        elif v == "reboot":
+            self.setting("stop_failure", "reboot")
+            command = rest.strip()[len(toks[0]):].strip()
+            if command and not command.startswith("/"):
+                raise self.err("stop_failure reboot: %r is not a full path name"
+                               % command.split()[0])
+            self.cfg.reboot_command = command or "reboot -nf"
+        else:
+            raise self.err("stop_failure: want hold, or reboot [/path/to/command args]")
+
     def d_nice_failback(self, word, rest, toks):
         try:
             on = parse_bool(self.one(word, toks))
@@ -619,7 +635,8 @@ class _HaCf:
         return {
             "node": self.d_node, "keepalive": self.d_time, "deadtime": self.d_time,
             "warntime": self.d_time, "initdead": self.d_time, "deadping": self.d_time,
-            "monitor": self.d_monitor, "udpport": self.d_udpport, "baud": self.d_baud,
+            "monitor": self.d_monitor, "stop_failure": self.d_stop_failure,
+            "udpport": self.d_udpport, "baud": self.d_baud,
             "serial": self.d_serial, "bcast": self.d_bcast, "udp": self.d_bcast,
             "ucast": self.d_ucast, "ucast6": self.d_ucast, "mcast": self.d_mcast,
             "mcast6": self.d_mcast, "auto_failback": self.d_auto_failback,
@@ -1078,6 +1095,8 @@ def describe(cfg: Config) -> str:
     put("baud", "%d bps" % cfg.baud)
     put("auto_failback", cfg.auto_failback)
     put("monitor", "off" if cfg.monitor is None else "every " + format_time(cfg.monitor))
+    put("stop_failure", cfg.stop_failure + (" " + cfg.reboot_command
+                                            if cfg.stop_failure == "reboot" else ""))
     for p in cfg.pings:
         if p.group:
             out.append("ping_group %s %s" % (p.name, " ".join(p.addrs)))

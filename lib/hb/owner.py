@@ -19,6 +19,7 @@ advertise it, and groups never wait on each other.
 from __future__ import annotations
 
 import collections
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
@@ -69,7 +70,13 @@ class Exit:
     code: int
 
 
-Action = Union[Send, Run, Check, Log, Save, Watchdog, Exit]
+@dataclass(frozen=True)
+class Reboot:
+    """stop_failure reboot: a group could not be stopped; run the reboot command."""
+    group: int
+
+
+Action = Union[Send, Run, Check, Log, Save, Watchdog, Exit, Reboot]
 
 ME, PEER = "me", "peer"
 STOPPED, STARTING, RUNNING, STOPPING, FAILED, PROBING = (
@@ -79,6 +86,7 @@ RQSTDELAY = 10.0          # Heartbeat's wait when both start (Heartbeat peers on
 ASK_TIMEOUT = 10.0        # no `other` reply to `ask_resources info=me`
 STOP_RETRY = 1.0
 STOP_RETRIES = 10
+STUCK_RETRY = 60.0        # s: a group that failed to stop for good is tried again (hold)
 HOUR = 3600.0
 TAKEOVER_MAP = {"all": "all", "local": "foreign", "foreign": "local", "failback": "all"}
 
@@ -104,6 +112,71 @@ RESULT_TABLE: dict[tuple[str, str, bool], str] = {
 }
 
 
+# What a peer's field may hold (ASCII only: int() would take other scripts' digits).
+_HEX = re.compile(r"[0-9a-fA-F]{1,16}")
+_DEC = re.compile(r"[0-9]{1,4}")
+_IFACES = re.compile(r"[A-Za-z0-9_.:@-]{1,15}(,[A-Za-z0-9_.:@-]{1,15}){0,31}")
+_DIGEST = re.compile(r"[0-9a-f]{1,64}")
+ST_WORDS = ("init", "up", "active", "dead", "ping")
+HOLD_WORDS = ("none", "local", "foreign", "all")
+DT_RANGE = (0.01, 86400.0)        # s: an advertised deadtime outside this is ignored
+MAINT_MAX = 366 * 86400.0         # s: `maintenance on SECONDS` at most a year
+
+
+def _hex(s: str | None) -> int | None:
+    """A hexadecimal field (generation, sequence, dt): at most 16 ASCII hex digits."""
+    return int(s, 16) if s and _HEX.fullmatch(s) else None
+
+
+def _dec(s: str | None) -> int | None:
+    """A small decimal count (pings, pfresh): at most 4 ASCII digits."""
+    return int(s) if s and _DEC.fullmatch(s) else None
+
+
+def _group_list(s: str | None, known: Iterable[int]) -> set | None:
+    """grps=/stuck=: 'none' or comma-separated group numbers of this haresources;
+    None when malformed (the field is then ignored as a whole)."""
+    if s is None or len(s) > 1024:
+        return None
+    if s in ("", "none"):
+        return set()
+    out = set()
+    for x in s.split(","):
+        if not _DEC.fullmatch(x) or int(x) not in known:
+            return None
+        out.add(int(x))
+    return out
+
+
+class Hourly:
+    """The maximum and count of values over the last hour, in one-minute buckets:
+    bounded however often values come (a keepalive of 10 ms is 360,000 an hour)."""
+
+    def __init__(self) -> None:
+        self.buckets: collections.deque = collections.deque(maxlen=62)  # [minute, max, n]
+
+    def add(self, t: float, value: float = 0.0) -> None:
+        m = int(t // 60)
+        if self.buckets and self.buckets[-1][0] == m:
+            b = self.buckets[-1]
+            b[1], b[2] = max(b[1], value), b[2] + 1
+        else:
+            self.buckets.append([m, value, 1])
+
+    def prune(self, now: float) -> None:
+        while self.buckets and (self.buckets[0][0] + 1) * 60 < now - HOUR:
+            self.buckets.popleft()
+
+    def worst(self) -> float:
+        return max((b[1] for b in self.buckets), default=0.0)
+
+    def __len__(self) -> int:
+        return sum(b[2] for b in self.buckets)
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets)
+
+
 @dataclass
 class GroupState:
     group: Group
@@ -115,6 +188,8 @@ class GroupState:
     stop_tries: int = 0
     retry_at: float = 0.0
     dirty: bool = False              # a stop failed for good: may still run here
+    rollback: bool = False           # stopping what a failed start left: FAILED when done
+    verify: bool = False             # status after the last failed stop: is it still up?
     needs_failback: bool = False     # taken because its preferred node died
     split: bool = False              # held on both sides: waiting for the peer to let go
     reannounce: bool = False
@@ -132,6 +207,10 @@ class Node:
     last: float | None = None        # last status heartbeat
     gen: int | None = None
     seq: int = -1
+    status_seq: int = -1             # of its last status heartbeat
+    block_seq: int = -1              # of the request that blocked groups (hb peer)
+    holds_seq: int = -1              # of the message its holdings were last taken from
+    heard: float = -1e9              # last message while still `init` (not up yet)
     dt: float | None = None          # its advertised deadtime
     st: str = ""
     stable: bool = False
@@ -144,8 +223,10 @@ class Node:
     nolink: str = ""
     back_at: float = -1e9            # came back from dead, or restarted
     rsc_hold: str = ""               # the classes it says it holds (relative to it)
-    late: collections.deque = field(default_factory=collections.deque)  # (t, lateness)
-    lates: collections.deque = field(default_factory=collections.deque)  # times of late beats
+    late: Hourly = field(default_factory=Hourly)      # lateness of each beat
+    lates: Hourly = field(default_factory=Hourly)     # beats later than warntime
+    stuck: set = field(default_factory=set)      # groups it said may still run there (a
+    #                                              failed stop): never started here for it
     shown: tuple = ()                # its fields in RUNDIR/status as last written
     beats: int = 0
     shutdown: bool = False
@@ -169,6 +250,7 @@ class Handshake:
     phase: str                       # asked | stopping | waiting
     t0: float
     reason: str = ""
+    peer_seq: int = 1 << 64          # giver: the taker's `other` (its later status is news)
 
 
 def _holds_from(rsc_hold: str, node: str, groups: list[Group]) -> set:
@@ -192,13 +274,6 @@ def _hold_word(held: Iterable[int], node: str, groups: list[Group],
             (False, True): "foreign"}.get((loc, fgn), "none")
 
 
-def _hex(s: str | None) -> int | None:
-    try:
-        return int(s, 16) if s else None
-    except ValueError:
-        return None
-
-
 def _sent_at(f: dict, now: float) -> float:
     """When hb-beat sent our own status (its `_rt`: the line may be written a few
     ms later, with the peer's answer), on the same monotonic clock; else now."""
@@ -213,7 +288,8 @@ class Owner:
     """The state machine of one hb-watch (see the module docstring)."""
 
     def __init__(self, cfg: Config, now: float, digest: str = "",
-                 held: Iterable[int] = (), ifaces: Iterable[str] = ()) -> None:
+                 held: Iterable[int] = (), ifaces: Iterable[str] = (),
+                 peer_stuck: Iterable[int] = ()) -> None:
         self.cfg = cfg
         self.me = cfg.node
         self.digest = digest
@@ -247,11 +323,24 @@ class Owner:
         self.last_event = now
         self.yield_until = -1e9
         self.claims = {"local": False, "foreign": False}     # classes, for rsc_hold
+        self.silent = False              # our own heartbeat stopped: judge nobody, hold nothing
+        self.hush_from: float | None = None     # heard again: take nothing until a peer
+        #                                         status received after this (or its death)
+        self.gone = False                # hb-beat's pipe closed for good: release and exit
+        self.init_from = now             # initdead counts from here
+        self.own_gen: int | None = None  # our hb-beat's generation
+        self.rebooting = False           # stop_failure reboot: decided (stuck= no longer sent)
+        self.reboot_group: int | None = None
+        self.reboot_sent = False         # the Reboot action was given
+        self.echoed_stuck: set = set()   # stuck= in our last own heartbeat
+        self.bad_logged: dict[str, float] = {}      # malformed field -> when last logged
         for i in held:
             if i in self.gs:
                 gs = self.gs[i]
                 gs.state, gs.busy, gs.recovered = PROBING, "status", True
         self._pending_runs = [i for i in held if i in self.gs]
+        if self.peer is not None:      # what it said before this hb-watch (STATEDIR)
+            self.peer.stuck = {i for i in peer_stuck if i in self.gs}
 
     # ------------------------------------------------------------ helpers
 
@@ -279,8 +368,11 @@ class Owner:
         return bool(p) and p.status == "up" and not p.shutdown
 
     def peer_has(self, i: int) -> bool:
-        """Does the live peer advertise (or not yet release) group i?"""
+        """Does the live peer advertise (or not yet release) group i?  Or did the peer,
+        live or not, last say that group i may still run there (its stop failed)?"""
         p = self.peer
+        if p is not None and i in p.stuck:
+            return True
         if not self.peer_alive():
             return False
         return i in p.holds or i in p.blocked
@@ -288,11 +380,38 @@ class Owner:
     def held(self) -> list[int]:
         return [i for i, gs in self.gs.items() if gs.state in HELD or gs.dirty]
 
+    def stuck(self) -> list[int]:
+        """Groups that may still run here although a stop failed (retried or given up):
+        advertised as `stuck=`, so that the peer does not start them even if this node
+        then goes silent; not once the reboot is decided (the peer takes them then)."""
+        if self.rebooting:
+            return []
+        return [i for i, gs in self.gs.items()
+                if gs.dirty or gs.verify or (gs.state == STOPPING and gs.stop_tries > 0)]
+
+    def silence_after(self) -> float:
+        """Without our own heartbeat for this long (deadtime/2: halfway between the
+        keepalive that normally separates two and the deadtime - keepalive after
+        which a peer's silence could be our own deafness), this node is silent."""
+        return self.cfg.deadtime / 2
+
+    def hearing(self, now: float) -> bool:
+        """Our own heartbeat is current (at most 1.25 keepalives old, deadtime/2 at
+        most): what we do not hear is not our own deafness, and a peer may be judged.
+        Otherwise judging waits for our next heartbeat (or silence, above)."""
+        me = self.nodes[self.me]
+        return (not self.silent and not self.gone and me.last is not None
+                and now - me.last <= min(1.25 * self.cfg.keepalive, self.silence_after()))
+
+    def quiet(self) -> bool:
+        """Silent, or heard again only lately: start nothing, take nothing."""
+        return self.silent or self.hush_from is not None
+
     def wanted(self) -> list[int]:
         return [i for i, gs in self.gs.items() if gs.assign == ME]
 
     def stable(self) -> bool:
-        return (self.comm_up and self.hs is None and self.rqst_at is None
+        return (self.comm_up and self.hs is None and self.rqst_at is None and not self.quiet()
                 and not any(gs.busy or gs.state in (STARTING, STOPPING, PROBING)
                             for gs in self.gs.values()))
 
@@ -349,6 +468,8 @@ class Owner:
         if info:
             f["info"] = info
         f["grps"] = ",".join(str(i) for i in self.held()) or "none"
+        if self.stuck():
+            f["stuck"] = ",".join(map(str, self.stuck()))
         return Send(f)
 
     def state_fields(self) -> dict[str, str]:
@@ -357,17 +478,17 @@ class Owner:
              "rsc_hold": _hold_word(self.held(), self.me, self.cfg.groups, self.claims),
              "grps": ",".join(str(i) for i in self.held()) or "none",
              "isstable": "1" if self.stable() else "0", "hbv": "1"}
+        if self.stuck():
+            f["stuck"] = ",".join(map(str, self.stuck()))
         if self.digest:
             f["cfd"] = self.digest
         f.update(self.reach.fields())
         return f
 
     def worst_late(self, n: Node, now: float) -> float:
-        while n.late and n.late[0][0] < now - HOUR:
-            n.late.popleft()
-        while n.lates and n.lates[0] < now - HOUR:
-            n.lates.popleft()
-        return max((x for _, x in n.late), default=0.0)
+        n.late.prune(now)
+        n.lates.prune(now)
+        return n.late.worst()
 
     # ------------------------------------------------------------ events
 
@@ -391,32 +512,54 @@ class Owner:
         if src == self.me:
             if t == "status" and via == "local":
                 out.append(Watchdog())
-                self._heard_self(_sent_at(f, now), out)
+                self._heard_self(f, _sent_at(f, now), out)
+                self._reconcile(now, out)
             return out
         n = self.nodes.get(src)
         if n is None:
             return out
+        gen, seq = _hex(f.get("hg")), _hex(f.get("seq"))
+        if gen is not None and n.gen is not None and (
+                gen < n.gen or (gen == n.gen and t == "status" and seq is not None
+                                and seq < n.status_seq)):
+            return out                # an older run's message, or a status overtaken:
+        #                               it says nothing of now, not even that it lives
         if via and via != "local":
             self._link_heard(n, via, now, out, bool(f.get("_dup")))
         if f.get("_dup"):
             return out
-        gen = _hex(f.get("hg"))
+        if n.status == "init":
+            n.heard = now             # alive, if not up yet: initdead counts from here
         if gen is not None and n.gen is not None and gen > n.gen:
             self._log(out, "info", "node %s: restarted (generation %x -> %x)" % (src, n.gen, gen),
                       now)
-            n.seq = -1
+            n.seq = n.status_seq = n.holds_seq = -1
             n.back_at = now
+            if self.hs is not None:           # that run's handshake died with it
+                self._log(out, "warning", "standby with %s cancelled: it restarted" % src, now)
+                self.hs = None
+                n.blocked = set()
+            for gs in self.gs.values():       # failed here and left to it: may run again
+                if gs.state == FAILED and not gs.dirty and not gs.busy and gs.assign != ME:
+                    self._set_group(gs, STOPPED, now)
+            if n.status == "up":
+                n.last = now              # alive now: not dead for its previous run's silence
             if n.kind != "hb":
                 n.holds, n.holds_known, n.blocked = set(), False, set()
             n.stable = False
         if gen is not None and (n.gen is None or gen > n.gen):
             n.gen = gen
-        seq = _hex(f.get("seq"))
         stale = seq is not None and seq < n.seq
         if seq is not None and seq > n.seq:
             n.seq = seq
         if t == "status":
+            if seq is not None:
+                n.status_seq = seq
             self._status(n, f, now, out, stale)
+            if self.hush_from is not None and now >= self.hush_from and not stale \
+                    and n.name == self.peer_name:
+                self.hush_from = None     # it says what it holds since it could judge us
+                self._hush_over(now, out)
             view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
                     frozenset(n.holds), len(n.lates))
             if view != n.shown:       # what RUNDIR/status says of it: written now
@@ -486,11 +629,12 @@ class Owner:
         hs, p = self.hs, self.peer
         if hs is None or p is None or p.kind != "hb" or not self.peer_stable():
             return
-        if hs.role == "giver" and hs.phase == "waiting":
+        if hs.role == "giver" and hs.phase == "waiting" and p.status_seq > hs.peer_seq:
             self.hs = None
             self._log(out, "info", "standby done: %s is stable" % p.name, now)
         elif hs.role == "taker" and now - hs.t0 > self.cfg.keepalive * 2:
             self.hs = None
+            p.blocked -= hs.groups
             for i in hs.groups:
                 gs = self.gs[i]
                 if gs.state == STOPPED and not gs.busy and i in p.holds:
@@ -505,7 +649,10 @@ class Owner:
         gs.busy = None
         ok = rc == 0
         name = "group %d (%s)" % (i, gs.group.key)
-        if action == "status":
+        if action == "status" and gs.verify:
+            gs.verify = False
+            self._stop_verified(gs, rc, now, out)
+        elif action == "status":
             if gs.state == PROBING:
                 if rc == 0:
                     self._set_group(gs, RUNNING, now)
@@ -518,6 +665,8 @@ class Owner:
                     self._set_group(gs, RUNNING, now)
                     gs.reannounce = True
                     self._log(out, "warning", "%s is partly running here" % name, now)
+                gs.dirty = gs.rollback = False
+                gs.stop_tries = 0
                 if gs.recovered:
                     self._adopt(now, out)
                 elif gs.state == RUNNING:
@@ -526,36 +675,95 @@ class Owner:
             new = RESULT_TABLE.get((action, gs.state, ok), gs.state)
             if action == "start" and not ok and gs.state == STARTING:
                 gs.fails += 1
-                self._log(out, "error", "%s failed to start here: giving it up" % name, now)
+                self._log(out, "error", "%s failed to start here: giving it up once what "
+                          "may have started is stopped" % name, now)
                 gs.assign = PEER if self.peer_alive() else None
+                gs.rollback = True          # possibly running until a stop succeeds
                 if self.peer_alive() and not self.shutting:
                     self.gives.append(("local" if gs.group.node == self.me else "foreign",
                                        {i}, "failed start"))
+                new = STOPPING
             elif action == "start" and ok and gs.state == STARTING:
                 self._log(out, "info", "%s running here" % name, now)
             elif action == "restart":
                 self._log(out, "info" if ok else "error", "%s %s" % (
                     name, "restarted here" if ok else "failed to restart here"), now)
             elif action == "stop" and ok:
+                was_dirty = gs.dirty
                 gs.stop_tries, gs.dirty = 0, False
+                if gs.rollback:
+                    new, gs.rollback = FAILED, False
                 self._log(out, "info", "%s stopped here" % name, now)
+                if was_dirty:
+                    self._stuck_released(gs, now, out)
             elif action == "stop":
                 gs.stop_tries += 1
                 gs.fails += 1
-                gs.retry_at = now + STOP_RETRY
-                if gs.stop_tries >= STOP_RETRIES:
-                    new, gs.dirty = FAILED, True
-                    self._log(out, "error", "%s failed to stop %d times: resources may still "
-                              "run here; giving up, manual action needed" % (name, gs.stop_tries),
-                              now)
+                gs.retry_at = now + (STUCK_RETRY if gs.dirty else STOP_RETRY)
+                if gs.dirty:
+                    new = FAILED
+                    self._log(out, "error", "%s still fails to stop: it may still run here; "
+                              "trying again in %g s" % (name, STUCK_RETRY), now)
+                elif gs.stop_tries >= STOP_RETRIES:
+                    gs.verify, gs.busy = True, "status"
+                    out.append(Run(i, "status"))
+                    self._log(out, "error", "%s failed to stop %d times: checking whether it "
+                              "still runs" % (name, gs.stop_tries), now)
                 else:
                     self._log(out, "error", "%s failed to stop (try %d): retrying"
                               % (name, gs.stop_tries), now)
             self._set_group(gs, new, now)
-            if self.peer and self.peer.kind == "hb" and action == "stop" and ok:
-                out.append(self._resource("standby" if self.hs else ""))
+        tell = bool(self.peer and self.peer.kind == "hb" and action == "stop" and ok)
+        pos = len(out)
         self._progress(now, out)
         self._reconcile(now, out)
+        if tell:                      # what holds now, after what the stop set off, and
+            out.insert(pos, self._resource("standby" if self.hs else ""))   # before `done`
+        out.append(Save())
+        return out
+
+    def _stop_verified(self, gs: GroupState, rc: int, now: float, out: list) -> None:
+        """The status after the last failed stop: stopped after all (Heartbeat: "probably
+        not LSB-compliant"), or it may still run here: the stop_failure policy."""
+        name = "group %d (%s)" % (gs.group.index, gs.group.key)
+        if rc == 3:
+            gs.stop_tries = 0
+            self._set_group(gs, FAILED if gs.rollback else STOPPED, now)
+            gs.rollback = False
+            self._log(out, "warning", "%s: its stop failed but its status says stopped "
+                      "(probably not LSB-compliant): taken as stopped" % name, now)
+            return
+        gs.dirty = True
+        self._set_group(gs, FAILED, now)
+        gs.retry_at = now + STUCK_RETRY
+        if getattr(self.cfg, "stop_failure", "hold") == "reboot" and not self.rebooting:
+            self.rebooting = True
+            self.reboot_group = gs.group.index
+            self._log(out, "error", "CRIT: %s: resource stop failure: it may still run here; "
+                      "rebooting this node (stop_failure reboot)" % name, now)
+            if not self.hearing(now):           # no heartbeat can carry it: at once
+                out.append(Reboot(gs.group.index))
+            return                  # else once a heartbeat without stuck= went out
+        self._log(out, "error", "CRIT: %s: resource stop failure: it may still run here; "
+                  "held here (the peer will not start it) and its stop retried every %g s; "
+                  "stop it by hand, or reboot this node" % (name, STUCK_RETRY), now)
+
+    def _stuck_released(self, gs: GroupState, now: float, out: list) -> None:
+        """A group that may have run here is stopped at last: the peer may have it."""
+        i = gs.group.index
+        self._log(out, "warning", "group %d: stopped at last: no longer held here" % i, now)
+        if gs.assign != ME and self.peer_alive() and not self.shutting:
+            self.gives.append(("local" if gs.group.node == self.me else "foreign", {i},
+                               "group %d stopped at last" % i))
+
+    def reboot_failed(self, why: str, now: float) -> list[Action]:
+        """The reboot command did not reboot: hold the groups instead (stop_failure hold)."""
+        out: list[Action] = []
+        if not self.rebooting:
+            return out
+        self.rebooting = False
+        self._log(out, "error", "CRIT: reboot failed (%s): holding the groups that may still "
+                  "run here instead (as stop_failure hold)" % why, now)
         out.append(Save())
         return out
 
@@ -602,8 +810,42 @@ class Owner:
 
     # ------------------------------------------------------------ liveness
 
-    def _heard_self(self, now: float, out: list) -> None:
+    def _heard_self(self, f: dict, now: float, out: list) -> None:
         n = self.nodes[self.me]
+        self.echoed_stuck = _group_list(f.get("stuck", "none"), self.gs) or set()
+        if self.rebooting and not self.reboot_sent and "stuck" not in f:
+            self.reboot_sent = True     # the peer no longer reads stuck=: it may take over
+            out.append(Reboot(self.reboot_group if self.reboot_group is not None else 0))
+        deaf_for = min(1.25 * self.cfg.keepalive, self.silence_after())
+        gen = _hex(f.get("hg"))
+        restarted = gen is not None and self.own_gen is not None and gen != self.own_gen
+        if gen is not None:
+            self.own_gen = gen        # a new hb-beat: what came meanwhile was lost
+        if n.last is not None and (restarted or now - n.last > deaf_for):
+            for m in self.nodes.values():     # hb-beat may have been deaf meanwhile:
+                if m is not n and m.last is not None:     # a peer's silence in that gap
+                    m.last = max(m.last, now)             # is not counted against it
+            for ln in self.links.values():
+                ln.last = max(ln.last, now)
+        if self.silent and not self.gone:
+            self.silent = False
+            gap = n.last is not None and now - n.last
+            if self.comm_up:            # the peer may judge us dead until last + deadtime,
+                self.hush_from = max(      # or until it hears this beat or the next one
+                    now + 2 * self.cfg.keepalive,
+                    (n.last or now) + self.cfg.deadtime + self.cfg.keepalive / 2)
+            self.init_from = now        # initdead anew for nodes never heard
+            for m in self.nodes.values():     # what we did not hear while silent is not
+                if m is not n and m.last is not None:     # their silence: a deadtime anew
+                    m.last = max(m.last, now)
+            for ln in self.links.values():
+                ln.last = max(ln.last, now)
+            self._log(out, "warning", "node %s (this node): own heartbeat heard again%s: "
+                      "judging again%s" % (
+                          self.me, " after %.2f s" % gap if gap else "",
+                          "; starting nothing until %s says what it holds now" % self.peer_name
+                          if self.comm_up else ""), now)
+            out.append(Save())
         if n.status != "up":
             self._log(out, "info" if n.status == "init" else "warning",
                       "node %s (this node): heartbeat %s" % (
@@ -611,7 +853,7 @@ class Owner:
             n.status, n.since = "up", now
             out.append(Save())
         if n.last is not None:
-            n.late.append((now, max(0.0, now - n.last - self.cfg.keepalive)))
+            n.late.add(now, max(0.0, now - n.last - self.cfg.keepalive))
         n.last = now
 
     def _link_heard(self, n: Node, via: str, now: float, out: list, dup: bool = False) -> None:
@@ -629,42 +871,84 @@ class Owner:
             out.append(Save())
         ln.last, ln.slack = now, slack
 
+    def _bad(self, out: list, n: Node, name: str, value: str, now: float) -> None:
+        """A malformed or out-of-range field from the peer: ignored, logged once a minute
+        per field (escaped, cut short)."""
+        key = "%s %s" % (n.name, name)
+        if now - self.bad_logged.get(key, -1e9) >= 60.0 and len(self.bad_logged) < 64:
+            self.bad_logged[key] = now
+            self._log(out, "warning", "node %s: ignoring malformed %s=%s" % (
+                n.name, name, ascii(value[:40]) + ("..." if len(value) > 40 else "")))
+
+    def _groups_field(self, n: Node, f: dict, name: str, now: float, out: list) -> set | None:
+        """grps= or stuck= as a set of this haresources' groups; None when absent or bad."""
+        v = f.get(name)
+        if v is None:
+            return None
+        got = _group_list(v, self.gs)
+        if got is None:
+            self._bad(out, n, name, v, now)
+        return got
+
+    def _hold_field(self, n: Node, f: dict, now: float, out: list) -> str | None:
+        v = f.get("rsc_hold")
+        if v is None or v in HOLD_WORDS:
+            return v
+        self._bad(out, n, "rsc_hold", v, now)
+        return None
+
     def _status(self, n: Node, f: dict, now: float, out: list, stale: bool) -> None:
-        dt = _hex(f.get("dt"))
-        if dt:
-            n.dt = dt / 1000.0
+        if "dt" in f:
+            dt = _hex(f["dt"])
+            if dt is not None and DT_RANGE[0] <= dt / 1000.0 <= DT_RANGE[1]:
+                n.dt = dt / 1000.0
+            else:
+                self._bad(out, n, "dt", f["dt"], now)
         st = f.get("st", "")
+        if st not in ST_WORDS and st != "":
+            self._bad(out, n, "st", st, now)
+            st = n.st if n.st in ST_WORDS else "up"
         kind = "hb" if f.get("hbv") else "heartbeat"
         if n.kind == "hb" and kind == "heartbeat" and st in ("", "init", "up"):
             kind = "hb"               # an hb node's first beats, before its state file
         if n.kind != kind:
             n.kind = kind
             if kind == "hb" and self.rqst_at is not None:
-                self.rqst_at = None
-                self._take_local(now, out, "")
+                self.rqst_at = min(self.rqst_at, now + self.cfg.deadtime)
             if (n.name, kind) not in self.kind_logged and (kind == "hb" or st == "active"):
                 self.kind_logged.add((n.name, kind))
                 self._log(out, "info", "node %s runs %s" % (
                     n.name, "hb" if kind == "hb" else "Heartbeat: using Heartbeat's rules"))
         if n.last is not None:
             gap = now - n.last
-            n.late.append((now, max(0.0, gap - self.cfg.keepalive)))
+            n.late.add(now, max(0.0, gap - self.cfg.keepalive))
             if gap > self.cfg.warntime and n.status == "up":
-                n.lates.append(now)
+                n.lates.add(now)
                 self._log(out, "warning", "node %s: late heartbeat, %.1f s" % (n.name, gap))
         n.last = now
         n.beats += 1
         if not stale:
             n.st = st
+            if f.get("seq") and _hex(f["seq"]) is not None:
+                n.holds_seq = max(n.holds_seq, _hex(f["seq"]))
             if kind == "hb":
-                n.rsc_hold = f.get("rsc_hold", n.rsc_hold)
-                g = f.get("grps")
+                n.rsc_hold = self._hold_field(n, f, now, out) or n.rsc_hold
+                g = self._groups_field(n, f, "grps", now, out)
                 if g is not None:
-                    n.holds = {int(x) for x in g.split(",") if x.isdigit()}
+                    n.holds = g
                     n.holds_known = True
+                    if n.seq > n.block_seq:       # sent after its standby request
+                        n.blocked &= g
+                if st not in ("", "init", "up") or "grps" in f:   # its state file is read
+                    stuck = self._groups_field(n, f, "stuck", now, out)
+                    if stuck is not None or "stuck" not in f:
+                        self._stuck(n, stuck or set(), now, out)
                 n.stable = f.get("isstable") == "1"
             self._m_reach(n, f, now, out)
         cfd = f.get("cfd", "")
+        if cfd and not _DIGEST.fullmatch(cfd):
+            self._bad(out, n, "cfd", cfd, now)
+            cfd = n.cfd
         n.cfd = cfd
         if cfd and self.digest and cfd != self.digest and not self.cfd_logged:
             self.cfd_logged = True
@@ -685,6 +969,11 @@ class Owner:
                     n.name, "" if n.shutdown else ": a partition or a restart"), now)
                 if kind != "hb":
                     n.stable = False
+                for i, gs in self.gs.items():    # failed here while it was dead: its turn
+                    if (gs.state == FAILED and not gs.dirty and gs.assign != PEER
+                            and n.name == self.peer_name and not self.shutting):
+                        self.gives.append(("local" if gs.group.node == self.me else "foreign",
+                                           {i}, "failed start"))
             else:
                 self._log(out, "info", "node %s: up" % n.name, now)
             out.append(Save())
@@ -700,11 +989,12 @@ class Owner:
         """The earliest monotonic time at which a peer may be declared dead: hb-watch
         sleeps no longer than that, so a death costs deadtime, not deadtime + a tick."""
         due = float("inf")
+        judging = self.hearing(self.last_event)
         for n in self.nodes.values():
-            if n.name == self.me:
-                continue
+            if n.name == self.me or not judging:
+                continue                # nobody is judged before our next heartbeat
             if n.status == "init":
-                due = min(due, self.start + self.cfg.initdead)
+                due = min(due, max(self.init_from, n.heard) + self.cfg.initdead)
             elif n.status == "up" and n.last is not None:
                 due = min(due, n.last + self._deadtime(n))
         for t in (self.decider.due(), self.mon.next_due()):
@@ -720,10 +1010,13 @@ class Owner:
         return min([self.next_due(), *later])
 
     def _timers(self) -> list[float]:
-        ts = [self.next_summary, self.start + self.cfg.initdead]
+        ts = [self.next_summary, self.init_from + self.cfg.initdead]
         me = self.nodes.get(self.me)
         if me is not None and me.status == "up" and me.last is not None:
             ts.append(me.last + self.cfg.deadtime)
+        if me is not None:
+            ts.append((me.last if me.last is not None else self.start) + self.silence_after())
+        ts += [gs.retry_at for gs in self.gs.values() if gs.dirty]
         ts += [ln.last + self._deadtime(self.nodes[ln.node]) + ln.slack
                for ln in self.links.values()
                if ln.status == "up" and ln.node in self.nodes]
@@ -746,19 +1039,27 @@ class Owner:
                     self._log(out, "error", "node %s (this node): no local heartbeat for %.1f s:"
                               " is hb-beat running?" % (self.me, now - n.last), now)
                     out.append(Save())
+                last = n.last if n.last is not None else self.start if self.held() else None
+                if not self.silent and (self.gone or (
+                        last is not None and now - last > self.silence_after())):
+                    self._go_silent(now, out)
                 continue
-            if n.status == "init" and now - self.start > self.cfg.initdead:
+            if not self.hearing(now):
+                continue                # the peer's silence may be our own deafness
+            if n.status == "init" and now - max(self.init_from, n.heard) > self.cfg.initdead:
                 self._node_down(n, now, out, "not heard within initdead %g s"
                                 % self.cfg.initdead)
             elif n.status == "up" and n.last is not None and now - n.last > self._deadtime(n):
                 self._node_down(n, now, out, "no heartbeat for %.2f s" % (now - n.last))
         for ln in self.links.values():
             n = self.nodes[ln.node]
+            if not self.hearing(now):
+                break
             if ln.status == "up" and now - ln.last > self._deadtime(n) + ln.slack:
                 ln.status, ln.since = "dead", now
                 self._log(out, "warning", "link %s %s dead" % (ln.node, ln.medium), now)
                 out.append(Save())
-        if now - self.start > self.cfg.initdead:
+        if now - self.start > self.cfg.initdead and self.hearing(now):
             for n in self.nodes.values():
                 if n.kind == "self":
                     continue
@@ -769,11 +1070,59 @@ class Owner:
                         out.append(Save())
         self._reached(self.reach.tick(now), now, out)
 
+    def _hush_over(self, now: float, out: list) -> None:
+        """Back from silence, the peer heard: groups it holds are left to it (see
+        _reconcile); one that nobody holds now goes to its preferred node, so that
+        two nodes back from silence at once do not both start it (the preferred
+        node takes it back by the auto_failback rule when it did not want it)."""
+        for i, gs in self.gs.items():
+            if (gs.assign == ME and gs.state in (STOPPED, FAILED) and not gs.busy
+                    and gs.group.node != self.me and not self.peer_has(i)):
+                gs.assign = PEER
+                self._log(out, "info", "group %d: released while silent: left to %s, its "
+                          "preferred node" % (i, gs.group.node), now)
+
+    def _go_silent(self, now: float, out: list) -> None:
+        """Our own heartbeat stopped (hb-beat stopped, hung or gone): the peer may
+        declare this node dead a deadtime after our last heartbeat went out.  Let go
+        of every group now, so that none runs here by then; judge nobody meanwhile."""
+        self.silent = True
+        held = self.held()
+        me = self.nodes[self.me]
+        self.hs, self.gives = None, []
+        why = ("hb-beat's pipe closed" if self.gone else
+               "no heartbeat of our own for %.2f s (hb-beat stopped or not sending)"
+               % (now - (me.last if me.last is not None else self.start)))
+        if held:
+            self._log(out, "error", "%s: the peer may soon declare this node dead: releasing "
+                      "groups %s; judging nobody until our heartbeat is heard again" % (
+                          why, ",".join(map(str, held))), now)
+        else:
+            self._log(out, "warning", "%s: judging nobody until our heartbeat is heard again"
+                      % why, now)
+        out.append(Save())
+
+    def beat_gone(self, now: float) -> list[Action]:
+        """hb-beat's pipe (our stdin) closed: no heartbeat of ours will go out again.
+        Release everything, then exit."""
+        out: list[Action] = []
+        if self.gone:
+            return out
+        self.gone = True
+        self._go_silent(now, out)
+        if self.rebooting and not self.reboot_sent:
+            self.reboot_sent = True
+            out.append(Reboot(self.reboot_group if self.reboot_group is not None else 0))
+        self._reconcile(now, out)
+        return out
+
     def _ping(self, f: dict, now: float, out: list) -> None:
         self._reached(self.reach.reply(f.get("src", ""), f.get("addr", ""), now), now, out)
 
     def _node_down(self, n: Node, now: float, out: list, why: str) -> None:
         n.status, n.since = "dead", now
+        if n.name == self.peer_name:
+            self.hush_from = None
         n.stable = False
         gave_up = n.shutdown or (n.holds_known and not n.holds)
         self._log(out, "warning", "node %s: dead (%s)" % (n.name, why), now)
@@ -801,10 +1150,29 @@ class Owner:
 
     def _m_reach(self, n: Node, f: dict, now: float, out: list) -> None:
         """The peer's reach: in its status heartbeats and, at once, in `t=reach`."""
-        p, fr = f.get("pings", ""), f.get("pfresh", "")
-        n.pings = int(p) if p.isdigit() else None
-        n.pfresh = int(fr) if fr.isdigit() else None
-        n.nolink = f.get("nolink", "")
+        for name in ("pings", "pfresh"):
+            if f.get(name) and _dec(f[name]) is None:
+                self._bad(out, n, name, f[name], now)
+        n.pings, n.pfresh = _dec(f.get("pings")), _dec(f.get("pfresh"))
+        nolink = f.get("nolink", "")
+        if nolink and not _IFACES.fullmatch(nolink):
+            self._bad(out, n, "nolink", nolink, now)
+            nolink = "?"
+        n.nolink = nolink
+
+    def _stuck(self, n: Node, stuck: set, now: float, out: list) -> None:
+        """What the peer says may still run there although its stop failed."""
+        if stuck == n.stuck:
+            return
+        for i in sorted(stuck - n.stuck):
+            self._log(out, "error", "group %d: %s says it may still run there (a stop failed):"
+                      " it is not started here until %s says it stopped" % (
+                          i, n.name, n.name), now)
+        for i in sorted(n.stuck - stuck):
+            self._log(out, "info", "group %d: %s no longer says it may run there" % (i, n.name),
+                      now)
+        n.stuck = set(stuck)
+        out.append(Save())
 
     def peer_reach(self) -> int | None:
         p = self.peer
@@ -949,10 +1317,10 @@ class Owner:
                     gs.assign = ME
             return
         out.append(Send({"t": "starting"}))
-        if p.kind == "hb":
-            self._take_local(now, out, "")
-        else:
-            self.rqst_at = now + RQSTDELAY
+        # An hb peer answers `starting` with its groups at once: take ours then.  Until
+        # it has heard this run of ours it may still declare this node dead for the
+        # silence of a previous run (a reboot within deadtime).
+        self.rqst_at = now + (self.cfg.deadtime if p.kind == "hb" else RQSTDELAY)
 
     def _adopt(self, now: float, out: list) -> None:
         """Groups the previous hb-watch held and that still run: kept unless a live peer
@@ -1004,6 +1372,12 @@ class Owner:
         for gs in self.gs.values():
             if self.shutting:
                 continue
+            if gs.group.index in p.stuck:
+                gs.assign = PEER
+                self._log(out, "error", "group %d: not taken: %s said it may still run there "
+                          "(its stop failed); `hb-switch takeover` takes it once it is known "
+                          "stopped there" % (gs.group.index, p.name), now)
+                continue
             if gs.assign != ME:
                 gs.assign = ME
                 took.append(gs.group.index)
@@ -1031,10 +1405,19 @@ class Owner:
             reason = "local resources in flux"
         elif not self.peer_stable():
             reason = "other side is in flux"
+        stuck = {i for i in groups if self.gs[i].dirty}
+        if not reason and stuck and stuck == set(groups):
+            reason = "group%s %s may still run here (a stop failed)" % (
+                "s" if len(stuck) > 1 else "", ",".join(map(str, sorted(stuck))))
         if reason:
             if manual:
                 self._log(out, "warning", "%s refused: %s" % (why, reason), now)
             return False
+        if stuck:
+            self._log(out, "warning", "%s: group%s %s may still run here (a stop failed): not "
+                      "handed over" % (why, "s" if len(stuck) > 1 else "",
+                                       ",".join(map(str, sorted(stuck)))), now)
+            groups = set(groups) - stuck
         f = {"t": "ask_resources", "rsc_hold": what, "info": "me"}
         if groups != self._mine(what, self.me):
             f["grps"] = ",".join(map(str, sorted(groups)))
@@ -1051,9 +1434,14 @@ class Owner:
             return
         what = "all" if arg == "failback" else arg
         self._claim(what, True)
+        p = self.peer
         for i in self._mine(what, self.me):
             gs = self.gs[i]
             gs.assign = ME
+            if p is not None and i in p.stuck:
+                p.stuck.discard(i)
+                self._log(out, "warning", "takeover: group %d: forgetting that %s said it may "
+                          "still run there (the operator's word)" % (i, p.name), now)
             if gs.state == FAILED and not gs.dirty:
                 self._set_group(gs, STOPPED, now)
                 gs.fails = 0
@@ -1062,10 +1450,10 @@ class Owner:
     def _maintenance(self, args: list, now: float, out: list) -> None:
         if args[:1] == ["on"] and len(args) == 2:
             try:
-                secs = float(args[1])
+                secs = float(args[1]) if len(args[1]) <= 32 else -1.0
             except ValueError:
-                secs = -1
-            if secs > 0:
+                secs = -1.0
+            if 0 < secs <= MAINT_MAX:
                 self.maint_until = now + secs
                 self._log(out, "info", "maintenance mode for %g s: no resource will be started "
                           "or stopped" % secs, now)
@@ -1083,7 +1471,8 @@ class Owner:
                     out.append(Run(gs.group.index, "status"))
             out.append(Save())
             return
-        self._log(out, "warning", "bad maintenance request: want 'on SECONDS' or 'off'")
+        self._log(out, "warning", "bad maintenance request %s: want 'on SECONDS' (at most "
+                  "%d) or 'off'" % (ascii(" ".join(args)[:60]), MAINT_MAX))
 
     # messages of the resource protocol (peer -> us)
 
@@ -1092,14 +1481,27 @@ class Owner:
 
     def _m_resource(self, n: Node, f: dict, now: float, out: list) -> None:
         info = f.get("info", "")
-        if "grps" in f:
-            n.holds = {int(x) for x in f["grps"].split(",") if x.isdigit()}
+        seq = _hex(f.get("seq"))
+        if seq is not None and seq < n.holds_seq:
+            f = {k: v for k, v in f.items() if k not in ("grps", "stuck", "rsc_hold")}
+            info = info if info == "shutdown" else "late"     # newer holdings are known
+        elif seq is not None:
+            n.holds_seq = seq
+        grps = self._groups_field(n, f, "grps", now, out)
+        hold = self._hold_field(n, f, now, out)
+        if grps is not None:
+            n.holds = grps
             n.holds_known = True
-        if info not in ("standby", "shutdown"):
-            n.rsc_hold = f.get("rsc_hold", n.rsc_hold)
-        if "grps" not in f and info not in ("standby", "shutdown"):
-            n.holds = _holds_from(f.get("rsc_hold", "none"), n.name, self.cfg.groups)
+            if n.kind == "hb" and n.seq > n.block_seq:
+                n.blocked &= grps
+        if info not in ("standby", "shutdown") and hold is not None:
+            n.rsc_hold = hold
+        if "grps" not in f and info not in ("standby", "shutdown", "late"):
+            n.holds = _holds_from(hold or "none", n.name, self.cfg.groups)
             n.holds_known = True
+        stuck = self._groups_field(n, f, "stuck", now, out)
+        if n.kind == "hb" and info != "late" and (stuck is not None or "stuck" not in f):
+            self._stuck(n, stuck or set(), now, out)      # every hb `resource` says it
         if "isstable" in f:
             n.stable = f["isstable"] == "1"
         self._adopt(now, out)
@@ -1116,7 +1518,10 @@ class Owner:
                     if gs.group.node == n.name:
                         gs.needs_failback = True
             return
-        if n.kind != "hb" and self.rqst_at is not None and "isstable" in f:
+        if n.kind == "hb" and self.rqst_at is not None:
+            self.rqst_at = None           # its answer to `starting`: it has heard us
+            self._take_local(now, out, "")
+        elif n.kind != "hb" and self.rqst_at is not None and "isstable" in f:
             if n.stable:
                 self.rqst_at = None
                 self._take_local(now, out, "%s is stable" % n.name)
@@ -1140,8 +1545,8 @@ class Owner:
         out.append(Save())
 
     def _m_ask_resources(self, n: Node, f: dict, now: float, out: list) -> None:
-        info, what = f.get("info", ""), f.get("rsc_hold", "all")
-        grps = {int(x) for x in f.get("grps", "").split(",") if x.isdigit()}
+        info, what = f.get("info", ""), self._hold_field(n, f, now, out) or "all"
+        grps = self._groups_field(n, f, "grps", now, out) or set()
         hs = self.hs
         if info == "me":
             if self.shutting or self.in_maintenance(now) or not self.stable() or hs:
@@ -1156,15 +1561,19 @@ class Owner:
             worse = not health.may_fail_back(self.reach.score(), self.peer_reach())
             for i in groups:
                 self.gs[i].assign = ME
+                if self.gs[i].state == FAILED and not self.gs[i].dirty:
+                    self._set_group(self.gs[i], STOPPED, now)   # handed over: try again
                 if worse and self.gs[i].group.node == n.name:
                     self.gs[i].needs_failback = True    # back once it reaches as much
-                if n.kind != "hb":
-                    n.blocked.add(i)
+                if self.gs[i].state not in HELD:    # until `done`: its last grps=
+                    n.blocked.add(i)                # may predate a start
+            n.block_seq = n.seq       # (or a grps= sent after this request)
             out.append(Send({"t": "ask_resources", "rsc_hold": what, "info": "other"}))
             self._log(out, "info", "%s hands over %s groups %s" % (
                 n.name, what, ",".join(map(str, sorted(groups)))), now)
         elif info == "other" and hs and hs.role == "giver" and hs.phase == "asked":
             hs.phase = "stopping"
+            hs.peer_seq = n.seq
             n.stable = False          # the taker is in flux until its next status says not
             if hs.groups == self._mine(hs.what, self.me):     # a whole class
                 self._claim(hs.what, False)
@@ -1174,6 +1583,13 @@ class Owner:
             out.append(self._resource("standby", after=True))
             self._progress(now, out)
         elif info == "done" and hs and hs.role == "taker":
+            if "grps" in f:           # the giver could not stop the others: it keeps them
+                for i in hs.groups - grps:
+                    self.gs[i].assign = PEER
+                    self._log(out, "warning", "group %d: %s could not stop it: not taken"
+                              % (i, n.name), now)
+                n.blocked -= hs.groups - grps
+                hs.groups &= grps
             n.blocked -= hs.groups
             if n.kind != "hb":        # its last `resource` predates the stop
                 n.holds -= hs.groups
@@ -1181,6 +1597,9 @@ class Owner:
             self._progress(now, out)
         elif info == "done" and hs and hs.role == "giver" and hs.phase == "waiting":
             self.hs = None
+            if n.kind == "hb":        # it runs them now, whatever older messages say
+                n.holds |= {i for i in hs.groups if not self.gs[i].dirty}
+                n.holds_seq = max(n.holds_seq, n.seq)
             self._log(out, "info", "standby done: %s took %s groups" % (n.name, hs.what), now)
             out.append(self._resource())
 
@@ -1236,7 +1655,11 @@ class Owner:
         if hs.role == "giver" and hs.phase == "stopping":
             if all(self.gs[i].state not in HELD and not self.gs[i].busy for i in hs.groups):
                 hs.phase = "waiting"
-                out.append(Send({"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}))
+                f = {"t": "ask_resources", "rsc_hold": hs.what, "info": "done"}
+                stuck = {i for i in hs.groups if self.gs[i].dirty}
+                if stuck:             # done, but not with these: they may still run here
+                    f["grps"] = ",".join(map(str, sorted(hs.groups - stuck))) or "none"
+                out.append(Send(f))
         elif hs.role == "taker":
             if all(self.gs[i].state in (RUNNING, FAILED) and not self.gs[i].busy
                    for i in hs.groups):
@@ -1247,14 +1670,19 @@ class Owner:
     def _reconcile(self, now: float, out: list) -> None:
         if self.exited:
             return
-        maint = self.in_maintenance(now)
-        if not maint and not self.shutting:
+        maint = self.in_maintenance(now) and not self.silent
+        quiet = self.quiet()
+        if not maint and not self.shutting and not quiet:
             self._policy(now, out)
         for i, gs in self.gs.items():
             if gs.busy:
                 continue
-            want = gs.assign == ME and not self.shutting
+            want = gs.assign == ME and not self.shutting and not quiet
             pa = self.peer_has(i)
+            if quiet and pa and gs.assign == ME and not self.silent:
+                gs.assign = PEER
+                self._log(out, "warning", "group %d: %s holds it: left to it" % (
+                    i, self.peer_name), now)
             if gs.yield_ and (now >= self.yield_until or gs.state not in (RUNNING, STARTING)):
                 gs.yield_ = False
             if gs.yield_ and pa and want:
@@ -1277,14 +1705,21 @@ class Owner:
                     gs.reannounce = True
                     self._log(out, "info", "group %d: %s let go: announcing it again"
                               % (i, self.peer_name), now)
-            if maint or (not self.comm_up and not self.shutting):
+            if maint or (not self.comm_up and not self.shutting and not self.silent):
                 continue
             if gs.reannounce and gs.state == RUNNING and want:
                 gs.reannounce = False
                 gs.busy = "start"
                 out.append(Run(i, "start"))
                 continue
-            if gs.state == FAILED and not gs.dirty:
+            if gs.state == FAILED and gs.dirty:
+                if now >= gs.retry_at and not self.rebooting:    # hold: try it again
+                    self._set_group(gs, STOPPING, now)
+                    gs.busy = "stop"
+                    out.append(Run(i, "stop"))
+                    out.append(Save())
+                continue
+            if gs.state == FAILED:
                 continue
             step = GROUP_TABLE.get((gs.state, want))
             if step is None:
@@ -1294,8 +1729,6 @@ class Owner:
                 continue
             if gs.state == STOPPING and now < gs.retry_at:
                 continue
-            if gs.state == FAILED and gs.stop_tries >= STOP_RETRIES:
-                continue
             self._set_group(gs, nxt, now)
             gs.busy = action
             out.append(Run(i, action))
@@ -1303,21 +1736,40 @@ class Owner:
                                                      else "stopping here"), now)
             out.append(Save())
         self._announce(out)
-        if self.shutting and not self.exited and all(
-                not gs.busy and (gs.state not in HELD or gs.stop_tries >= STOP_RETRIES)
-                for gs in self.gs.values()):
+        self._finish(now, out)
+
+    def _finish(self, now: float, out: list) -> None:
+        """Exit once a shutdown (SIGTERM) or the end of our own heartbeat (stdin closed)
+        has released every group it could; a group that may still run here is not
+        handed over: under stop_failure hold, exit once a heartbeat told the peer so."""
+        if not (self.shutting or self.gone) or self.exited:
+            return
+        if any(gs.busy or gs.state in HELD for gs in self.gs.values()):
+            return
+        dirty = [i for i, gs in self.gs.items() if gs.dirty]
+        if dirty:
+            if self.rebooting:
+                return                  # the reboot comes
+            if self.hearing(now) and self.echoed_stuck != set(self.stuck()):
+                return                  # once the peer was told
             self.exited = True
-            if any(gs.dirty for gs in self.gs.values()):
-                self._log(out, "error", "shut down with groups %s perhaps still running here"
-                          % ",".join(str(i) for i, gs in self.gs.items() if gs.dirty), now)
-                out.append(Save())
-                out.append(Exit(1))
-                return
-            self.st = "dead"
-            out.append(Send({"t": "shutdone", "st": "dead"}))
-            self._log(out, "info", "shut down: all groups released", now)
+            self._log(out, "error", "%s with groups %s perhaps still running here: not "
+                      "handed over" % ("shut down" if self.shutting else "exiting",
+                                       ",".join(map(str, dirty))), now)
+            out.append(Save())
+            out.append(Exit(1))
+            return
+        self.exited = True
+        if self.gone and not self.shutting:
+            self._log(out, "warning", "hb-beat's pipe closed: every group released; exiting", now)
             out.append(Save())
             out.append(Exit(0))
+            return
+        self.st = "dead"
+        out.append(Send({"t": "shutdone", "st": "dead"}))
+        self._log(out, "info", "shut down: all groups released", now)
+        out.append(Save())
+        out.append(Exit(0))
 
     def _announce(self, out: list) -> None:
         """Heartbeat's `resource ... isstable=1` each time this node settles."""
@@ -1366,8 +1818,11 @@ class Owner:
         if p.holds_known:
             for i, gs in self.gs.items():
                 if (gs.group.node == self.me and gs.assign != ME and i not in p.holds
-                        and i not in p.blocked and gs.state == STOPPED):
+                        and i not in p.blocked and i not in p.stuck and not gs.dirty
+                        and gs.state in (STOPPED, FAILED)):
                     gs.assign = ME
+                    if gs.state == FAILED:
+                        self._set_group(gs, STOPPED, now)
                     self._log(out, "info", "group %d: %s does not hold it: taking it back"
                               % (i, p.name), now)
 
@@ -1419,6 +1874,8 @@ class Owner:
             holder = "both" if here and there else self.me if here else \
                 self.peer_name if there else "none"
             state = gs.state if gs.state != PROBING else STARTING
+            if gs.dirty:
+                state = "stuck"           # a stop failed: it may still run here
             if not here and there:
                 state = RUNNING
             lines.append(R("group", i, holder, state, pref=gs.group.node, since=ep(gs.since),

@@ -8,7 +8,7 @@ Usage:
 Options:
   -c CONFDIR     configuration directory [default: /etc/ha.d]
   -r RUNDIR      run directory: state, status, beat.fifo, watch.fifo [default: /var/run/hb]
-  -s STATEDIR    persistent state (mail spool) [default: /var/lib/hb]
+  -s STATEDIR    persistent state (mail spool, peer-stuck) [default: /var/lib/hb]
   --node NAME    this node's name (default: uname -n, lower-cased)
   --check        read RUNDIR/status, print one line, exit with a Nagios code
   --warn-age S   with --check: status older than S seconds is a warning [default: 10]
@@ -23,7 +23,9 @@ import errno
 import gc
 import os
 import selectors
+import shlex
 import signal
+import subprocess
 import sys
 import time
 
@@ -31,6 +33,11 @@ from hb import access, agents, checks, cli, config, exits, log as hblog, owner, 
     status, wire
 
 PROG = "hb-watch"
+WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried again
+WRITE_LOG_EVERY = 60.0    # s: and logged at most this often
+REBOOT_WAIT = 30.0        # s: after the reboot command, before giving up on the reboot
+STDIN_READS = 64          # reads of 64 KiB at most per wake-up
+PEER_STUCK = "peer-stuck"  # in STATEDIR
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 log = hblog.log
 
@@ -120,7 +127,9 @@ def check(rundir: str, max_age: float, now: float | None = None,
             mine.append(num)
         if kv.get("restarts", "0") not in ("0", ""):
             warn.append("group %s restarted %s times in the last hour" % (num, kv["restarts"]))
-        if holder == "both":
+        if state == "stuck":
+            crit.append("group %s may still run on %s: its stop failed" % (num, holder))
+        elif holder == "both":
             crit.append("group %s held by both nodes" % num)
         elif holder == "none":
             (warn if starting else crit).append("group %s held by nobody (%s)" % (num, state))
@@ -168,6 +177,39 @@ def held_before(rundir: str, me: str) -> list[int]:
             and pos[2] != "stopped"]
 
 
+def write_in_place(path: str, text: str) -> bool:
+    """A full file system has no room for a temp file, but the state file's own block
+    is there: overwrite it in one write, padded with blank lines to its old length
+    (readers skip them), so that the heartbeats do not keep advertising an old state."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        data = text.encode()
+        size = os.fstat(fd).st_size
+        if len(data) > max(size, runfiles.PIPE_BUF):
+            return False
+        data += b"\n" * (size - len(data))
+        if os.pwrite(fd, data, 0) != len(data):
+            return False
+        if len(data) > size:
+            os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def peer_stuck_before(path: str, cfg: config.Config) -> list[int]:
+    """The groups STATEDIR/peer-stuck says the peer may still run."""
+    kv = runfiles.read_kv(path)
+    if not cfg.peers or kv.get("node") != cfg.peers[0]:
+        return []
+    return [int(x) for x in kv.get("stuck", "").split(",") if x.isdigit() and len(x) < 6]
+
+
 class Watch:
     """The I/O around owner.Owner: stdin, watch.fifo, agents, beat.fifo, files."""
 
@@ -175,8 +217,10 @@ class Watch:
         self.cfg, self.rundir = cfg, rundir
         self.now = time.monotonic()
         self.ifaces, self.byip = checks.addresses(cfg.groups, cfg.confdir)
+        self.stuck_path = os.path.join(statedir, PEER_STUCK)
         self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node),
-                              self.ifaces)
+                              self.ifaces, peer_stuck_before(self.stuck_path, cfg))
+        self.stuck_text = ""
         env = {"HA_" + k: v for k, v in cfg.env.items()}
         self.runner = agents.Runner(checks.Caller(cfg.confdir, cfg.node, rundir, statedir,
                                                   env=env))
@@ -195,6 +239,11 @@ class Watch:
         self.state_text = ""
         self.next_status = 0.0
         self.exit: int | None = None
+        self.write_failed: float | None = None    # since when RUNDIR/state cannot be written
+        self.write_logged = -1e9
+        self.deferred: list[owner.Run] = []        # starts waiting for the state to be written
+        self.reboot: subprocess.Popen | None = None
+        self.reboot_due = 0.0
 
     def apply(self, actions: list) -> None:
         save = False
@@ -203,13 +252,18 @@ class Watch:
                 save = True
             elif isinstance(a, owner.Log):
                 log.log(LEVELS.get(a.level, 20), "%s", a.text)
-        if save:                      # state first: later heartbeats must show the change
-            self.save()
+        if save or self.write_failed is not None:    # state first: later heartbeats
+            self.save()                               # must show the change
         for a in actions:
             if isinstance(a, owner.Send):
                 self.send(wire.format_line(a.fields))
+            elif isinstance(a, owner.Run) and a.action == "start" and (
+                    self.write_failed is not None or self.deferred):
+                self.deferred.append(a)   # not before the state file says we hold it
             elif isinstance(a, owner.Run):
                 self.runner.run(self.ow.gs[a.group].group, a.action)
+            elif isinstance(a, owner.Reboot):
+                self.run_reboot(a.group)
             elif isinstance(a, owner.Check):
                 self.checker.run(self.ow.gs[a.group].group, a.token)
             elif isinstance(a, owner.Watchdog):
@@ -218,17 +272,89 @@ class Watch:
                 self.exit = a.code
 
     def save(self) -> None:
+        """RUNDIR/state (what our heartbeats advertise), then status.  A write that fails
+        (disk full, read-only) is logged and retried every WRITE_RETRY s; meanwhile the
+        starts decided wait (the peer must read that we hold a group before it runs
+        here), everything else goes on."""
         text = runfiles.format_kv(self.ow.state_fields())
         if text != self.state_text:
-            runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATE), text)
+            path = os.path.join(self.rundir, runfiles.STATE)
+            try:
+                runfiles.write_atomic(path, text)
+            except OSError as e:
+                if not (e.errno == errno.ENOSPC and write_in_place(path, text)):
+                    self.write_error(runfiles.STATE, e)
+                    return
             self.state_text = text
+        self.save_peer_stuck()
+        if self.write_failed is not None:
+            log.warning("RUNDIR/state written again after %.1f s", self.now - self.write_failed)
+            self.write_failed = None
+        runs, self.deferred = self.deferred, []
+        for a in runs:
+            if self.ow.gs[a.group].busy == a.action:
+                self.runner.run(self.ow.gs[a.group].group, a.action)
         self.write_status()
 
+    def save_peer_stuck(self) -> None:
+        """STATEDIR/peer-stuck: the groups the peer said may still run there, kept
+        across restarts of this node (a reboot included): never started here
+        meanwhile, even if the peer is not running when this node starts."""
+        p = self.ow.peer
+        if p is None:
+            return
+        text = "node=%s\nstuck=%s\n" % (p.name, ",".join(map(str, sorted(p.stuck))) or "none")
+        if text == self.stuck_text:
+            return
+        try:
+            runfiles.write_atomic(self.stuck_path, text, 0o600)
+            self.stuck_text = text
+        except OSError as e:
+            self.write_error(PEER_STUCK, e)
+
+    def write_error(self, name: str, e: OSError) -> None:
+        if self.write_failed is None and name == runfiles.STATE:
+            self.write_failed = self.now
+        if self.now - self.write_logged >= WRITE_LOG_EVERY:
+            self.write_logged = self.now
+            log.error("cannot write %s: %s: retrying every %g s%s", os.path.join(
+                self.rundir, name), e.strerror or e, WRITE_RETRY,
+                "; starting nothing meanwhile" if name == runfiles.STATE else "")
+
     def write_status(self) -> None:
-        self.next_status = self.now + runfiles.STATUS_EVERY
-        runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
-                              self.ow.status_text(self.now, time.time(), os.getpid()),
-                              mode=access.mode())
+        self.next_status = self.now + (runfiles.STATUS_EVERY if self.write_failed is None
+                                       else WRITE_RETRY)
+        try:
+            runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
+                                  self.ow.status_text(self.now, time.time(), os.getpid()),
+                                  mode=access.mode())
+        except OSError as e:
+            self.next_status = self.now + WRITE_RETRY
+            self.write_error(runfiles.STATUS, e)
+
+    def run_reboot(self, group: int) -> None:
+        """stop_failure reboot: run the reboot command (Heartbeat: `reboot -nf`); if it
+        fails, or this process still runs REBOOT_WAIT s after it succeeded, hold instead."""
+        argv = shlex.split(self.cfg.reboot_command)
+        log.critical("group %d could not be stopped: running %s", group, " ".join(argv))
+        try:
+            self.reboot = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True,
+                                           start_new_session=True)
+        except OSError as e:
+            self.apply(self.ow.reboot_failed("%s: %s" % (argv[0], e.strerror or e), self.now))
+            return
+        self.reboot_due = self.now + REBOOT_WAIT
+
+    def check_reboot(self) -> None:
+        rc = self.reboot.poll()
+        if rc is None and self.now < self.reboot_due:
+            return
+        if rc == 0 and self.now < self.reboot_due:
+            return                    # exited 0: the reboot is under way
+        why = ("still running after %g s" % REBOOT_WAIT if rc == 0 or rc is None
+               else "%s exited %d" % (self.cfg.reboot_command.split()[0], rc))
+        self.reboot = None
+        self.apply(self.ow.reboot_failed(why, self.now))
 
     def send(self, line: str) -> None:
         self.pending.append((self.now + 5.0, (line + "\n").encode()))
@@ -325,18 +451,22 @@ class Watch:
             if self.netlink is not None and self.netlink.carrier(iface) is False:
                 self.apply(self.ow.link(iface, False, self.now))
         while self.exit is None:
-            due = min(self.ow.next_wake(), self.next_status, self.now + step)
+            due = min(self.ow.next_wake(), self.next_status, self.now + step,
+                      self.now + 1.0 if self.reboot is not None else float("inf"))
             for key, _ in sel.select(max(0.001, due - self.now)):
                 self.now = time.monotonic()
                 if key.data == "stdin":
-                    for line in stdin.read():
-                        self.apply(self.ow.message(wire.parse_line(line), self.now))
+                    for _ in range(STDIN_READS):      # all that waits, so that the
+                        lines = stdin.read()          # silence check sees our last beat
+                        for line in lines:
+                            self.apply(self.ow.message(wire.parse_line(line), self.now))
+                        if not lines or stdin.eof:
+                            break
                     if stdin.eof:
-                        log.warning("stdin closed: hb-supervise is gone; exiting, "
-                                    "resources left as they are")
+                        log.warning("stdin closed: no heartbeat of ours will be sent: "
+                                    "releasing every group, then exiting")
                         sel.unregister(0)
-                        self.exit = exits.OK
-                        self.write_status()
+                        self.apply(self.ow.beat_gone(self.now))
                 elif key.data == "fifo":
                     for line in fifo.read():
                         log.info("request: %s", line.strip())
@@ -360,6 +490,8 @@ class Watch:
                 self.apply(self.ow.tick(self.now))
                 if self.pending:
                     self.flush()
+                if self.reboot is not None:
+                    self.check_reboot()
                 if self.now >= self.next_status - 1.0:      # with a wake-up due anyway
                     self.write_status()
         self.close(disarm=self.ow.exited)

@@ -441,7 +441,7 @@ def test_every_heartbeat_directive_is_known():
     syslogmsgfmt use_apphbd env crm_daemon_dir crmd_spawns_pengine record_config_changes
     record_pengine_inputs enable_config_writes udp""".split()
     table = config._HaCf(config.Config(), "ha.cf", ()).dispatch()
-    assert set(words) | {"monitor"} == set(table)
+    assert set(words) | {"monitor", "stop_failure"} == set(table)
 
 
 def test_single_node_warns():

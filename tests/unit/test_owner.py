@@ -376,9 +376,9 @@ def test_failed_start_gives_the_group_to_the_peer():
     s[C].start()
     s.until(lambda: s.holders(2) == [J], 1.5)
     assert s[C].log_has("group 2 (198.18.0.101) failed to start here: giving it up", "error")
-    st = s[C].ow.status_text(s.now, 1.7e9, 1)
-    assert re.search(r"^group 2 julius running pref=caesar since=\d+ fails=1 key=198.18.0.101$",
-                     st, re.M)
+    assert (2, "stop") in s[C].runs           # what may have started is stopped
+    line = r"^group 2 julius running pref=caesar since=\d+ fails=1 key=198.18.0.101$"
+    s.until(lambda: re.search(line, s[C].ow.status_text(s.now, 1.7e9, 1), re.M), 0.5)
     s.run(2)
     assert s.holders(2) == [J] and s.holders(1) == [J]
 
@@ -712,6 +712,9 @@ def test_peer_status_without_state_yet_then_hb():
     assert runs(out) == [] and ow.rqst_at is not None
     out = ow.message({"t": "status", "st": "up", "hbv": "1", "grps": "none", "isstable": "1",
                       "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
+    assert runs(out) == []                      # until it answers our `starting`
+    out = ow.message({"t": "resource", "rsc_hold": "none", "grps": "none", "isstable": "1",
+                      "src": C, "hg": "5", "seq": "3", "_via": "eth0"}, 0.21)
     assert runs(out) == [owner.Run(1, "start")]
 
 
@@ -811,19 +814,30 @@ def test_next_due_is_when_the_peer_would_be_declared_dead():
                  groups=[Group(1, "alpha", [Resource("IPaddr", ["198.18.0.9"], "198.18.0.9")])])
     ow = Owner(cfg, 100.0, "d", set())
     ow.begin(100.0)
+    assert ow.next_due() == float("inf")                 # nobody judged before we hear us
+    ow.message(_own(100.2), 100.2)
     assert abs(ow.next_due() - 108.0) < 0.01             # initdead from the start
     ow.message({"t": "status", "st": "active", "src": "beta", "hg": "1", "seq": "1",
                 "_via": "eth0", "_rt": "101.0", "hbv": "1", "rsc_hold": "none"}, 101.0)
     assert abs(ow.next_due() - 105.0) < 0.01             # deadtime after the last beat
+    for t in (101.2, 102.2, 103.2, 104.2):               # this node hears itself
+        ow.message(_own(t), t)
     assert not any("dead" in str(a) for a in ow.tick(105.0 - 0.01))
     assert any("node beta: dead" in str(a) for a in ow.tick(ow.next_due()))
+
+
+def _own(t):
+    """Our own heartbeat as hb-beat reports it, sent at t."""
+    return {"t": "status", "st": "active", "src": "alpha", "_via": "local", "_self": "1",
+            "_rt": "%.6f" % t}
 
 
 def _fake_watch(ow, beats, until):
     """hb-watch's loop on a fake clock: a tick after each message and whenever
     Owner.next_wake() says, nothing between; returns [(time, log text)] and the
-    number of wake-ups without a message."""
+    number of wake-ups without a message.  Our own heartbeat comes every second."""
     from hb.owner import Log
+    beats = beats + [(100.5 + k, _own(100.5 + k)) for k in range(int(until - 100))]
     logs, wakes, now, beats = [], 0, 100.0, sorted(beats, key=lambda b: b[0])
     while now < until:
         wake = ow.next_wake()
@@ -892,3 +906,160 @@ def test_next_wake_sleeps_between_steady_heartbeats():
     beats += [_beat(101.0 + k + 0.001, k + 1, "ttyS0") for k in range(30)]
     _, wakes = _fake_watch(ow, beats, 130.0)
     assert wakes <= 3                      # initdead, and the peer's grace
+
+
+# ---------------------------------------------------------------- safety
+
+def test_a_node_without_its_own_heartbeat_releases_before_the_peer_judges_it():
+    """hb-beat of the holder stops (deaf and mute): it judges nobody and stops its
+    groups within deadtime/2 of its last heartbeat; the peer takes them at deadtime."""
+    s = both_started("off")
+    s.run(0.5)
+    s[J].beating = False                 # its hb-beat stopped: no beats, no own lines
+    t0 = s.now
+    s.until(lambda: 1 not in s[J].running, DEADTIME)
+    assert s.now - t0 < DEADTIME / 2 + 0.2
+    assert s[J].log_has("releasing groups 1", "error")
+    s.until(lambda: s.holders(1) == [C], 2)
+    assert not any("node caesar: dead" in t for _, t in s[J].logs)
+    s[J].beating = True                  # heard again: caesar keeps what it took
+    s.run(3)                             # (auto_failback off)
+    assert s.holders(1) == [C] and not s.double
+
+
+def test_a_brief_own_heartbeat_gap_moves_nothing():
+    s = both_started()
+    s.run(0.5)
+    s[J].beating = False
+    s.run(DEADTIME / 2 - 0.1)
+    s[J].beating = True
+    s.run(2)
+    assert s.holders(1) == [J] and s.holders(2) == [C] and not s.double
+    assert not s[J].log_has("releasing groups")
+
+
+def test_stdin_end_releases_and_exits():
+    s = both_started()
+    s[J].apply(s[J].ow.beat_gone(s.now))
+    s.until(lambda: s[J].exit is not None, 1)
+    assert s[J].exit == 0 and 1 not in s[J].running
+
+
+def test_failed_rollback_keeps_the_group_held_and_stuck():
+    """A failed start whose rollback stop also fails: held (grps) and stuck=, and the
+    peer does not start it, even once the holder is gone."""
+    s = both_started()
+    s[C].fail_start, s[C].fail_stop = {1}, {1}
+    s[J].kill()                          # caesar takes group 1: its start fails
+    s.until(lambda: s[C].state.get("stuck") == "1", 3)
+    assert s[C].state["grps"].split(",").count("1") == 1
+    assert s[C].log_has("failed to start here: giving it up", "error")
+
+
+def test_stuck_group_is_never_started_by_the_peer_even_after_the_holder_dies():
+    s = both_started()
+    s[J].fail_stop = {1}
+    s[J].apply(s[J].ow.shutdown(s.now))
+    s.run(13)
+    assert s[J].exit == 1
+    assert s[J].log_has("resource stop failure: it may still run here; held here", "error")
+    assert s[C].log_has("julius says it may still run there", "error")
+    s[J].beating = False                 # hb-supervise stops hb-beat: julius is silent
+    s.run(3)
+    assert s[C].log_has("group 1: not taken: julius said it may still run there", "error")
+    assert s.holders(1) == [] and 1 not in s[C].running
+    s[C].apply(s[C].ow.request("takeover all", s.now))     # the operator's word
+    s.until(lambda: 1 in s[C].running, 2)
+
+
+def test_stop_failure_reboot_waits_for_a_heartbeat_without_stuck():
+    s = Sim()
+    for b in (s[J], s[C]):
+        b.start()
+    s[J].ow.cfg.stop_failure = "reboot"
+    s.run(0.5)
+    s[J].fail_stop = {1}
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    reboots = []
+    orig = s[J].apply
+
+    def apply(actions):
+        reboots.extend(a for a in actions if isinstance(a, owner.Reboot))
+        orig(actions)
+    s[J].apply = apply
+    s.until(lambda: reboots, 14)
+    assert "stuck" not in s[J].state     # the peer may take it once julius is gone
+    assert s[J].log_has("rebooting this node (stop_failure reboot)", "error")
+    s[J].kill()
+    s[J].running.discard(1)              # what a reboot does
+    s.until(lambda: s.holders(1) == [C], 2)
+    assert not s.double
+
+
+def test_malformed_peer_fields_are_ignored_and_logged():
+    ow = owner.Owner(config(J), 0.0, "d")
+    ow.message({"t": "status", "src": J, "_via": "local", "_self": "1", "_rt": "0.05"}, 0.05)
+    bad = {"t": "status", "st": "active\ngroup 1 caesar", "hbv": "1", "src": C,
+           "hg": "1", "seq": "1", "_via": "eth0", "grps": "\u00b2", "dt": "9" * 5000,
+           "pings": "\u0663", "pfresh": "9" * 5000, "nolink": "eth0\ngroup",
+           "cfd": "zz\n", "stuck": "1,99", "rsc_hold": "most"}
+    out = ow.message(bad, 0.1)
+    texts = [a.text for a in out if isinstance(a, owner.Log)]
+    for name in ("grps", "dt", "pings", "nolink", "cfd", "stuck", "rsc_hold", "st"):
+        assert any("malformed %s=" % name in t for t in texts), (name, texts)
+    p = ow.peer
+    assert p.holds == set() and p.pings is None and p.dt is None and p.stuck == set()
+    st = ow.status_text(0.1, 1.7e9, 1)
+    assert "\ngroup 1 caesar" not in st and "group\n" not in st
+    for f in ({"t": "ask_resources", "info": "me", "grps": "7"}, {"t": "resource", "grps": "x"},
+              {"t": "status", "seq": "\u0661"}, {"t": "reach", "pings": "1" * 99}):
+        ow.message(dict(f, src=C, _via="eth0"), 0.2)
+
+
+def test_maintenance_out_of_range_is_refused_in_one_line():
+    ow = owner.Owner(config(J), 0.0, "d")
+    for arg in ("inf", "nan", "1e400", "-5", "9" * 5000, "400000000"):
+        out = ow.request("maintenance on %s" % arg, 1.0)
+        logs = [a.text for a in out if isinstance(a, owner.Log)]
+        assert ow.maint_until is None and len(logs) == 1, (arg, logs)
+        assert logs[0].startswith("bad maintenance request")
+    ow.status_text(1.0, 1.7e9, 1)
+
+
+def test_late_counters_stay_bounded():
+    ow = owner.Owner(config(J), 0.0, "d")
+    n = ow.peer
+    for k in range(200000):              # 10 ms heartbeats for over half an hour
+        n.late.add(k * 0.01, 0.001 * (k % 7))
+        n.lates.add(k * 0.01)
+    assert len(n.late.buckets) <= 62 and len(n.lates.buckets) <= 62
+    assert ow.worst_late(n, 2000.0) == 0.006 and len(n.lates) == 200000
+    assert ow.worst_late(n, 2000.0 + 2 * 3600) == 0.0 and len(n.lates) == 0
+
+
+def test_stop_failure_directive():
+    from hb import config as cf
+    c = cf._HaCf(Config(), "ha.cf", ())
+    table = c.dispatch()
+    table["stop_failure"]("stop_failure", "reboot /usr/local/sbin/fake now",
+                          ["reboot", "/usr/local/sbin/fake", "now"])
+    assert c.cfg.stop_failure == "reboot" and c.cfg.reboot_command == "/usr/local/sbin/fake now"
+    table["stop_failure"]("stop_failure", "hold", ["hold"])
+    assert c.cfg.stop_failure == "hold"
+    for bad in (["reboot", "fake"], ["maybe"], ["hold", "x"], []):
+        with pytest.raises(cf.ConfigError):
+            table["stop_failure"]("stop_failure", " ".join(bad), bad)
+
+
+def test_a_stuck_group_is_critical_in_the_status(tmp_path):
+    from hb import watch
+    s = both_started()
+    s[J].fail_stop = {1}
+    s[J].apply(s[J].ow.request("standby all", s.now))
+    s.run(13)
+    st = s[J].ow.status_text(s.now, 1.7e9, 1)
+    assert re.search(r"^group 1 julius stuck pref=julius ", st, re.M), st
+    (tmp_path / "status").write_text(st.replace("updated 1700000000", "updated 1700000001"))
+    code, line = watch.check(str(tmp_path), 10, now=1700000002)
+    assert code == 2 and "group 1 may still run on julius: its stop failed" in line, line
+    assert 1 not in s[C].running and s[C].ow.peer.stuck == {1}

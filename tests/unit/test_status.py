@@ -75,9 +75,11 @@ def test_peer_fields_never_forge_a_record(st, nolink, cfd, via, request):
     parsed = switch.parse_status(text)
     peer = [n for n in parsed["node"] if n["name"] == C]
     assert len(peer) == 1
-    if st not in ("", "dead"):
+    if st in owner.ST_WORDS and st != "dead":
         assert peer[0]["st"] == st
-    assert peer[0].get("nolink", "") in ("", nolink)
+    else:                                       # refused by hb-watch: never shown
+        assert peer[0]["st"] in owner.ST_WORDS
+    assert peer[0].get("nolink", "") in ("", nolink, "?")     # "?": refused as malformed
     assert [g["index"] for g in parsed["group"]] == ["1", "2"]
     assert parsed["updated"] == {"time": "1700000000", "pid": "42", "node": J}
     assert parsed["last"]["text"] == ow.last[1]
@@ -87,16 +89,21 @@ def test_peer_fields_never_forge_a_record(st, nolink, cfd, via, request):
                                                 for g in parsed["group"]]
 
 
-def test_a_newline_in_st_is_escaped_not_a_group_line():
+def test_a_newline_in_st_is_refused_and_would_be_escaped():
+    """Two defences: hb-watch refuses an st that is not one of its words, and the
+    status file escapes whatever a record carries."""
+    forged = "active\ngroup 1 caesar running pref=x"
     ow = owner.Owner(config(), 0.0, "d1")
     ow.begin(0.0)
-    ow.message({"t": "status", "st": "active\ngroup 1 caesar running pref=x", "src": C,
+    ow.message({"t": "status", "st": forged, "src": C,
                 "hg": "5", "seq": "1", "_via": "eth0", "hbv": "1"}, 0.1)
     text = ow.status_text(0.2, 1.7e9, 1)
-    assert "st=active%0Agroup%201%20caesar%20running%20pref%3Dx" in text
     parsed = switch.parse_status(text)
     assert len(parsed["group"]) == 2 and all(g["pref"] != "x" for g in parsed["group"])
-    assert parsed["node"][1]["st"] == "active\ngroup 1 caesar running pref=x"
+    assert parsed["node"][1]["st"] in owner.ST_WORDS and "pref=x" not in text
+    line = status.record("node", C, "up", st=forged)
+    assert line == "node %s up st=active%%0Agroup%%201%%20caesar%%20running%%20pref%%3Dx" % C
+    assert status.parse(line + "\n")["node"][0]["st"] == forged
 
 
 def test_reader_ignores_garbage_and_old_unescaped_files():

@@ -1828,9 +1828,11 @@ class Owner:
 
     # ------------------------------------------------------------ status
 
-    def status_text(self, now: float, wall: float, pid: int) -> str:
+    def status_text(self, now: float, wall: float, pid: int,
+                    extra: dict[int, dict[str, str]] | None = None) -> str:
         """RUNDIR/status (status.py's records, every field escaped): wall is the epoch
-        time at monotonic `now`."""
+        time at monotonic `now`; extra: more fields for a group's line (hb-watch's
+        neighbour check, `nbr=`)."""
         def ep(t: float) -> int:
             return int(wall - (now - t))
 
@@ -1881,7 +1883,7 @@ class Owner:
             lines.append(R("group", i, holder, state, pref=gs.group.node, since=ep(gs.since),
                            fails=gs.fails,
                            restarts=self.mon.restarts(i, now) if self.mon.on else None,
-                           key=gs.group.key))
+                           key=gs.group.key, **(extra or {}).get(i, {})))
         for i, t, old, new, why in self.history.items():
             lines.append(R("why", i, ep(t), old, new, text=why))
         lines.append(R("last", ep(self.last[0]), text=self.last[1]))

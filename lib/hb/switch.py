@@ -343,12 +343,27 @@ def show(st: dict | None, fmt: str, now: float) -> tuple[int, str]:
         ln["node"], ln.get("medium"), ln.get("status"), _since(ln)) for ln in st["link"]]
     out += ["ping   %-12s %-7s since %s" % (p["name"], p.get("status"), _since(p))
             for p in st["ping"]]
-    out += ["group  %-3s %-8s on %-12s prefers %s, since %s, fails %s: %s" % (
+    out += ["group  %-3s %-8s on %-12s prefers %s, since %s, fails %s%s: %s" % (
         g["index"], g.get("state"), g.get("holder"), g.get("pref", "?"), _since(g),
-        g.get("fails", "0"), g.get("key", "")) for g in st["group"]]
+        g.get("fails", "0"), ", neighbours %s" % g["nbr"] if g.get("nbr") else "",
+        g.get("key", "")) for g in st["group"]]
     if st["last"]:
         out.append("last   %s %s" % (clock(st["last"]["time"]), st["last"]["text"]))
     return rc, "\n".join(out) + "\n"
+
+
+def neighbours(nbr: str | None) -> dict | None:
+    """A group's `nbr=` as JSON: {"result": "ok"|"fail"|"none"|"pending", "ms": int
+    (ok: the slowest answer), "address": str (fail: the first unanswered)}."""
+    if not nbr:
+        return None
+    result, _, rest = nbr.partition(":")
+    doc: dict = {"result": result, "ms": None, "address": None}
+    if result == "ok":
+        doc["ms"] = _num(rest[:-2] if rest.endswith("ms") else rest)
+    elif result == "fail":
+        doc["address"] = rest or None
+    return doc
 
 
 def _num(v: object, kind: type = int) -> int | float | None:
@@ -400,7 +415,8 @@ def typed(st: dict | None, now: float) -> dict:
     doc["groups"] = [{"index": _num(g.get("index")), "holder": g.get("holder"),
                       "state": g.get("state"), "pref": g.get("pref"),
                       "since": _num(g.get("since")), "fails": _num(g.get("fails", "0")),
-                      "restarts": _num(g.get("restarts")), "key": g.get("key")}
+                      "restarts": _num(g.get("restarts")), "key": g.get("key"),
+                      "neighbours": neighbours(g.get("nbr"))}
                      for g in st["group"]]
     doc["history"] = [{"group": _num(w.get("group")), "time": _num(w.get("time")),
                        "from": w.get("from"), "to": w.get("to"), "reason": w.get("text")}
@@ -515,7 +531,7 @@ def _shell(st: dict, a: float | None, stale: bool) -> str:
     for p in st["ping"]:
         kv.append(("HB_PING_%s" % name(p["name"]), p.get("status", "")))
     for g in st["group"]:
-        for k in ("holder", "state", "pref", "since", "fails", "key"):
+        for k in ("holder", "state", "pref", "since", "fails", "key", "nbr"):
             kv.append(("HB_GROUP_%s_%s" % (g["index"], k.upper()), g.get(k, "")))
     if st["last"]:
         kv += [("HB_LAST_TIME", "%.10g" % (st["last"]["time"] or 0)),

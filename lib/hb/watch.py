@@ -226,6 +226,11 @@ class Watch:
                                                   env=env))
         self.checker = checks.Checker(agents.Caller(cfg.confdir, cfg.node, rundir, statedir,
                                                     timeout=self.ow.mon.timeout, env=env))
+        self.nbr_pipe: tuple[int, int] | None = None
+        if self.byip:                 # the neighbour check's results wake the loop
+            from hb import address
+            self.nbr_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            address.on_neighbour = self.neighbour_heard
         self.netlink = None
         if self.ifaces or self.byip:
             from hb import address
@@ -321,12 +326,36 @@ class Watch:
                 self.rundir, name), e.strerror or e, WRITE_RETRY,
                 "; starting nothing meanwhile" if name == runfiles.STATE else "")
 
+    def neighbour_heard(self, ip: str, ok: bool, seconds: float, detail: str) -> None:
+        """address.on_neighbour, called on the neighbour thread: wake the loop."""
+        try:
+            os.write(self.nbr_pipe[1], b"n")
+        except (BlockingIOError, OSError, TypeError):
+            pass                      # a wake-up is pending already
+
+    def neighbour_fields(self) -> dict[int, dict[str, str]]:
+        """`nbr=` for each group held here whose addresses were checked."""
+        if self.nbr_pipe is None:
+            return {}
+        from hb import address
+        ips: dict[int, list[str]] = {}
+        for ip, groups in self.byip.items():
+            for i in groups:
+                ips.setdefault(i, []).append(ip)
+        out = {}
+        for i in self.ow.held():
+            field = address.neighbour_field(ips.get(i, ()))
+            if field is not None:
+                out[i] = {"nbr": field}
+        return out
+
     def write_status(self) -> None:
         self.next_status = self.now + (runfiles.STATUS_EVERY if self.write_failed is None
                                        else WRITE_RETRY)
         try:
             runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
-                                  self.ow.status_text(self.now, time.time(), os.getpid()),
+                                  self.ow.status_text(self.now, time.time(), os.getpid(),
+                                                      self.neighbour_fields()),
                                   mode=access.mode())
         except OSError as e:
             self.next_status = self.now + WRITE_RETRY
@@ -445,6 +474,8 @@ class Watch:
         sel.register(self.checker.fileno(), selectors.EVENT_READ, "checks")
         if self.netlink is not None:
             sel.register(self.netlink.fileno(), selectors.EVENT_READ, "netlink")
+        if self.nbr_pipe is not None:
+            sel.register(self.nbr_pipe[0], selectors.EVENT_READ, "neighbours")
         step = max(0.01, min(1.0, self.cfg.deadtime / 4))   # Owner.next_wake() has the rest
         self.apply(self.ow.begin(self.now))
         for iface in self.ifaces:
@@ -479,6 +510,12 @@ class Watch:
                         self.apply(self.ow.check_done(i, token, ok, why, self.now))
                 elif key.data == "netlink":
                     self.netlink_events()
+                elif key.data == "neighbours":
+                    try:
+                        os.read(self.nbr_pipe[0], 512)
+                    except BlockingIOError:
+                        pass
+                    self.write_status()
                 elif key.data == "signal":
                     sigs = os.read(sig_r, 64)
                     if signal.SIGHUP in sigs:

@@ -373,11 +373,34 @@ def test_hb_watch_announces_from_haresources_and_checks_the_gateway(lab):
     assert "eth0:0" in alpha.host.run(["ip", "-o", "addr", "show", "label", "eth0:0"]).stdout
     line = "neighbour check %s on eth0: %s answered %s in " % (VIP, GW, VIP)
     pair.wait(lambda: line in alpha.logtext(), timeout=5, what="alpha's neighbour check")
+    pair.wait(lambda: nbr(alpha).startswith("ok:"), timeout=5, what="nbr=ok in status")
+    doc = json.loads(alpha.switch("status", "--format=json").stdout)
+    got = doc["groups"][0]["neighbours"]
+    assert got["result"] == "ok" and isinstance(got["ms"], int) and got["address"] is None
+    assert "neighbours ok:" in alpha.switch("status").stdout
     pair.wait_up()
     cap = Tcpdump(lab, g, arp_filter(mac_of(beta.host), VIP), 7, 10)
     alpha.power_loss()
     pair.wait(beta.has_vip, timeout=10, what="beta to take the VIP over")
     check_schedule(cap.read(12), 3, 0.15)
     pair.wait(lambda: line in beta.logtext(), timeout=5, what="beta's neighbour check")
+    pair.wait(lambda: nbr(beta).startswith("ok:"), timeout=5, what="beta's nbr=ok")
     neigh = g.run(["ip", "neigh", "show", VIP, "dev", "eth0"]).stdout
     assert "lladdr " + mac_of(beta.host) in neigh, neigh
+    # the gateway stops answering ARP: beta's next takeover reports the failure
+    g.run(["sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=8"])
+    alpha.reboot()
+    alpha.start()
+    pair.wait_up(20)
+    assert beta.switch("standby", "--wait", "20").returncode == 0, beta.logtail()
+    pair.wait(alpha.has_vip, timeout=10, what="alpha to take the VIP back")
+    assert beta.switch("takeover", "--wait", "20").returncode == 0, beta.logtail()
+    pair.wait(lambda: nbr(beta) == "fail:" + VIP, timeout=10, what="beta's nbr=fail")
+    doc = json.loads(beta.switch("status", "--format=json").stdout)
+    assert doc["groups"][0]["neighbours"] == {"result": "fail", "ms": None, "address": VIP}
+
+
+def nbr(node) -> str:
+    """The `nbr=` of the node's group 1 in its status file, '' without one."""
+    groups = [g for g in node.status()["group"] if g["index"] == "1"]
+    return groups[0].get("nbr", "") if groups else ""

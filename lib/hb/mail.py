@@ -96,18 +96,22 @@ def stamp(now: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
 
 
+# the subject's words for an event; `stuck`: hb-watch's alert when a stop failed
+WHAT = {"start": "Takeover in progress on", "stop": "Migrating resource away from",
+        "stuck": "could not be stopped: held on"}
+
+
 def event_text(action: str, node: str, now: float) -> str:
-    if action == "start":
-        return "Takeover in progress on %s at %s" % (node, stamp(now))
-    return "Migrating resource away from %s at %s" % (node, stamp(now))
+    return "%s %s at %s" % (WHAT.get(action, WHAT["stop"]), node, stamp(now))
 
 
 def compose(addrs: list[str], subject: str, action: str, node: str, now: float,
-            sender: str | None = None, held: list[tuple[float, str]] = ()) -> EmailMessage:
+            sender: str | None = None, held: list[tuple[float, str]] = (),
+            detail: str = "") -> EmailMessage:
     """The alert mail for action (start|stop) of group `subject` on node at now."""
     from email.message import EmailMessage
     from email.utils import formatdate, make_msgid
-    what = "Takeover in progress on" if action == "start" else "Migrating resource away from"
+    what = WHAT.get(action, WHAT["stop"])
     msg = EmailMessage()
     msg["Date"] = formatdate(now, localtime=True)
     msg["From"] = sender or "hb on %s <root@%s>" % (node, node)
@@ -122,6 +126,8 @@ def compose(addrs: list[str], subject: str, action: str, node: str, now: float,
             "Node:           %s" % node,
             "Action:         %s" % action,
             "Time:           %s" % formatdate(now, localtime=True)]
+    if detail:
+        body += ["", detail]
     if held:
         body += ["", "Held back by the mail rate limit since the last mail (%d):" % len(held)]
         body += ["  %s" % text for _t, text in held]
@@ -238,7 +244,7 @@ class _Locked:
 
 
 def enqueue(statedir: str, addrs: list[str], subject: str, action: str, node: str,
-            cfg: dict[str, Any], now: float | None = None) -> list[str]:
+            cfg: dict[str, Any], now: float | None = None, detail: str = "") -> list[str]:
     """Rate-limit and spool the mail(s) for one event; what was decided, as text lines."""
     import json
     now = time.time() if now is None else now
@@ -248,7 +254,7 @@ def enqueue(statedir: str, addrs: list[str], subject: str, action: str, node: st
         state = json.loads(runfiles.read_text(path) or "{}")
         go, held = [], []
         for a in addrs:
-            if rate_decide(state, a, now, cfg["rate"]):
+            if rate_decide(state, a, now, cfg["rate"]) or action == "stuck":   # never held
                 go.append(a)
                 held.extend(tuple(h) for h in state[a]["held"])
                 state[a]["held"] = []
@@ -258,7 +264,7 @@ def enqueue(statedir: str, addrs: list[str], subject: str, action: str, node: st
                 said.append("rate limit: mail to %s held back" % a)
         if go:
             held = sorted(set(held))
-            msg = compose(go, subject, action, node, now, cfg["from"], held)
+            msg = compose(go, subject, action, node, now, cfg["from"], held, detail)
             said.append("mail to %s spooled as %s" % (", ".join(go), _spool(spool, msg, now)))
         runfiles.write_atomic(path, json.dumps(state), 0o600)
     return said
@@ -405,6 +411,22 @@ def _background_flush(statedir: str, cfg: dict[str, Any], node: str) -> None:
         _queue = queue.Queue()
         threading.Thread(target=_worker, name="mailto", daemon=True).start()
     _queue.put((statedir, cfg, node))
+
+
+def alert(args: list[str], node: str, statedir: str, confdir: str, detail: str) -> str:
+    """hb-watch's `stuck` alert through a group's MailTo (its addresses and subject,
+    the rate limit and the spool as for its own mails); what was done, as text."""
+    try:
+        addrs = parse_addrs(args[0]) if args else []
+        if not addrs:
+            raise MailError("MailTo without an address")
+        subject = args[1] if len(args) > 1 else DEFAULT_SUBJECT
+        cfg = settings(load_conf(confdir), os.environ)
+        said = enqueue(statedir, addrs, subject, "stuck", node, cfg, detail=detail)
+    except (MailError, OSError, ValueError) as e:
+        return "alert not mailed: %s" % e
+    _background_flush(statedir, cfg, node)
+    return "; ".join(said)
 
 
 def run_agent(args: list[str], action: str, node: str, rundir: str, statedir: str,

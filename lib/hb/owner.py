@@ -76,7 +76,14 @@ class Reboot:
     group: int
 
 
-Action = Union[Send, Run, Check, Log, Save, Watchdog, Exit, Reboot]
+@dataclass(frozen=True)
+class Alert:
+    """A group is held because its stop failed: tell the admins (the group's MailTo)."""
+    group: int
+    text: str
+
+
+Action = Union[Send, Run, Check, Log, Save, Watchdog, Exit, Reboot, Alert]
 
 ME, PEER = "me", "peer"
 STOPPED, STARTING, RUNNING, STOPPING, FAILED, PROBING = (
@@ -744,9 +751,11 @@ class Owner:
             if not self.hearing(now):           # no heartbeat can carry it: at once
                 out.append(Reboot(gs.group.index))
             return                  # else once a heartbeat without stuck= went out
-        self._log(out, "error", "CRIT: %s: resource stop failure: it may still run here; "
-                  "held here (the peer will not start it) and its stop retried every %g s; "
-                  "stop it by hand, or reboot this node" % (name, STUCK_RETRY), now)
+        text = ("%s: resource stop failure: it may still run here; held here (the peer "
+                "will not start it) and its stop retried every %g s; stop it by hand, or "
+                "reboot this node" % (name, STUCK_RETRY))
+        self._log(out, "error", "CRIT: " + text, now)
+        out.append(Alert(gs.group.index, text))
 
     def _stuck_released(self, gs: GroupState, now: float, out: list) -> None:
         """A group that may have run here is stopped at last: the peer may have it."""
@@ -762,8 +771,11 @@ class Owner:
         if not self.rebooting:
             return out
         self.rebooting = False
-        self._log(out, "error", "CRIT: reboot failed (%s): holding the groups that may still "
-                  "run here instead (as stop_failure hold)" % why, now)
+        text = ("reboot failed (%s): holding the groups that may still run here instead "
+                "(as stop_failure hold)" % why)
+        self._log(out, "error", "CRIT: " + text, now)
+        if self.reboot_group is not None:
+            out.append(Alert(self.reboot_group, text))
         out.append(Save())
         return out
 

@@ -111,8 +111,16 @@ def outcome(st: dict, verb: str, which: str, since: float,
             return h == p["name"] and s == "running"
         return h not in (mine, "both") and s not in ("starting", "stopping")
 
-    if not all(settled(g) for g in groups):
+    stuck = [g for g in groups if g.get("state") == "stuck"]
+    if not all(settled(g) for g in groups if g not in stuck):
         return None
+    if stuck:
+        return "fail", ("%s: group%s %s stuck on %s: a stop failed there and it may still "
+                        "run, so it does not move; stop it by hand (hb-watch tries its stop "
+                        "again every minute) or reboot that node" % (
+                            verb, "s" if len(stuck) > 1 else "",
+                            ",".join(g["index"] for g in stuck),
+                            ",".join(sorted({g.get("holder", "?") for g in stuck}))))
     if not groups:
         return "ok", "%s %s: no groups to move" % (verb, which)
     what = "group%s %s" % ("s" if len(groups) > 1 else "", ",".join(g["index"] for g in groups))

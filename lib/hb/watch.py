@@ -214,7 +214,7 @@ class Watch:
     """The I/O around owner.Owner: stdin, watch.fifo, agents, beat.fifo, files."""
 
     def __init__(self, cfg: config.Config, rundir: str, statedir: str) -> None:
-        self.cfg, self.rundir = cfg, rundir
+        self.cfg, self.rundir, self.statedir = cfg, rundir, statedir
         self.now = time.monotonic()
         self.ifaces, self.byip = checks.addresses(cfg.groups, cfg.confdir)
         self.stuck_path = os.path.join(statedir, PEER_STUCK)
@@ -269,12 +269,24 @@ class Watch:
                 self.runner.run(self.ow.gs[a.group].group, a.action)
             elif isinstance(a, owner.Reboot):
                 self.run_reboot(a.group)
+            elif isinstance(a, owner.Alert):
+                self.alert(a.group, a.text)
             elif isinstance(a, owner.Check):
                 self.checker.run(self.ow.gs[a.group].group, a.token)
             elif isinstance(a, owner.Watchdog):
                 self.feed_watchdog()
             elif isinstance(a, owner.Exit):
                 self.exit = a.code
+
+    def alert(self, group: int, text: str) -> None:
+        """Mail a group's stop failure through its MailTo resources (none: the log's
+        CRIT line and hb-watch --check's CRITICAL are the alert)."""
+        for r in self.ow.gs[group].group.resources:
+            a = agents.lookup(r.name, self.cfg.confdir)
+            if a is not None and a.module == "mail":
+                from hb import mail
+                log.info("group %d: %s", group, mail.alert(
+                    r.args, self.cfg.node, self.statedir, self.cfg.confdir, text))
 
     def save(self) -> None:
         """RUNDIR/state (what our heartbeats advertise), then status.  A write that fails

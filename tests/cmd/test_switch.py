@@ -202,6 +202,20 @@ def test_standby_local_moves_only_group_1(tmp_path):
     assert rc == 0 and out.startswith("ok: standby: group 1 now on caesar (")
 
 
+def test_standby_says_which_group_is_stuck_and_why(tmp_path):
+    """Group 1's stop failed here (state stuck): it stays, group 2 moves, and hb-switch
+    says so at once instead of waiting for a move that will not come."""
+    write(tmp_path)
+    w = FakeWatch(tmp_path, lambda req: STATUS.format(now=time.time(), peer="up", g1="julius")
+                  .replace("1 julius running", "1 julius stuck")
+                  .replace("2 julius running", "2 caesar running"))
+    rc, out, _ = hbswitch(tmp_path, "standby", "all", "--wait", "10")
+    w.close()
+    assert rc == 1, out
+    assert out.startswith("fail: standby: group 1 stuck on julius: a stop failed there and "
+                          "it may still run, so it does not move; stop it by hand"), out
+
+
 def test_takeover_times_out(tmp_path):
     write(tmp_path, g1="caesar")
     w = FakeWatch(tmp_path, None)

@@ -87,7 +87,8 @@ class Checker(threading.Thread):
 
 def stuck_pair(lab, policy: str) -> HbPair:
     pair = HbPair(lab, keepalive=KEEPALIVE, deadtime=DEADTIME, initdead="2",
-                  haresources="alpha %s/24/eth0 stuckres\n" % VIP)
+                  haresources="alpha %s/24/eth0 MailTo::admins@example.org::stuckgroup "
+                  "stuckres\n" % VIP)
     for n in pair.nodes.values():
         rd = os.path.join(n.conf, "resource.d")
         os.makedirs(rd, exist_ok=True)
@@ -141,6 +142,11 @@ def assert_held_by_alpha(pair: HbPair) -> None:
     assert "resource stop failure: it may still run here; held here" in alpha.logtext()
     assert "says it may still run there (a stop failed)" in beta.logtext(), pair.logtail()
     assert not os.path.exists(os.path.join(alpha.dir, "reboots"))
+    spool = os.path.join(alpha.state, "spool")      # the alert, through the group's MailTo
+    mails = [open(os.path.join(spool, f), errors="replace").read()
+             for f in os.listdir(spool) if not f.startswith(".")]
+    assert any("Subject: stuckgroup could not be stopped: held on alpha" in m
+               and "resource stop failure" in m for m in mails), mails
 
 
 def assert_rebooted_and_taken(pair: HbPair) -> None:
@@ -196,6 +202,8 @@ def test_stuck_stop_through_standby_never_runs_twice(lab, policy):
         assert alpha.running(), pair.logtail()
         mine = {g["index"]: g for g in alpha.status()["group"]}
         assert mine["1"].get("holder") == "alpha", mine
+        r = alpha.switch("standby", "--wait", "20")        # and says why it stays
+        assert r.returncode == 1 and "group 1 stuck on alpha" in r.stdout, r
     else:
         assert_rebooted_and_taken(pair)
 

@@ -105,6 +105,32 @@ def test_enqueue_rate_limits_and_summarises(tmp_path):
     assert "Takeover in progress on caesar at 2026-11-26 10:37:44 UTC" in m.get_payload()
 
 
+def test_a_stuck_alert_is_never_held_back(tmp_path):
+    """hb-watch's alert that a group's stop failed goes out even within the rate
+    limit, with what hb-watch said, and carries the events held back meanwhile."""
+    cfg = mail.settings({"rate": "1/100"}, {})
+    sd = str(tmp_path)
+    mail.enqueue(sd, ["root"], "web", "start", "caesar", cfg, now=NOW)
+    assert mail.enqueue(sd, ["root"], "web", "stop", "caesar", cfg, now=NOW + 5) == \
+        ["rate limit: mail to root held back"]
+    said = mail.enqueue(sd, ["root"], "web", "stuck", "caesar", cfg, now=NOW + 10,
+                        detail="group 1 (x): resource stop failure")
+    assert said[0].startswith("mail to root spooled as ")
+    names = mail.spooled(sd)
+    with open(os.path.join(sd, "spool", names[-1])) as f:
+        m = email.message_from_string(f.read())
+    assert m["Subject"] == "web could not be stopped: held on caesar (and 1 earlier event)"
+    assert "group 1 (x): resource stop failure" in m.get_payload()
+
+
+def test_alert_through_a_groups_mailto_arguments(tmp_path):
+    said = mail.alert(["root,admins@example.org", "web"], "caesar", str(tmp_path / "s"),
+                      str(tmp_path), "group 1: resource stop failure")
+    assert said.startswith("mail to root, admins@example.org spooled as ")
+    assert mail.alert([], "caesar", str(tmp_path / "s"), str(tmp_path), "x") == \
+        "alert not mailed: MailTo without an address"
+
+
 def test_load_conf_refuses_a_readable_password(tmp_path):
     p = tmp_path / "mailto.conf"
     p.write_text("# relay\nsmtp_host = relay.example.org\nsmtp_password = secret\n")

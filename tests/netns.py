@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Sequence
 
@@ -232,6 +233,41 @@ def leftovers(prefix: str) -> tuple[list[str], list[int]]:
     except FileNotFoundError:
         names = []
     return names, [p for n in names for p in inside(n) if not _zombie(p)]
+
+
+class Holders(threading.Thread):
+    """Which namespaces' kernels hold an address, sampled every 100 ms with
+    `ip -n NS addr` (nodes: {name: namespace})."""
+
+    def __init__(self, nodes: dict[str, str], addr: str, limit: float = 120.0) -> None:
+        super().__init__(daemon=True)
+        self.nodes, self.addr, self.limit = nodes, addr, limit
+        self.samples: list[tuple[float, frozenset]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        end = time.monotonic() + self.limit
+        while not self.done.is_set() and time.monotonic() < end:
+            t = time.monotonic()
+            held = set()
+            for name, ns in self.nodes.items():
+                out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                if " %s/" % self.addr in out:
+                    held.add(name)
+            self.samples.append((t, frozenset(held)))
+            self.done.wait(max(0.0, t + 0.1 - time.monotonic()))
+
+    def seen(self, names: set, since: float) -> bool:
+        return any(t >= since and set(h) == names for t, h in self.samples)
+
+    def since(self, t0: float) -> list[frozenset]:
+        return [h for t, h in self.samples if t >= t0]
+
+    def stop(self) -> list[tuple[float, frozenset]]:
+        self.done.set()
+        self.join(10)
+        return self.samples
 
 
 def quote(argv: Sequence[str]) -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "demo"))
 from cluster import VIP, Pair  # noqa: E402
+from netns import Holders  # noqa: E402
 
 DAEMON = """#!/bin/sh
 # a service started the way many init scripts do: its daemon keeps our stdout
@@ -28,37 +27,6 @@ status) if [ -s $pidf ] && kill -0 $(cat $pidf) 2>/dev/null; then echo running
 esac
 exit 0
 """
-
-
-class Holders(threading.Thread):
-    """Which nodes' kernels hold the VIP, sampled every 100 ms with `ip -n NS addr`."""
-
-    def __init__(self, pair: Pair, limit: float = 120.0) -> None:
-        super().__init__(daemon=True)
-        self.pair, self.limit = pair, limit
-        self.samples: list[tuple[float, frozenset]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        end = time.monotonic() + self.limit
-        while not self.done.is_set() and time.monotonic() < end:
-            t = time.monotonic()
-            held = set()
-            for name, node in self.pair.nodes.items():
-                out = subprocess.run(["ip", "-n", node.host.ns, "-o", "addr", "show"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                if " %s/" % VIP in out:
-                    held.add(name)
-            self.samples.append((t, frozenset(held)))
-            self.done.wait(max(0.0, t + 0.1 - time.monotonic()))
-
-    def seen(self, names: set, since: float) -> bool:
-        return any(t >= since and set(h) == names for t, h in self.samples)
-
-    def stop(self) -> list[tuple[float, frozenset]]:
-        self.done.set()
-        self.join(10)
-        return self.samples
 
 
 def daemon_pid(pair: Pair, name: str) -> int | None:
@@ -79,7 +47,7 @@ def test_a_daemon_that_keeps_stdout_starts_at_once_and_switches_over_and_back(la
             f.write(DAEMON.format(dir=pair.lab.tmp))
         os.chmod(path, 0o755)
     julius, caesar = pair["julius"], pair["caesar"]
-    holders = Holders(pair)
+    holders = Holders({n: x.host.ns for n, x in pair.nodes.items()}, VIP)
     try:
         pair.start()
         holders.start()

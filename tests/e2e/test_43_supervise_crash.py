@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -18,39 +16,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "demo"))
 from cluster import VIP, Pair  # noqa: E402
+from netns import Holders  # noqa: E402
 
 TIMING = {"keepalive": "100ms", "warntime": "500ms", "deadtime": "1", "initdead": "2"}
-
-
-class Holders(threading.Thread):
-    """Which nodes' kernels hold the VIP, sampled every 100 ms with `ip -n NS addr`."""
-
-    def __init__(self, pair: Pair, limit: float = 180.0) -> None:
-        super().__init__(daemon=True)
-        self.pair, self.limit = pair, limit
-        self.samples: list[tuple[float, frozenset]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        end = time.monotonic() + self.limit
-        while not self.done.is_set() and time.monotonic() < end:
-            t = time.monotonic()
-            held = set()
-            for name, node in self.pair.nodes.items():
-                out = subprocess.run(["ip", "-n", node.host.ns, "-o", "addr", "show"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                if " %s/" % VIP in out:
-                    held.add(name)
-            self.samples.append((t, frozenset(held)))
-            self.done.wait(max(0.0, t + 0.1 - time.monotonic()))
-
-    def since(self, t0: float) -> list[frozenset]:
-        return [h for t, h in self.samples if t >= t0]
-
-    def stop(self) -> list[tuple[float, frozenset]]:
-        self.done.set()
-        self.join(10)
-        return self.samples
 
 
 def daemons(node) -> dict[str, int]:
@@ -79,7 +47,7 @@ def running(pair: Pair) -> tuple[Holders, dict]:
     pair.wait(lambda: julius.holds() == ["1"], timeout=20, what="group 1 on julius")
     pair.wait(lambda: caesar.node("julius").get("status") == "up"
               and julius.node("caesar").get("status") == "up", what="both up")
-    holders = Holders(pair)
+    holders = Holders({n: x.host.ns for n, x in pair.nodes.items()}, VIP)
     holders.start()
     pair.wait(lambda: len(holders.samples) >= 5, what="the first samples")
     return holders, caesar.node("julius")

@@ -61,7 +61,7 @@ lint:
 test:
 	@if [ -n "$$CI" ] && [ "$$(cat /proc/sys/kernel/pid_max)" -lt 4194304 ]; then \
 		sysctl -q -w kernel.pid_max=4194304 || true; fi
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=15 tests
 
 check: deps lint test
 

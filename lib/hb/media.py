@@ -810,31 +810,11 @@ def load_highwater(statedir: str) -> tuple[dict[str, tuple[int, int, int]], list
 
 
 def save_highwater(statedir: str, marks: dict[str, tuple[int, int, int]]) -> None:
-    """Write STATEDIR/highwater: a temp file of our own (O_EXCL|O_NOFOLLOW, 0600),
-    renamed into place; not fsync'd (hb-beat writes it every second and must
+    """Write STATEDIR/highwater (0600) with runfiles.write_atomic: a temp file of our
+    own, renamed into place; not fsync'd (hb-beat writes it every second and must
     not wait for a disk).  OSError when it cannot be written."""
-    path = os.path.join(statedir, wire.HIGHWATER)
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    data = wire.format_highwater(marks).encode()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except FileExistsError:             # left by a process of ours that had this pid
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o600)
-    try:
-        try:
-            if os.write(fd, data) != len(data):
-                raise OSError(errno.ENOSPC, "short write")
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    runfiles.write_atomic(os.path.join(statedir, wire.HIGHWATER),
+                          wire.format_highwater(marks), 0o600)
 
 
 def set_realtime(prio: int | None = None, lock: bool = True) -> None:

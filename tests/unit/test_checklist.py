@@ -3,7 +3,10 @@ showed on its own: each test names its row."""
 
 from __future__ import annotations
 
-from hb import beat, config, owner, wire
+import os
+import termios
+
+from hb import beat, config, media, owner, wire
 from hb.config import Config, Group, Medium, Resource, parse_hacf
 
 KEY = b"s3cr3tKey"
@@ -118,3 +121,28 @@ def test_row24_legacy_refuses_standby_with_a_heartbeat_peer():
 def test_row24_legacy_standby_between_hb_nodes_is_not_refused_for_it():
     logs, _ = _standby_with_peer("legacy", hb=True)
     assert not any("standby needs auto_failback" in x for x in logs), logs
+
+
+# ---------------------------------------------------------------- row 32
+
+def test_row32_serial_port_is_19200_8n1_rts_cts_and_ignores_cr(tmp_path, monkeypatch):
+    """The port as Heartbeat sets it: the baud of ha.cf (default 19200), 8 data
+    bits, no parity, one stop bit, RTS/CTS; a CR inside a frame is dropped."""
+    monkeypatch.setattr(media, "LOCKDIR", str(tmp_path))
+    master, slave = os.openpty()
+    try:
+        m = media.Serial(config.Medium("serial", os.ttyname(slave)), 19200)
+        m.open()
+        try:
+            _, _, cflag, _, ispeed, ospeed, _ = termios.tcgetattr(m.fileno())
+        finally:
+            m.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert ispeed == ospeed == termios.B19200
+    assert cflag & termios.CSIZE == termios.CS8
+    assert not cflag & (termios.PARENB | termios.CSTOPB)
+    assert cflag & termios.CRTSCTS
+    frame = wire.render_classic([("t", 0, "status"), ("src", 0, "beta")], 1, "sha1", KEY)
+    assert wire.SerialFramer().feed(frame.replace(b"\n", b"\r\n")) == [frame]

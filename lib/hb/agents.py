@@ -239,7 +239,8 @@ class Caller:
         self.confdir, self.node, self.rundir, self.statedir = confdir, node, rundir, statedir
         self.timeout = timeout
         self.initd = initd
-        self.env = dict(os.environ, HA_CURHOST=node, HA_DIR=confdir, **(env or {}))
+        self.env = dict(os.environ, HA_CURHOST=node, HA_DIR=confdir)
+        self.env.update(env or {})
         self._stuck: dict[tuple, threading.Thread] = {}     # built-in calls past timeout
         self._stuck_lock = threading.Lock()
         self.local = threading.local()      # .extra: this thread's calls' added variables
@@ -509,10 +510,15 @@ class Hooks:
     def run_one(self, path: str, typ: str, env: dict[str, str]) -> int | None:
         log.info("rc.d: running %s %s", path, typ)
         t0 = time.monotonic()
+        env = dict(self.env, **env)
+        argv = [path, typ]
+        funcs = env.get("HA_FUNCS", "")
+        if funcs and os.path.isfile(funcs):    # as Heartbeat's harc: shellfuncs' variables
+            argv = ["/bin/sh", "-c", '. "$HA_FUNCS" >/dev/null 2>&1; exec "$0" "$@"', *argv]
         try:
-            p = subprocess.Popen([path, typ], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=dict(self.env, **env), cwd="/")
+                                 env=env, cwd="/")
         except OSError as e:
             log.error("rc.d: cannot run %s: %s", path, e.strerror)
             return None

@@ -239,7 +239,8 @@ class Beat:
         mine = self.mine.get(data)
         if mine is not None:            # for us too: delivered now, not when heard back
             self.mine[data] = (mine[0], None)
-            self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))
+            auth = data[data.rfind(b"\nauth=") + 6:-5].decode()
+            self.out.append(with_auth("%s _via=local _rt=%.6f _self=1\n" % (line, now), auth))
 
     # -- receiving ------------------------------------------------------------
     def flush(self) -> None:
@@ -297,7 +298,10 @@ class Beat:
         if not forus:
             self.rx.counts["notforus"] += 1
         if self.listen or (forus and not t.startswith("NS_")):
-            self.out.append(wire.received_line(pkt, via, now, src == self.me))
+            line = wire.received_line(pkt, via, now, src == self.me)
+            if t != "status" and not self.listen:
+                line = with_auth(line, text.get("auth"))
+            self.out.append(line)
 
     def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
         packets, naks = self.hist.request(*wire.rexmit_range(pkt), now)
@@ -491,6 +495,14 @@ class Beat:
                 lock_memory()
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
+
+
+def with_auth(line: str, auth: str | None) -> str:
+    """A message line with `_auth=` (the message's auth field, for rc.d hooks'
+    HA_auth); status lines go without (they are most of the traffic)."""
+    if not auth:
+        return line
+    return "%s %s\n" % (line[:-1], wire.format_line({"_auth": auth}))
 
 
 def lock_memory() -> None:

@@ -25,7 +25,7 @@ import re
 import time
 from typing import Iterable
 
-from hb import config
+from hb import clstatus, config
 
 RC_DIR = "rc.d"
 FIFO = "/var/lib/heartbeat/fifo"
@@ -45,6 +45,7 @@ FIFO_MAX_LINE = 4096
 FIFO_MAX_FIELDS = 64
 FIELD_NAME = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.+()-]*")
 HA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+BINARY_FIELDS = frozenset({"srcuuid", "destuuid"})   # binary in Heartbeat: not in env
 
 
 def base_env(cfg: config.Config) -> dict[str, str]:
@@ -52,10 +53,23 @@ def base_env(cfg: config.Config) -> dict[str, str]:
     script it runs (rc.d hooks and resource agents): HA_DIR, HA_FUNCS, HA_DATEFMT,
     HA_LOGFILE/HA_DEBUGLOG/HA_LOGFACILITY when configured, HA_debug when > 0,
     HA_LOGD (hb has no logging daemon: no), OCF_ROOT, HA_NICEFAILBACK with
-    auto_failback on/off, and ha.cf's `env NAME=value` as HA_NAME."""
+    auto_failback on/off, every ha.cf parameter as Heartbeat records it (its
+    value, else its default: HA_keepalive, HA_baud, HA_udpport...; the table
+    cl_status hbparameter answers from), and ha.cf's `env NAME=value` as HA_NAME."""
     d = cfg.confdir.rstrip("/") + "/"
-    env = {"HA_DIR": d, "HA_FUNCS": d + "/shellfuncs", "HA_DATEFMT": DATEFMT,
-           "HA_LOGD": "no", "OCF_ROOT": OCF_ROOT}
+    env: dict[str, str] = {}
+    try:
+        with open(os.path.join(cfg.confdir, "ha.cf"), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            params = clstatus.parameters(f.read())
+        env.update(("HA_" + k, v) for k, v in params.items()
+                   if k != "hbversion" and HA_NAME.fullmatch(k) and "\0" not in v)
+        if "compression" in params:     # Heartbeat also exports its compression method
+            env["HA_COMPRESSION"] = params["compression"]
+    except OSError:
+        pass
+    env.update({"HA_DIR": d, "HA_FUNCS": d + "/shellfuncs", "HA_DATEFMT": DATEFMT,
+                "HA_LOGD": "no", "OCF_ROOT": OCF_ROOT})
     for name, key in (("logfile", "HA_LOGFILE"), ("debugfile", "HA_DEBUGLOG"),
                       ("logfacility", "HA_LOGFACILITY")):
         v = getattr(cfg, name, None)
@@ -71,11 +85,14 @@ def base_env(cfg: config.Config) -> dict[str, str]:
 
 
 def message_env(fields: dict[str, str], me: str, ostatus: str | None) -> dict[str, str]:
-    """The per-event part: HA_<field> for every field of the message (hb-beat's
-    own _via/_rt/_self/_dup are not message fields), HA_CURHOST, HA_OSTATUS."""
+    """The per-event part: HA_<field> for every string field of the message
+    (hb-beat's own _via/_rt/_self/_dup are not message fields; its _auth is the
+    message's auth), HA_CURHOST, HA_OSTATUS."""
     env = {}
     for k, v in fields.items():
-        if k.startswith("_") or not HA_NAME.fullmatch(k) or "\0" in v:
+        if k == "_auth":
+            k = "auth"
+        if k.startswith("_") or k in BINARY_FIELDS or not HA_NAME.fullmatch(k) or "\0" in v:
             continue
         env["HA_" + k] = v
     env["HA_CURHOST"] = me

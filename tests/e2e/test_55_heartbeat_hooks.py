@@ -29,7 +29,7 @@ mkdir -p /var/log/hooks
 [ -x "$0.orig" ] && exec "$0.orig" "$@"
 exit 0
 """
-HOOKED = ("status", "admin_note")
+HOOKED = ("status", "admin_note", "hb_takeover")
 # Variables that may differ between the two records of one event, and why:
 EXEMPT = {
     "HA_src": "the sender: the peer's name on each side (checked apart)",
@@ -176,6 +176,23 @@ def test_hooks_run_with_heartbeats_environment(lab, heartbeat, hbnode):  # noqa:
     compare(a_got, b_got, "a peer's fifo message")
     compare(a_own, b_own, "our own fifo message")
 
+    # -- hb_takeover: a peer's request reaches rc.d on both kinds of node
+    p.alpha.hb_takeover("local")
+    b_tk = p.wait_record(p.blog, "hb_takeover", lambda r: r.get("HA_src") == "alpha",
+                         "hb runs rc.d/hb_takeover for Heartbeat's request")
+    tries: list[str] = []
+
+    def takeover() -> bool:             # refused while a transition is under way
+        r = p.beta.switch("takeover", "foreign")
+        tries.append(r.stdout + r.stderr)
+        return r.returncode == 0
+    wait_until(takeover, 60, lambda: "hb-switch takeover foreign: %s\n%s" % (tries[-3:],
+                                                                             p.show()))
+    a_tk = p.wait_record(p.alog, "hb_takeover", lambda r: r.get("HA_src") == "beta",
+                         "Heartbeat runs rc.d/hb_takeover for hb's request")
+    assert (a_tk["HA_rsc_hold"], b_tk["HA_rsc_hold"]) == ("foreign", "local")
+    compare(dict(a_tk, HA_rsc_hold="-"), dict(b_tk, HA_rsc_hold="-"), "a peer's hb_takeover")
+
     # -- hb does not run Heartbeat's own scripts (they would act a second time)
     assert re.search(r"rc\.d/ip-request-resp: Heartbeat's own script", p.beta.log()), p.show()
 
@@ -183,15 +200,20 @@ def test_hooks_run_with_heartbeats_environment(lab, heartbeat, hbnode):  # noqa:
     p.beta.kill()
     a_dead = p.wait_record(p.alog, "status", lambda r: r.get("HA_st") == "dead"
                            and r.get("HA_src") == "beta", "Heartbeat's status hook, beta dead")
+
+    def alpha_active() -> int:
+        return len([r for r in records(p.blog, "status") if r.get("HA_src") == "alpha"
+                    and r.get("HA_st") == "active"])
+
+    assert alpha_active() == 1          # a status event only on a change
+    mark = p.alpha.mark()
     start_hb(p.beta)
-    p.seen()
+    p.alpha.wait_log(r"Status update for node beta: status active", 20, since=mark)
+    wait_until(lambda: alpha_active() == 2, 20,
+               lambda: "the restarted hb's status hook for alpha\n" + p.show())
     p.alpha.kill()
     b_dead = p.wait_record(p.blog, "status", lambda r: r.get("HA_st") == "dead"
                            and r.get("HA_src") == "alpha", "hb's status hook, alpha dead")
     assert a_dead["HA_OSTATUS"] == "active" and a_dead["ARG"] == "status"
     compare(a_dead, b_dead, "the peer's death")
-    # a status event only on a change: one `active` record per start of the peer
-    ups = [r for r in records(p.blog, "status") if r.get("HA_src") == "alpha"
-           and r.get("HA_st") == "active"]
-    assert len(ups) == 1, ups
     p.beta.stop()

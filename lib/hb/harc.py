@@ -84,6 +84,23 @@ def base_env(cfg: config.Config) -> dict[str, str]:
     return env
 
 
+SHELLFUNCS = {"HA_BIN": "/usr/libexec/heartbeat", "HA_DOCDIR": "/usr/share/doc/heartbeat",
+              "HA_FIFO": FIFO, "OCF_AGENTS": "/usr/lib/ocf/resource.d/heartbeat/"}
+
+
+def agent_env(cfg: config.Config) -> dict[str, str]:
+    """Resource agents' environment under Heartbeat (ResourceManager sources
+    shellfuncs): base_env with HA_DIR and HA_FUNCS as shellfuncs spells them, and
+    the variables shellfuncs sets (HA_BIN, HA_FIFO, HA_RCDIR...), fixed here rather
+    than sourced at each call (the takeover path)."""
+    env = base_env(cfg)
+    d = cfg.confdir.rstrip("/")
+    env.update(SHELLFUNCS)
+    env.update({"HA_DIR": d, "HA_FUNCS": d + "/shellfuncs", "HA_RCDIR": d + "//rc.d",
+                "HA_RESOURCEDIR": d + "//resource.d"})
+    return env
+
+
 def message_env(fields: dict[str, str], me: str, ostatus: str | None) -> dict[str, str]:
     """The per-event part: HA_<field> for every string field of the message
     (hb-beat's own _via/_rt/_self/_dup are not message fields; its _auth is the

@@ -29,6 +29,18 @@ mkdir -p /var/log/hooks
 [ -x "$0.orig" ] && exec "$0.orig" "$@"
 exit 0
 """
+AGENT = r"""#!/bin/sh
+# test resource script: record the environment of each start
+case "$1" in
+  start) mkdir -p /var/log/agents
+         f=/var/log/agents/start.$(date +%s%N).$$
+         env | grep -E '^(HA_|OCF_)' | sort > $f.tmp && mv $f.tmp $f
+         touch /var/log/agents/up ;;
+  stop) rm -f /var/log/agents/up ;;
+  status) if [ -e /var/log/agents/up ]; then echo running; else echo stopped; fi ;;
+esac
+exit 0
+"""
 HOOKED = ("status", "admin_note", "hb_takeover")
 # Variables that may differ between the two records of one event, and why:
 EXEMPT = {
@@ -59,6 +71,11 @@ def records(logdir: str, typ: str) -> list[dict[str, str]]:
             env[k] = v
         out.append(env)
     return out
+
+
+def agent_env(logdir: str) -> dict[str, str]:
+    path = sorted(glob.glob(os.path.join(logdir, "agents", "start.*")))[0]
+    return dict(line.partition("=")[::2] for line in open(path).read().splitlines())
 
 
 def install_hooks(rcdir: str, keep_heartbeats: bool) -> None:
@@ -103,10 +120,15 @@ class Pair:
                       "beta": host(lab, "beta", "198.18.0.2/24")}
         cf = hacf(NAMES, keepalive="200ms", warntime="600ms", deadtime="1", initdead="3",
                   auto_failback="on", extra="realtime off\n")
-        hares = "alpha IPaddr2::%s/24/eth0\n" % VIP
-        self.alpha = heartbeat(self.hosts["alpha"], "alpha", cf, hares)
+        hares = "alpha IPaddr2::%s/24/eth0 envrec\n" % VIP
+        self.alpha = heartbeat(self.hosts["alpha"], "alpha", cf, hares,
+                               resource_scripts={"envrec": AGENT})
         self.beta: HbNode = hbnode(self.hosts["beta"], "beta", cf, hares)
         install_hooks(os.path.join(self.alpha.dir, "ha.d", "rc.d"), keep_heartbeats=True)
+        os.makedirs(os.path.join(self.beta.conf, "resource.d"), exist_ok=True)
+        with open(os.path.join(self.beta.conf, "resource.d", "envrec"), "w") as f:
+            f.write(AGENT)
+        os.chmod(os.path.join(self.beta.conf, "resource.d", "envrec"), 0o755)
         rc = os.path.join(self.beta.conf, "rc.d")
         os.makedirs(rc, exist_ok=True)
         install_hooks(rc, keep_heartbeats=False)
@@ -192,6 +214,20 @@ def test_hooks_run_with_heartbeats_environment(lab, heartbeat, hbnode):  # noqa:
                          "Heartbeat runs rc.d/hb_takeover for hb's request")
     assert (a_tk["HA_rsc_hold"], b_tk["HA_rsc_hold"]) == ("foreign", "local")
     compare(dict(a_tk, HA_rsc_hold="-"), dict(b_tk, HA_rsc_hold="-"), "a peer's hb_takeover")
+
+    # -- agents: Heartbeat's environment too (the group moved to beta above)
+    wait_until(lambda: glob.glob(os.path.join(p.blog, "agents", "start.*")), 30,
+               lambda: "hb to start envrec\n" + p.show())
+    a_ag = agent_env(p.alog)
+    b_ag = agent_env(p.blog)
+    # Heartbeat started it from its ip-request-resp hook (harc's message fields are
+    # inherited) or from req_our_resources (none): those are not the agents' own.
+    situational = {"HA_t", "HA_src", "HA_seq", "HA_ts", "HA_hg", "HA_ld", "HA_ttl",
+                   "HA_auth", "HA_dest", "HA_ipaddr", "HA_ok", "HA_weown", "HA_OSTATUS",
+                   "HA_DONTASK", "HA_rsc_hold", "HA_info"}
+    assert b_ag["HA_DIR"] == p.beta.conf and a_ag["HA_DIR"] == "/etc/ha.d"
+    compare({k: v for k, v in a_ag.items() if k not in situational},
+            {k: v for k, v in b_ag.items() if k not in situational}, "an agent's start")
 
     # -- hb does not run Heartbeat's own scripts (they would act a second time)
     assert re.search(r"rc\.d/ip-request-resp: Heartbeat's own script", p.beta.log()), p.show()

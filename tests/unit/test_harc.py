@@ -22,16 +22,30 @@ def cfg(**kw) -> Config:
     return c
 
 
-def test_base_env_as_heartbeat_sets_it():
-    e = harc.base_env(cfg(auto_failback="on", logfile="/var/log/ha-log",
+def test_base_env_as_heartbeat_sets_it(tmp_path):
+    d = str(tmp_path)
+    e = harc.base_env(cfg(confdir=d, auto_failback="on", logfile="/var/log/ha-log",
                           debugfile="/var/log/ha-debug", debug=0, env={"X": "1"}))
-    assert e == {"HA_DIR": "/etc/ha.d/", "HA_FUNCS": "/etc/ha.d//shellfuncs",
+    assert e == {"HA_DIR": d + "/", "HA_FUNCS": d + "//shellfuncs",
                  "HA_DATEFMT": "%Y/%m/%d_%T\t", "HA_LOGD": "no", "OCF_ROOT": "/usr/lib/ocf",
                  "HA_LOGFILE": "/var/log/ha-log", "HA_DEBUGLOG": "/var/log/ha-debug",
                  "HA_NICEFAILBACK": "yes", "HA_X": "1"}
-    e = harc.base_env(cfg(auto_failback="legacy", debug=2, logfacility="local0"))
+    e = harc.base_env(cfg(confdir=d, auto_failback="legacy", debug=2, logfacility="local0"))
     assert "HA_NICEFAILBACK" not in e and e["HA_debug"] == "2"
     assert e["HA_LOGFACILITY"] == "local0" and "HA_LOGFILE" not in e
+
+
+def test_ha_cf_parameters_with_heartbeats_defaults(tmp_path):
+    (tmp_path / "ha.cf").write_text("keepalive 200ms\ndeadtime 1\nbcast eth0\n"
+                                    "auto_failback on\nnode alpha beta\n")
+    e = harc.base_env(cfg(confdir=str(tmp_path), auto_failback="on"))
+    assert (e["HA_keepalive"], e["HA_deadtime"], e["HA_warntime"]) == ("200ms", "1", "500ms")
+    assert (e["HA_baud"], e["HA_udpport"], e["HA_COMPRESSION"]) == ("19200", "694", "zlib")
+    assert e["HA_auto_failback"] == "on" and "HA_hbversion" not in e
+    a = harc.agent_env(cfg(confdir=str(tmp_path) + "/", auto_failback="on"))
+    assert (a["HA_DIR"], a["HA_FUNCS"]) == (str(tmp_path), str(tmp_path) + "/shellfuncs")
+    assert a["HA_RCDIR"] == str(tmp_path) + "//rc.d" and a["HA_keepalive"] == "200ms"
+    assert a["HA_FIFO"] == "/var/lib/heartbeat/fifo"
 
 
 def test_message_env_every_field_but_hb_beats_own():

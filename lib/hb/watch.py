@@ -302,10 +302,7 @@ class Watch:
                     self.write_failed is not None or self.deferred):
                 self.deferred.append(a)   # not before the state file says we hold it
             elif isinstance(a, owner.Run):
-                peer = self.ow.peer              # alone: Heartbeat's HA_DONTASK=yes
-                alone = a.action == "start" and (peer is None or peer.status != "up")
-                self.runner.run(self.ow.gs[a.group].group, a.action,
-                                {"HA_DONTASK": "yes"} if alone else None)
+                self.run_group(a)
             elif isinstance(a, owner.Reboot):
                 self.run_reboot(a.group)
             elif isinstance(a, owner.Alert):
@@ -316,6 +313,12 @@ class Watch:
                 self.feed_watchdog()
             elif isinstance(a, owner.Exit):
                 self.exit = a.code
+
+    def run_group(self, a: owner.Run) -> None:
+        peer = self.ow.peer                  # alone: Heartbeat's HA_DONTASK=yes
+        alone = a.action == "start" and (peer is None or peer.status != "up")
+        self.runner.run(self.ow.gs[a.group].group, a.action,
+                        {"HA_DONTASK": "yes"} if alone else None)
 
     def alert(self, group: int, text: str) -> None:
         """Mail a group's stop failure through its MailTo resources (none: the log's
@@ -349,7 +352,7 @@ class Watch:
         runs, self.deferred = self.deferred, []
         for a in runs:
             if self.ow.gs[a.group].busy == a.action:
-                self.runner.run(self.ow.gs[a.group].group, a.action)
+                self.run_group(a)
         self.write_status()
 
     def save_peer_stuck(self) -> None:

@@ -315,9 +315,14 @@ class Watch:
                 self.exit = a.code
 
     def run_group(self, a: owner.Run) -> None:
-        peer = self.ow.peer                  # alone: Heartbeat's HA_DONTASK=yes
-        alone = a.action == "start" and (peer is None or peer.status != "up")
-        self.runner.run(self.ow.gs[a.group].group, a.action,
+        """A group action in a worker; a start of one of our own (local) groups while
+        the peer is not up gets HA_DONTASK=yes, as Heartbeat's req_our_resources
+        when alone (a dead peer's groups are taken without it, as by mach_down)."""
+        g = self.ow.gs[a.group].group
+        peer = self.ow.peer
+        alone = a.action == "start" and g.node == self.cfg.node and (
+            peer is None or peer.status != "up")
+        self.runner.run(g, a.action,
                         {"HA_DONTASK": "yes"} if alone else None)
 
     def alert(self, group: int, text: str) -> None:

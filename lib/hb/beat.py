@@ -1,7 +1,7 @@
 """hb-beat: signed heartbeats on every medium; each accepted message on stdout.
 
 Usage:
-  hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--stats SECONDS]
+  hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--stats SECONDS] [--fifo PATH]
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --listen
   hb-beat [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] --send-once
   hb-beat -h | --help | -V | --version
@@ -12,6 +12,8 @@ Options:
   -s STATEDIR      persistent state: generation, high-water marks [default: /var/lib/hb]
   --node NAME      this node's name (default: uname -n, lower-cased)
   --stats SECONDS  log drop counters at most this often [default: 60]
+  --fifo PATH      Heartbeat's message fifo, read for messages to send (`none`: not)
+                   [default: /var/lib/heartbeat/fifo]
   --listen         send nothing; print every verified message that arrives
   --send-once      send one status heartbeat on every medium and exit
   -h --help        show this help
@@ -28,12 +30,13 @@ import stat
 import sys
 import time
 
-from hb import cli, config, exits, log as hblog, media, runfiles, wire
+from hb import cli, config, exits, harc, log as hblog, media, runfiles, wire
 
 PROG = "hb-beat"
 BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
 HOLD = 0.02        # s our own status line may wait for the peer's answer (keepalive/4 at most)
+FIFO_LOGS = 10     # problems of Heartbeat's fifo logged per minute at most
 
 log = hblog.log
 
@@ -66,6 +69,8 @@ class Beat:
         self.out_fd = 1
         self.out: list[str] = []          # lines for stdout, written once per wake-up
         self.fixed: list[int] = []        # fds waited on besides the media
+        self.ha_fifo = ""                 # Heartbeat's message fifo ("": not read)
+        self.fifo_window, self.fifo_logs, self.fifo_quiet = -1e9, 0, 0
         self.configure(cfg)
         if statedir is not None:
             marks, bad = media.load_highwater(statedir)
@@ -179,6 +184,64 @@ class Beat:
             return
         self.send(data, now)
 
+    # -- Heartbeat's message fifo ------------------------------------------------
+    def open_ha_fifo(self, path: str) -> tuple[int, int]:
+        """Heartbeat's fifo (made, with its directory, when absent); (-1, -1) and a
+        warning when it cannot be had: hb runs on without it."""
+        if not path or path == "none":
+            return -1, -1
+        try:
+            os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+            return runfiles.open_fifo_reader(path)
+        except OSError as e:
+            log.warning("%s: not read (messages written there are not sent): %s", path,
+                        e.strerror or e)
+            return -1, -1
+
+    def read_ha_fifo(self, fd: int, parser: harc.FifoParser, now: float) -> None:
+        """What scripts wrote (shellfuncs' ha_clustermsg): each complete message is
+        sent as ours and, as Heartbeat does, delivered here too."""
+        for _ in range(16):             # 1 MiB a wake-up at most
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            msgs, probs = parser.feed(data)
+            for p in probs:
+                self.fifo_problem(p, now)
+            for fields in msgs:
+                self.send_fifo_message(fields, now)
+
+    def fifo_problem(self, text: str, now: float) -> None:
+        if now - self.fifo_window >= 60.0:
+            if self.fifo_quiet:
+                log.warning("fifo: %d more problems not logged", self.fifo_quiet)
+            self.fifo_window, self.fifo_logs, self.fifo_quiet = now, 0, 0
+        if self.fifo_logs < FIFO_LOGS:
+            self.fifo_logs += 1
+            log.warning("fifo: %s", text)
+        else:
+            self.fifo_quiet += 1
+
+    def send_fifo_message(self, fields: list[tuple[str, str]], now: float) -> None:
+        try:
+            data, line = self.build(fields, now)
+        except wire.WireError as e:
+            self.fifo_problem("message not sent: %s: %.80s" % (e, wire.format_line(dict(fields))),
+                              now)
+            return
+        if len(data) > wire.MAXDGRAM:
+            self.fifo_problem("message not sent: %d bytes, more than a datagram" % len(data), now)
+            return
+        self.send(data, now)
+        mine = self.mine.get(data)
+        if mine is not None:            # for us too: delivered now, not when heard back
+            self.mine[data] = (mine[0], None)
+            auth = data[data.rfind(b"\nauth=") + 6:-5].decode()
+            self.out.append(with_auth("%s _via=local _rt=%.6f _self=1\n" % (line, now), auth))
+
     # -- receiving ------------------------------------------------------------
     def flush(self) -> None:
         """Write what this wake-up produced in one write(2)."""
@@ -193,7 +256,7 @@ class Beat:
     def handle(self, data: bytes, via: str, now: float) -> None:
         mine = self.mine.get(data) if len(data) <= self.mine_max else None
         if mine is not None:        # our own message heard back: known good
-            if self.rx.own(mine[0], now) == "ok":
+            if self.rx.own(mine[0], now) == "ok" and mine[1] is not None:
                 self.out.append("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))
             return
         verdict, pkt = self.rx.receive(data, now, via)
@@ -235,7 +298,10 @@ class Beat:
         if not forus:
             self.rx.counts["notforus"] += 1
         if self.listen or (forus and not t.startswith("NS_")):
-            self.out.append(wire.received_line(pkt, via, now, src == self.me))
+            line = wire.received_line(pkt, via, now, src == self.me)
+            if t != "status" and not self.listen:
+                line = with_auth(line, text.get("auth"))
+            self.out.append(line)
 
     def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
         packets, naks = self.hist.request(*wire.rexmit_range(pkt), now)
@@ -332,7 +398,9 @@ class Beat:
         if not self.listen:
             fifo, keep = runfiles.open_fifo_reader(os.path.join(self.rundir, runfiles.BEAT_FIFO))
             reader = runfiles.LineReader(fifo)
-        self.fixed = [sigfd] if fifo < 0 else [sigfd, fifo]
+        hafifo, hakeep = self.open_ha_fifo(self.ha_fifo) if not self.listen else (-1, -1)
+        haparser = harc.FifoParser()
+        self.fixed = [fd for fd in (sigfd, fifo, hafifo) if fd >= 0]
         watch_out = stat.S_ISFIFO(os.fstat(self.out_fd).st_mode)
         mono, select_ = time.monotonic, select.select
         t0 = mono()
@@ -385,6 +453,8 @@ class Beat:
                         for line in reader.read():
                             if line.strip():
                                 self.send_line(line, now)
+                    elif fd == hafifo:
+                        self.read_ha_fifo(hafifo, haparser, now)
                     elif self.pinger is not None:
                         for name, addr in self.pinger.recv(fd):
                             self.out.append("t=ping %s _via=ping _rt=%.6f\n" % (
@@ -404,7 +474,7 @@ class Beat:
         finally:
             self.save(time.monotonic(), force=True)
             self.log_events(time.monotonic(), force=True)
-            for fd in (fifo, keep):
+            for fd in (fifo, keep, hafifo, hakeep):
                 if fd >= 0:
                     os.close(fd)
             for m in self.media:
@@ -425,6 +495,14 @@ class Beat:
                 lock_memory()
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
+
+
+def with_auth(line: str, auth: str | None) -> str:
+    """A message line with `_auth=` (the message's auth field, for rc.d hooks'
+    HA_auth); status lines go without (they are most of the traffic)."""
+    if not auth:
+        return line
+    return "%s %s\n" % (line[:-1], wire.format_line({"_auth": auth}))
 
 
 def lock_memory() -> None:
@@ -472,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                 None if listen or once else args["-s"])
     if once:
         return send_once(beat)
+    beat.ha_fifo = args["--fifo"]
     if cfg.realtime and not listen:
         media.set_realtime(cfg.rtprio, lock=False)
         lock_memory()

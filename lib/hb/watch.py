@@ -29,8 +29,8 @@ import subprocess
 import sys
 import time
 
-from hb import access, agents, checks, cli, config, exits, log as hblog, owner, runfiles, \
-    status, wire
+from hb import access, agents, checks, cli, config, exits, harc, log as hblog, owner, \
+    runfiles, status, wire
 
 PROG = "hb-watch"
 WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried again
@@ -221,7 +221,9 @@ class Watch:
         self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node),
                               self.ifaces, peer_stuck_before(self.stuck_path, cfg))
         self.stuck_text = ""
-        env = {"HA_" + k: v for k, v in cfg.env.items()}
+        self.hooks = agents.Hooks(harc.base_env(cfg))
+        env = harc.agent_env(cfg)
+        self.events = self.scan_hooks()
         self.runner = agents.Runner(checks.Caller(cfg.confdir, cfg.node, rundir, statedir,
                                                   env=env))
         self.checker = checks.Checker(agents.Caller(cfg.confdir, cfg.node, rundir, statedir,
@@ -250,6 +252,40 @@ class Watch:
         self.reboot: subprocess.Popen | None = None
         self.reboot_due = 0.0
 
+    def scan_hooks(self) -> harc.Events:
+        hooks, skipped = harc.scan(self.cfg.confdir)
+        for why in skipped:
+            log.info("rc.d: %s", why)
+        if hooks:
+            log.info("rc.d: hooks for %s", ", ".join(sorted(hooks)))
+        self.hook_paths = hooks
+        ev = harc.Events(self.cfg.node, hooks)
+        old = getattr(self, "events", None)
+        if old is not None:
+            ev.status = old.status
+        return ev
+
+    def message(self, f: dict) -> None:
+        """One line from hb-beat: to the owner, then (as Heartbeat) to rc.d."""
+        self.apply(self.ow.message(f, self.now))
+        ev = self.events.message(f)
+        if ev is not None:
+            self.run_hook(*ev)
+
+    def deaths(self) -> None:
+        """A node the owner has just judged dead: Heartbeat's st=dead status event."""
+        for name, n in self.ow.nodes.items():
+            if n.kind != "self" and n.status == "dead" and \
+                    self.events.status.get(name) != "dead":
+                ev = self.events.dead(name)
+                if ev is not None:
+                    self.run_hook(*ev)
+
+    def run_hook(self, typ: str, fields: dict, ostatus: str | None) -> None:
+        path = self.hook_paths.get(typ)
+        if path is not None:
+            self.hooks.queue(path, typ, harc.message_env(fields, self.cfg.node, ostatus))
+
     def apply(self, actions: list) -> None:
         save = False
         for a in actions:
@@ -266,7 +302,7 @@ class Watch:
                     self.write_failed is not None or self.deferred):
                 self.deferred.append(a)   # not before the state file says we hold it
             elif isinstance(a, owner.Run):
-                self.runner.run(self.ow.gs[a.group].group, a.action)
+                self.run_group(a)
             elif isinstance(a, owner.Reboot):
                 self.run_reboot(a.group)
             elif isinstance(a, owner.Alert):
@@ -277,6 +313,17 @@ class Watch:
                 self.feed_watchdog()
             elif isinstance(a, owner.Exit):
                 self.exit = a.code
+
+    def run_group(self, a: owner.Run) -> None:
+        """A group action in a worker; a start of one of our own (local) groups while
+        the peer is not up gets HA_DONTASK=yes, as Heartbeat's req_our_resources
+        when alone (a dead peer's groups are taken without it, as by mach_down)."""
+        g = self.ow.gs[a.group].group
+        peer = self.ow.peer
+        alone = a.action == "start" and g.node == self.cfg.node and (
+            peer is None or peer.status != "up")
+        self.runner.run(g, a.action,
+                        {"HA_DONTASK": "yes"} if alone else None)
 
     def alert(self, group: int, text: str) -> None:
         """Mail a group's stop failure through its MailTo resources (none: the log's
@@ -310,7 +357,7 @@ class Watch:
         runs, self.deferred = self.deferred, []
         for a in runs:
             if self.ow.gs[a.group].busy == a.action:
-                self.runner.run(self.ow.gs[a.group].group, a.action)
+                self.run_group(a)
         self.write_status()
 
     def save_peer_stuck(self) -> None:
@@ -464,6 +511,8 @@ class Watch:
         hblog.setup(PROG, cfg)
         self.cfg = cfg
         self.apply(self.ow.reconfigure(cfg, self.now, config.digest(cfg)))
+        self.hooks.env = dict(os.environ, **harc.base_env(cfg))
+        self.events = self.scan_hooks()
         self.checker.caller.timeout = self.ow.mon.timeout
 
     def run(self) -> int:
@@ -502,7 +551,7 @@ class Watch:
                     for _ in range(STDIN_READS):      # all that waits, so that the
                         lines = stdin.read()          # silence check sees our last beat
                         for line in lines:
-                            self.apply(self.ow.message(wire.parse_line(line), self.now))
+                            self.message(wire.parse_line(line))
                         if not lines or stdin.eof:
                             break
                     if stdin.eof:
@@ -537,6 +586,7 @@ class Watch:
             self.now = time.monotonic()
             if self.exit is None:
                 self.apply(self.ow.tick(self.now))
+                self.deaths()
                 if self.pending:
                     self.flush()
                 if self.reboot is not None:
@@ -544,6 +594,8 @@ class Watch:
                 if self.now >= self.next_status - 1.0:      # with a wake-up due anyway
                     self.write_status()
         self.close(disarm=self.ow.exited)
+        self.hooks.wait_idle(5.0)          # a last event's hook (our own status dead)
+        self.hooks.close()
         for fd in (fifo_r, fifo_keep, sig_r, sig_w):
             os.close(fd)
         return self.exit

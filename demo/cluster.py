@@ -75,7 +75,8 @@ class Node:
 
     def argv(self, *extra: str) -> list[str]:
         return [os.path.join(BIN, "hb-supervise"), "-c", self.conf, "-r", self.run,
-                "-s", self.state, "--node", self.name, *extra]
+                "-s", self.state, "--node", self.name,
+                "--fifo", os.path.join(self.state, "fifo"), *extra]
 
     def start(self) -> "Node":
         with open(self.err, "a") as err:

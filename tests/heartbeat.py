@@ -350,7 +350,8 @@ class HbNode:
                                      "sh", "-c", 'mount --bind "$0" /var/log && exec "$@"',
                                      os.path.join(self.dir, "log"),
                                      "hb-supervise", "-c", self.conf, "-r", self.run,
-                                     "-s", self.state, "--node", self.name],
+                                     "-s", self.state, "--node", self.name,
+                                     "--fifo", os.path.join(self.state, "fifo")],
                                     stdin=subprocess.DEVNULL, stdout=self._err,
                                     stderr=subprocess.STDOUT)
         return self

@@ -89,7 +89,8 @@ class Node:
         with open(self.err, "a") as err:
             self.proc = self.host.popen(
                 ["hb-supervise", "-c", self.conf, "-r", self.run, "-s", self.state,
-                 "--node", self.name], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                 "--node", self.name, "--fifo", os.path.join(self.state, "fifo")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=err)
         return self
 

@@ -270,7 +270,7 @@ class Hb(System):
     def start(self, n: str) -> None:
         d = self.dirs[n]
         self.popen(n, ["hb-supervise", "-c", d["ha.d"], "-r", d["run"], "-s", d["state"],
-                       "--node", n])
+                       "--node", n, "--fifo", os.path.join(d["state"], "fifo")])
 
     def status(self, n: str) -> str:
         try:

@@ -1,7 +1,7 @@
 """hb-supervise: check the configuration, then run hb-beat | hb-watch and keep them running.
 
 Usage:
-  hb-supervise [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--daemon]
+  hb-supervise [-c CONFDIR] [-r RUNDIR] [-s STATEDIR] [--node NAME] [--fifo PATH] [--daemon]
   hb-supervise --check [-c CONFDIR] [--node NAME]
   hb-supervise --export pacemaker [-c CONFDIR] [--node NAME] [-o DIR] [--addr NODE=ADDR]...
   hb-supervise -h | --help | -V | --version
@@ -11,6 +11,8 @@ Options:
   -r RUNDIR    run directory: fifos, state, status, lock [default: /var/run/hb]
   -s STATEDIR  persistent state: generation counter, mail spool [default: /var/lib/hb]
   --node NAME  this node's name (default: uname -n, lower-cased)
+  --fifo PATH  Heartbeat's message fifo, passed to hb-beat (`none`: not read)
+               [default: /var/lib/heartbeat/fifo]
   --daemon     detach from the terminal and write RUNDIR/hb-supervise.pid
   --check      validate the three files, print the effective settings, and exit
   --export pacemaker  write the cluster as Corosync + Pacemaker configuration into DIR
@@ -571,7 +573,8 @@ def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
     rundir, statedir = args["-r"], args["-s"]
     args["_node"] = cfg.node
     common = ["-c", args["-c"], "-r", rundir, "-s", statedir, "--node", cfg.node]
-    beat = Child("hb-beat", [program("hb-beat"), *common], orphan_term=False,
+    beat = Child("hb-beat", [program("hb-beat"), *common, "--fifo", args["--fifo"]],
+                 orphan_term=False,
                  pidfile=os.path.join(rundir, PIDFILES["hb-beat"]))
     watch = Child("hb-watch", [program("hb-watch"), *common], orphan_term=False,
                   pidfile=os.path.join(rundir, PIDFILES["hb-watch"]))
@@ -590,7 +593,7 @@ def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
             log.log.warning("cannot reach the pipe between the running hb-beat and "
                             "hb-watch: replacing them")
     log.log.info("%s on %s: %s", "re-executed" if given else "starting", cfg.node,
-                 quote([program("hb-beat"), *common]))
+                 quote(beat.argv))
     if pipe is None:
         if adopted:
             _retire(beat, watch)

@@ -47,7 +47,7 @@ class Node:
 
     def start(self, *extra: str) -> "Node":
         argv = ["hb-beat", "-c", self.conf, "-r", self.run, "-s", self.state,
-                "--node", self.name, *extra]
+                "--node", self.name, "--fifo", os.path.join(self.state, "fifo"), *extra]
         self.err = open(self.errfile, "w")
         self.p = self.host.popen(argv, stdout=subprocess.PIPE, stderr=self.err)
         self.t = threading.Thread(target=self._read, daemon=True)

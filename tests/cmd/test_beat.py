@@ -123,7 +123,8 @@ def test_closed_stdout_ends_cleanly(lab):
 def test_sigterm_and_realtime(lab):
     a = lab.host("a", "198.18.0.1/24")
     da = confdir(lab.tmp, "alpha", "bcast eth0", extra="realtime on\n")
-    p = a.popen([BIN, *da["argv"], "--fifo", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = a.popen([BIN, *da["argv"], "--fifo", "none"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
     first = wire.parse_line(p.stdout.readline())
     assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "up"
@@ -150,7 +151,8 @@ def chrt(pid: int) -> tuple[str, int]:
 def test_rtprio_is_the_sched_rr_priority(lab, extra, want):
     a = lab.host("a", "198.18.0.1/24")
     da = confdir(lab.tmp, "alpha", "bcast eth0", extra=extra)
-    p = a.popen([BIN, *da["argv"], "--fifo", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = a.popen([BIN, *da["argv"], "--fifo", "none"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
     p.stdout.readline()                     # running: it has sent its first heartbeat
     assert chrt(p.pid) == want
@@ -198,7 +200,8 @@ def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
     da = confdir(lab.tmp, "alpha", "bcast eth0")
     err = os.path.join(lab.tmp, "err")
     with open(err, "w") as ef:
-        p = a.popen([BIN, *da["argv"], "--fifo", "none"], stdout=subprocess.PIPE, stderr=ef, text=True)
+        p = a.popen([BIN, *da["argv"], "--fifo", "none"],
+                     stdout=subprocess.PIPE, stderr=ef, text=True)
     assert p.stdout is not None
 
     def interval(n: int = 6) -> float:

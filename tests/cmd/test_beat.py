@@ -201,7 +201,7 @@ def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
     err = os.path.join(lab.tmp, "err")
     with open(err, "w") as ef:
         p = a.popen([BIN, *da["argv"], "--fifo", "none"],
-                     stdout=subprocess.PIPE, stderr=ef, text=True)
+                    stdout=subprocess.PIPE, stderr=ef, text=True)
     assert p.stdout is not None
 
     def interval(n: int = 6) -> float:

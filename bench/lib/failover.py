@@ -80,5 +80,6 @@ def main(argv: list[str] | None = None) -> int:
                 ", ".join(sorted({c["system"] for c in old["cases"]} - ran)), old["_file"],
                 old["machine"]["date"])
         txt, _ = report.write("failover", text, data)
-        print("wrote", txt, report.docs())
+        print("wrote", txt)
+        print(report.goals())
     return 0

@@ -148,5 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args["--no-write"]:
         txt, _ = report.write("footprint", text, {"machine": report.machine(), "nodes": nodes,
                                                   "commands": crows, "text": text})
-        print("wrote", txt, report.docs())
+        print("wrote", txt)
+        print(report.goals())
     return 0

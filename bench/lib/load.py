@@ -157,5 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     data["text"] = text
     if not args["--no-write"]:
         txt, _ = report.write("load", text, data)
-        print("wrote", txt, report.docs())
+        print("wrote", txt)
+        print(report.goals())
     return 0

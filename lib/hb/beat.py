@@ -53,6 +53,7 @@ class Beat:
         self.seqno = self.events = 0
         self.follow, self.last_beat, self.dirfd = False, -1e9, -1
         self.peer_status = -1e9           # when a peer's status was last heard
+        self.started: float | None = None  # when the first status went out
         self.next_check = self.next_stats = 0.0
         self.hist, self.state_key, self.pfx = wire.History(), (), (None,)
         self.state_path = os.path.join(rundir, runfiles.STATE)
@@ -83,7 +84,7 @@ class Beat:
         self.sign = cfg.auth.signing
         self.ttl = str(1 + len(cfg.nodes))
         self.ttl_b = self.ttl.encode()
-        self.status = (None, [])
+        self.status = (None, [], (False, False))
         self.dup_every = wire.dup_every(cfg.deadtime)
         old = getattr(self, "rx", None)
         self.rx = wire.Receiver(self.me, cfg.nodes, self.keys, self.gen)
@@ -162,8 +163,11 @@ class Beat:
 
     def send_status(self, now: float) -> None:
         state = self.read_state()
-        if self.status[0] is not state:
-            self.status = (state, wire.status_fields(state, self.cfg.deadtime))
+        if self.started is None:
+            self.started = now
+        phase = (self.started == now, now - self.started < wire.STARTUP_DT)
+        if self.status[0] is not state or self.status[2] != phase:
+            self.status = (state, wire.status_fields(state, self.cfg.deadtime, *phase), phase)
         data, line = self.build(self.status[1], now)
         self.send(data, now, status=True)
         self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))
@@ -495,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def send_once(beat: Beat) -> int:
     now = time.monotonic()
+    beat.started = now - wire.STARTUP_DT        # a running node's status: no init, no slack
     beat.send_status(now)
     beat.out.clear()
     deadline = now + 1.0

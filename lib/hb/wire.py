@@ -1031,10 +1031,20 @@ def next_beat(t0: float, period: float, now: float) -> float:
     return t0 + (int((now - t0) / period) + 1) * period
 
 
-def status_fields(state: dict[str, str], deadtime: float) -> list[tuple[str, str]]:
-    """t=status st=... dt=<hex ms>, then the other fields of RUNDIR/state."""
-    out = [("t", "status"), ("st", state.get("st") or "up"),
-           ("dt", "%x" % int(round(deadtime * 1000)))]
+STARTUP_DT = 5.0        # s after start during which `dt` says deadtime + DT_SLACK
+DT_SLACK = 2.0          # (Heartbeat's +2000 ms while it starts)
+
+
+def status_fields(state: dict[str, str], deadtime: float, first: bool = False,
+                  early: bool = False) -> list[tuple[str, str]]:
+    """t=status st=... dt=<hex ms>, then the other fields of RUNDIR/state.
+
+    As Heartbeat: the first status of a start says `st=init` (then RUNDIR/state's
+    word: `up` until comm is up, then `active`), and during the first STARTUP_DT
+    seconds `dt` advertises deadtime + DT_SLACK."""
+    st = "init" if first else state.get("st") or "up"
+    dt = deadtime + (DT_SLACK if early else 0.0)
+    out = [("t", "status"), ("st", st), ("dt", "%x" % int(round(dt * 1000)))]
     out += [(k, v) for k, v in state.items()
             if k not in ("t", "st", "dt") and k not in STANDARD and k and v is not None]
     return out

@@ -125,7 +125,7 @@ def test_sigterm_and_realtime(lab):
     p = a.popen([BIN, *da["argv"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
     first = wire.parse_line(p.stdout.readline())
-    assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "up"
+    assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "init"
     os.kill(p.pid, signal.SIGTERM)
     out, err = p.communicate(timeout=5)
     assert p.returncode == 0
@@ -350,3 +350,35 @@ def test_a_bug_on_the_receive_path_is_a_counted_drop(tmp_path, caplog):
     b.log_events(2.0, force=True)
     b.log_events(3.0, force=True)
     assert len([r for r in caplog.records if "KeyError" in r.getMessage()]) == 1
+
+
+def test_status_words_and_dt_as_heartbeat_while_starting(tmp_path):
+    """Heartbeat's start: the first status says st=init, the next ones RUNDIR/state's
+    word (up, then active once comm is up); dt = deadtime + 2000 ms during the first
+    5 s, then deadtime.  Fake clock: send_status is given the time."""
+    from hb import config
+    keys = {1: config.AuthKey(1, "sha1", b"k1")}
+    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
+                        auth=config.Auth(1, keys))
+    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    state = tmp_path / "state"
+
+    def sent(now: float) -> tuple[str, int]:
+        b.send_status(now)
+        d = wire.parse_line(b.out.pop())
+        assert d["_self"] == "1" and d["t"] == "status"
+        return d["st"], int(d["dt"], 16)
+
+    t0 = 1000.0
+    assert sent(t0) == ("init", 8000)             # lab: dt=1f40 for deadtime 6
+    assert sent(t0 + 1) == ("up", 8000)           # no state file yet: up
+    state.write_text("st=up\nhbv=1\n")
+    assert sent(t0 + 2) == ("up", 8000)
+    os.replace(str(state), str(tmp_path / "x"))
+    (tmp_path / "x").write_text("st=active\nhbv=1\n")
+    os.replace(str(tmp_path / "x"), str(state))
+    assert sent(t0 + 4.9) == ("active", 8000)
+    assert sent(t0 + 5.0) == ("active", 6000)     # lab: then dt=1770
+    assert sent(t0 + 60) == ("active", 6000)
+    assert wire.status_fields({"st": "active"}, 6.0, first=True, early=True)[:3] == [
+        ("t", "status"), ("st", "init"), ("dt", "1f40")]

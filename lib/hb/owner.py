@@ -1751,6 +1751,7 @@ class Owner:
         if serial:
             self._serial(starts, stops, now, out)
         self._announce(out)
+        self._finish(now, out)
 
     def _act(self, gs: GroupState, action: str, nxt: str, now: float, out: list) -> None:
         i = gs.group.index
@@ -1776,7 +1777,6 @@ class Owner:
             i, gs, nxt = stops[-1]
             if not any(j > i for j in busy):
                 self._act(gs, "stop", nxt, now, out)
-        self._finish(now, out)
 
     def _finish(self, now: float, out: list) -> None:
         """Exit once a shutdown (SIGTERM) or the end of our own heartbeat (stdin closed)

@@ -555,6 +555,21 @@ def _authenticate(data: bytes, keys: dict[int, tuple[str, bytes]]) -> tuple[str,
         return "auth", b""
 
 
+SERIAL_FRAG = 512      # Heartbeat's serial writer: fragments of at most this many bytes
+
+
+def frag_delay(baud: int) -> float:
+    """Heartbeat's pause between two fragments of one message (serial.c:
+    FRAGSIZE / (baud / 8) seconds, the division in integers): the time the
+    line needs to carry one fragment; 213 ms at 19200 bps, 35.6 ms at 115200."""
+    return SERIAL_FRAG / max(1, baud // 8)
+
+
+def fragments(data: bytes) -> list[bytes]:
+    """data as Heartbeat writes it: SERIAL_FRAG-byte pieces, the last one shorter."""
+    return [data[i:i + SERIAL_FRAG] for i in range(0, len(data), SERIAL_FRAG)] or [b""]
+
+
 class SerialFramer:
     """Cut a serial byte stream into classic frames, resynchronising on '>>>'.
 

@@ -274,3 +274,27 @@ def test_status_init_up_active_and_startup_dt_both_ways(lab, heartbeat):  # noqa
     # Heartbeat took beta's init and up as they are: no complaint, never dead
     assert not COMPLAINTS.findall(alpha.log()), show()
     assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "active"
+
+
+def test_heartbeat_reads_hb_large_serial_message_in_fragments(lab, heartbeat):  # noqa: F811
+    """Row 32: a 1.5 KB message that hb-beat writes on the serial line in paced
+    512-byte fragments is read whole by a real Heartbeat on the other end."""
+    a = host(lab, "alpha", "198.18.0.1/24")
+    b = host(lab, "beta", "198.18.0.2/24")
+    ma, mb, link, via = media(lab, "serial")
+    timing = dict(keepalive="200ms", warntime="600ms", deadtime="2", initdead="4",
+                  extra="realtime off\n")
+    alpha = heartbeat(a, "alpha", hacf(["alpha", "beta"], ma, **timing), "",
+                      authkeys=AUTH["sha1"])
+    beta = BeatNode(lab, b, "beta", hacf(["alpha", "beta"], mb, **timing), AUTH["sha1"])
+    beta.advertise(st="active", hbv="1")
+    beta.start()
+    alpha.start()
+    alpha.wait_log(r"Status update for node beta: status active", 15)
+    mark = alpha.mark()
+    pad = "".join("p%02d=%s " % (i, "x" * 40) for i in range(30))
+    with open(os.path.join(beta.run, "beat.fifo"), "w") as f:
+        f.write("t=ask_resources rsc_hold=all info=me %s\n" % pad)
+    alpha.wait_log(r"standby message \[me\] from beta|beta wants to go standby", 5, since=mark)
+    assert not COMPLAINTS.findall(alpha.log()), alpha.log()[-3000:]
+    assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "active"

@@ -33,6 +33,7 @@ from hb import cli, config, exits, log as hblog, media, runfiles, wire
 PROG = "hb-beat"
 BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
+STALE: dict[str, str] = {}   # a state file its dead writer left: advertise `up` only
 HOLD = 0.02        # s our own status line may wait for the peer's answer (keepalive/4 at most)
 
 log = hblog.log
@@ -61,6 +62,8 @@ class Beat:
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.mine_max = 0                                 # the longest of them
         self.state: dict[str, str] = {}
+        self.writer: str | None = None    # RUNDIR/state's writer (watch=PID:START)
+        self.writer_ok = True             # ... still running
         self.me_b = me.encode()
         self.me_q = wire.format_line({"": me})[1:]
         self.logged = dict.fromkeys(wire.COUNTERS, 0)
@@ -159,7 +162,13 @@ class Beat:
         if key != self.state_key:
             self.state_key = key
             self.state = runfiles.read_kv(path) if key else {}
-        return self.state
+            self.writer = self.state.get("watch")
+            self.writer_ok = True
+        if self.writer is not None and self.writer_ok and not wire.writer_alive(self.writer):
+            self.writer_ok = False      # its hb-watch is gone (restart, crash, reboot that
+            log.info("RUNDIR/state was written by hb-watch %s, no longer running: not "
+                     "advertised" % self.writer.split(":")[0])
+        return self.state if self.writer_ok else STALE
 
     def send_status(self, now: float) -> None:
         state = self.read_state()

@@ -490,6 +490,7 @@ class Owner:
         if self.digest:
             f["cfd"] = self.digest
         f.update(self.reach.fields())
+        f["watch"] = wire.writer_id()        # read by hb-beat only: a dead writer's state is stale
         return f
 
     def worst_late(self, n: Node, now: float) -> float:

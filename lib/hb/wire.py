@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from _operator import _compare_digest     # hmac.compare_digest, without hashlib
 from typing import Any
@@ -1061,5 +1062,38 @@ def status_fields(state: dict[str, str], deadtime: float, first: bool = False,
     dt = deadtime + (DT_SLACK if early else 0.0)
     out = [("t", "status"), ("st", st), ("dt", "%x" % int(round(dt * 1000)))]
     out += [(k, v) for k, v in state.items()
-            if k not in ("t", "st", "dt") and k not in STANDARD and k and v is not None]
+            if k not in ("t", "st", "dt", "watch") and k not in STANDARD and k and v is not None]
     return out
+
+
+def proc_start(pid: int) -> str | None:
+    """The start time of process pid (clock ticks after boot, /proc/PID/stat field
+    22); None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(b")") + 2:].split()
+    return rest[19].decode() if len(rest) > 19 else None
+
+
+_WRITER: list[str] = []
+
+
+def writer_id() -> str:
+    """PID:STARTTIME of this process: who wrote RUNDIR/state (`watch=`)."""
+    if not _WRITER:
+        _WRITER.append("%d:%s" % (os.getpid(), proc_start(os.getpid()) or "0"))
+    return _WRITER[0]
+
+
+def writer_alive(ident: str | None) -> bool | None:
+    """Is the process that wrote RUNDIR/state (its `watch=`) still running?  None when
+    the file does not say (written by hand, or by an older hb-watch)."""
+    if not ident or ":" not in ident:
+        return None
+    pid, _, start = ident.partition(":")
+    if not pid.isdigit():
+        return None
+    return proc_start(int(pid)) == start

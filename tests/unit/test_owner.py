@@ -1065,3 +1065,20 @@ def test_a_stuck_group_is_critical_in_the_status(tmp_path):
     code, line = watch.check(str(tmp_path), 10, now=1700000002)
     assert code == 2 and "group 1 may still run on julius: its stop failed" in line, line
     assert 1 not in s[C].running and s[C].ow.peer.stuck == {1}
+
+
+@pytest.mark.parametrize("hb", [False, True])
+def test_peer_init_is_up_but_not_stable(hb):
+    """A peer's first status says st=init (Heartbeat's, and hb-beat's): it is up, its
+    death timer runs, but it is not stable, so no standby is sent to it yet."""
+    ow = owner.Owner(config(J, "on"), 0.0, "d")
+    p = Peer(ow, C, hb=hb)
+    p.say(0.1, t="status", st="init", dt="bb8")
+    n = ow.nodes[C]
+    assert n.status == "up" and n.st == "init" and n.dt == 3.0
+    assert not ow.peer_stable()
+    if not hb:                  # Heartbeat says it is stable in its resource report
+        p.say(0.15, t="resource", rsc_hold="none", rtype="full", isstable="1")
+    assert not ow.peer_stable()
+    p.say(0.2, t="status", st="active", isstable="1", dt="1f4")
+    assert ow.peer_stable() and n.dt == 0.5

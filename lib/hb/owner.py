@@ -1905,6 +1905,7 @@ class Owner:
                 kv.update(reach(self.peer_reach(), n.nolink))
             if n.kind != "self":
                 kv["stable"] = int(bool(n.stable))
+                kv["dt"] = "%d" % round(self._deadtime(n) * 1000)   # its dead timer, ms
             lines.append(R("node", n.name, n.status, **kv))
         for ln in self.links.values():
             lines.append(R("link", ln.node, ln.medium, ln.status, since=ep(ln.since)))

@@ -574,7 +574,7 @@ def test_status_file_lines():
     assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0 "
                     r"st=active$", lines[2])
     assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 "
-                    r"st=active cfd=same stable=1$", lines[3])
+                    r"st=active cfd=same stable=1 dt=500$", lines[3])
     assert re.match(r"link caesar eth0 up since=\d+$", lines[4])
     assert re.match(r"link caesar ttyS0 up since=\d+$", lines[5])
     assert re.match(r"group 1 julius running pref=julius since=\d+ fails=0 "

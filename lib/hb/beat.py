@@ -35,6 +35,7 @@ from hb import cli, config, exits, harc, log as hblog, media, runfiles, wire
 PROG = "hb-beat"
 BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
+STALE: dict[str, str] = {}   # a state file its dead writer left: advertise `up` only
 HOLD = 0.02        # s our own status line may wait for the peer's answer (keepalive/4 at most)
 FIFO_LOGS = 10     # problems of Heartbeat's fifo logged per minute at most
 
@@ -56,6 +57,7 @@ class Beat:
         self.seqno = self.events = 0
         self.follow, self.last_beat, self.dirfd = False, -1e9, -1
         self.peer_status = -1e9           # when a peer's status was last heard
+        self.started: float | None = None  # when the first status went out
         self.next_check = self.next_stats = 0.0
         self.hist, self.state_key, self.pfx = wire.History(), (), (None,)
         self.state_path = os.path.join(rundir, runfiles.STATE)
@@ -63,6 +65,8 @@ class Beat:
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.mine_max = 0                                 # the longest of them
         self.state: dict[str, str] = {}
+        self.writer: str | None = None    # RUNDIR/state's writer (watch=PID:START)
+        self.writer_ok = True             # ... still running
         self.me_b = me.encode()
         self.me_q = wire.format_line({"": me})[1:]
         self.logged = dict.fromkeys(wire.COUNTERS, 0)
@@ -88,7 +92,7 @@ class Beat:
         self.sign = cfg.auth.signing
         self.ttl = str(1 + len(cfg.nodes))
         self.ttl_b = self.ttl.encode()
-        self.status = (None, [])
+        self.status = (None, [], (False, False))
         self.dup_every = wire.dup_every(cfg.deadtime)
         old = getattr(self, "rx", None)
         self.rx = wire.Receiver(self.me, cfg.nodes, self.keys, self.gen)
@@ -163,12 +167,21 @@ class Beat:
         if key != self.state_key:
             self.state_key = key
             self.state = runfiles.read_kv(path) if key else {}
-        return self.state
+            self.writer = self.state.get("watch")
+            self.writer_ok = True
+        if self.writer is not None and self.writer_ok and not wire.writer_alive(self.writer):
+            self.writer_ok = False      # its hb-watch is gone (restart, crash, reboot that
+            log.info("RUNDIR/state was written by hb-watch %s, no longer running: not "
+                     "advertised" % self.writer.split(":")[0])
+        return self.state if self.writer_ok else STALE
 
     def send_status(self, now: float) -> None:
         state = self.read_state()
-        if self.status[0] is not state:
-            self.status = (state, wire.status_fields(state, self.cfg.deadtime))
+        if self.started is None:
+            self.started = now
+        phase = (self.started == now, now - self.started < wire.STARTUP_DT)
+        if self.status[0] is not state or self.status[2] != phase:
+            self.status = (state, wire.status_fields(state, self.cfg.deadtime, *phase), phase)
         data, line = self.build(self.status[1], now)
         self.send(data, now, status=True)
         self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))
@@ -574,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def send_once(beat: Beat) -> int:
     now = time.monotonic()
+    beat.started = now - wire.STARTUP_DT        # a running node's status: no init, no slack
     beat.send_status(now)
     beat.out.clear()
     deadline = now + 1.0

@@ -129,6 +129,7 @@ class Config:
     monitor: float | None = None         # hb extension: resource monitor interval
     stop_failure: str = "hold"           # hb extension: 'hold' | 'reboot' (a group's stop failed)
     reboot_command: str = "reboot -nf"   # stop_failure reboot COMMAND...
+    resource_order: str = "serial"       # hb extension: 'serial' (Heartbeat's) | 'parallel'
     rtprio: int | None = None            # SCHED_RR priority with realtime (None: minimum)
     env: dict[str, str] = field(default_factory=dict)  # `env NAME=value`: HA_NAME
     groups: list[Group] = field(default_factory=list)
@@ -308,7 +309,7 @@ _STONITH = ("hb has no STONITH: remove the line (give each node two heartbeat me
 
 _SCALARS = ("keepalive", "deadtime", "warntime", "initdead", "deadping", "udpport", "baud",
             "auto_failback", "logfile", "debugfile", "logfacility", "debug", "realtime",
-            "rtprio", "watchdog", "monitor", "stop_failure")
+            "rtprio", "watchdog", "monitor", "stop_failure", "resource_order")
 
 
 class _HaCf:
@@ -521,6 +522,13 @@ class _HaCf:
         else:
             raise self.err("stop_failure: want hold, or reboot [/path/to/command args]")
 
+    def d_resource_order(self, word, rest, toks):
+        v = toks[0].lower() if len(toks) == 1 else ""
+        if v not in ("serial", "parallel"):
+            raise self.err("resource_order: want serial (groups one after another, as "
+                           "Heartbeat) or parallel (all at once), not %r" % rest.strip())
+        self.setting("resource_order", v)
+
     def d_nice_failback(self, word, rest, toks):
         try:
             on = parse_bool(self.one(word, toks))
@@ -636,6 +644,7 @@ class _HaCf:
             "node": self.d_node, "keepalive": self.d_time, "deadtime": self.d_time,
             "warntime": self.d_time, "initdead": self.d_time, "deadping": self.d_time,
             "monitor": self.d_monitor, "stop_failure": self.d_stop_failure,
+            "resource_order": self.d_resource_order,
             "udpport": self.d_udpport, "baud": self.d_baud,
             "serial": self.d_serial, "bcast": self.d_bcast, "udp": self.d_bcast,
             "ucast": self.d_ucast, "ucast6": self.d_ucast, "mcast": self.d_mcast,
@@ -1097,6 +1106,7 @@ def describe(cfg: Config) -> str:
     put("monitor", "off" if cfg.monitor is None else "every " + format_time(cfg.monitor))
     put("stop_failure", cfg.stop_failure + (" " + cfg.reboot_command
                                             if cfg.stop_failure == "reboot" else ""))
+    put("resource_order", cfg.resource_order)
     for p in cfg.pings:
         if p.group:
             out.append("ping_group %s %s" % (p.name, " ".join(p.addrs)))

@@ -465,6 +465,9 @@ class Serial(Medium):
         self.fd = -1
         self.framer = wire.SerialFramer(wire.MAXDGRAM)
         self.cur = b""
+        self.frag_left = 0                  # bytes of the current fragment not yet written
+        self.next_frag = 0.0                # when the next fragment may be written
+        self.pace = wire.frag_delay(self.baud)
         self.queue: list[tuple[bytes, bool]] = []
         self.dropped = 0
         self.lock: str | None = None
@@ -484,6 +487,7 @@ class Serial(Medium):
         os.set_blocking(self.fd, False)
         self.framer = wire.SerialFramer()
         self.cur = b""
+        self.frag_left = 0
 
     def close(self) -> None:
         if self.port is not None:
@@ -523,6 +527,9 @@ class Serial(Medium):
         return struct.unpack("@i", buf)[0]
 
     def flush(self) -> None:
+        """Write what the port takes now, without blocking: as Heartbeat, a message
+        goes out in wire.SERIAL_FRAG-byte fragments with wire.frag_delay() between
+        two of them (a timer, not a sleep: the loop goes on meanwhile)."""
         if self.fd < 0:
             return
         try:
@@ -531,9 +538,19 @@ class Serial(Medium):
                     if not self.queue or self._outq() > 0:
                         return
                     self.cur = self.queue.pop(0)[0]
-                n = os.write(self.fd, self.cur)
+                    self.frag_left = min(wire.SERIAL_FRAG, len(self.cur))
+                if self.frag_left == 0:             # between two fragments
+                    now = time.monotonic()
+                    if now < self.next_frag:
+                        return
+                    self.frag_left = min(wire.SERIAL_FRAG, len(self.cur))
+                n = os.write(self.fd, self.cur[:self.frag_left])
                 self.cur = self.cur[n:]
+                self.frag_left -= n
+                if self.frag_left:
+                    return                          # the kernel is full: when writable
                 if self.cur:
+                    self.next_frag = time.monotonic() + self.pace
                     return
         except BlockingIOError:
             return
@@ -541,9 +558,11 @@ class Serial(Medium):
             self.fail("write", e, time.monotonic())
 
     def wants_write(self) -> bool:
-        return bool(self.cur)
+        return bool(self.cur) and self.frag_left > 0
 
     def timeout(self) -> float | None:
+        if self.cur and not self.frag_left:         # the pause between fragments
+            return max(0.001, self.next_frag - time.monotonic())
         return 0.02 if (self.queue and not self.cur) else None
 
 

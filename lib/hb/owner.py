@@ -490,6 +490,7 @@ class Owner:
         if self.digest:
             f["cfd"] = self.digest
         f.update(self.reach.fields())
+        f["watch"] = wire.writer_id()        # read by hb-beat only: a dead writer's state is stale
         return f
 
     def worst_late(self, n: Node, now: float) -> float:
@@ -1686,7 +1687,10 @@ class Owner:
         quiet = self.quiet()
         if not maint and not self.shutting and not quiet:
             self._policy(now, out)
-        for i, gs in self.gs.items():
+        serial = getattr(self.cfg, "resource_order", "serial") == "serial"
+        starts: list[tuple[int, GroupState, str]] = []
+        stops: list[tuple[int, GroupState, str]] = []
+        for i, gs in sorted(self.gs.items()):
             if gs.busy:
                 continue
             want = gs.assign == ME and not self.shutting and not quiet
@@ -1741,14 +1745,39 @@ class Owner:
                 continue
             if gs.state == STOPPING and now < gs.retry_at:
                 continue
-            self._set_group(gs, nxt, now)
-            gs.busy = action
-            out.append(Run(i, action))
-            self._log(out, "info", "group %d: %s" % (i, "starting here" if action == "start"
-                                                     else "stopping here"), now)
-            out.append(Save())
+            if serial:                  # decided below, once every group has been seen
+                (starts if action == "start" else stops).append((i, gs, nxt))
+                continue
+            self._act(gs, action, nxt, now, out)
+        if serial:
+            self._serial(starts, stops, now, out)
         self._announce(out)
         self._finish(now, out)
+
+    def _act(self, gs: GroupState, action: str, nxt: str, now: float, out: list) -> None:
+        i = gs.group.index
+        self._set_group(gs, nxt, now)
+        gs.busy = action
+        out.append(Run(i, action))
+        self._log(out, "info", "group %d: %s" % (i, "starting here" if action == "start"
+                                                 else "stopping here"), now)
+        out.append(Save())
+
+    def _serial(self, starts: list, stops: list, now: float, out: list) -> None:
+        """resource_order serial (Heartbeat's): of the groups due to start, the first in
+        haresources order starts, unless an earlier one is still starting; of those due to
+        stop, the last stops, unless a later one is still stopping.  The others wait for
+        the next pass (the end of that start or stop)."""
+        busy = [j for j, g in self.gs.items() if g.busy == "start"]
+        if starts:
+            i, gs, nxt = starts[0]
+            if not any(j < i for j in busy):
+                self._act(gs, "start", nxt, now, out)
+        busy = [j for j, g in self.gs.items() if g.busy == "stop" or g.state == STOPPING]
+        if stops:
+            i, gs, nxt = stops[-1]
+            if not any(j > i for j in busy):
+                self._act(gs, "stop", nxt, now, out)
 
     def _finish(self, now: float, out: list) -> None:
         """Exit once a shutdown (SIGTERM) or the end of our own heartbeat (stdin closed)
@@ -1876,6 +1905,7 @@ class Owner:
                 kv.update(reach(self.peer_reach(), n.nolink))
             if n.kind != "self":
                 kv["stable"] = int(bool(n.stable))
+                kv["dt"] = "%d" % round(self._deadtime(n) * 1000)   # its dead timer, ms
             lines.append(R("node", n.name, n.status, **kv))
         for ln in self.links.values():
             lines.append(R("link", ln.node, ln.medium, ln.status, since=ep(ln.since)))

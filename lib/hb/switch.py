@@ -40,6 +40,7 @@ from hb.exits import CL_FAIL, CL_OK, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR
 STALE = 2 * runfiles.STATUS_EVERY     # s; or at once when its writer is gone
 POLL = 0.01
 RETRY = 1.0                          # s between requests refused 'in flux'
+STANDBY_REPLY = 10.0                 # s hb-watch waits for the peer's answer (Heartbeat's)
 
 
 def parse_status(text: str) -> dict:
@@ -97,7 +98,10 @@ def outcome(st: dict, verb: str, which: str, since: float,
     mine, p, groups = me(st), peer(st), chosen(st, which)
     last, since = st["last"], int(since)
     if last.get("time") is not None and last["time"] >= since and last != (before or {}) \
-            and any(w in last["text"].lower() for w in ("refus", "ignor")):
+            and any(w in last["text"].lower() for w in ("refus", "ignor", "cancel")):
+        if "no reply" in last["text"].lower():     # Heartbeat's 10 s: nothing moved
+            return "fail", "%s: cancelled: %s did not answer within %g s (%s)" % (
+                verb, (p or {}).get("name", "the peer"), STANDBY_REPLY, last["text"])
         return "fail", "%s: refused by hb-watch: %s" % (verb, last["text"])
     for g in groups:
         if g.get("state") == "failed" and (_float(g.get("since")) or since) >= since:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from _operator import _compare_digest     # hmac.compare_digest, without hashlib
 from typing import Any
@@ -555,6 +556,21 @@ def _authenticate(data: bytes, keys: dict[int, tuple[str, bytes]]) -> tuple[str,
         return "auth", b""
 
 
+SERIAL_FRAG = 512      # Heartbeat's serial writer: fragments of at most this many bytes
+
+
+def frag_delay(baud: int) -> float:
+    """Heartbeat's pause between two fragments of one message (serial.c:
+    FRAGSIZE / (baud / 8) seconds, the division in integers): the time the
+    line needs to carry one fragment; 213 ms at 19200 bps, 35.6 ms at 115200."""
+    return SERIAL_FRAG / max(1, baud // 8)
+
+
+def fragments(data: bytes) -> list[bytes]:
+    """data as Heartbeat writes it: SERIAL_FRAG-byte pieces, the last one shorter."""
+    return [data[i:i + SERIAL_FRAG] for i in range(0, len(data), SERIAL_FRAG)] or [b""]
+
+
 class SerialFramer:
     """Cut a serial byte stream into classic frames, resynchronising on '>>>'.
 
@@ -1031,10 +1047,53 @@ def next_beat(t0: float, period: float, now: float) -> float:
     return t0 + (int((now - t0) / period) + 1) * period
 
 
-def status_fields(state: dict[str, str], deadtime: float) -> list[tuple[str, str]]:
-    """t=status st=... dt=<hex ms>, then the other fields of RUNDIR/state."""
-    out = [("t", "status"), ("st", state.get("st") or "up"),
-           ("dt", "%x" % int(round(deadtime * 1000)))]
+STARTUP_DT = 5.0        # s after start during which `dt` says deadtime + DT_SLACK
+DT_SLACK = 2.0          # (Heartbeat's +2000 ms while it starts)
+
+
+def status_fields(state: dict[str, str], deadtime: float, first: bool = False,
+                  early: bool = False) -> list[tuple[str, str]]:
+    """t=status st=... dt=<hex ms>, then the other fields of RUNDIR/state.
+
+    As Heartbeat: the first status of a start says `st=init` (then RUNDIR/state's
+    word: `up` until comm is up, then `active`), and during the first STARTUP_DT
+    seconds `dt` advertises deadtime + DT_SLACK."""
+    st = "init" if first else state.get("st") or "up"
+    dt = deadtime + (DT_SLACK if early else 0.0)
+    out = [("t", "status"), ("st", st), ("dt", "%x" % int(round(dt * 1000)))]
     out += [(k, v) for k, v in state.items()
-            if k not in ("t", "st", "dt") and k not in STANDARD and k and v is not None]
+            if k not in ("t", "st", "dt", "watch") and k not in STANDARD and k and v is not None]
     return out
+
+
+def proc_start(pid: int) -> str | None:
+    """The start time of process pid (clock ticks after boot, /proc/PID/stat field
+    22); None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(b")") + 2:].split()
+    return rest[19].decode() if len(rest) > 19 else None
+
+
+_WRITER: list[str] = []
+
+
+def writer_id() -> str:
+    """PID:STARTTIME of this process: who wrote RUNDIR/state (`watch=`)."""
+    if not _WRITER:
+        _WRITER.append("%d:%s" % (os.getpid(), proc_start(os.getpid()) or "0"))
+    return _WRITER[0]
+
+
+def writer_alive(ident: str | None) -> bool | None:
+    """Is the process that wrote RUNDIR/state (its `watch=`) still running?  None when
+    the file does not say (written by hand, or by an older hb-watch)."""
+    if not ident or ":" not in ident:
+        return None
+    pid, _, start = ident.partition(":")
+    if not pid.isdigit():
+        return None
+    return proc_start(int(pid)) == start

@@ -127,7 +127,7 @@ def test_sigterm_and_realtime(lab):
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
     first = wire.parse_line(p.stdout.readline())
-    assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "up"
+    assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "init"
     os.kill(p.pid, signal.SIGTERM)
     out, err = p.communicate(timeout=5)
     assert p.returncode == 0
@@ -354,3 +354,74 @@ def test_a_bug_on_the_receive_path_is_a_counted_drop(tmp_path, caplog):
     b.log_events(2.0, force=True)
     b.log_events(3.0, force=True)
     assert len([r for r in caplog.records if "KeyError" in r.getMessage()]) == 1
+
+
+def test_status_words_and_dt_as_heartbeat_while_starting(tmp_path):
+    """Heartbeat's start: the first status says st=init, the next ones RUNDIR/state's
+    word (up, then active once comm is up); dt = deadtime + 2000 ms during the first
+    5 s, then deadtime.  Fake clock: send_status is given the time."""
+    from hb import config
+    keys = {1: config.AuthKey(1, "sha1", b"k1")}
+    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
+                        auth=config.Auth(1, keys))
+    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    state = tmp_path / "state"
+
+    def sent(now: float) -> tuple[str, int]:
+        b.send_status(now)
+        d = wire.parse_line(b.out.pop())
+        assert d["_self"] == "1" and d["t"] == "status"
+        return d["st"], int(d["dt"], 16)
+
+    t0 = 1000.0
+    assert sent(t0) == ("init", 8000)             # lab: dt=1f40 for deadtime 6
+    assert sent(t0 + 1) == ("up", 8000)           # no state file yet: up
+    state.write_text("st=up\nhbv=1\n")
+    assert sent(t0 + 2) == ("up", 8000)
+    os.replace(str(state), str(tmp_path / "x"))
+    (tmp_path / "x").write_text("st=active\nhbv=1\n")
+    os.replace(str(tmp_path / "x"), str(state))
+    assert sent(t0 + 4.9) == ("active", 8000)
+    assert sent(t0 + 5.0) == ("active", 6000)     # lab: then dt=1770
+    assert sent(t0 + 60) == ("active", 6000)
+    assert wire.status_fields({"st": "active"}, 6.0, first=True, early=True)[:3] == [
+        ("t", "status"), ("st", "init"), ("dt", "1f40")]
+
+
+def test_state_left_by_a_dead_hb_watch_is_not_advertised(tmp_path):
+    """RUNDIR survives a daemon restart (and a reboot that keeps /run): the state file
+    of an hb-watch no longer running (its watch=PID:START) is not advertised, so the
+    peer does not take a starting node for an active, stable one.  A file without
+    watch= (written by hand) is trusted as before."""
+    import subprocess as sp
+    from hb import config
+    keys = {1: config.AuthKey(1, "sha1", b"k1")}
+    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
+                        auth=config.Auth(1, keys))
+    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    state = tmp_path / "state"
+    child = sp.Popen(["sleep", "30"])
+    try:
+        ident = "%d:%s" % (child.pid, wire.proc_start(child.pid))
+        assert wire.writer_alive(ident) is True
+        assert wire.writer_alive("%d:1" % child.pid) is False      # the PID reused
+        assert wire.writer_alive(None) is None and wire.writer_alive("x") is None
+        assert wire.writer_id() == "%d:%s" % (os.getpid(), wire.proc_start(os.getpid()))
+        state.write_text("st=active\nisstable=1\ngrps=1\nhbv=1\nwatch=%s\n" % ident)
+
+        def sent(now: float) -> dict:
+            b.send_status(now)
+            return wire.parse_line(b.out.pop())
+
+        sent(100.0)                                              # the init one
+        d = sent(110.0)
+        assert (d["st"], d.get("grps"), "watch" in d) == ("active", "1", False)
+    finally:
+        child.kill()
+        child.wait()
+    assert wire.writer_alive(ident) is False
+    d = sent(111.0)
+    assert d["st"] == "up" and "grps" not in d and "isstable" not in d
+    state.write_text("st=active\nhbv=1\n")                      # no watch=: trusted
+    os.utime(str(state), (1, 1))
+    assert sent(112.0)["st"] == "active"

@@ -205,7 +205,7 @@ def test_alone_takes_everything_after_initdead_and_writes_its_files(node):
     assert re.fullmatch(r"updated \d+ pid=%d node=julius" % n.proc.pid, lines[0])
     assert lines[1] == "self julius st=active rsc_hold=all maintenance=off stable=1"
     assert re.fullmatch(r"node caesar dead since=\d+ late=0 gen=0 kind=hb lates=0 st=dead "
-                        r"stable=0",
+                        r"stable=0 dt=\d+",
                         lines[3])
     assert lines[4].startswith("link caesar lo dead since=")
     assert re.fullmatch(r"group 2 julius running pref=caesar since=\d+ fails=0 key=Rsc::g2",

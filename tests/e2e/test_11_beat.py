@@ -225,7 +225,7 @@ def test_bcast_status_and_fifo(lab):
     nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=3)
     na.wait(lambda d: d.get("src") == "beta" and d.get("t") == "status", count=3)
     mine = na.wait(lambda d: d.get("_via") == "local")[0]
-    assert mine["_self"] == "1" and mine["st"] == "up" and mine["t"] == "status"
+    assert mine["_self"] == "1" and mine["st"] == "init" and mine["t"] == "status"
     for bad in ("t=bad info=a%0Db", "info=no-t", "t= x=1", "t=bad %28x=1"):
         na.send(bad)
     na.send("t=resource rsc_hold=local info=hello%20world")

@@ -230,3 +230,71 @@ def test_lost_packets_are_retransmitted_both_ways(lab, heartbeat, drop):  # noqa
     assert len(missing) <= c["stale"] and c["lost"] == 0, \
         "alpha's seq %s never recovered\n%s\n%s" % (
             ["%x" % m for m in missing], beta.stderr()[-3000:], log[-3000:])
+
+
+def test_status_init_up_active_and_startup_dt_both_ways(lab, heartbeat):  # noqa: F811
+    """Row 16: both start with st=init, then up, then active, and advertise
+    deadtime + 2000 ms for their first 5 s; each accepts the other's."""
+    a = host(lab, "alpha", "198.18.0.1/24")
+    b = host(lab, "beta", "198.18.0.2/24")
+    timing = dict(keepalive="200ms", warntime="600ms", deadtime="1", initdead="3",
+                  extra="realtime off\n")
+    alpha = heartbeat(a, "alpha", hacf(["alpha", "beta"], ["bcast eth0"], **timing), "",
+                      authkeys=AUTH["sha1"])
+    beta = BeatNode(lab, b, "beta", hacf(["alpha", "beta"], ["bcast eth0"], **timing),
+                    AUTH["sha1"])
+    beta.advertise(st="up", hbv="1")         # hb-watch's word before comm is up
+    beta.start()                             # first, to hear alpha's first packet
+
+    def show() -> str:
+        return "hb-beat lines: %r\nheartbeat log:\n%s" % (beta.lines[-8:], alpha.log()[-4000:])
+
+    wait(lambda: beta.heard(_via="local"), 5, "hb-beat's first status", show)
+    alpha.start()
+
+    wait(lambda: beta.heard(t="status", src="alpha", st="active"), 15,
+         "alpha's active status", show)
+    beta.advertise(st="active", hbv="1")
+    wait(lambda: len(beta.heard(_via="local")) > 40, 15, "9 s of hb-beat's status", show)
+    alpha.wait_log(r"Status update for node beta: status active", 10)
+    for src, got in (("alpha", beta.heard(t="status", src="alpha")),
+                     ("beta", beta.heard(t="status", src="beta", _via="local"))):
+        words = [d["st"] for d in got]
+        assert words[0] == "init", (src, words[:5])
+        first_active = words.index("active")
+        assert set(words[1:first_active]) == {"up"} and first_active >= 2, (src, words[:20])
+        assert "init" not in words[1:] and "up" not in words[first_active:], (src, words)
+        t0 = float(got[0]["_rt"])
+        for d in got:
+            age = float(d["_rt"]) - t0
+            if age < 4.5:       # Heartbeat's 5 s are counted from its own start
+                assert int(d["dt"], 16) == 3000, (src, age, d)
+            elif age > 5.5:
+                assert int(d["dt"], 16) == 1000, (src, age, d)
+    # Heartbeat took beta's init and up as they are: no complaint, never dead
+    assert not COMPLAINTS.findall(alpha.log()), show()
+    assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "active"
+
+
+def test_heartbeat_reads_hb_large_serial_message_in_fragments(lab, heartbeat):  # noqa: F811
+    """Row 32: a 1.5 KB message that hb-beat writes on the serial line in paced
+    512-byte fragments is read whole by a real Heartbeat on the other end."""
+    a = host(lab, "alpha", "198.18.0.1/24")
+    b = host(lab, "beta", "198.18.0.2/24")
+    ma, mb, link, via = media(lab, "serial")
+    timing = dict(keepalive="200ms", warntime="600ms", deadtime="2", initdead="4",
+                  extra="realtime off\n")
+    alpha = heartbeat(a, "alpha", hacf(["alpha", "beta"], ma, **timing), "",
+                      authkeys=AUTH["sha1"])
+    beta = BeatNode(lab, b, "beta", hacf(["alpha", "beta"], mb, **timing), AUTH["sha1"])
+    beta.advertise(st="active", hbv="1")
+    beta.start()
+    alpha.start()
+    alpha.wait_log(r"Status update for node beta: status active", 15)
+    mark = alpha.mark()
+    pad = "".join("p%02d=%s " % (i, "x" * 40) for i in range(30))
+    with open(os.path.join(beta.run, "beat.fifo"), "w") as f:
+        f.write("t=ask_resources rsc_hold=all info=me %s\n" % pad)
+    alpha.wait_log(r"standby message \[me\] from beta|beta wants to go standby", 5, since=mark)
+    assert not COMPLAINTS.findall(alpha.log()), alpha.log()[-3000:]
+    assert alpha.cl_status("nodestatus", "beta").stdout.strip() == "active"

@@ -301,6 +301,14 @@ def test_kill9_of_the_holder_then_auto_failback_when_it_returns(
     other = "beta" if victim == "alpha" else "alpha"
     kind = "Heartbeat" if victim == "alpha" else "hb"
     probe = p.start_probe()
+
+    def plain_dt() -> bool:         # its first 5 s are over: dt = deadtime (no +2000 ms)
+        from hb import wire
+        dts = [wire.parse_line(m).get("dt") for m in p.tap.messages(skip_status=False)
+               if " src=%s " % victim in " %s " % m and m.startswith("t=status")]
+        return bool(dts) and dts[-1] == "%x" % int(p.deadtime * 1000)
+
+    wait_until(plain_dt, 10, "%s to advertise its deadtime, not the start-up one" % victim)
     t0 = time.time()
     p.crash(victim)
     took = p.wait_vip(other, timeout=10, what="after kill -9 of %s" % victim)

@@ -441,7 +441,7 @@ def test_every_heartbeat_directive_is_known():
     syslogmsgfmt use_apphbd env crm_daemon_dir crmd_spawns_pengine record_config_changes
     record_pengine_inputs enable_config_writes udp""".split()
     table = config._HaCf(config.Config(), "ha.cf", ()).dispatch()
-    assert set(words) | {"monitor", "stop_failure"} == set(table)
+    assert set(words) | {"monitor", "stop_failure", "resource_order"} == set(table)
 
 
 def test_single_node_warns():
@@ -996,3 +996,13 @@ def test_numbers_too_large_for_their_field(tmp_path, fname, line, says):
     first = e.value.errors[0]
     assert first.startswith(str(tmp_path / fname) + ":") and says in first, first
     assert "\n" not in first and len(first) < 300 + len(str(tmp_path))
+
+
+def test_resource_order_directive():
+    assert hacf(BASE).resource_order == "serial"             # Heartbeat's order by default
+    assert hacf(BASE + "resource_order parallel\n").resource_order == "parallel"
+    assert hacf(BASE + "resource_order Serial\n").resource_order == "serial"
+    for bad in ("resource_order fast", "resource_order", "resource_order serial parallel"):
+        with pytest.raises(ConfigError) as e:
+            hacf(BASE + bad + "\n")
+        assert str(e.value).startswith("ha.cf:4: resource_order: want serial"), e.value

@@ -322,3 +322,59 @@ def test_uucp_lock_names_and_an_unwritable_lock_directory(tmp_path):
     assert media.uucp_lock("/dev/null", str(tmp_path)) == str(tmp_path / "LCK..null")
     media.uucp_unlock(str(tmp_path / "LCK..null"))
     assert media.uucp_lock("/dev/null", str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("baud", [19200, 115200])
+def test_serial_writes_paced_512_byte_fragments_as_heartbeat(pty, baud):
+    """A message longer than 512 bytes leaves in fragments of at most 512 bytes,
+    512 / (baud / 8) s apart (Heartbeat's serial.c), without send() or flush() ever
+    blocking; the receiver's framer puts it back together."""
+    master, path = pty
+    m = media.Serial(config.Medium("serial", path, baud=baud), baud)
+    pace = wire.frag_delay(baud)
+    assert pace == 512 / (baud // 8)
+    fields = [("t", 0, "resource"), ("src", 0, "alpha"), ("seq", 0, "7")]
+    fields += [("f%02d" % i, 0, "v" * 40) for i in range(30)]
+    big = wire.render_classic(fields, 1, "sha1", KEY)
+    assert 1024 < len(big) <= 1536                        # three fragments
+    t0 = time.monotonic()
+    m.send(big, False, t0)
+    m.send(status(9), True, t0)                           # waits for the whole message
+    assert time.monotonic() - t0 < 0.05
+    chunks: list[tuple[float, bytes]] = []
+    worst = 0.0
+    deadline = t0 + 5
+    while time.monotonic() < deadline and (m.cur or m.queue or m._outq()):
+        wait = m.timeout()
+        r, _, _ = select.select([master], [m.fileno()] if m.wants_write() else [], [],
+                                0.05 if wait is None else min(wait, 0.05))
+        if master in r:
+            chunks.append((time.monotonic(), os.read(master, 65536)))
+        t1 = time.monotonic()
+        m.flush()
+        worst = max(worst, time.monotonic() - t1)
+    chunks += [(time.monotonic(), drain(master, 0.1))]
+    chunks = [(t, c) for t, c in chunks if c]
+    data = b"".join(c for _, c in chunks)
+    assert data.startswith(big) and worst < 0.02
+    # where each fragment starts: at 0, 512, 1024 of the message; each arrived after
+    # the pause (a pty delivers a write at once, in one read here)
+    starts, pos = [], 0
+    for t, c in chunks:
+        if pos in (512, 1024) or pos == 0:
+            starts.append(t)
+        assert min(len(c), max(0, len(big) - pos)) <= 512, [len(c) for _, c in chunks]
+        pos += len(c)
+    assert len(starts) >= 3, [len(c) for _, c in chunks]
+    gaps = [y - x for x, y in zip(starts[:3], starts[1:3])]
+    assert all(pace * 0.9 <= g < pace + 0.15 for g in gaps), (gaps, pace)
+    frames = wire.SerialFramer().feed(data)
+    assert frames[0] == big and wire.verify(wire.parse(frames[0]), {1: ("sha1", KEY)})
+    assert wire.parse(frames[1]).get("seq") == "9"
+
+
+def test_fragments_and_pace():
+    assert wire.fragments(b"x" * 1100) == [b"x" * 512, b"x" * 512, b"x" * 76]
+    assert wire.fragments(b"x" * 512) == [b"x" * 512]
+    assert round(wire.frag_delay(19200), 4) == 0.2133       # 512 / 2400
+    assert round(wire.frag_delay(9600), 4) == 0.4267

@@ -574,7 +574,7 @@ def test_status_file_lines():
     assert re.match(r"node julius up since=\d+ late=[\d.e-]+ gen=0 kind=self lates=0 "
                     r"st=active$", lines[2])
     assert re.match(r"node caesar up since=\d+ late=[\d.e-]+ gen=1 kind=hb lates=0 "
-                    r"st=active cfd=same stable=1$", lines[3])
+                    r"st=active cfd=same stable=1 dt=500$", lines[3])
     assert re.match(r"link caesar eth0 up since=\d+$", lines[4])
     assert re.match(r"link caesar ttyS0 up since=\d+$", lines[5])
     assert re.match(r"group 1 julius running pref=julius since=\d+ fails=0 "
@@ -675,7 +675,9 @@ def test_heartbeat_shutdown_waits_for_shutdone():
     out = hb.say(0.3, t="resource", rsc_hold="none", rtype="full", isstable="0", info="shutdown")
     assert runs(out + hb.beat(0.4)) == []
     out = hb.say(0.5, t="shutdone", st="dead")
-    assert sorted(a.group for a in runs(out)) == [1, 2]
+    assert runs(out) == [owner.Run(1, "start")]         # Heartbeat's order: one after another
+    out += ow.agent_done(1, "start", 0, 0.6)
+    assert runs(out)[1:] == [owner.Run(2, "start")]
     assert "node julius: shut down, gave up its groups" in [
         a.text for a in out if isinstance(a, owner.Log)]
 
@@ -1063,3 +1065,20 @@ def test_a_stuck_group_is_critical_in_the_status(tmp_path):
     code, line = watch.check(str(tmp_path), 10, now=1700000002)
     assert code == 2 and "group 1 may still run on julius: its stop failed" in line, line
     assert 1 not in s[C].running and s[C].ow.peer.stuck == {1}
+
+
+@pytest.mark.parametrize("hb", [False, True])
+def test_peer_init_is_up_but_not_stable(hb):
+    """A peer's first status says st=init (Heartbeat's, and hb-beat's): it is up, its
+    death timer runs, but it is not stable, so no standby is sent to it yet."""
+    ow = owner.Owner(config(J, "on"), 0.0, "d")
+    p = Peer(ow, C, hb=hb)
+    p.say(0.1, t="status", st="init", dt="bb8")
+    n = ow.nodes[C]
+    assert n.status == "up" and n.st == "init" and n.dt == 3.0
+    assert not ow.peer_stable()
+    if not hb:                  # Heartbeat says it is stable in its resource report
+        p.say(0.15, t="resource", rsc_hold="none", rtype="full", isstable="1")
+    assert not ow.peer_stable()
+    p.say(0.2, t="status", st="active", isstable="1", dt="1f4")
+    assert ow.peer_stable() and n.dt == 0.5

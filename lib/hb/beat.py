@@ -178,7 +178,10 @@ class Beat:
     def send_status(self, now: float) -> None:
         state = self.read_state()
         if self.started is None:
-            self.started = now
+            # A node whose live hb-watch already has communication up is not starting:
+            # this hb-beat was restarted (crash, upgrade); no init, no slack.
+            running = state is not STALE and state.get("st") == "active"
+            self.started = now - wire.STARTUP_DT if running else now
         phase = (self.started == now, now - self.started < wire.STARTUP_DT)
         if self.status[0] is not state or self.status[2] != phase:
             self.status = (state, wire.status_fields(state, self.cfg.deadtime, *phase), phase)

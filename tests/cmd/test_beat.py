@@ -425,3 +425,32 @@ def test_state_left_by_a_dead_hb_watch_is_not_advertised(tmp_path):
     state.write_text("st=active\nhbv=1\n")                      # no watch=: trusted
     os.utime(str(state), (1, 1))
     assert sent(112.0)["st"] == "active"
+
+
+def test_restarted_hb_beat_of_a_running_node_sends_no_init(tmp_path):
+    """hb-beat restarted (a crash respawned, an upgrade's re-exec) while the node's
+    hb-watch runs with communication up: the node is not starting, so its first
+    status says the state's word and dt has no start-up slack.  The same file left by
+    a dead hb-watch is a start: init and slack."""
+    import subprocess as sp
+    from hb import config
+    keys = {1: config.AuthKey(1, "sha1", b"k1")}
+    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
+                        auth=config.Auth(1, keys))
+    state = tmp_path / "state"
+    child = sp.Popen(["sleep", "30"])
+    try:
+        ident = "%d:%s" % (child.pid, wire.proc_start(child.pid))
+        state.write_text("st=active\nisstable=1\ngrps=1\nhbv=1\nwatch=%s\n" % ident)
+        b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+        b.send_status(100.0)
+        d = wire.parse_line(b.out.pop())
+        assert (d["st"], int(d["dt"], 16)) == ("active", 6000)
+        state.write_text("st=active\nisstable=1\ngrps=1\nhbv=1\nwatch=%d:1\n" % child.pid)
+        b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+        b.send_status(100.0)
+        d = wire.parse_line(b.out.pop())
+        assert (d["st"], int(d["dt"], 16)) == ("init", 8000)
+    finally:
+        child.kill()
+        child.wait()

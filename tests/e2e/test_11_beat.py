@@ -47,7 +47,9 @@ class Node:
 
     def start(self, *extra: str) -> "Node":
         argv = ["hb-beat", "-c", self.conf, "-r", self.run, "-s", self.state,
-                "--node", self.name, "--fifo", os.path.join(self.state, "fifo"), *extra]
+                "--node", self.name, *extra]
+        if "--listen" not in extra and "--send-once" not in extra:
+            argv += ["--fifo", os.path.join(self.state, "fifo")]
         self.err = open(self.errfile, "w")
         self.p = self.host.popen(argv, stdout=subprocess.PIPE, stderr=self.err)
         self.t = threading.Thread(target=self._read, daemon=True)

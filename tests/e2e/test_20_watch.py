@@ -112,8 +112,10 @@ def test_vip_on_exactly_one_node_at_start_and_check_ok(lab):
 def test_kill9_of_the_active_node_moves_the_vip_within_deadtime(lab):
     pair, d = pair_up(lab)
     pair.wait(lambda: one_holder(pair) == ["julius"], timeout=10, what="VIP on julius")
-    pair.wait(lambda: pair["caesar"].node("julius").get("status") == "up", timeout=5)
-    time.sleep(0.3)
+    # past julius's first 5 s, when it advertises deadtime + 2000 ms (as Heartbeat)
+    plain = "%d" % round(DEADTIME * 1000)
+    pair.wait(lambda: pair["caesar"].node("julius").get("dt") == plain, timeout=10,
+              what="julius past its start-up deadtime")
     t0 = time.monotonic()
     d["julius"].kill9()
     pair.wait(lambda: pair["caesar"].has_vip(), timeout=DEADTIME + 1, what="VIP on caesar")
@@ -132,6 +134,9 @@ def test_one_medium_cut_moves_nothing_both_cut_is_a_healed_split_brain(lab):
     julius, caesar = pair["julius"], pair["caesar"]
     pair.wait(lambda: one_holder(pair) == ["julius"], timeout=10, what="VIP on julius")
     pair.wait(lambda: caesar.node("julius").get("status") == "up", timeout=5)
+    plain = "%d" % round(DEADTIME * 1000)
+    pair.wait(lambda: julius.node("caesar").get("dt") == plain == caesar.node("julius").get("dt"),
+              timeout=10, what="both past their start-up deadtime")
     lab.cut(julius.host)                          # the bridge: the serial line still beats
     pair.wait(lambda: "link caesar eth0 dead" in d["julius"].log(), timeout=3,
               what="link dead logged")

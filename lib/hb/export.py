@@ -21,8 +21,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hb import exits
-from hb.config import Config, ConfigError, Group, Medium, Resource, parse_address
+from hb import addrspec, exits
+from hb.settings import Config, ConfigError, Group, Medium, Resource
 
 LOCATION_SCORE = 100          # preference for a group's preferred node
 STICKY = 200                  # auto_failback off: more than the preference
@@ -263,7 +263,7 @@ def ip_params(cfg: Config, r: Resource) -> list[tuple[str, str]]:
         raise _err(cfg, "haresources", r.line, "%s takes one argument, not %d"
                    % (r.name, len(r.args)))
     try:
-        a = parse_address(r.args[0])
+        a = addrspec.parse(r.args[0], "IPaddr")
     except ValueError as e:
         raise _err(cfg, "haresources", r.line, str(e)) from None
     out = [("ip", a.ip)]

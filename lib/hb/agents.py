@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from hb import exits
-from hb.config import Group, Resource
+from hb.settings import Group, Resource
 
 log = logging.getLogger("hb")
 

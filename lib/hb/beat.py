@@ -30,7 +30,7 @@ import stat
 import sys
 import time
 
-from hb import cli, config, exits, harc, log as hblog, media, runfiles, wire
+from hb import cli, config, exits, harc, log as hblog, media, runfiles, settings, wire
 
 PROG = "hb-beat"
 BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
@@ -49,7 +49,7 @@ class StdoutClosed(Exception):
 class Beat:
     """The sender/receiver: media, sequencing, history, stdout."""
 
-    def __init__(self, cfg: config.Config, me: str, rundir: str, gen: int,
+    def __init__(self, cfg: settings.Config, me: str, rundir: str, gen: int,
                  listen: bool = False, stats: float = 60.0, statedir: str | None = None) -> None:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
         self.statedir = statedir            # where the high-water marks are kept (None: not)
@@ -85,7 +85,7 @@ class Beat:
                 log.info("high-water marks of %s restored: older messages are replays",
                          ", ".join("%s %x:%x" % (n, m[0], m[1]) for n, m in sorted(marks.items())))
 
-    def configure(self, cfg: config.Config) -> None:
+    def configure(self, cfg: settings.Config) -> None:
         self.cfg = cfg
         assert cfg.auth is not None
         self.keys = {n: (k.method, k.key) for n, k in cfg.auth.keys.items()}
@@ -502,7 +502,7 @@ class Beat:
         hblog.reopen()                # logrotate's postrotate, or by hand
         try:
             cfg = config.load(self.cfg.confdir, node=self.me, check_devices=False)
-        except (config.ConfigError, OSError) as e:
+        except (settings.ConfigError, OSError) as e:
             log.error("SIGHUP: configuration not reloaded: %s", e)
             return
         if cfg.realtime and (cfg.rtprio, cfg.realtime) != (self.cfg.rtprio, self.cfg.realtime):
@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         return exits.USAGE
     try:
         cfg = config.load(args["-c"], node=me, check_devices=False)
-    except config.ConfigError as e:
+    except settings.ConfigError as e:
         print(e, file=sys.stderr)
         return exits.CONFIG
     except OSError as e:

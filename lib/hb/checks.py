@@ -15,7 +15,7 @@ import logging
 import threading
 
 from hb import agents, exits
-from hb.config import Group
+from hb.settings import Group
 
 log = logging.getLogger("hb")
 

@@ -5,7 +5,8 @@ Config, the node addresses given on the command line and a System (what this
 machine knows: its interface addresses, name resolution, which scripts exist,
 where each ha.cf directive stands), it returns the files to write --
 corosync.conf, authkey, cib.xml, README.export -- and notes for stderr, or
-raises ConfigError("FILE:LINE: ...") for what Pacemaker cannot express.
+raises ConfigError("FILE:LINE: ...") for what Pacemaker cannot express.  The
+Corosync files and the README are made here, cib.xml by hb.cib.
 """
 
 from __future__ import annotations
@@ -13,45 +14,14 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import re
 import socket
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hb import exits
-from hb.config import Config, ConfigError, Group, Medium, Resource, parse_address
-
-LOCATION_SCORE = 100          # preference for a group's preferred node
-STICKY = 200                  # auto_failback off: more than the preference
-PING_SCORE = 1000             # per reachable ping node: more than both
-SCHEMA = "pacemaker-3.0"
-
-# Heartbeat's resource.d wrappers (heartbeat 3.0.6) and, in order, the parameters of
-# the ocf:heartbeat agent their arguments set; "nodelist*": all arguments as one,
-# "ip/nic": one IP/IFACE argument.
-WRAPPERS: dict[str, list[str]] = {
-    "AudibleAlarm": ["nodelist*"],
-    "Delay": ["startdelay", "stopdelay"],
-    "Filesystem": ["device", "directory", "fstype", "options"],
-    "ICP": ["driveid", "device"],
-    "IPsrcaddr": ["ipaddress"],
-    "IPv6addr": ["ipv6addr"],
-    "LVM": ["volgrpname"],
-    "LinuxSCSI": ["scsi"],
-    "Raid1": ["raidconf", "raiddev"],
-    "SendArp": ["ip/nic"],
-    "ServeRAID": ["serveraid", "mergegroup"],
-    "WAS": ["config"],
-    "WinPopup": ["hostfile"],
-    "Xinetd": ["service"],
-    "apache": ["configfile"],
-    "db2": ["instance"],
-    "ids": ["informixdir", "informixserver", "onconfig"],
-    "portblock": ["protocol", "portno", "action"],
-}
+from hb import cib, exits
+from hb.settings import Config, ConfigError, Medium
 
 
 @dataclass
@@ -69,22 +39,8 @@ class Export:
     notes: list[str]
 
 
-def _err(cfg: Config, fname: str, line: int, msg: str) -> ConfigError:
-    return ConfigError("%s:%d: %s" % (os.path.join(cfg.confdir, fname), line, msg))
-
-
 def _line(cfg: Config, directive: str) -> int:
     return cfg.lines.get(directive, 0)
-
-
-def _safe(text: str) -> str:
-    """Text fit for an XML comment (no double hyphen)."""
-    return re.sub(r"-(?=-)", "- ", text).rstrip("-")
-
-
-def _ident(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return s if s and s[0].isalpha() else "r" + s
 
 
 # ---------------------------------------------------------------- corosync
@@ -150,8 +106,8 @@ def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link],
             for text in filter(None, given.get(n, "").split(",")):
                 found = _literal(sys_, text)
                 if not found:
-                    raise _err(cfg, "ha.cf", _line(cfg, "node"), "--addr %s=%s: not "
-                               "an address, and the name does not resolve" % (n, text))
+                    raise cib.error(cfg, "ha.cf", _line(cfg, "node"), "--addr %s=%s: not "
+                                    "an address, and the name does not resolve" % (n, text))
                 cands.append(found[0])
             a = _pick(cands, net)
             if a is None and cands:     # one link: as given; several: one per link, in order
@@ -177,13 +133,14 @@ def links(cfg: Config, given: dict[str, str], sys_: System) -> tuple[list[Link],
         for n in cfg.nodes:
             if n not in k.addrs:
                 where = ("link %d (%s)" % (k.number, k.dev)) if k.dev else "link 0"
-                raise _err(cfg, "ha.cf", k.line or _line(cfg, "node"),
-                           "no address for node %s on %s: give --addr %s=ADDRESS%s"
-                           % (n, where, n, "[,ADDRESS] (one per link)" if len(out) > 1 else ""))
+                raise cib.error(cfg, "ha.cf", k.line or _line(cfg, "node"),
+                                "no address for node %s on %s: give --addr %s=ADDRESS%s"
+                                % (n, where, n,
+                                   "[,ADDRESS] (one per link)" if len(out) > 1 else ""))
         fams = {ipaddress.ip_address(a).version for a in k.addrs.values()}
         if len(fams) > 1:
-            raise _err(cfg, "ha.cf", k.line, "link %d mixes IPv4 and IPv6 addresses: %s"
-                       % (k.number, " ".join(sorted(k.addrs.values()))))
+            raise cib.error(cfg, "ha.cf", k.line, "link %d mixes IPv4 and IPv6 addresses: %s"
+                            % (k.number, " ".join(sorted(k.addrs.values()))))
     return out, notes
 
 
@@ -246,198 +203,6 @@ def authkey(cfg: Config) -> bytes:
     return hashlib.shake_256(b"hb export corosync authkey\0" + secret).digest(256)
 
 
-# ---------------------------------------------------------------- cib
-
-
-def _nv(parent: ET.Element, tag: str, pid: str, pairs: list[tuple[str, str]]) -> None:
-    if not pairs:
-        return
-    box = ET.SubElement(parent, tag, id=pid)
-    for k, v in pairs:
-        ET.SubElement(box, "nvpair", id="%s-%s" % (pid, _ident(k)), name=k, value=v)
-
-
-def ip_params(cfg: Config, r: Resource) -> list[tuple[str, str]]:
-    """Heartbeat's IP[/NETMASK[/IFACE[/BROADCAST]]] as hb-ipaddr's OCF parameters."""
-    if len(r.args) != 1:
-        raise _err(cfg, "haresources", r.line, "%s takes one argument, not %d"
-                   % (r.name, len(r.args)))
-    try:
-        a = parse_address(r.args[0])
-    except ValueError as e:
-        raise _err(cfg, "haresources", r.line, str(e)) from None
-    out = [("ip", a.ip)]
-    for name, v in (("cidr_netmask", a.prefix), ("nic", a.iface), ("iflabel", a.label),
-                    ("broadcast", a.broadcast)):
-        if v is not None:
-            out.append((name, str(v)))
-    return out
-
-
-def primitive(cfg: Config, r: Resource, sys_: System,
-              notes: list[str]) -> tuple[str, str, str, list[tuple[str, str]], str]:
-    """(class, provider, type, params, id-hint) for one haresources entry."""
-    where = "%s:%d" % (os.path.join(cfg.confdir, "haresources"), r.line)
-    if r.name in ("IPaddr", "IPaddr2"):
-        p = ip_params(cfg, r)
-        return "ocf", "hb", "IPaddr", p, "ip-" + p[0][1]
-    if r.name == "MailTo":
-        if not 1 <= len(r.args) <= 2:
-            raise _err(cfg, "haresources", r.line, "MailTo takes an address list and "
-                       "an optional subject")
-        p = [("email", r.args[0])] + ([("subject", r.args[1])] if len(r.args) > 1 else [])
-        return "ocf", "hb", "MailTo", p, "mailto"
-    in_rd = r.name in sys_.resource_d
-    if r.name in WRAPPERS and (in_rd or r.name not in sys_.init_d):
-        names = WRAPPERS[r.name]
-        if names == ["ip/nic"]:
-            if len(r.args) != 1 or "/" not in r.args[0]:
-                raise _err(cfg, "haresources", r.line, "SendArp takes IP/IFACE")
-            ip, nic = r.args[0].split("/", 1)
-            p = [("ip", ip), ("nic", nic)]
-        elif names == ["nodelist*"]:
-            p = [("nodelist", " ".join(r.args))] if r.args else []
-        else:
-            if len(r.args) > len(names):
-                raise _err(cfg, "haresources", r.line, "%s takes at most %d arguments"
-                           % (r.name, len(names)))
-            p = list(zip(names, r.args))
-        return "ocf", "heartbeat", r.name, p, r.name.lower()
-    if r.args:
-        raise _err(cfg, "haresources", r.line, "%s has arguments, but Pacemaker's lsb "
-                   "class passes none and no OCF agent takes its place" % r.text)
-    if in_rd and r.name in sys_.init_d:
-        raise _err(cfg, "haresources", r.line, "resource.d/%s hides /etc/init.d/%s, "
-                   "which lsb:%s would run instead" % (r.name, r.name, r.name))
-    if in_rd:
-        notes.append("%s: resource.d/%s becomes lsb:%s: copy it to /etc/init.d/%s on "
-                     "every node (Pacemaker judges its status by LSB exit code)"
-                     % (where, r.name, r.name, r.name))
-    elif r.name not in sys_.init_d:
-        notes.append("%s: %s found in neither resource.d nor /etc/init.d here; exported "
-                     "as lsb:%s" % (where, r.name, r.name))
-    return "lsb", "", r.name, [], r.name
-
-
-def _group(cfg: Config, g: Group, sys_: System, notes: list[str],
-           res: ET.Element, ids: set[str]) -> str:
-    gid = _ident("g%d-%s" % (g.index, g.node))
-    ge = ET.SubElement(res, "group", id=gid)
-    for r in g.resources:
-        cls, prov, typ, params, hint = primitive(cfg, r, sys_, notes)
-        pid = _ident("%s-%s" % (gid, hint))
-        n = 2
-        while pid in ids:
-            pid, n = _ident("%s-%s-%d" % (gid, hint, n)), n + 1
-        ids.add(pid)
-        attrs = {"id": pid, "class": cls, "type": typ}
-        if prov:
-            attrs["provider"] = prov
-        pe = ET.SubElement(ge, "primitive", attrs)
-        pe.append(ET.Comment(" haresources:%d %s " % (r.line, _safe(r.text))))
-        _nv(pe, "instance_attributes", pid + "-instance_attributes", params)
-        if cfg.monitor:
-            ops = ET.SubElement(pe, "operations")
-            ET.SubElement(ops, "op", id="%s-monitor-%gs" % (pid, cfg.monitor),
-                          name="monitor", interval="%gs" % cfg.monitor,
-                          timeout="%gs" % max(20.0, cfg.monitor))
-    return gid
-
-
-def cib_xml(cfg: Config, sys_: System, notes: list[str]) -> str:
-    cib = ET.Element("cib", {"validate-with": SCHEMA, "admin_epoch": "1", "epoch": "1",
-                             "num_updates": "0"})
-    conf = ET.SubElement(cib, "configuration")
-    crm = ET.SubElement(conf, "crm_config")
-    crm.append(ET.Comment(
-        " FENCING: hb had none, and neither has this cluster (stonith-enabled=false):"
-        " if the nodes lose sight of each other, both run the resources, as with hb."
-        " Before production, decide: configure a fence device for every node"
-        " (fence_ipmilan, fence_virsh, sbd...), then set stonith-enabled=true."
-        " no-quorum-policy=stop is safe here because corosync's two_node keeps the"
-        " surviving node quorate. "))
-    _nv(crm, "cluster_property_set", "cib-bootstrap-options",
-        [("stonith-enabled", "false"), ("no-quorum-policy", "stop"),
-         ("cluster-name", "hb")])
-    ET.SubElement(conf, "nodes")
-    res = ET.SubElement(conf, "resources")
-    cons = ET.SubElement(conf, "constraints")
-    ids: set[str] = set()
-    gids = []
-    for g in cfg.groups:
-        if g.node not in cfg.nodes:
-            raise _err(cfg, "haresources", g.line, "unknown node %s" % g.node)
-        gid = _group(cfg, g, sys_, notes, res, ids)
-        gids.append(gid)
-        ET.SubElement(cons, "rsc_location", id="%s-prefers-%s" % (gid, _ident(g.node)),
-                      rsc=gid, node=g.node, score=str(LOCATION_SCORE))
-    _pings(cfg, res, cons, gids)
-    _respawns(cfg, sys_, res)
-    defaults = ET.SubElement(conf, "rsc_defaults")
-    sticky = STICKY if cfg.auto_failback == "off" else 0
-    defaults.append(ET.Comment(
-        " auto_failback %s: resource-stickiness %d %s the preferred node's score %d "
-        % (cfg.auto_failback, sticky, "outweighs" if sticky else "does not outweigh",
-           LOCATION_SCORE)))
-    meta = [("resource-stickiness", str(sticky))]
-    if cfg.monitor:
-        meta += [("migration-threshold", "3"),
-                 ("failure-timeout", "%gs" % (10 * cfg.monitor))]
-    _nv(defaults, "meta_attributes", "rsc-options", meta)
-    ET.SubElement(cib, "status")
-    ET.indent(cib, "  ")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<!-- cib.xml: the resources of %s for Pacemaker, exported by\n'
-            '     hb-supervise; README.export says how to check and load it. -->\n'
-            % _safe(cfg.confdir)) + ET.tostring(cib, encoding="unicode") + "\n"
-
-
-def _pings(cfg: Config, res: ET.Element, cons: ET.Element, gids: list[str]) -> None:
-    """Each ping node or ping_group as a cloned ocf:pacemaker:ping whose attribute
-    adds PING_SCORE to every group's location on a node that reaches it."""
-    for i, p in enumerate(cfg.pings, 1):
-        cid = "ping%d" % i
-        clone = ET.SubElement(res, "clone", id=cid + "-clone")
-        pe = ET.SubElement(clone, "primitive", {"id": cid, "class": "ocf",
-                                                "provider": "pacemaker", "type": "ping"})
-        pe.append(ET.Comment(_safe(" ha.cf:%d %s %s " % (
-            p.line, "ping_group " + p.name if p.group else "ping", " ".join(p.addrs)))))
-        interval = max(1.0, cfg.deadping / 2)
-        _nv(pe, "instance_attributes", cid + "-instance_attributes",
-            [("host_list", " ".join(p.addrs)), ("name", "hb-" + cid), ("multiplier", "1"),
-             ("dampen", "%gs" % (cfg.deadping / 2))])
-        ops = ET.SubElement(pe, "operations")
-        ET.SubElement(ops, "op", id=cid + "-monitor", name="monitor",
-                      interval="%gs" % interval, timeout="%gs" % max(20.0, interval))
-        for gid in gids:
-            loc = ET.SubElement(cons, "rsc_location", id="%s-%s" % (gid, cid), rsc=gid)
-            rule = ET.SubElement(loc, "rule", id="%s-%s-rule" % (gid, cid),
-                                 score=str(PING_SCORE))
-            ET.SubElement(rule, "expression", id="%s-%s-expr" % (gid, cid),
-                          attribute="hb-" + cid, operation="gt", value="0", type="number")
-
-
-def _respawns(cfg: Config, sys_: System, res: ET.Element) -> None:
-    """`respawn USER PROGRAM` as a cloned ocf:heartbeat:anything (ipfail excepted:
-    the ping constraints do its job)."""
-    for i, r in enumerate(cfg.respawns, 1):
-        words = r.command.split()
-        if not words or os.path.basename(words[0]) == "ipfail":
-            continue
-        cid = "respawn%d" % i
-        clone = ET.SubElement(res, "clone", id=cid + "-clone")
-        pe = ET.SubElement(clone, "primitive", {"id": cid, "class": "ocf",
-                                                "provider": "heartbeat", "type": "anything"})
-        pe.append(ET.Comment(_safe(" ha.cf:%d respawn %s %s " % (r.line, r.user, r.command))))
-        p = [("binfile", words[0]), ("user", r.user)]
-        if words[1:]:
-            p.append(("cmdline_options", " ".join(words[1:])))
-        _nv(pe, "instance_attributes", cid + "-instance_attributes", p)
-        ops = ET.SubElement(pe, "operations")
-        ET.SubElement(ops, "op", id=cid + "-monitor", name="monitor", interval="10s",
-                      timeout="20s")
-
-
 # ---------------------------------------------------------------- README
 
 
@@ -482,18 +247,18 @@ def readme(cfg: Config, ls: list[Link], notes: list[str]) -> str:
 def export(cfg: Config, addrs: dict[str, str], sys_: System) -> Export:
     """Every output file's content, or ConfigError for what cannot be expressed."""
     if cfg.watchdog:
-        raise _err(cfg, "ha.cf", _line(cfg, "watchdog"), "watchdog has no Corosync 3 "
-                   "equivalent: remove it and use sbd for a watchdog with Pacemaker")
+        raise cib.error(cfg, "ha.cf", _line(cfg, "watchdog"), "watchdog has no Corosync 3 "
+                        "equivalent: remove it and use sbd for a watchdog with Pacemaker")
     for n in addrs:
         if n not in cfg.nodes:
-            raise _err(cfg, "ha.cf", _line(cfg, "node"), "--addr names %s, not a node" % n)
+            raise cib.error(cfg, "ha.cf", _line(cfg, "node"), "--addr names %s, not a node" % n)
     ls, notes = links(cfg, addrs, sys_)
     if cfg.ipfail:
         notes.append("ipfail: replaced by the ping location rules in cib.xml")
     files: dict[str, str | bytes] = {
         "corosync.conf": corosync_conf(cfg, ls),
         "authkey": authkey(cfg),
-        "cib.xml": cib_xml(cfg, sys_, notes),
+        "cib.xml": cib.cib_xml(cfg, sys_.resource_d, sys_.init_d, notes),
     }
     files["README.export"] = readme(cfg, ls, notes)
     return Export(files, notes)

@@ -25,7 +25,7 @@ import re
 import time
 from typing import Iterable
 
-from hb import clstatus, config
+from hb import clstatus, settings
 
 RC_DIR = "rc.d"
 FIFO = "/var/lib/heartbeat/fifo"
@@ -48,7 +48,7 @@ HA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BINARY_FIELDS = frozenset({"srcuuid", "destuuid"})   # binary in Heartbeat: not in env
 
 
-def base_env(cfg: config.Config) -> dict[str, str]:
+def base_env(cfg: settings.Config) -> dict[str, str]:
     """What Heartbeat puts in its own environment at start, inherited by every
     script it runs (rc.d hooks and resource agents): HA_DIR, HA_FUNCS, HA_DATEFMT,
     HA_LOGFILE/HA_DEBUGLOG/HA_LOGFACILITY when configured, HA_debug when > 0,
@@ -88,7 +88,7 @@ SHELLFUNCS = {"HA_BIN": "/usr/libexec/heartbeat", "HA_DOCDIR": "/usr/share/doc/h
               "HA_FIFO": FIFO, "OCF_AGENTS": "/usr/lib/ocf/resource.d/heartbeat/"}
 
 
-def agent_env(cfg: config.Config) -> dict[str, str]:
+def agent_env(cfg: settings.Config) -> dict[str, str]:
     """Resource agents' environment under Heartbeat (ResourceManager sources
     shellfuncs): base_env with HA_DIR and HA_FUNCS as shellfuncs spells them, and
     the variables shellfuncs sets (HA_BIN, HA_FIFO, HA_RCDIR...), fixed here rather

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hb.config import PingNode
+from hb.settings import PingNode
 
 INIT, UP, DEAD = "init", "up", "dead"
 GIVEUP_KEEPALIVES = 1.0      # both ping every keepalive: verdicts differ by < 1 keepalive,

@@ -24,7 +24,7 @@ log = logging.getLogger("hb")
 
 def setup(prog: str, cfg: object = None, stderr: bool | None = None,
           debug: int | None = None) -> logging.Logger:
-    """Configure the 'hb' logger for program prog from a config.Config.
+    """Configure the 'hb' logger for program prog from a settings.Config.
 
     stderr defaults to on when stderr is a terminal or no other destination is set.
     """

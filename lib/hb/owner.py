@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Union
 
 from hb import health, status, wire
-from hb.config import Config, Group, digest_diff
+from hb.settings import Config, Group, digest_diff
 
 # ---------------------------------------------------------------- actions
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from hb import agents
-from hb.config import Config
+from hb.settings import Config, ConfigError
 
 
 def problems(cfg: Config, initd: str = agents.INITD) -> tuple[list[str], list[str]]:
@@ -48,5 +48,5 @@ def load(confdir: str, node: str | None) -> tuple[Config, list[str]]:
     cfg = config.load(confdir, node, check_devices=True)
     errors, warnings = problems(cfg)
     if errors:
-        raise config.ConfigError(errors[0], errors)
+        raise ConfigError(errors[0], errors)
     return cfg, warnings

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from hb import access, cli, config, exits, log, notify, precheck, runfiles
+from hb import access, cli, config, exits, log, notify, precheck, runfiles, settings
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
@@ -172,7 +172,7 @@ class Child:
         without a usable pid file, the one process that is this program for this RUNDIR."""
         words = (runfiles.read_text(self.pidfile) or "").split() if self.pidfile else []
         pid = 0
-        if len(words) == 2 and config._num(words[0]) and len(words[0]) <= 10:
+        if len(words) == 2 and settings.digits(words[0]) and len(words[0]) <= 10:
             st = proc_stat(int(words[0]))
             if st is not None and st[1] == words[1] and self.runs_here(int(words[0]), rundir):
                 pid = int(words[0])
@@ -311,7 +311,7 @@ def quote(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def respawns(cfg: config.Config) -> list[Child]:
+def respawns(cfg: settings.Config) -> list[Child]:
     """The ha.cf `respawn USER PROGRAM` lines; ipfail is hb-watch's own job."""
     out = []
     for r in cfg.respawns:
@@ -327,7 +327,7 @@ def check(confdir: str, node: str | None) -> int:
     stdout, warnings on stderr."""
     try:
         cfg, warnings = precheck.load(confdir, node)
-    except config.ConfigError as e:
+    except settings.ConfigError as e:
         for line in getattr(e, "errors", None) or [str(e)]:
             print(line, file=sys.stderr)
         return exits.CONFIG_INVALID
@@ -352,7 +352,7 @@ def do_export(args: dict) -> int:
         addrs[node.lower()] = addr
     try:
         cfg = config.load(args["-c"], args["--node"], check_devices=False)
-    except config.ConfigError as e:
+    except settings.ConfigError as e:
         print(e, file=sys.stderr)
         return exits.CONFIG_INVALID
     from hb import export
@@ -387,11 +387,11 @@ def prepare(rundir: str, statedir: str) -> tuple[int, int]:
     return fd, keep
 
 
-def reload(args: dict, cfg: config.Config, kids: list[Child]) -> config.Config:
+def reload(args: dict, cfg: settings.Config, kids: list[Child]) -> settings.Config:
     log.reopen()                      # logrotate's postrotate, or by hand
     try:
         new = config.load(args["-c"], cfg.node)
-    except config.ConfigError as e:
+    except settings.ConfigError as e:
         log.log.error("SIGHUP: keeping the running configuration, the new one is broken: %s", e)
         return cfg
     log.setup(PROG, new, stderr=False if args["--daemon"] else None)
@@ -568,7 +568,7 @@ def reexec(args: dict, fds: dict[str, int], others: list[Child]) -> None:
             k.done = False
 
 
-def run(args: dict, cfg: config.Config, lockfd: int, keep: int,
+def run(args: dict, cfg: settings.Config, lockfd: int, keep: int,
         given: dict[str, int] | None = None) -> int:
     rundir, statedir = args["-r"], args["-s"]
     args["_node"] = cfg.node
@@ -698,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         return do_export(args)
     try:
         cfg, warnings = precheck.load(args["-c"], args["--node"])
-    except config.ConfigError as e:
+    except settings.ConfigError as e:
         for line in getattr(e, "errors", None) or [str(e)]:
             print(line, file=sys.stderr)
         print("%s: refusing to start with a broken configuration" % PROG, file=sys.stderr)

@@ -30,7 +30,7 @@ import sys
 import time
 
 from hb import access, agents, checks, cli, config, exits, harc, log as hblog, owner, \
-    runfiles, status, wire
+    runfiles, settings, status, wire
 
 PROG = "hb-watch"
 WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried again
@@ -202,7 +202,7 @@ def write_in_place(path: str, text: str) -> bool:
         os.close(fd)
 
 
-def peer_stuck_before(path: str, cfg: config.Config) -> list[int]:
+def peer_stuck_before(path: str, cfg: settings.Config) -> list[int]:
     """The groups STATEDIR/peer-stuck says the peer may still run."""
     kv = runfiles.read_kv(path)
     if not cfg.peers or kv.get("node") != cfg.peers[0]:
@@ -213,7 +213,7 @@ def peer_stuck_before(path: str, cfg: config.Config) -> list[int]:
 class Watch:
     """The I/O around owner.Owner: stdin, watch.fifo, agents, beat.fifo, files."""
 
-    def __init__(self, cfg: config.Config, rundir: str, statedir: str) -> None:
+    def __init__(self, cfg: settings.Config, rundir: str, statedir: str) -> None:
         self.cfg, self.rundir, self.statedir = cfg, rundir, statedir
         self.now = time.monotonic()
         self.ifaces, self.byip = checks.addresses(cfg.groups, cfg.confdir)
@@ -505,7 +505,7 @@ class Watch:
         hblog.reopen()                # logrotate's postrotate, or by hand
         try:
             cfg = config.load(self.cfg.confdir, self.cfg.node)
-        except (config.ConfigError, OSError) as e:
+        except (settings.ConfigError, OSError) as e:
             log.error("SIGHUP: keeping the running configuration: %s", e)
             return
         hblog.setup(PROG, cfg)
@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     try:
         cfg = config.load(args["-c"], args["--node"])
-    except config.ConfigError as e:
+    except settings.ConfigError as e:
         print(e, file=sys.stderr)
         return exits.CONFIG
     except OSError as e:

@@ -173,11 +173,11 @@ def test_rtprio_is_the_sched_rr_priority(lab, extra, want):
 
 def test_built_packets_are_the_codecs(tmp_path):
     """The sender's cached rendering is byte for byte wire.render_classic."""
-    from hb import config
-    keys = {1: config.AuthKey(1, "sha1", b"k1"), 2: config.AuthKey(2, "crc", b"")}
+    from hb.settings import Auth, AuthKey, Config
+    keys = {1: AuthKey(1, "sha1", b"k1"), 2: AuthKey(2, "crc", b"")}
     for use in (1, 2):
-        cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=2.0,
-                            auth=config.Auth(use, keys))
+        cfg = Config(node="alpha", nodes=["alpha", "beta"], deadtime=2.0,
+                     auth=Auth(use, keys))
         b = beat.Beat(cfg, "alpha", str(tmp_path), gen=0x6b06)
         for fields in (wire.status_fields({"st": "active", "rsc_hold": "local"}, 2.0),
                        [("info", "a b\nc"), ("t", "resource"), ("seq", "99")],
@@ -236,9 +236,9 @@ def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
 def test_handle_survives_any_authenticated_message(tmp_path):
     """Whatever an authenticated peer sends, hb-beat's receive path never raises."""
     from hypothesis import given, settings, strategies as st
-    from hb import config
-    keys = {1: config.AuthKey(1, "sha1", b"k")}
-    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(1, keys))
+    from hb.settings import Auth, AuthKey, Config
+    keys = {1: AuthKey(1, "sha1", b"k")}
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], auth=Auth(1, keys))
     b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
     b.out_fd = os.open(os.devnull, os.O_WRONLY)
     names = st.sampled_from(["t", "src", "seq", "hg", "ts", "dest", "firstseq", "lastseq",
@@ -339,9 +339,9 @@ def test_highwater_survives_restart_and_a_write_failure(lab):
 def test_a_bug_on_the_receive_path_is_a_counted_drop(tmp_path, caplog):
     """Should anything after authentication raise, the datagram is counted as
     malformed, the error logged once, and hb-beat goes on."""
-    from hb import config
-    keys = {2: config.AuthKey(2, "md5", KEY.encode())}
-    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(2, keys))
+    from hb.settings import Auth, AuthKey, Config
+    keys = {2: AuthKey(2, "md5", KEY.encode())}
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], auth=Auth(2, keys))
     b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
 
     def boom(*a):
@@ -360,10 +360,10 @@ def test_status_words_and_dt_as_heartbeat_while_starting(tmp_path):
     """Heartbeat's start: the first status says st=init, the next ones RUNDIR/state's
     word (up, then active once comm is up); dt = deadtime + 2000 ms during the first
     5 s, then deadtime.  Fake clock: send_status is given the time."""
-    from hb import config
-    keys = {1: config.AuthKey(1, "sha1", b"k1")}
-    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
-                        auth=config.Auth(1, keys))
+    from hb.settings import Auth, AuthKey, Config
+    keys = {1: AuthKey(1, "sha1", b"k1")}
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
+                 auth=Auth(1, keys))
     b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
     state = tmp_path / "state"
 
@@ -394,10 +394,10 @@ def test_state_left_by_a_dead_hb_watch_is_not_advertised(tmp_path):
     peer does not take a starting node for an active, stable one.  A file without
     watch= (written by hand) is trusted as before."""
     import subprocess as sp
-    from hb import config
-    keys = {1: config.AuthKey(1, "sha1", b"k1")}
-    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
-                        auth=config.Auth(1, keys))
+    from hb.settings import Auth, AuthKey, Config
+    keys = {1: AuthKey(1, "sha1", b"k1")}
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
+                 auth=Auth(1, keys))
     b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
     state = tmp_path / "state"
     child = sp.Popen(["sleep", "30"])

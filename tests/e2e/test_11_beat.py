@@ -449,8 +449,8 @@ def test_mcast_medium_joins_its_group_on_its_interface(lab, group):
     kind = "mcast6" if ":" in group else "mcast"
     code = (
         "import sys, time\n"
-        "from hb import config, media\n"
-        "m = config.Medium(%r, 'eth0', %r, port=694, ttl=3, loop=1)\n"
+        "from hb import media, settings\n"
+        "m = settings.Medium(%r, 'eth0', %r, port=694, ttl=3, loop=1)\n"
         "u = media.Udp(m)\n"
         "u.open()\n"
         "print('open', flush=True)\n"

@@ -24,7 +24,7 @@ GW, GW6 = "198.18.0.254", "2001:db8::fe"
 AGENT = r"""
 import json, logging, sys, threading, time
 from hb import address, agents
-from hb.config import Resource
+from hb.settings import Resource
 name, arg, pings, d = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 logging.basicConfig(filename=d + "/log", level=logging.INFO, format="%(message)s")
 print(json.dumps(address.warm([arg], pings)))

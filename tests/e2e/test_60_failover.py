@@ -21,7 +21,7 @@ import time
 import pytest
 
 import probe
-from hb import config
+from hb import settings
 from pair import HbPair
 
 KEEPALIVE, DEADTIME = "100ms", "500ms"
@@ -42,7 +42,7 @@ def started(lab, media=("ucast",), **kw) -> tuple[HbPair, probe.Prober]:
     pair.wait_up()
     # each node advertises deadtime + 2000 ms for its first 5 s (as Heartbeat): the
     # scenarios measure failover once both are past it
-    dt = "%d" % round(config.parse_time(kw["deadtime"]) * 1000)
+    dt = "%d" % round(settings.parse_time(kw["deadtime"]) * 1000)
     pair.wait(lambda: all(n.get("dt") == dt for x in ("alpha", "beta")
                           for n in pair[x].status()["node"] if n.get("kind") != "self"),
               10, "both nodes past their start-up deadtime")

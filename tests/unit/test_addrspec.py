@@ -8,7 +8,8 @@ import socket
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hb import address, addrspec as S, config, exits, ipaddr
+from hb import address, addrspec as S, exits, haresources as har, ipaddr
+from hb.settings import ConfigError
 from hb.addrspec import AF_INET, AF_INET6, SpecError
 
 F = ("ip", "family", "prefix", "iface", "label", "broadcast", "arp_count", "arp_interval")
@@ -172,8 +173,8 @@ def haresources(spec, agent="IPaddr2"):
                                       if t and not any(c.isspace() for c in t)])
 def test_check_hb_ipaddr_and_hb_watch_refuse_alike(text, msg):
     """--check (config), hb-ipaddr and hb-watch's in-process agent give the same message."""
-    with pytest.raises(config.ConfigError) as e:
-        config.parse_haresources(haresources(text), "har", ["alpha", "beta"])
+    with pytest.raises(ConfigError) as e:
+        har.parse_haresources(haresources(text), "har", ["alpha", "beta"])
     assert str(e.value) == "har:1: " + msg
     rc, out = address.run_agent([text], "start", "IPaddr2")
     assert (rc, out) == (exits.FAIL, "start %s: %s" % (text, msg))
@@ -192,7 +193,7 @@ def test_check_hb_ipaddr_and_hb_watch_accept_alike(text, agent, want):
     text = text.strip()
     if text.startswith("127."):
         return          # held here (lo is 127.0.0.1/8, not .2): nothing to compare
-    g, = config.parse_haresources(haresources(text, agent), "har", ["alpha", "beta"])
+    g, = har.parse_haresources(haresources(text, agent), "har", ["alpha", "beta"])
     assert (g.resources[0].name, "::".join(g.resources[0].args)) == (agent, text)
     assert address.run_agent(g.resources[0].args, "status", agent) == (3, "stopped")
     out = io.StringIO()
@@ -203,7 +204,7 @@ def test_check_hb_ipaddr_and_hb_watch_accept_alike(text, agent, want):
 
 def test_the_issue_example_no_longer_splits():
     """192.0.2.7/24/eth0:1:2 used to pass --check and fail at every takeover."""
-    g, = config.parse_haresources(haresources("192.0.2.7/24/eth0:1:2"), "h", ["alpha"])
+    g, = har.parse_haresources(haresources("192.0.2.7/24/eth0:1:2"), "h", ["alpha"])
     spec = address.parse_spec(g.resources[0].args[0])
     assert spec.device == "eth0:1:2"
 

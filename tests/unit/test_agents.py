@@ -7,7 +7,7 @@ import sys
 import time
 
 from hb import agents
-from hb.config import Group, Resource
+from hb.settings import Group, Resource
 
 SCRIPT = """#!/bin/sh
 # a Heartbeat-style resource script that records its calls

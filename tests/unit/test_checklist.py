@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import termios
 
-from hb import beat, config, media, owner, wire
-from hb.config import Config, Group, Medium, Resource, parse_hacf
+from hb import beat, media, owner, settings, wire
+from hb.hacf import parse_hacf
+from hb.settings import Config, Group, Medium, Resource
 
 KEY = b"s3cr3tKey"
 J, C = "julius", "caesar"
@@ -20,8 +21,8 @@ def signed(lines: list[bytes]) -> bytes:
 
 
 def a_beat(tmp_path) -> beat.Beat:
-    keys = {1: config.AuthKey(1, "sha1", KEY)}
-    cfg = Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(1, keys))
+    keys = {1: settings.AuthKey(1, "sha1", KEY)}
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], auth=settings.Auth(1, keys))
     return beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
 
 
@@ -131,7 +132,7 @@ def test_row32_serial_port_is_19200_8n1_rts_cts_and_ignores_cr(tmp_path, monkeyp
     monkeypatch.setattr(media, "LOCKDIR", str(tmp_path))
     master, slave = os.openpty()
     try:
-        m = media.Serial(config.Medium("serial", os.ttyname(slave)), 19200)
+        m = media.Serial(settings.Medium("serial", os.ttyname(slave)), 19200)
         m.open()
         try:
             _, _, cflag, _, ispeed, ospeed, _ = termios.tcgetattr(m.fileno())

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hb import checks, exits
-from hb.config import Group, Resource
+from hb.settings import Group, Resource
 
 SCRIPT = """#!/bin/sh
 echo "$@" >> {dir}/calls

@@ -8,8 +8,12 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hb import config
-from hb.config import ConfigError, parse_authkeys, parse_hacf, parse_haresources
+from hb import addrspec, config
+from hb.authkeys import parse_authkeys
+from hb.hacf import NO_EFFECT, _HaCf, parse_hacf
+from hb.haresources import parse_haresources
+from hb.settings import DIGEST_PARTS, MAX_TIME, AuthKey, Config, ConfigError, Respawn, \
+    digest_diff, parse_time
 from heartbeat import heartbeat  # noqa: F401 (the fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -141,7 +145,7 @@ def test_heartbeat_sample_each_commented_directive(n, line):
             hacf(text)
         return
     cfg = hacf(text)
-    if word in config.NO_EFFECT:
+    if word in NO_EFFECT:
         assert any("has no effect in hb" in i and i.startswith("ha.cf:4: " + word)
                    for i in cfg.infos)
 
@@ -169,8 +173,8 @@ def test_heartbeat_sample_all_uncommented_at_once():
     assert (cfg.keepalive, cfg.deadtime, cfg.warntime, cfg.initdead) == (2, 30, 10, 120)
     assert [p.name for p in cfg.pings] == ["198.51.100.254", "group1"]
     assert cfg.pings[1].addrs == ["198.51.100.254", "198.51.100.253"] and cfg.pings[1].group
-    assert cfg.ipfail and cfg.respawns == [config.Respawn("userid", "/path/name/to/run",
-                                                          cfg.respawns[0].line)]
+    assert cfg.ipfail and cfg.respawns == [Respawn("userid", "/path/name/to/run",
+                                                   cfg.respawns[0].line)]
     assert cfg.realtime is False and cfg.debug == 1 and cfg.watchdog == "/dev/watchdog"
     assert cfg.logfile == "/var/log/ha-log" and cfg.debugfile == "/var/log/ha-debug"
 
@@ -195,7 +199,7 @@ def test_heartbeat_sample_haresources_examples():
         ("IPaddr", ["198.51.100.3/28/eth0/198.51.100.12"]), ("httpd", [])]
     assert [(r.name, r.args) for r in got[4].resources] == [
         ("IPaddr", ["192.0.2.170"]), ("Filesystem", ["/dev/sda1", "/data1", "ext2"])]
-    assert config.parse_address("203.0.113.7/24/203.0.113.210").broadcast == "203.0.113.210"
+    assert addrspec.parse("203.0.113.7/24/203.0.113.210", "IPaddr").broadcast == "203.0.113.210"
 
 
 def test_heartbeat_sample_authkeys():
@@ -218,14 +222,14 @@ def test_heartbeat_sample_authkeys():
     ("2", 2.0), ("1.5", 1.5), ("500ms", 0.5), ("1700ms", 1.7), ("1500 msec", 1.5),
     ("500us", 0.001), ("400usec", 0.0), (".25", 0.25), ("  3  ", 3.0), ("100ms", 0.1)])
 def test_parse_time(text, secs):
-    assert config.parse_time(text) == secs
+    assert parse_time(text) == secs
 
 
 @pytest.mark.parametrize("text", ["2x", "", "ms", "-1", "1s", "1,5", "1e3", "\u0663",
                                   "\u00b2"])
 def test_parse_time_refuses(text):
     with pytest.raises(ValueError):
-        config.parse_time(text)
+        parse_time(text)
 
 
 @pytest.mark.parametrize("word,value", [
@@ -389,7 +393,7 @@ def test_respawn_ipfail_and_others():
     c = hacf(BASE + "ping 192.0.2.254\nrespawn hacluster /usr/lib/heartbeat/ipfail\n"
              "respawn root /usr/local/bin/mon  -f  /etc/mon.cf\n")
     assert c.ipfail
-    assert c.respawns == [config.Respawn("root", "/usr/local/bin/mon  -f  /etc/mon.cf", 6)]
+    assert c.respawns == [Respawn("root", "/usr/local/bin/mon  -f  /etc/mon.cf", 6)]
     assert any(i.startswith("ha.cf:5: respawn ipfail: hb-watch itself") for i in c.infos)
 
 
@@ -418,10 +422,10 @@ def test_logging_and_misc_settings():
     assert hacf(BASE + "logfacility none\n").logfacility == "none"
 
 
-@pytest.mark.parametrize("word", sorted(config.NO_EFFECT))
+@pytest.mark.parametrize("word", sorted(NO_EFFECT))
 def test_no_effect_directives_say_so(word):
     c = hacf(BASE + "%s whatever 1\n" % word)
-    assert c.infos[0] == "ha.cf:4: %s has no effect in hb: %s" % (word, config.NO_EFFECT[word])
+    assert c.infos[0] == "ha.cf:4: %s has no effect in hb: %s" % (word, NO_EFFECT[word])
 
 
 @pytest.mark.parametrize("line", ["crm off", "crm no", "pacemaker false", "autojoin none"])
@@ -440,7 +444,7 @@ def test_every_heartbeat_directive_is_known():
     compression_threshold traditional_compression max_rexmit_delay memreserve log_badpack
     syslogmsgfmt use_apphbd env crm_daemon_dir crmd_spawns_pengine record_config_changes
     record_pengine_inputs enable_config_writes udp""".split()
-    table = config._HaCf(config.Config(), "ha.cf", ()).dispatch()
+    table = _HaCf(Config(), "ha.cf", ()).dispatch()
     assert set(words) | {"monitor", "stop_failure", "resource_order"} == set(table)
 
 
@@ -467,7 +471,7 @@ def test_single_node_warns():
     ("2001:DB8:0::5", ("2001:db8::5", 6, None, None, None, None)),
 ])
 def test_parse_address(spec, want):
-    a = config.parse_address(spec)
+    a = addrspec.parse(spec, "IPaddr")
     assert (a.ip, a.version, a.prefix, a.iface, a.label, a.broadcast) == want
     assert a.device == (want[3] + ":" + want[4] if want[4] else want[3])
 
@@ -507,7 +511,7 @@ def test_authkeys_several_keys_rotation():
     w = []
     a = parse_authkeys("  # keys\n\nauth 2\n1 sha1 old#secret\n 2  md5  NewSecret trailing\n",
                        "ak", w)
-    assert a.use == 2 and a.signing == config.AuthKey(2, "md5", b"NewSecret", 5)
+    assert a.use == 2 and a.signing == AuthKey(2, "md5", b"NewSecret", 5)
     assert a.keys[1].key == b"old#secret"
     assert w == ["ak:5: a key is one word: trailing ignored"]
 
@@ -728,20 +732,20 @@ def test_digest_covers_what_both_nodes_must_agree_on():
                  "keepalive 2000ms\nlogfacility daemon\n", node="beta")
     other.groups = parse_haresources("# x\nALPHA   192.0.2.10  # y\n", "h", ["alpha", "beta"])
     assert config.digest(other) == d0
-    assert config.digest_diff(d0, config.digest(other)) == []
+    assert digest_diff(d0, config.digest(other)) == []
     for change in ["keepalive 3", "deadtime 25\nwarntime 15\ninitdead 30", "warntime 9",
                    "initdead 60", "auto_failback off"]:
         c = hacf(BASE + "keepalive 2\n" + change + "\n")
         c.groups = base.groups
         assert config.digest(c) != d0, change
-        assert config.digest_diff(d0, config.digest(c)) == [change.split()[0]]
+        assert digest_diff(d0, config.digest(c)) == [change.split()[0]]
     c = hacf(BASE + "keepalive 2\n")
     c.groups = parse_haresources("beta 192.0.2.10\n", "h", ["alpha", "beta"])
-    assert config.digest_diff(config.digest(c), d0) == ["haresources"]
+    assert digest_diff(config.digest(c), d0) == ["haresources"]
     c = hacf(BASE + "keepalive 2\ndeadtime 20\n")
-    assert config.digest_diff(config.digest(c), d0) == ["haresources", "deadtime",
-                                                        "warntime", "initdead"]
-    assert config.digest_diff("abc", d0) == [k for k, _ in config.DIGEST_PARTS]
+    assert digest_diff(config.digest(c), d0) == ["haresources", "deadtime",
+                                                 "warntime", "initdead"]
+    assert digest_diff("abc", d0) == [k for k, _ in DIGEST_PARTS]
 
 
 # ---------------------------------------------------------------- man pages say what is parsed
@@ -765,10 +769,10 @@ def test_man_page_sections_in_order(name):
 
 def test_ha_cf_man_names_every_directive():
     page = man("ha.cf.5")
-    table = config._HaCf(config.Config(), "ha.cf", ()).dispatch()
+    table = _HaCf(Config(), "ha.cf", ()).dispatch()
     named = set(re.findall(r"^\.BR? \"?([a-z_0-9]+)", page, re.M))
     noeffect = page.split(".SS Accepted without effect")[1].split(".SS")[0]
-    assert set(config.NO_EFFECT) <= set(re.findall(r"^\.BR? ([a-z_]+)", noeffect, re.M))
+    assert set(NO_EFFECT) <= set(re.findall(r"^\.BR? ([a-z_]+)", noeffect, re.M))
     named |= set(re.findall(r"^\.BI ([a-z_0-9]+) ", page, re.M))
     named |= set(re.findall(r'^\.BR [a-z_]+ ", " ([a-z_]+)', page, re.M))
     assert set(table) - named == set()
@@ -792,7 +796,7 @@ def test_haresources_man_examples_parse():
     a, b = man_examples(man("haresources.5"))
     assert parse_haresources(a, "h", ["julius", "caesar"])[0].key == "IPaddr::192.0.2.1/24/eth0"
     groups = parse_haresources(b, "h", ["alpha", "beta"])
-    addr = config.parse_address(groups[1].resources[1].args[0])
+    addr = addrspec.parse(groups[1].resources[1].args[0], "IPaddr")
     assert (addr.prefix, addr.iface, addr.label, addr.broadcast) == \
         (28, "eth1", "vip", "198.51.100.15")
 
@@ -837,7 +841,7 @@ def test_parsers_raise_only_config_errors(lines):
 @settings(max_examples=300, deadline=None)
 def test_parse_address_raises_only_value_errors(spec):
     try:
-        a = config.parse_address(spec)
+        a = addrspec.parse(spec, "IPaddr")
     except ValueError:
         return
     assert a.version in (4, 6)
@@ -927,7 +931,7 @@ def test_heartbeat_3_agrees(lab, heartbeat):  # noqa: F811
 
 # ---------------------------------------------------------------- numbers out of any range
 
-_HACF_WORDS = sorted(config._HaCf(config.Config(node="alpha"), "f", ()).dispatch())
+_HACF_WORDS = sorted(_HaCf(Config(node="alpha"), "f", ()).dispatch())
 _NUMBERS = st.sampled_from(["1e400", "99999999999999999999", "9" * 400, "1" + "0" * 5000,
                             "inf", "nan", "-1", "0x10", "1_000", "\u00b2", "\u0663", "1.5e3",
                             "18446744073709551616", "99999999999999999999ms", "1." + "9" * 400,
@@ -955,7 +959,7 @@ def test_any_directive_with_any_number_is_a_one_line_error_or_accepted(word, arg
         _one_line(e, "ha.cf")
         return
     for name in ("keepalive", "deadtime", "warntime", "initdead", "deadping"):
-        assert 0 < getattr(cfg, name) <= config.MAX_TIME * 2
+        assert 0 < getattr(cfg, name) <= MAX_TIME * 2
     assert 1 <= cfg.udpport <= 65535
 
 

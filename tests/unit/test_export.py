@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from hb import config, exits, export
-from hb.config import Config, ConfigError, Group, Medium, Resource
+from hb.settings import Config, ConfigError, Group, Medium, Resource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(ROOT, "tests", "data", "export")

@@ -10,7 +10,7 @@ import time
 from hypothesis import given, settings, strategies as st
 
 from hb import agents, harc
-from hb.config import Config
+from hb.settings import Config
 
 SHIPPED = "/etc/ha.d/rc.d"
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hb import health
-from hb.config import PingNode
+from hb.settings import PingNode
 
 KA, DEADPING, INITDEAD = 0.1, 1.0, 2.0
 P1, P2 = "192.0.2.254", "198.51.100.254"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 
 from hb import owner, wire
-from hb.config import Config, Group, Medium, Resource
+from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
 TYPES = ["status", "resource", "starting", "ask_resources", "hb_takeover", "ip-request",

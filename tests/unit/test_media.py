@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from hb import config, media, wire
+from hb import media, settings, wire
 
 KEY = b"k"
 
@@ -62,7 +62,7 @@ def drain(fd: int, seconds: float = 0.3) -> bytes:
 
 def test_serial_unread_port_never_blocks_nor_backlogs(pty):
     master, path = pty
-    m = media.Serial(config.Medium("serial", path), 19200)
+    m = media.Serial(settings.Medium("serial", path), 19200)
     t = time.monotonic()
     worst = 0.0
     for seq in range(1, 2001):
@@ -84,7 +84,7 @@ def test_serial_unread_port_never_blocks_nor_backlogs(pty):
 
 def test_serial_messages_not_replaced_by_status(pty):
     master, path = pty
-    m = media.Serial(config.Medium("serial", path), 19200)
+    m = media.Serial(settings.Medium("serial", path), 19200)
     m.send(status(1), True, 0.0)
     m.send(b">>>\nt=resource\n<<<\n", False, 0.0)
     m.send(status(2), True, 0.0)
@@ -98,7 +98,7 @@ def test_serial_messages_not_replaced_by_status(pty):
 
 def test_serial_reads_frames_through_garbage(pty):
     master, path = pty
-    m = media.Serial(config.Medium("serial", path), 19200)
+    m = media.Serial(settings.Medium("serial", path), 19200)
     assert m.ensure(0.0)
     os.write(master, b"line noise\r\n" + status(7)[:30])
     os.write(master, status(8) + b"\xff\xfe" + status(9))
@@ -112,7 +112,7 @@ def test_serial_hostile_stream_is_bounded(pty):
     real pty: the framer's buffer stays within the 64 KiB cap plus one read, and the
     next good frame still arrives."""
     master, path = pty
-    m = media.Serial(config.Medium("serial", path), 19200)
+    m = media.Serial(settings.Medium("serial", path), 19200)
     assert m.ensure(0.0)
     os.set_blocking(master, True)
     fd = m.fileno()
@@ -138,7 +138,7 @@ def test_serial_hostile_stream_is_bounded(pty):
 
 
 def test_serial_missing_device_fails_once_and_retries(caplog):
-    m = media.Serial(config.Medium("serial", "/nonexistent/ttyS7"), 19200)
+    m = media.Serial(settings.Medium("serial", "/nonexistent/ttyS7"), 19200)
     for i in range(5):
         m.send(status(i), True, i * 0.3)
     assert m.failed and m.fileno() < 0
@@ -155,7 +155,7 @@ def test_loopback_addresses_by_ioctl():
 
 def test_udp_ucast_over_loopback():
     port = 20000 + os.getpid() % 20000
-    a = media.Udp(config.Medium("ucast", "lo", addr="127.0.0.1", port=port))
+    a = media.Udp(settings.Medium("ucast", "lo", addr="127.0.0.1", port=port))
     assert a.ensure(0.0)
     a.send(b">>>\nt=x\n<<<\n", False, 0.0)
     time.sleep(0.05)
@@ -269,8 +269,8 @@ def test_a_socket_or_device_error_reopens_within_retry(err, caplog):
 
 
 def test_open_media_retries_within_keepalive():
-    cfg = config.Config(media=[config.Medium("bcast", "eth0"), config.Medium("serial", "/x")],
-                        keepalive=0.02)
+    cfg = settings.Config(media=[settings.Medium("bcast", "eth0"), settings.Medium("serial", "/x")],
+                          keepalive=0.02)
     assert [m.retry for m in media.open_media(cfg)] == [0.02, 0.02]
     cfg.keepalive = 2.0
     assert [m.retry for m in media.open_media(cfg)] == [media.RETRY] * 2
@@ -280,7 +280,7 @@ def test_open_media_retries_within_keepalive():
 
 def test_serial_takes_the_uucp_lock_and_gives_it_back(pty, lockdir):
     master, path = pty
-    m = media.Serial(config.Medium("serial", path), 19200)
+    m = media.Serial(settings.Medium("serial", path), 19200)
     m.open()
     lock = lock_of(lockdir, path)
     assert lock.read_text() == "%10d\n" % os.getpid()          # Heartbeat's, cu's format
@@ -295,7 +295,7 @@ def test_serial_locked_by_a_live_process_is_not_opened(pty, lockdir):
     try:
         lock = lock_of(lockdir, path)
         lock.write_text("%10d\n" % other.pid)
-        m = media.Serial(config.Medium("serial", path), 19200)
+        m = media.Serial(settings.Medium("serial", path), 19200)
         with pytest.raises(OSError) as e:
             m.open()
         assert e.value.errno == errno.EBUSY
@@ -312,7 +312,7 @@ def test_a_stale_uucp_lock_is_taken_over(pty, lockdir):
     gone.wait()
     lock = lock_of(lockdir, path)
     lock.write_text("%10d\n" % gone.pid)
-    m = media.Serial(config.Medium("serial", path), 19200)
+    m = media.Serial(settings.Medium("serial", path), 19200)
     m.open()
     assert lock.read_text() == "%10d\n" % os.getpid()
     m.close()
@@ -330,7 +330,7 @@ def test_serial_writes_paced_512_byte_fragments_as_heartbeat(pty, baud):
     512 / (baud / 8) s apart (Heartbeat's serial.c), without send() or flush() ever
     blocking; the receiver's framer puts it back together."""
     master, path = pty
-    m = media.Serial(config.Medium("serial", path, baud=baud), baud)
+    m = media.Serial(settings.Medium("serial", path, baud=baud), baud)
     pace = wire.frag_delay(baud)
     assert pace == 512 / (baud // 8)
     fields = [("t", 0, "resource"), ("src", 0, "alpha"), ("seq", 0, "7")]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from hb import owner
-from hb.config import Config, Group, Medium, Resource
+from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
 KEEPALIVE, DEADTIME, INITDEAD = 0.1, 0.5, 1.0
@@ -809,7 +809,7 @@ def test_an_empty_class_held_by_the_peer_is_not_claimed_at_start():
 
 def test_next_due_is_when_the_peer_would_be_declared_dead():
     """hb-watch sleeps until exactly then, so a death costs deadtime and not a tick more."""
-    from hb.config import Config, Group, Medium, Resource
+    from hb.settings import Config, Group, Medium, Resource
     from hb.owner import Owner
     cfg = Config(node="alpha", nodes=["alpha", "beta"], keepalive=1.0, deadtime=4.0,
                  warntime=2.0, initdead=8.0, media=[Medium("bcast", "eth0")],
@@ -854,7 +854,7 @@ def _fake_watch(ow, beats, until):
 
 
 def _two_media_owner():
-    from hb.config import Config, Group, Medium, Resource
+    from hb.settings import Config, Group, Medium, Resource
     from hb.owner import Owner
     cfg = Config(node="alpha", nodes=["alpha", "beta"], keepalive=1.0, deadtime=4.0,
                  warntime=2.0, initdead=8.0,
@@ -1040,8 +1040,9 @@ def test_late_counters_stay_bounded():
 
 
 def test_stop_failure_directive():
-    from hb import config as cf
-    c = cf._HaCf(Config(), "ha.cf", ())
+    from hb import hacf
+    from hb.settings import ConfigError
+    c = hacf._HaCf(Config(), "ha.cf", ())
     table = c.dispatch()
     table["stop_failure"]("stop_failure", "reboot /usr/local/sbin/fake now",
                           ["reboot", "/usr/local/sbin/fake", "now"])
@@ -1049,7 +1050,7 @@ def test_stop_failure_directive():
     table["stop_failure"]("stop_failure", "hold", ["hold"])
     assert c.cfg.stop_failure == "hold"
     for bad in (["reboot", "fake"], ["maybe"], ["hold", "x"], []):
-        with pytest.raises(cf.ConfigError):
+        with pytest.raises(ConfigError):
             table["stop_failure"]("stop_failure", " ".join(bad), bad)
 
 

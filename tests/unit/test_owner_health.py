@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from hb import health, owner
-from hb.config import Config, Group, Medium, PingNode, Resource
+from hb.settings import Config, Group, Medium, PingNode, Resource
 
 J, C = "julius", "caesar"
 KA, DEADTIME, DEADPING, INITDEAD = 0.1, 0.5, 1.0, 1.0

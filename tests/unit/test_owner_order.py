@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from hb import owner
-from hb.config import Config, Group, Medium, Resource
+from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
 

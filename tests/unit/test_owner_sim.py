@@ -47,7 +47,7 @@ import random
 import time
 
 from hb import owner
-from hb.config import Config, Group, Medium, Resource
+from hb.settings import Config, Group, Medium, Resource
 
 A, B = "alpha", "beta"
 K, D = 1.0, 4.0                 # keepalive, deadtime

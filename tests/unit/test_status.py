@@ -8,7 +8,7 @@ import os
 from hypothesis import given, settings, strategies as st_
 
 from hb import access, owner, status, switch, watch
-from hb.config import Config, Group, Medium, Resource
+from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
 

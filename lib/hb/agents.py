@@ -14,7 +14,6 @@ results come back to the caller's loop through a pipe (Runner.fileno/collect).
 from __future__ import annotations
 
 import collections
-import importlib
 import logging
 import os
 import re
@@ -201,29 +200,42 @@ def preload(groups: list[Group], confdir: str, pings: list[str] | None = None) -
     for m in sorted({a.module for g in groups for r in g.resources
                      for a in [lookup(r.name, confdir)] if a and a.module}):
         try:
-            mod = importlib.import_module("hb." + m)
+            _import(m)
         except Exception as e:       # a broken optional module must not stop hb-watch
             problems.append("built-in agent module hb.%s: %s" % (m, e))
             continue
         if m == "address":           # takeover = one netlink call + one ARP: pay the rest now
+            from hb import address
             texts = []
             for g in groups:
                 for r in g.resources:
                     ag = lookup(r.name, confdir)
                     if r.args and ag and ag.module == "address":
                         texts.append(r.args[0])
-            problems += ["cannot prepare %s" % p for p in mod.warm(texts, pings)]
+            problems += ["cannot prepare %s" % p for p in address.warm(texts, pings)]
     return problems
 
 
-def address_start(address, text: str, agent: str = "IPaddr2") -> tuple[int, str]:
+def _import(module: str) -> None:
+    """Import a built-in's module.  Here, not at the top: hb-supervise (through
+    precheck) and an hb-watch whose groups hold no address or mail need neither."""
+    if module == "address":
+        from hb import address  # noqa: F401
+    elif module == "mail":
+        from hb import mail  # noqa: F401
+    else:
+        raise ImportError("no built-in module hb.%s" % module)
+
+
+def address_start(text: str, agent: str = "IPaddr2") -> tuple[int, str]:
     """Start an address without the duplicate-address probe: hb-watch starts a group
     only once no live peer advertises it, and a peer whose daemons died while its
     kernel still holds the address must not keep it unmanaged (the split-brain rule
     settles it when that peer's hb-watch comes back).  Announced as the agent
     named does; the neighbours are then checked in the background."""
+    from hb import address, addrspec    # imported by _import already: no cost
     try:
-        spec = address.parse_spec(text, agent)
+        spec = addrspec.parse(text, agent)
         spec.dad = False
         return exits.OK, address.start(spec, "thread", confirm=True)
     except Exception as e:
@@ -266,7 +278,7 @@ class Caller:
         up.  While such a call is still stuck, the same resource is not called again
         (a hung netlink or mail call costs one thread, not one per monitor interval)."""
         try:
-            mod = importlib.import_module("hb." + a.module)
+            _import(a.module)
         except Exception as e:
             return exits.FAIL, "built-in %s unavailable: %s" % (a.name, e)
         key = (a.module, tuple(r.args))
@@ -280,11 +292,13 @@ class Caller:
 
         def act(what: str) -> tuple[int, str]:
             if a.module == "mail":
-                return mod.run_agent(list(r.args), what, self.node, self.rundir,
-                                     self.statedir, confdir=self.confdir)
+                from hb import mail     # imported by _import already: no cost
+                return mail.run_agent(list(r.args), what, self.node, self.rundir,
+                                      self.statedir, confdir=self.confdir)
+            from hb import address      # imported by _import already: no cost
             if what == "start" and len(r.args) == 1:
-                return address_start(mod, r.args[0], r.name)
-            return mod.run_agent(list(r.args), what, r.name)
+                return address_start(r.args[0], r.name)
+            return address.run_agent(list(r.args), what, r.name)
 
         def work() -> None:
             try:

@@ -235,9 +235,9 @@ class Watch:
             address.on_neighbour = self.neighbour_heard
         self.netlink = None
         if self.ifaces or self.byip:
-            from hb import address
+            from hb import netlink
             try:
-                self.netlink = address.LinkWatcher()
+                self.netlink = netlink.LinkWatcher()
             except OSError as e:
                 log.error("no netlink events (carrier, addresses): %s", e.strerror or e)
         self.beat_fd: int | None = None

@@ -228,8 +228,8 @@ def test_run_agent_in_process(lab):
 
 WATCH = r"""
 import json, select, sys, time
-from hb import address
-w = address.LinkWatcher()
+from hb import netlink
+w = netlink.LinkWatcher()
 print(json.dumps(["carrier", w.carrier("eth0")]), flush=True)
 end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end:

@@ -204,7 +204,7 @@ def test_check_hb_ipaddr_and_hb_watch_accept_alike(text, agent, want):
 def test_the_issue_example_no_longer_splits():
     """192.0.2.7/24/eth0:1:2 used to pass --check and fail at every takeover."""
     g, = config.parse_haresources(haresources("192.0.2.7/24/eth0:1:2"), "h", ["alpha"])
-    spec = address.parse_spec(g.resources[0].args[0])
+    spec = S.parse(g.resources[0].args[0])
     assert spec.device == "eth0:1:2"
 
 

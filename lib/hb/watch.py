@@ -221,7 +221,7 @@ class Watch:
         self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node),
                               self.ifaces, peer_stuck_before(self.stuck_path, cfg))
         self.stuck_text = ""
-        self.hooks = agents.Hooks(harc.base_env(cfg))
+        self.hooks = harc.Hooks(harc.base_env(cfg))
         env = harc.agent_env(cfg)
         self.events = self.scan_hooks()
         self.runner = agents.Runner(checks.Caller(cfg.confdir, cfg.node, rundir, statedir,

@@ -81,9 +81,8 @@ def base_env(cfg: config.Config) -> dict[str, str]:
         pass
     env.update({"HA_DIR": d, "HA_FUNCS": d + "/shellfuncs", "HA_DATEFMT": DATEFMT,
                 "HA_LOGD": "no", "OCF_ROOT": OCF_ROOT})
-    for name, key in (("logfile", "HA_LOGFILE"), ("debugfile", "HA_DEBUGLOG"),
-                      ("logfacility", "HA_LOGFACILITY")):
-        v = getattr(cfg, name, None)
+    for v, key in ((cfg.logfile, "HA_LOGFILE"), (cfg.debugfile, "HA_DEBUGLOG"),
+                   (cfg.logfacility, "HA_LOGFACILITY")):
         if v:
             env[key] = v
     if cfg.debug:

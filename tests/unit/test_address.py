@@ -1,6 +1,7 @@
 """address.py: findif, labels, neighbour targets and the neighbour check's state,
 the repeats' stop; warm() in a namespace."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -80,12 +81,20 @@ def test_findif_ignores_the_address_itself():
 
 def test_import_is_light():
     """status/monitor must not pay for pyroute2 (200-300 ms): not even imported."""
-    code = ("import sys; from hb import address, ipaddr, netlink; netlink.held('127.0.0.1'); "
+    code = ("import sys; from hb import address, netlink; netlink.held('127.0.0.1'); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('pyroute2', 'threading', 'ctypes', 'dataclasses', 'logging')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, timeout=30).stdout
     assert out.strip() == "[]"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-X", "importtime", os.path.join(root, "bin", "hb-ipaddr"),
+                        "127.0.0.1", "status"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, PYTHONPATH=os.path.join(root, "lib")))
+    assert (r.returncode, r.stdout) == (0, "running\n")
+    loaded = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert "hb.netlink" in loaded and not [m for m in loaded if m.split(".")[0] in (
+        "pyroute2", "threading", "ctypes", "dataclasses", "logging", "hashlib")], loaded
 
 
 def test_warm_pays_the_one_time_costs_now(lab):

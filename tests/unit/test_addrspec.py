@@ -1,15 +1,27 @@
 """The one address grammar: a table of accepted and refused specs and OCF parameters,
 and the proof that --check (config), hb-ipaddr and hb-watch's agent all use it."""
 
-import contextlib
-import io
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hb import address, addrspec as S, config, exits, ipaddr
+from hb import address, addrspec as S, config, exits
 from hb.addrspec import AF_INET, AF_INET6, SpecError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def hb_ipaddr(*args: str) -> tuple[int, str, str]:
+    """The command, as a process: (exit code, stdout, stderr)."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "hb-ipaddr"), *args],
+                       capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib")))
+    return r.returncode, r.stdout, r.stderr
+
 
 F = ("ip", "family", "prefix", "iface", "label", "broadcast", "arp_count", "arp_interval")
 V4, V6 = AF_INET, AF_INET6
@@ -179,10 +191,8 @@ def test_check_hb_ipaddr_and_hb_watch_refuse_alike(text, msg):
     assert (rc, out) == (exits.FAIL, "start %s: %s" % (text, msg))
     rc, out = address.run_agent([text], "status", "IPaddr2")
     assert rc == exits.LSB_UNKNOWN and out.endswith(msg)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        rc = ipaddr.main([text, "status"])
-    assert rc == exits.LSB_UNKNOWN and err.getvalue().rstrip().endswith(msg)
+    rc, _out, err = hb_ipaddr(text, "status")
+    assert rc == exits.LSB_UNKNOWN and err.rstrip().endswith(msg)
 
 
 @pytest.mark.parametrize("text,agent,want", ACCEPTED[:-1])
@@ -195,10 +205,9 @@ def test_check_hb_ipaddr_and_hb_watch_accept_alike(text, agent, want):
     g, = config.parse_haresources(haresources(text, agent), "har", ["alpha", "beta"])
     assert (g.resources[0].name, "::".join(g.resources[0].args)) == (agent, text)
     assert address.run_agent(g.resources[0].args, "status", agent) == (3, "stopped")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert ipaddr.main(["--agent", agent, text, "status"]) == exits.LSB_NOT_RUNNING
-    assert out.getvalue() == "stopped\n"
+    rc, out, _err = hb_ipaddr("--agent", agent, text, "status")
+    assert rc == exits.LSB_NOT_RUNNING
+    assert out == "stopped\n"
 
 
 def test_the_issue_example_no_longer_splits():

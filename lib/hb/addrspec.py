@@ -248,6 +248,14 @@ def broadcast_of(ip: str, prefix: int, how: str | None = None) -> str | None:
     return socket.inet_ntop(AF_INET, n.to_bytes(4, "big"))
 
 
+def in_subnet(raw: bytes, net: bytes, prefix: int) -> bool:
+    """Whether address raw lies in net/prefix (both packed, same family)."""
+    if len(raw) != len(net):
+        return False
+    shift = len(raw) * 8 - prefix
+    return int.from_bytes(raw, "big") >> shift == int.from_bytes(net, "big") >> shift
+
+
 # -- parameters (OCF names) ------------------------------------------------------
 
 TRUE = ("1", "yes", "true", "on", "y")

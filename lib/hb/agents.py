@@ -14,7 +14,6 @@ results come back to the caller's loop through a pipe (Runner.fileno/collect).
 from __future__ import annotations
 
 import collections
-import importlib
 import logging
 import os
 import re
@@ -35,8 +34,6 @@ INITD = "/etc/init.d"
 BUILTINS = {"IPaddr": "address", "IPaddr2": "address", "MailTo": "mail"}
 TIMEOUT = 60.0
 OUTPUT_LIMIT = 65536   # bytes of an agent's output kept (and logged from)
-HOOK_TIMEOUT = 60.0    # s an rc.d hook may run before its process group is killed
-HOOK_QUEUE = 256       # rc.d hooks waiting at most
 _NOT_RUNNING = re.compile(r"[Nn][Oo][Tt] *[Rr]unning")
 _RUNNING = re.compile(r"[Rr]unning|OK")
 
@@ -201,29 +198,42 @@ def preload(groups: list[Group], confdir: str, pings: list[str] | None = None) -
     for m in sorted({a.module for g in groups for r in g.resources
                      for a in [lookup(r.name, confdir)] if a and a.module}):
         try:
-            mod = importlib.import_module("hb." + m)
+            _import(m)
         except Exception as e:       # a broken optional module must not stop hb-watch
             problems.append("built-in agent module hb.%s: %s" % (m, e))
             continue
         if m == "address":           # takeover = one netlink call + one ARP: pay the rest now
+            from hb import address
             texts = []
             for g in groups:
                 for r in g.resources:
                     ag = lookup(r.name, confdir)
                     if r.args and ag and ag.module == "address":
                         texts.append(r.args[0])
-            problems += ["cannot prepare %s" % p for p in mod.warm(texts, pings)]
+            problems += ["cannot prepare %s" % p for p in address.warm(texts, pings)]
     return problems
 
 
-def address_start(address, text: str, agent: str = "IPaddr2") -> tuple[int, str]:
+def _import(module: str) -> None:
+    """Import a built-in's module.  Here, not at the top: hb-supervise (through
+    precheck) and an hb-watch whose groups hold no address or mail need neither."""
+    if module == "address":
+        from hb import address  # noqa: F401
+    elif module == "mail":
+        from hb import mail  # noqa: F401
+    else:
+        raise ImportError("no built-in module hb.%s" % module)
+
+
+def address_start(text: str, agent: str = "IPaddr2") -> tuple[int, str]:
     """Start an address without the duplicate-address probe: hb-watch starts a group
     only once no live peer advertises it, and a peer whose daemons died while its
     kernel still holds the address must not keep it unmanaged (the split-brain rule
     settles it when that peer's hb-watch comes back).  Announced as the agent
     named does; the neighbours are then checked in the background."""
+    from hb import address, addrspec    # imported by _import already: no cost
     try:
-        spec = address.parse_spec(text, agent)
+        spec = addrspec.parse(text, agent)
         spec.dad = False
         return exits.OK, address.start(spec, "thread", confirm=True)
     except Exception as e:
@@ -266,7 +276,7 @@ class Caller:
         up.  While such a call is still stuck, the same resource is not called again
         (a hung netlink or mail call costs one thread, not one per monitor interval)."""
         try:
-            mod = importlib.import_module("hb." + a.module)
+            _import(a.module)
         except Exception as e:
             return exits.FAIL, "built-in %s unavailable: %s" % (a.name, e)
         key = (a.module, tuple(r.args))
@@ -280,11 +290,13 @@ class Caller:
 
         def act(what: str) -> tuple[int, str]:
             if a.module == "mail":
-                return mod.run_agent(list(r.args), what, self.node, self.rundir,
-                                     self.statedir, confdir=self.confdir)
+                from hb import mail     # imported by _import already: no cost
+                return mail.run_agent(list(r.args), what, self.node, self.rundir,
+                                      self.statedir, confdir=self.confdir)
+            from hb import address      # imported by _import already: no cost
             if what == "start" and len(r.args) == 1:
-                return address_start(mod, r.args[0], r.name)
-            return mod.run_agent(list(r.args), what, r.name)
+                return address_start(r.args[0], r.name)
+            return address.run_agent(list(r.args), what, r.name)
 
         def work() -> None:
             try:
@@ -459,97 +471,3 @@ class Runner:
 
     def close(self) -> None:
         self.box.close()
-
-
-class Hooks:
-    """rc.d event hooks (hb.harc): run one at a time, in the order queued, by one
-    worker thread, each with a timeout after which its process group is killed;
-    its output goes to the log at debug level.  queue() never blocks: past
-    HOOK_QUEUE waiting hooks, a new one is dropped with an error."""
-
-    def __init__(self, env: dict[str, str], timeout: float = HOOK_TIMEOUT) -> None:
-        self.env = dict(os.environ, **env)
-        self.timeout = timeout
-        self.q: collections.deque = collections.deque()
-        self.cv = threading.Condition()
-        self.ran = 0                      # hooks finished
-        self.pending = 0                  # queued or running
-        self.thread: threading.Thread | None = None
-        self.closed = False
-
-    def queue(self, path: str, typ: str, env: dict[str, str]) -> bool:
-        with self.cv:
-            if len(self.q) >= HOOK_QUEUE:
-                log.error("rc.d: %d hooks waiting: %s %s dropped", len(self.q), path, typ)
-                return False
-            self.q.append((path, typ, env))
-            self.pending += 1
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._work, daemon=True, name="rc.d")
-                self.thread.start()
-            self.cv.notify()
-        return True
-
-    def _work(self) -> None:
-        while True:
-            with self.cv:
-                while not self.q and not self.closed:
-                    self.cv.wait()
-                if self.closed:
-                    return
-                path, typ, env = self.q.popleft()
-            try:
-                self.run_one(path, typ, env)
-            except Exception as e:          # a bug: never a dead worker
-                log.error("rc.d: %s %s: %s: %s", path, typ, type(e).__name__, e)
-            with self.cv:
-                self.ran += 1
-                self.pending -= 1
-                self.cv.notify_all()
-
-    def run_one(self, path: str, typ: str, env: dict[str, str]) -> int | None:
-        log.info("rc.d: running %s %s", path, typ)
-        t0 = time.monotonic()
-        env = dict(self.env, **env)
-        argv = [path, typ]
-        funcs = env.get("HA_FUNCS", "")
-        if funcs and os.path.isfile(funcs):    # as Heartbeat's harc: shellfuncs' variables
-            argv = ["/bin/sh", "-c", '. "$HA_FUNCS" >/dev/null 2>&1; exec "$0" "$@"', *argv]
-        try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=env, cwd="/")
-        except OSError as e:
-            log.error("rc.d: cannot run %s: %s", path, e.strerror)
-            return None
-        assert p.stdout is not None
-        fd = os.dup(p.stdout.fileno())
-        p.stdout.close()
-        out, rc = collect(p, fd, self.timeout)
-        for line in out.decode("utf-8", "replace").splitlines()[:200]:
-            log.debug("rc.d: %s: %s", typ, line.rstrip())
-        if rc is None:
-            log.error("rc.d: %s %s: timed out after %g s: killed", path, typ, self.timeout)
-        elif rc != 0:
-            log.warning("rc.d: %s %s: exit %d in %.3f s", path, typ, rc, time.monotonic() - t0)
-        else:
-            log.debug("rc.d: %s %s: exit 0 in %.3f s", path, typ, time.monotonic() - t0)
-        return rc
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Until nothing is queued or running (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        with self.cv:
-            while self.pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cv.wait(left)
-        return True
-
-    def close(self) -> None:
-        with self.cv:
-            self.closed = True
-            self.pending -= len(self.q)
-            self.q.clear()
-            self.cv.notify_all()

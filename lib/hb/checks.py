@@ -97,7 +97,7 @@ def addresses(groups: list[Group], confdir: str) -> tuple[list[str], dict[str, s
     The interface is the one in the spec, else the one whose subnet holds the
     address on this node now (Heartbeat's findif); an address that fits none is
     left out of the interfaces (its start will say why)."""
-    from hb import address
+    from hb import address, addrspec, netlink
     ifaces: list[str] = []
     byip: dict[str, set] = {}
     known = None
@@ -107,15 +107,15 @@ def addresses(groups: list[Group], confdir: str) -> tuple[list[str], dict[str, s
             if a is None or a.module != "address" or len(r.args) != 1:
                 continue
             try:
-                spec = address.parse_spec(r.args[0])
+                spec = addrspec.parse(r.args[0])
                 byip.setdefault(spec.ip, set()).add(g.index)
                 if spec.iface:
                     iface = spec.iface
                 else:
                     if known is None:
-                        known = address.dump_addrs()
+                        known = netlink.dump_addrs()
                     iface = address.findif(spec, known)[0]
-            except (address.SpecError, OSError):
+            except (addrspec.SpecError, OSError):
                 continue
             if iface not in ifaces:
                 ifaces.append(iface)

@@ -1,4 +1,4 @@
-"""Heartbeat's rc.d event hooks and message FIFO: the pure parts.
+"""Heartbeat's rc.d event hooks and message FIFO.
 
 Heartbeat hands some cluster messages to harc, which runs CONFDIR/rc.d/<type>
 <type> with every field of the message as HA_<field> (hb_resource.c notify_world).
@@ -16,16 +16,25 @@ an admin's own script, whatever its name, runs.
 
 The FIFO (Heartbeat's /var/lib/heartbeat/fifo) carries messages as shellfuncs'
 ha_clustermsg writes them: a line `>>>`, name=value lines, a line `<<<`.
+
+Which messages, their environment and the FIFO parser are pure; `Hooks` runs
+the scripts (one at a time, off hb-watch's loop, with a timeout).
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import os
 import re
+import subprocess
+import threading
 import time
 from typing import Iterable
 
-from hb import clstatus, settings
+from hb import agents, clstatus, settings
+
+log = logging.getLogger("hb")
 
 RC_DIR = "rc.d"
 FIFO = "/var/lib/heartbeat/fifo"
@@ -46,6 +55,8 @@ FIFO_MAX_FIELDS = 64
 FIELD_NAME = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.+()-]*")
 HA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BINARY_FIELDS = frozenset({"srcuuid", "destuuid"})   # binary in Heartbeat: not in env
+HOOK_TIMEOUT = 60.0    # s an rc.d hook may run before its process group is killed
+HOOK_QUEUE = 256       # rc.d hooks waiting at most
 
 
 def base_env(cfg: settings.Config) -> dict[str, str]:
@@ -70,9 +81,8 @@ def base_env(cfg: settings.Config) -> dict[str, str]:
         pass
     env.update({"HA_DIR": d, "HA_FUNCS": d + "/shellfuncs", "HA_DATEFMT": DATEFMT,
                 "HA_LOGD": "no", "OCF_ROOT": OCF_ROOT})
-    for name, key in (("logfile", "HA_LOGFILE"), ("debugfile", "HA_DEBUGLOG"),
-                      ("logfacility", "HA_LOGFACILITY")):
-        v = getattr(cfg, name, None)
+    for v, key in ((cfg.logfile, "HA_LOGFILE"), (cfg.debugfile, "HA_DEBUGLOG"),
+                   (cfg.logfacility, "HA_LOGFACILITY")):
         if v:
             env[key] = v
     if cfg.debug:
@@ -150,6 +160,100 @@ def scan(confdir: str) -> tuple[dict[str, str], list[str]]:
         else:
             hooks[name] = path
     return hooks, skipped
+
+
+class Hooks:
+    """rc.d event hooks: run one at a time, in the order queued, by one
+    worker thread, each with a timeout after which its process group is killed;
+    its output goes to the log at debug level.  queue() never blocks: past
+    HOOK_QUEUE waiting hooks, a new one is dropped with an error."""
+
+    def __init__(self, env: dict[str, str], timeout: float = HOOK_TIMEOUT) -> None:
+        self.env = dict(os.environ, **env)
+        self.timeout = timeout
+        self.q: collections.deque = collections.deque()
+        self.cv = threading.Condition()
+        self.ran = 0                      # hooks finished
+        self.pending = 0                  # queued or running
+        self.thread: threading.Thread | None = None
+        self.closed = False
+
+    def queue(self, path: str, typ: str, env: dict[str, str]) -> bool:
+        with self.cv:
+            if len(self.q) >= HOOK_QUEUE:
+                log.error("rc.d: %d hooks waiting: %s %s dropped", len(self.q), path, typ)
+                return False
+            self.q.append((path, typ, env))
+            self.pending += 1
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._work, daemon=True, name="rc.d")
+                self.thread.start()
+            self.cv.notify()
+        return True
+
+    def _work(self) -> None:
+        while True:
+            with self.cv:
+                while not self.q and not self.closed:
+                    self.cv.wait()
+                if self.closed:
+                    return
+                path, typ, env = self.q.popleft()
+            try:
+                self.run_one(path, typ, env)
+            except Exception as e:          # a bug: never a dead worker
+                log.error("rc.d: %s %s: %s: %s", path, typ, type(e).__name__, e)
+            with self.cv:
+                self.ran += 1
+                self.pending -= 1
+                self.cv.notify_all()
+
+    def run_one(self, path: str, typ: str, env: dict[str, str]) -> int | None:
+        log.info("rc.d: running %s %s", path, typ)
+        t0 = time.monotonic()
+        env = dict(self.env, **env)
+        argv = [path, typ]
+        funcs = env.get("HA_FUNCS", "")
+        if funcs and os.path.isfile(funcs):    # as Heartbeat's harc: shellfuncs' variables
+            argv = ["/bin/sh", "-c", '. "$HA_FUNCS" >/dev/null 2>&1; exec "$0" "$@"', *argv]
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, start_new_session=True,
+                                 env=env, cwd="/")
+        except OSError as e:
+            log.error("rc.d: cannot run %s: %s", path, e.strerror)
+            return None
+        assert p.stdout is not None
+        fd = os.dup(p.stdout.fileno())
+        p.stdout.close()
+        out, rc = agents.collect(p, fd, self.timeout)
+        for line in out.decode("utf-8", "replace").splitlines()[:200]:
+            log.debug("rc.d: %s: %s", typ, line.rstrip())
+        if rc is None:
+            log.error("rc.d: %s %s: timed out after %g s: killed", path, typ, self.timeout)
+        elif rc != 0:
+            log.warning("rc.d: %s %s: exit %d in %.3f s", path, typ, rc, time.monotonic() - t0)
+        else:
+            log.debug("rc.d: %s %s: exit 0 in %.3f s", path, typ, time.monotonic() - t0)
+        return rc
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Until nothing is queued or running (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while self.pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cv.wait(left)
+        return True
+
+    def close(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.pending -= len(self.q)
+            self.q.clear()
+            self.cv.notify_all()
 
 
 class Events:

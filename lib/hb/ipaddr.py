@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 
-from hb import address, addrspec, cli, exits
+from hb import addrspec, cli, exits, netlink
 
 PROG = "hb-ipaddr"
 ACTIONS = ("start", "stop", "status", "monitor")
@@ -44,7 +44,7 @@ def _fatal(verb: str, obj: str, reason: object) -> None:
     sys.stderr.write("%s: fatal: unable to %s %s: %s\n" % (PROG, verb, obj, reason))
 
 
-def _options(spec: address.Spec, args: dict) -> None:
+def _options(spec: addrspec.Spec, args: dict) -> None:
     for opt, name in (("--arp-count", "arp_count"), ("--arp-interval", "arp_interval"),
                       ("--dad-timeout", "dad_timeout")):
         if args[opt] is not None:
@@ -58,7 +58,7 @@ def _options(spec: address.Spec, args: dict) -> None:
 def _agent(args: dict) -> str:
     name = args["--agent"] or addrspec.DEFAULT_AGENT
     if name not in addrspec.AGENTS:
-        raise address.SpecError("--agent: %r is neither IPaddr nor IPaddr2" % name)
+        raise addrspec.SpecError("--agent: %r is neither IPaddr nor IPaddr2" % name)
     return name
 
 
@@ -68,7 +68,7 @@ def meta_data() -> str:
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
             .replace('"', "&quot;")
     params = []
-    for name, typ, default, desc in address.OCF_PARAMS:
+    for name, typ, default, desc in addrspec.OCF_PARAMS:
         req = ' required="1" unique="1"' if name == "ip" else ""
         params.append(
             '<parameter name="%s"%s>\n<longdesc lang="en">%s</longdesc>\n'
@@ -111,12 +111,12 @@ def _heartbeat(spec_text: str, action: str, args: dict) -> int:
     try:
         spec = addrspec.parse(spec_text, _agent(args))
         _options(spec, args)
-    except address.SpecError as e:
+    except addrspec.SpecError as e:
         _fatal(action, spec_text, e)
         return exits.LSB_UNKNOWN if action == "status" else exits.OCF_ERR_ARGS
     if action in ("status", "monitor"):
         try:
-            up = address.find_held(spec) is not None
+            up = netlink.find_held(spec) is not None
         except OSError as e:
             _fatal("query", spec_text, e)
             return exits.LSB_UNKNOWN if action == "status" else exits.OCF_ERR_GENERIC
@@ -127,14 +127,15 @@ def _heartbeat(spec_text: str, action: str, args: dict) -> int:
     return _change(spec, action, spec_text)
 
 
-def _change(spec: address.Spec, action: str, what: str) -> int:
+def _change(spec: addrspec.Spec, action: str, what: str) -> int:
+    from hb import address     # here: status and monitor need only netlink
     try:
         if action == "start":
             _say(address.start(spec, "fork"))
         else:
             _say(address.stop(spec))
         return exits.OK
-    except address.SpecError as e:
+    except addrspec.SpecError as e:
         _fatal(action, what, e)
         return exits.OCF_ERR_CONFIGURED
     except address.Refused as e:
@@ -159,21 +160,23 @@ def _ocf(action: str, args: dict) -> int:
     try:
         spec = addrspec.from_ocf(os.environ, _agent(args))
         _options(spec, args)
-    except address.SpecError as e:
+    except addrspec.SpecError as e:
         _fatal(action, os.environ.get("OCF_RESKEY_ip", "address"), e)
         return exits.OCF_ERR_CONFIGURED
     if action == "validate-all":
+        from hb import address     # here: status and monitor need only netlink
         try:
             iface, prefix = address.validate(spec)
-        except address.SpecError as e:
+        except addrspec.SpecError as e:
             _fatal("validate", spec.ip, e)
             return exits.OCF_ERR_CONFIGURED
         _say("%s/%d on %s: valid" % (spec.ip, prefix, iface))
         return exits.OCF_SUCCESS
     if action in ("status", "monitor"):
         try:
-            up = address.find_held(spec) is not None
+            up = netlink.find_held(spec) is not None
             if up and spec.arp_count_refresh:
+                from hb import address     # here: a plain monitor needs only netlink
                 address.refresh(spec)
         except OSError as e:
             _fatal("query", spec.ip, e)

@@ -13,6 +13,10 @@ import logging.handlers
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hb.settings import Config
+
 FACILITIES = {
     "auth", "authpriv", "cron", "daemon", "kern", "lpr", "mail", "news", "user",
     "uucp", "syslog", "local0", "local1", "local2", "local3", "local4", "local5",
@@ -22,7 +26,7 @@ FACILITIES = {
 log = logging.getLogger("hb")
 
 
-def setup(prog: str, cfg: object = None, stderr: bool | None = None,
+def setup(prog: str, cfg: Config | None = None, stderr: bool | None = None,
           debug: int | None = None) -> logging.Logger:
     """Configure the 'hb' logger for program prog from a settings.Config.
 
@@ -31,14 +35,14 @@ def setup(prog: str, cfg: object = None, stderr: bool | None = None,
     for h in list(log.handlers):
         log.removeHandler(h)
         h.close()
-    level_debug = debug if debug is not None else getattr(cfg, "debug", 0)
+    logfile, debugfile = (cfg.logfile, cfg.debugfile) if cfg else (None, None)
+    level_debug = debug if debug is not None else cfg.debug if cfg else 0
     log.setLevel(logging.DEBUG if level_debug else logging.INFO)
     fmt = logging.Formatter(prog + "[%(process)d]: %(levelname)s: %(message)s")
     tfmt = logging.Formatter("%(asctime)s " + prog + "[%(process)d]: %(levelname)s: %(message)s")
     dests = 0
-    facility = getattr(cfg, "logfacility", None)
-    if facility is None and not getattr(cfg, "logfile", None) and \
-            not getattr(cfg, "debugfile", None) and \
+    facility = cfg.logfacility if cfg else None
+    if facility is None and not logfile and not debugfile and \
             os.environ.get("HB_LOG_DEFAULT") == "syslog":
         facility = "daemon"               # sysvinit: no journal to catch stderr
     if facility and facility != "none" and os.path.exists("/dev/log"):
@@ -52,14 +56,12 @@ def setup(prog: str, cfg: object = None, stderr: bool | None = None,
             dests += 1
         except OSError:
             pass
-    logfile = getattr(cfg, "logfile", None)
     if logfile:
         h = FollowingFileHandler(logfile)
         h.setFormatter(tfmt)
         h.setLevel(logging.INFO)
         log.addHandler(h)
         dests += 1
-    debugfile = getattr(cfg, "debugfile", None)
     if debugfile:
         h = FollowingFileHandler(debugfile)
         h.setFormatter(tfmt)

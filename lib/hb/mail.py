@@ -374,6 +374,8 @@ def act(addrs: list[str], subject: str, action: str, node: str, rundir: str,
 # -- in-process, for hb-watch ---------------------------------------------------
 
 _queue: Any = None
+_idle: Any = None       # threading.Condition over _state, once the thread runs
+_state = [0, False]     # [requests not yet handled, a held-back event awaits release]
 
 
 def _worker() -> None:
@@ -383,8 +385,10 @@ def _worker() -> None:
     log = logging.getLogger("hb")
     last, due = None, None
     while True:
+        got = False
         try:
             last = _queue.get(timeout=None if due is None else max(0.0, due - time.time()))
+            got = True
         except queue.Empty:
             pass
         statedir, cfg, node = last
@@ -393,24 +397,39 @@ def _worker() -> None:
             n, err = flush(statedir, cfg)
         except Exception as e:      # a full disk must not end the thread
             log.warning("MailTo: %s", e)
-            due = None
-            continue
+            said, due, n, err = [], None, 0, None
         for line in said:
             log.info("MailTo: %s", line)
         if n:
             log.info("MailTo: %d mail%s delivered", n, "s" * (n != 1))
         if err:
             log.warning("MailTo: %s", err)
+        with _idle:
+            _state[0] -= got
+            _state[1] = due is not None
+            _idle.notify_all()
 
 
 def _background_flush(statedir: str, cfg: dict[str, Any], node: str) -> None:
-    global _queue
+    global _queue, _idle
     if _queue is None:
         import queue
         import threading
         _queue = queue.Queue()
+        _idle = threading.Condition()
         threading.Thread(target=_worker, name="mailto", daemon=True).start()
+    with _idle:
+        _state[0] += 1
     _queue.put((statedir, cfg, node))
+
+
+def wait_idle(timeout: float) -> bool:
+    """Until every delivery asked for was tried and no held-back event awaits its
+    release (tests, shutdown); False on timeout."""
+    if _idle is None:
+        return True
+    with _idle:
+        return _idle.wait_for(lambda: _state[0] == 0 and not _state[1], timeout)
 
 
 def alert(args: list[str], node: str, statedir: str, confdir: str, detail: str) -> str:

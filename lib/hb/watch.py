@@ -221,7 +221,7 @@ class Watch:
         self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node),
                               self.ifaces, peer_stuck_before(self.stuck_path, cfg))
         self.stuck_text = ""
-        self.hooks = agents.Hooks(harc.base_env(cfg))
+        self.hooks = harc.Hooks(harc.base_env(cfg))
         env = harc.agent_env(cfg)
         self.events = self.scan_hooks()
         self.runner = agents.Runner(checks.Caller(cfg.confdir, cfg.node, rundir, statedir,
@@ -235,9 +235,9 @@ class Watch:
             address.on_neighbour = self.neighbour_heard
         self.netlink = None
         if self.ifaces or self.byip:
-            from hb import address
+            from hb import netlink
             try:
-                self.netlink = address.LinkWatcher()
+                self.netlink = netlink.LinkWatcher()
             except OSError as e:
                 log.error("no netlink events (carrier, addresses): %s", e.strerror or e)
         self.beat_fd: int | None = None

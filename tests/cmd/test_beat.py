@@ -433,10 +433,9 @@ def test_restarted_hb_beat_of_a_running_node_sends_no_init(tmp_path):
     status says the state's word and dt has no start-up slack.  The same file left by
     a dead hb-watch is a start: init and slack."""
     import subprocess as sp
-    from hb import config
-    keys = {1: config.AuthKey(1, "sha1", b"k1")}
-    cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
-                        auth=config.Auth(1, keys))
+    from hb.settings import Auth, AuthKey, Config
+    keys = {1: AuthKey(1, "sha1", b"k1")}
+    cfg = Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0, auth=Auth(1, keys))
     state = tmp_path / "state"
     child = sp.Popen(["sleep", "30"])
     try:

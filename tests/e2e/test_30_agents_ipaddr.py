@@ -167,8 +167,9 @@ def test_monitor_refresh_reannounces(lab):
     a, b, c = pair(lab)
     env = dict(os.environ, OCF_RESKEY_ip=VIP, OCF_RESKEY_arp_count_refresh="2",
                OCF_RESKEY_arp_interval="50")
-    assert a.run(["hb-ipaddr", "start"], env=env).returncode == 0
-    time.sleep(0.3)
+    # started unannounced: every frame captured is the monitor's
+    assert a.run(["hb-ipaddr", "start"], env=dict(env, OCF_RESKEY_arp_count="0")
+                 ).returncode == 0
     cap = capture(c, 0.6)
     assert a.run(["hb-ipaddr", "monitor"], env=env).returncode == 0
     got = [f for f in frames(cap) if f["kind"] == "arp" and f["spa"] == VIP]
@@ -215,10 +216,11 @@ def test_run_agent_in_process(lab):
     assert res["status2"][:2] == [3, "stopped"] and res["monitor2"][:2] == [7, "stopped"]
     assert res["bad"][0] == 1 and "'198.18.0.300' is not an IP address" in res["bad"][1]
     assert res["two"][0] == 1
-    # in-process: milliseconds, the DAD probe being the bulk of start
-    assert res["start"][2] < 0.1 + 0.05 and res["again"][2] < 0.01
+    # start returns with its first frame, not after the 0.9 s of announcements (the
+    # figures, milliseconds, are bench/agents'); the others never wait either
+    assert res["start"][2] < 0.5 and res["again"][2] < 0.5
     for k in ("status0", "status1", "stop", "status2"):
-        assert res[k][2] < 0.01, (k, res[k])
+        assert res[k][2] < 0.5, (k, res[k])
     got = [f for f in frames(cap) if f["kind"] == "arp" and f["spa"] == VIP]
     # start: a request at once, its reply due 100 ms later racing the re-announce at
     # ~100 ms, whose request went out at once and whose repeats stopped with the address
@@ -228,8 +230,8 @@ def test_run_agent_in_process(lab):
 
 WATCH = r"""
 import json, select, sys, time
-from hb import address
-w = address.LinkWatcher()
+from hb import netlink
+w = netlink.LinkWatcher()
 print(json.dumps(["carrier", w.carrier("eth0")]), flush=True)
 end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end:
@@ -266,15 +268,21 @@ def test_link_watcher_events(lab):
 
 
 def test_status_is_quick(lab):
+    """status is one netlink dump: it loads neither pyroute2 nor the takeover's
+    modules (the time it takes is bench/agents' figure, against IPaddr2 monitor)."""
     a, _b, _c = pair(lab)
     a.run(["hb-ipaddr", VIP, "start"])
-    best = 1.0
     for _ in range(5):
-        t = time.monotonic()
         r = a.run(["hb-ipaddr", VIP, "status"])
-        best = min(best, time.monotonic() - t)
         assert r.stdout == "running\n"
-    assert best < 0.15, best     # with `ip netns exec` around it; bench/agents has the figure
+    r = a.run(["/usr/bin/python3", "-X", "importtime", os.path.join(ROOT, "bin", "hb-ipaddr"),
+               VIP, "status"], env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib")))
+    assert r.stdout == "running\n"
+    loaded = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert "hb.netlink" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in (
+        "pyroute2", "hashlib", "threading", "ctypes", "logging")
+        or m in ("hb.address", "hb.arp")], loaded
 
 
 def test_start_on_a_down_interface_adds_without_announcing(lab):

@@ -23,7 +23,7 @@ GW, GW6 = "198.18.0.254", "2001:db8::fe"
 # for the announcements and the neighbour check to end, prints what happened.
 AGENT = r"""
 import json, logging, sys, threading, time
-from hb import address, agents
+from hb import address, addrspec, agents
 from hb.settings import Resource
 name, arg, pings, d = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 logging.basicConfig(filename=d + "/log", level=logging.INFO, format="%(message)s")
@@ -37,8 +37,8 @@ for t in threading.enumerate():
         t.join(15)
 assert address.wait_neighbours(15)
 try:
-    ip = address.parse_spec(arg).ip
-except address.SpecError:
+    ip = addrspec.parse(arg).ip
+except addrspec.SpecError:
     ip = None
 print(json.dumps([rc, text, took, address.neighbours.get(ip), address.neighbour_field([ip])]))
 """

@@ -1,5 +1,5 @@
 """harc.py: which messages reach rc.d, the hooks' environment, Heartbeat's fifo parser;
-agents.Hooks running real scripts one at a time with a timeout."""
+harc.Hooks running real scripts one at a time with a timeout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 from hypothesis import given, settings, strategies as st
 
-from hb import agents, harc
+from hb import harc
 from hb.settings import Config
 
 SHIPPED = "/etc/ha.d/rc.d"
@@ -168,7 +168,7 @@ def test_hooks_run_one_at_a_time_in_order_with_env(tmp_path):
     hook.write_text("#!/bin/sh\necho start $1 $HA_t $HA_X $HA_OSTATUS >> %s\nsleep 0.2\n"
                     "echo end $1 >> %s\n" % (out, out))
     os.chmod(hook, 0o755)
-    h = agents.Hooks({"HA_X": "base"})
+    h = harc.Hooks({"HA_X": "base"})
     t0 = time.monotonic()
     for t in ("one", "two", "three"):
         assert h.queue(str(hook), t, {"HA_t": t, "HA_OSTATUS": "up"})
@@ -185,7 +185,7 @@ def test_hook_timeout_kills_its_process_group(tmp_path):
     hook = tmp_path / "hook"
     hook.write_text("#!/bin/sh\nsleep 60 &\necho $! > %s\nwait\n" % pidf)
     os.chmod(hook, 0o755)
-    h = agents.Hooks({}, timeout=0.5)
+    h = harc.Hooks({}, timeout=0.5)
     t0 = time.monotonic()
     assert h.run_one(str(hook), "status", {}) is None
     assert time.monotonic() - t0 < 5
@@ -205,11 +205,11 @@ def test_hook_timeout_kills_its_process_group(tmp_path):
 
 
 def test_hooks_queue_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(agents, "HOOK_QUEUE", 2)
+    monkeypatch.setattr(harc, "HOOK_QUEUE", 2)
     hook = tmp_path / "hook"
     hook.write_text("#!/bin/sh\nsleep 0.3\n")
     os.chmod(hook, 0o755)
-    h = agents.Hooks({})
+    h = harc.Hooks({})
     ok = [h.queue(str(hook), "x", {}) for _ in range(5)]
     assert ok[:2] == [True, True] and ok.count(False) >= 2
     assert h.wait_idle(10)

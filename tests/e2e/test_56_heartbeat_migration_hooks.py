@@ -2,24 +2,25 @@
 the admin's own rc.d scripts, and runbooks calling Heartbeat's command names.
 
 test_migration_keeps_hooks_and_names: a Heartbeat 3.0.6 pair (alpha active, beta
-passive) whose /etc/ha.d has two scripts of the admin's: rc.d/status appends
-`$HA_src $HA_st` to /var/log/peer-events, rc.d/admin_note (a message type of the
-admin's, sent with shellfuncs' ha_clustermsg through /var/lib/heartbeat/fifo) appends
-`$HA_src $HA_note` to /var/log/notes.  Each node keeps its /etc/ha.d, /var/log and
-/var/lib/heartbeat through the migration (hb's CONFDIR is a copy of the node's whole
-/etc/ha.d, Heartbeat's shipped rc.d scripts included), as a box does.  The guide's
-steps run while a client probes the VIP every 10 ms; in the mixed phase the runbook's
-`cl_status rscstatus`, `hb_takeover` and `hb_standby` run on the hb node under those
-names (bin/, what the package installs).  A peer's death is recorded by the same
-rc.d/status under Heartbeat before the move and under hb after it; the admin's
-message goes through each kind of fifo to each kind of node; and the VIP is on one
+passive) whose /etc/ha.d has two scripts of the admin's: a line added to Heartbeat's
+rc.d/status appends `$HA_src $HA_st` to /var/log/peer-events, and rc.d/admin_note (a
+message type of the admin's, sent with shellfuncs' ha_clustermsg through
+/var/lib/heartbeat/fifo) appends `$HA_src $HA_note` to /var/log/notes.  Each node
+keeps its /etc/ha.d, /var/log and /var/lib/heartbeat through the migration (hb's
+CONFDIR is a copy of the node's whole /etc/ha.d, Heartbeat's shipped rc.d scripts
+included, with only the admin's line left in rc.d/status as the guide says), as a box
+does.  The guide's steps run while a client probes the VIP every 10 ms; in the mixed
+phase the runbook's `cl_status rscstatus`, `hb_takeover` and `hb_standby` run on the
+hb node under those names (bin/, what the package installs).  A peer's death is
+recorded by rc.d/status under Heartbeat before the move and under hb after it; the
+admin's message goes through each kind of fifo to both nodes; and the VIP is on one
 node at every probe (Heartbeat's own rc.d scripts, which would take groups a second
 time, are skipped by hb).
 
 test_starting_alone_gives_agents_ha_dontask: a node that starts while its peer is
-down runs its own group's start with HA_DONTASK=yes and takes the dead peer's group
-without it, under Heartbeat 3.0.6 and under hb, read from a resource script that
-records its environment.
+down, under Heartbeat 3.0.6 and then under hb, with a resource script that records
+its environment at each call: HA_DONTASK=yes for the status probe before its own
+group's start only (not the start, not the dead peer's group), the same on both.
 """
 
 from __future__ import annotations
@@ -39,12 +40,16 @@ COMPAT = os.path.join(ROOT, "bin")
 VIP = "198.18.0.100"
 
 ADMIN_LINE = 'echo "$HA_src $HA_st" >> /var/log/peer-events'
-with open("/etc/ha.d/rc.d/status") as _f:
-    SHIPPED_STATUS = _f.read()
-# Under Heartbeat, rc.d/status is the only script a status change runs (harc runs
-# rc.d/TYPE), and its mach_down line is part of Heartbeat's resource protocol (without
-# it Heartbeat stays in transition): the admin added a line to it.
-STATUS_EDITED = SHIPPED_STATUS + "# the on-call's timeline\n" + ADMIN_LINE + "\n"
+
+
+def status_edited() -> str:
+    """Under Heartbeat, rc.d/status is the only script a status change runs (harc runs
+    rc.d/TYPE), and its mach_down line is part of Heartbeat's resource protocol
+    (without it Heartbeat stays in transition): the admin added a line to it."""
+    with open("/etc/ha.d/rc.d/status") as f:
+        return f.read() + "# the on-call's timeline\n" + ADMIN_LINE + "\n"
+
+
 # hb skips a script that names mach_down (it takes a dead node's groups itself): at
 # step 4 the admin's addition is kept alone in rc.d/status, as the guide says.
 STATUS_HB = "#!/bin/sh\n# the on-call's timeline\n" + ADMIN_LINE + "\n"
@@ -63,9 +68,9 @@ def lines(path: str) -> list[str]:
         return []
 
 
-def add_hooks(etc: str, status: str = STATUS_EDITED) -> None:
+def add_hooks(etc: str, status: str | None = None) -> None:
     """The admin's scripts in a node's /etc/ha.d/rc.d."""
-    for name, text in (("status", status), ("admin_note", NOTE_HOOK)):
+    for name, text in (("status", status or status_edited()), ("admin_note", NOTE_HOOK)):
         path = os.path.join(etc, "rc.d", name)
         with open(path, "w") as f:
             f.write(text)

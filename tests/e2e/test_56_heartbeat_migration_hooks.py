@@ -32,6 +32,7 @@ import subprocess
 import time
 
 import probe as holders
+from hb import harc
 from heartbeat import (HbNode, HeartbeatNode, Probe, hacf, hbnode,  # noqa: F401
                        heartbeat, host, wait_until)
 
@@ -217,6 +218,10 @@ def test_migration_keeps_hooks_and_names(lab, heartbeat, hbnode):  # noqa: F811
     t = time.time()
     old["beta"].stop()
     old["alpha"].wait_log(r"Received shutdown notice from 'beta'", 5)
+    # as the box's /etc/ha.d stands, hb would skip the edited rc.d/status whole
+    hooks, skipped = harc.scan(os.path.join(old["beta"].dir, "ha.d"))
+    assert "admin_note" in hooks and "status" not in hooks, (hooks, skipped)
+    assert any("rc.d/status: Heartbeat's own script" in w for w in skipped), skipped
     new["beta"] = hbnode(hosts["beta"], "beta", cf, res)
     migrate(old["beta"], new["beta"])
     check = hosts["beta"].run(["hb-supervise", "--check", "-c", new["beta"].conf,

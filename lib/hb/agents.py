@@ -334,7 +334,7 @@ class Caller:
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=self.call_env(), cwd="/")
+                                 env=self.call_env(action), cwd="/")
         except OSError as e:
             return exits.FAIL, "cannot run %s: %s" % (a.path, e.strerror)
         assert p.stdout is not None
@@ -349,9 +349,12 @@ class Caller:
             return (exits.OK if judge_status(text) else exits.LSB_NOT_RUNNING), text
         return rc, text
 
-    def call_env(self) -> dict[str, str]:
+    def call_env(self, action: str = "status") -> dict[str, str]:
+        """The agent's environment; this thread's added variables (HA_DONTASK) only
+        for status probes, as Heartbeat's req_resource probes with it and its
+        ResourceManager takegroup starts without it."""
         extra = getattr(self.local, "extra", None)
-        return dict(self.env, **extra) if extra else self.env
+        return dict(self.env, **extra) if extra and action == "status" else self.env
 
     def running(self, r: Resource) -> bool:
         rc, _ = self.logged(r, "status")

@@ -25,7 +25,7 @@ import re
 import time
 from typing import Iterable
 
-from hb import clstatus, config
+from hb import config, hbapi
 
 RC_DIR = "rc.d"
 FIFO = "/var/lib/heartbeat/fifo"
@@ -61,7 +61,7 @@ def base_env(cfg: config.Config) -> dict[str, str]:
     try:
         with open(os.path.join(cfg.confdir, "ha.cf"), encoding="utf-8",
                   errors="surrogateescape") as f:
-            params = clstatus.parameters(f.read())
+            params = hbapi.parameters(f.read())
         env.update(("HA_" + k, v) for k, v in params.items()
                    if k != "hbversion" and HA_NAME.fullmatch(k) and "\0" not in v)
         if "compression" in params:     # Heartbeat also exports its compression method

@@ -28,6 +28,7 @@ STATUS_EVERY = 5.0  # s: hb-watch rewrites STATUS on every change and at least t
 STATE = "state"
 BEAT_FIFO = "beat.fifo"
 WATCH_FIFO = "watch.fifo"
+PEER_STUCK = "peer-stuck"  # in STATEDIR: node=PEER, stuck=N,N... or none
 
 PIPE_BUF = 4096
 
@@ -82,6 +83,31 @@ def write_atomic(path: str, text: str | bytes, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+def write_in_place(path: str, text: str) -> bool:
+    """A full file system has no room for a temp file, but the state file's own block
+    is there: overwrite it in one write, padded with blank lines to its old length
+    (readers skip them), so that the heartbeats do not keep advertising an old state."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        data = text.encode()
+        size = os.fstat(fd).st_size
+        if len(data) > max(size, PIPE_BUF):
+            return False
+        data += b"\n" * (size - len(data))
+        if os.pwrite(fd, data, 0) != len(data):
+            return False
+        if len(data) > size:
+            os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class Files:
@@ -172,6 +198,15 @@ def format_kv(fields: dict[str, str]) -> str:
 def read_kv(path: str) -> dict[str, str]:
     text = read_text(path)
     return parse_kv(text) if text is not None else {}
+
+
+def read_peer_stuck(path: str, peer: str | None) -> list[int]:
+    """The groups STATEDIR/peer-stuck says PEER may still run (none when the file
+    names another node)."""
+    kv = read_kv(path)
+    if peer is None or kv.get("node") != peer:
+        return []
+    return [int(x) for x in kv.get("stuck", "").split(",") if x.isdigit() and len(x) < 6]
 
 
 def make_fifo(path: str, mode: int = 0o600) -> None:

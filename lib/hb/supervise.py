@@ -98,7 +98,7 @@ def do_export(args: dict) -> int:
     except config.ConfigError as e:
         print(e, file=sys.stderr)
         return exits.CONFIG_INVALID
-    from hb import export
+    from hb import export         # lazy: only --export pays for hashlib and ElementTree
     return export.main_export(cfg, args["-o"], addrs)
 
 

@@ -73,12 +73,12 @@ class Watch:
                                                     timeout=self.ow.mon.timeout, env=env))
         self.nbr_pipe: tuple[int, int] | None = None
         if self.byip:                 # the neighbour check's results wake the loop
-            from hb import address
+            from hb import address     # lazy: only with addresses to watch
             self.nbr_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             address.on_neighbour = self.neighbour_heard
         self.netlink = None
         if self.ifaces or self.byip:
-            from hb import address
+            from hb import address     # lazy: only with addresses to watch
             try:
                 self.netlink = address.LinkWatcher()
             except OSError as e:
@@ -174,7 +174,7 @@ class Watch:
         for r in self.ow.gs[group].group.resources:
             a = agents.lookup(r.name, self.cfg.confdir)
             if a is not None and a.module == "mail":
-                from hb import mail
+                from hb import mail        # lazy: only to send an alert
                 log.info("group %d: %s", group, mail.alert(
                     r.args, self.cfg.node, self.statedir, self.cfg.confdir, text))
 
@@ -239,7 +239,7 @@ class Watch:
         """`nbr=` for each group held here whose addresses were checked."""
         if self.nbr_pipe is None:
             return {}
-        from hb import address
+        from hb import address         # lazy: as in __init__
         ips: dict[int, list[str]] = {}
         for ip, groups in self.byip.items():
             for i in groups:

@@ -7,7 +7,7 @@ import os
 
 from hypothesis import given, settings, strategies as st_
 
-from hb import access, owner, status
+from hb import access, exits, owner, status
 from hb.config import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -149,3 +149,54 @@ def test_status_and_rundir_modes(tmp_path):
     assert os.stat(d).st_mode & 0o7777 == access.rundir_mode(gid)
     if gid is not None:
         assert os.stat(d).st_gid == gid
+
+
+STATUS = ("updated 1700000000 pid=42 node=julius\n"
+          "self julius st=active rsc_hold=all maintenance=off\n"
+          "node julius up kind=self\n"
+          "node caesar up kind=normal late=0.2 lates=0\n"
+          "link caesar eth0 up\n"
+          "group 1 julius running pref=julius\n"
+          "group 2 caesar running pref=caesar\n"
+          "last 1700000000 node caesar: up\n")
+
+
+def test_the_parsed_status_answers_who_what_and_whether_stale():
+    from hb import runfiles
+    assert status.STALE == 2 * runfiles.STATUS_EVERY      # two rewrites missed
+    st = status.parse(STATUS)
+    assert status.me(st) == J and status.peer(st)["name"] == C
+    assert status.age(st, 1700000003.5) == 3.5
+    assert not status.is_stale(st, 1700000000 + status.STALE, lambda pid: True)
+    assert status.is_stale(st, 1700000001 + status.STALE, lambda pid: True)
+    assert status.is_stale(st, 1700000001, lambda pid: pid != 42)     # its writer is gone
+    assert status.maintenance(st) == (False, None)
+    assert status.held_before(STATUS, J) == [1]
+    assert status.held_before(STATUS, C) == []            # another node's file
+    assert status.held_before(STATUS.replace("1 julius running", "1 julius stopped"), J) == []
+    assert status.held_before("", J) == []
+
+
+def test_verdict_ok_warning_critical_unknown():
+    def verdict(text, now=1700000002, alive=lambda pid: True):
+        return status.verdict(text, "/run/hb/status", now, 30, 10, alive)
+    code, line = verdict(STATUS)
+    assert (code, line) == (exits.NAGIOS_OK, "HB OK - julius: groups 1 on julius, 2 on caesar"
+                            " | age=2s;10;30;0 late=0.200s;;;0 links_up=1;;;0;1")
+    assert verdict(STATUS, now=1700000015)[1].startswith(
+        "HB WARNING - status is 15 s old (pid 42) |")
+    assert verdict(STATUS, now=1700000040)[0] == exits.NAGIOS_CRITICAL
+    assert verdict(STATUS, alive=lambda pid: False)[1].startswith(
+        "HB CRITICAL - hb-watch (pid 42) is not running: its status is 2 s old |")
+    assert verdict(STATUS.replace("caesar eth0 up", "caesar eth0 dead"))[1].startswith(
+        "HB WARNING - link caesar eth0 dead |")
+    assert verdict(STATUS.replace("2 caesar running", "2 none stopped"))[1].startswith(
+        "HB CRITICAL - group 2 held by nobody (stopped) |")
+    lost = STATUS.replace("maintenance=off", "maintenance=off reach=0").replace(
+        "lates=0", "lates=0 reach=2")
+    assert verdict(lost)[1].startswith("HB CRITICAL - julius holds groups 1 with no ping node "
+                                       "while caesar reaches 2 ping node(s) |")
+    assert verdict("") == (exits.NAGIOS_UNKNOWN, "HB UNKNOWN - no status in /run/hb/status: "
+                           "is hb-watch running?")
+    assert verdict(STATUS.replace("updated 1700000000", "updated soon"))[0] == \
+        exits.NAGIOS_UNKNOWN

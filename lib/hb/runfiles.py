@@ -253,6 +253,46 @@ def fifo_send(path: str, line: str) -> None:
         os.close(fd)
 
 
+class FifoWriter:
+    """Lines to a fifo whose reader may be away (restarting): kept in order until it
+    reads them, each dropped with an error logged `keep` seconds after it was sent."""
+
+    def __init__(self, path: str, reader: str, log: logging.Logger, keep: float = 5.0) -> None:
+        self.path, self.reader, self.log, self.keep = path, reader, log, keep
+        self.fd: int | None = None
+        self.pending: list[tuple[float, bytes]] = []
+
+    def send(self, line: str, now: float) -> None:
+        self.pending.append((now + self.keep, (line + "\n").encode()))
+        self.flush(now)
+
+    def flush(self, now: float) -> None:
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno not in (errno.ENXIO, errno.ENOENT):
+                    self.log.error("cannot open %s: %s", os.path.basename(self.path),
+                                   e.strerror)
+        while self.pending and self.fd is not None:
+            try:
+                os.write(self.fd, self.pending[0][1])
+                self.pending.pop(0)
+            except BlockingIOError:
+                break
+            except OSError:
+                os.close(self.fd)
+                self.fd = None
+        while self.pending and self.pending[0][0] < now:
+            self.log.error("%s is not reading %s: message lost: %s", self.reader,
+                           os.path.basename(self.path), self.pending.pop(0)[1].decode().strip())
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class LineReader:
     """Split bytes read from a non-blocking fd into complete text lines."""
 

@@ -83,8 +83,8 @@ class Watch:
                 self.netlink = address.LinkWatcher()
             except OSError as e:
                 log.error("no netlink events (carrier, addresses): %s", e.strerror or e)
-        self.beat_fd: int | None = None
-        self.pending: list[tuple[float, bytes]] = []
+        self.beat = runfiles.FifoWriter(os.path.join(rundir, runfiles.BEAT_FIFO), "hb-beat",
+                                        log)
         self.wd_fd: int | None = None
         self.state_text = ""
         self.next_status = 0.0
@@ -140,7 +140,7 @@ class Watch:
             self.save()                               # must show the change
         for a in actions:
             if isinstance(a, owner.Send):
-                self.send(wire.format_line(a.fields))
+                self.beat.send(wire.format_line(a.fields), self.now)
             elif isinstance(a, owner.Run) and a.action == "start" and (
                     self.write_failed is not None or self.deferred):
                 self.deferred.append(a)   # not before the state file says we hold it
@@ -287,32 +287,6 @@ class Watch:
         self.reboot = None
         self.apply(self.ow.reboot_failed(why, self.now))
 
-    def send(self, line: str) -> None:
-        self.pending.append((self.now + 5.0, (line + "\n").encode()))
-        self.flush()
-
-    def flush(self) -> None:
-        if self.beat_fd is None:
-            try:
-                self.beat_fd = os.open(os.path.join(self.rundir, runfiles.BEAT_FIFO),
-                                       os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as e:
-                if e.errno not in (errno.ENXIO, errno.ENOENT):
-                    log.error("cannot open beat.fifo: %s", e.strerror)
-        while self.pending and self.beat_fd is not None:
-            due, data = self.pending[0]
-            try:
-                os.write(self.beat_fd, data)
-                self.pending.pop(0)
-            except BlockingIOError:
-                break
-            except OSError:
-                os.close(self.beat_fd)
-                self.beat_fd = None
-        while self.pending and self.pending[0][0] < self.now:
-            log.error("hb-beat is not reading beat.fifo: message lost: %s",
-                      self.pending.pop(0)[1].decode().strip())
-
     def feed_watchdog(self) -> None:
         if not self.cfg.watchdog:
             return
@@ -332,8 +306,7 @@ class Watch:
                 os.close(self.wd_fd)
             except OSError:
                 pass
-        if self.beat_fd is not None:
-            os.close(self.beat_fd)
+        self.beat.close()
 
     def netlink_events(self) -> None:
         """Carrier of the groups' interfaces; addresses removed under us."""
@@ -430,8 +403,8 @@ class Watch:
             if self.exit is None:
                 self.apply(self.ow.tick(self.now))
                 self.deaths()
-                if self.pending:
-                    self.flush()
+                if self.beat.pending:
+                    self.beat.flush(self.now)
                 if self.reboot is not None:
                     self.check_reboot()
                 if self.now >= self.next_status - 1.0:      # with a wake-up due anyway

@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-from hb import access, hbapi, runfiles, status, switching
+from hb import access, hbapi, proc, runfiles, status, switching
 
 RUNDIR_ENV, CONFDIR_ENV = "HB_RUNDIR", "HB_CONFDIR"
 HEARTBEAT_PIDFILE = "/var/run/heartbeat.pid"
@@ -49,18 +49,6 @@ def rundir() -> str:
 
 def confdir() -> str:
     return os.environ.get(CONFDIR_ENV) or runfiles.CONFDIR
-
-
-def heartbeat_runs(pidfile: str = HEARTBEAT_PIDFILE) -> bool:
-    """Heartbeat's master control process is alive: its pid file names a live
-    process called `heartbeat`."""
-    try:
-        with open(pidfile) as f:
-            pid = int(f.read().split()[0])
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip() == "heartbeat"
-    except (OSError, ValueError, IndexError):
-        return False
 
 
 def hb_state(rd: str, now: float) -> tuple[bool, bool, dict | None]:
@@ -111,7 +99,7 @@ def cl_status_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     rd = rundir()
     runs, refused, st = hb_state(rd, time.time())
-    if not runs and heartbeat_runs():
+    if not runs and proc.runs(HEARTBEAT_PIDFILE, "heartbeat"):
         _delegate("cl_status", argv)
     try:
         with open(os.path.join(confdir(), "ha.cf")) as f:
@@ -137,7 +125,7 @@ def _standby(takeover: bool, argv: list[str] | None) -> int:
         return rc
     rd = rundir()
     runs = hb_state(rd, time.time())[0]
-    if not runs and heartbeat_runs():
+    if not runs and proc.runs(HEARTBEAT_PIDFILE, "heartbeat"):
         _delegate(name, argv)
     why = switching.send(rd, "%s %s" % ("takeover" if takeover else "standby", word))
     if not why and not takeover:

@@ -1,6 +1,6 @@
-"""This process and its children: the parent-death signal, realtime scheduling,
-memory locking.  Each is one system call; ctypes is imported only by the calls
-that need it (not on hb's short paths)."""
+"""Processes: the parent-death signal, realtime scheduling, memory locking, and
+whether a pid file names a live process of a given name.  ctypes is imported only
+by the calls that need it (not on hb's short paths)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def lock_memory() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mlockall(7) != 0 and libc.mlockall(3) != 0:    # MCL_CURRENT|FUTURE|ONFAULT
         log.warning("realtime: mlockall refused: %s", os.strerror(ctypes.get_errno()))
+
+
+def runs(pidfile: str, name: str) -> bool:
+    """PIDFILE names a live process called NAME (/proc/PID/comm): Heartbeat's master
+    control process, for one, in /var/run/heartbeat.pid."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().split()[0])
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip() == name
+    except (OSError, ValueError, IndexError):
+        return False

@@ -567,22 +567,22 @@ def test_parameters_as_heartbeat_records_them():
 
 
 def test_heartbeat_is_told_apart_by_its_pid_file(tmp_path):
-    from hb import clstatus
+    from hb import proc
     pidfile = str(tmp_path / "heartbeat.pid")
-    assert not clstatus.heartbeat_runs(pidfile)
+    assert not proc.runs(pidfile, "heartbeat")
     with open(pidfile, "w") as f:
         f.write("%d\n" % os.getpid())             # alive, but not called heartbeat
-    assert not clstatus.heartbeat_runs(pidfile)
+    assert not proc.runs(pidfile, "heartbeat")
     os.symlink("/bin/sleep", str(tmp_path / "heartbeat"))     # a process called heartbeat
     p = subprocess.Popen([str(tmp_path / "heartbeat"), "30"])
     try:
         with open(pidfile, "w") as f:
             f.write("%d\n" % p.pid)
         deadline = time.monotonic() + 5      # until the child has exec'd
-        while not clstatus.heartbeat_runs(pidfile) and time.monotonic() < deadline:
+        while not proc.runs(pidfile, "heartbeat") and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert clstatus.heartbeat_runs(pidfile)
+        assert proc.runs(pidfile, "heartbeat")
     finally:
         p.kill()
         p.wait()
-    assert not clstatus.heartbeat_runs(pidfile)
+    assert not proc.runs(pidfile, "heartbeat")

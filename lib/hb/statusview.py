@@ -26,7 +26,7 @@ def _since(rec: dict) -> str:
 
 def show(st: dict | None, fmt: str, now: float) -> tuple[int, str]:
     if fmt == "json":
-        import json
+        import json                   # lazy: only --format=json pays for it
         doc = typed(st, now)
         return (exits.OK if doc["running"] else exits.FAIL), \
             json.dumps(doc, indent=1, sort_keys=True) + "\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from hb import exits, hbapi, runfiles, status
+from hb import exits, runfiles, status
 from hb.exits import CL_FAIL, CL_OK, CL_PARAMETER_ERROR, CL_UNKNOWN_ERROR
 
 FORMATS = ("text", "shell", "json", "prometheus")
@@ -278,6 +278,7 @@ def cl_status(args: dict, st: dict | None, now: float) -> tuple[int, str, str]:
         out = pings if args["-p"] else normal if args["-n"] else normal + pings
         return CL_OK, "".join(x + "\n" for x in out), ""
     if args["rscstatus"]:
+        from hb import hbapi            # lazy: hb-switch status does without it
         return CL_OK, hbapi.Cluster(st, "").resources() + "\n", ""
     node = args["NODE"].lower()
     if args["nodestatus"]:

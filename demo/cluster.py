@@ -23,7 +23,7 @@ os.environ["PYTHONPATH"] = os.path.join(ROOT, "lib") + (
     ":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 os.environ["PATH"] = BIN + ":" + os.environ.get("PATH", "/usr/bin:/bin")
 
-from hb import runfiles, switch  # noqa: E402
+from hb import runfiles, status  # noqa: E402
 
 ADDRS = {"julius": "198.18.0.1/24", "caesar": "198.18.0.2/24"}
 CLIENT = "198.18.0.10/24"
@@ -148,7 +148,7 @@ class Node:
 
     def status(self) -> dict | None:
         text = runfiles.read_text(os.path.join(self.run, runfiles.STATUS))
-        return switch.parse_status(text) if text is not None else None
+        return status.parse(text) if text is not None else None
 
     def holds(self) -> list[str]:
         """Indices of the groups this node's hb-watch says it runs."""

@@ -210,10 +210,10 @@ class Node:
                               text=True, timeout=timeout)
 
     def status(self) -> dict:
-        from hb import switch
+        from hb import status
         try:
             with open(os.path.join(self.run, "status")) as f:
-                return switch.parse_status(f.read())
+                return status.parse(f.read())
         except (FileNotFoundError, ImportError):
             return {"node": [], "group": [], "self": {}}
 

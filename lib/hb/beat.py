@@ -30,7 +30,7 @@ import stat
 import sys
 import time
 
-from hb import cli, config, exits, harc, log as hblog, media, runfiles, settings, wire
+from hb import cli, config, exits, harc, log as hblog, media, proc, runfiles, settings, wire
 
 PROG = "hb-beat"
 BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
@@ -506,9 +506,9 @@ class Beat:
             log.error("SIGHUP: configuration not reloaded: %s", e)
             return
         if cfg.realtime and (cfg.rtprio, cfg.realtime) != (self.cfg.rtprio, self.cfg.realtime):
-            media.set_realtime(cfg.rtprio, lock=False)
+            proc.set_realtime(cfg.rtprio)
             if not self.cfg.realtime:
-                lock_memory()
+                proc.lock_memory()
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
 
@@ -519,15 +519,6 @@ def with_auth(line: str, auth: str | None) -> str:
     if not auth:
         return line
     return "%s %s\n" % (line[:-1], wire.format_line({"_auth": auth}))
-
-
-def lock_memory() -> None:
-    """mlockall with MCL_ONFAULT: every page the beat path has touched or will touch
-    stays in memory, but the mapped libraries are not read in whole (+5 MB RSS)."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mlockall(7) != 0 and libc.mlockall(3) != 0:    # MCL_CURRENT|FUTURE|ONFAULT
-        log.warning("realtime: mlockall refused: %s", os.strerror(ctypes.get_errno()))
 
 
 def fatal(verb: str, obj: str, e: OSError) -> int:
@@ -568,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         return send_once(beat)
     beat.ha_fifo = args["--fifo"]
     if cfg.realtime and not listen:
-        media.set_realtime(cfg.rtprio, lock=False)
-        lock_memory()
+        proc.set_realtime(cfg.rtprio)
+        proc.lock_memory()
     if not listen:
         try:
             os.makedirs(args["-r"], exist_ok=True)

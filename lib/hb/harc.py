@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Iterable
 
-from hb import agents, clstatus, settings
+from hb import agents, hbapi, settings
 
 log = logging.getLogger("hb")
 
@@ -72,7 +72,7 @@ def base_env(cfg: settings.Config) -> dict[str, str]:
     try:
         with open(os.path.join(cfg.confdir, "ha.cf"), encoding="utf-8",
                   errors="surrogateescape") as f:
-            params = clstatus.parameters(f.read())
+            params = hbapi.parameters(f.read())
         env.update(("HA_" + k, v) for k, v in params.items()
                    if k != "hbversion" and HA_NAME.fullmatch(k) and "\0" not in v)
         if "compression" in params:     # Heartbeat also exports its compression method

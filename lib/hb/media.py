@@ -834,25 +834,3 @@ def save_highwater(statedir: str, marks: dict[str, tuple[int, int, int]]) -> Non
     not wait for a disk).  OSError when it cannot be written."""
     runfiles.write_atomic(os.path.join(statedir, wire.HIGHWATER),
                           wire.format_highwater(marks), 0o600)
-
-
-def set_realtime(prio: int | None = None, lock: bool = True) -> None:
-    """mlockall (with lock) + SCHED_RR at priority prio (ha.cf's rtprio; None:
-    the lowest); one warning if refused."""
-    why = []
-    if lock:
-        try:
-            import ctypes
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.mlockall(3) != 0:     # MCL_CURRENT | MCL_FUTURE
-                why.append("mlockall: %s" % os.strerror(ctypes.get_errno()))
-        except OSError as e:
-            why.append("mlockall: %s" % e)
-    try:
-        lo, hi = os.sched_get_priority_min(os.SCHED_RR), os.sched_get_priority_max(os.SCHED_RR)
-        prio = lo if prio is None else max(lo, min(hi, prio))
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
-    except OSError as e:
-        why.append("SCHED_RR %s: %s" % (prio, e.strerror))
-    if why:
-        log.warning("realtime refused, running without it (%s)", "; ".join(why))

@@ -23,6 +23,8 @@ import os
 import socket
 import time
 
+from hb import status
+
 FRESH = 15.0              # hb-watch rewrites RUNDIR/status at least every 5 s
 EXTEND = 20.0             # seconds more to start, granted per tick while progressing
 IN_FLUX = ("starting", "stopping", "probing")
@@ -68,26 +70,11 @@ def watchdog_interval(env: dict | None = None, pid: int | None = None) -> float 
 
 def judge(text: str, wall: float) -> tuple[bool, bool, str]:
     """RUNDIR/status text at epoch wall -> (decided, fresh, one-line summary)."""
-    updated, me, st = None, "?", "?"
-    nodes: list[str] = []
-    groups: list[tuple[str, str, str]] = []
-    for line in text.splitlines():
-        w = line.split()
-        if not w:
-            continue
-        kv = dict(x.partition("=")[::2] for x in w[1:] if "=" in x)
-        if w[0] == "updated" and len(w) > 1:
-            try:
-                updated = float(w[1])
-            except ValueError:
-                pass
-            me = kv.get("node", me)
-        elif w[0] == "self" and len(w) > 1:
-            st = kv.get("st", "?")
-        elif w[0] == "node" and len(w) > 2 and kv.get("kind") != "self":
-            nodes.append("%s %s" % (w[1], w[2]))
-        elif w[0] == "group" and len(w) > 3:
-            groups.append((w[1], w[2], w[3]))
+    rec = status.parse(text)
+    updated = status.to_float(rec["updated"].get("time"))
+    me, st = rec["updated"].get("node", "?"), rec["self"].get("st", "?")
+    nodes = ["%s %s" % (n["name"], n["status"]) for n in rec["node"] if n.get("kind") != "self"]
+    groups = [(g["index"], g["holder"], g["state"]) for g in rec["group"]]
     if updated is None:
         return False, False, "waiting for hb-watch's first status"
     fresh = abs(wall - updated) <= FRESH

@@ -28,6 +28,7 @@ STATUS_EVERY = 5.0  # s: hb-watch rewrites STATUS on every change and at least t
 STATE = "state"
 BEAT_FIFO = "beat.fifo"
 WATCH_FIFO = "watch.fifo"
+PEER_STUCK = "peer-stuck"  # in STATEDIR: node=PEER, stuck=N,N... or none
 
 PIPE_BUF = 4096
 
@@ -82,6 +83,31 @@ def write_atomic(path: str, text: str | bytes, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+def write_in_place(path: str, text: str) -> bool:
+    """A full file system has no room for a temp file, but the state file's own block
+    is there: overwrite it in one write, padded with blank lines to its old length
+    (readers skip them), so that the heartbeats do not keep advertising an old state."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        data = text.encode()
+        size = os.fstat(fd).st_size
+        if len(data) > max(size, PIPE_BUF):
+            return False
+        data += b"\n" * (size - len(data))
+        if os.pwrite(fd, data, 0) != len(data):
+            return False
+        if len(data) > size:
+            os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class Files:
@@ -174,6 +200,15 @@ def read_kv(path: str) -> dict[str, str]:
     return parse_kv(text) if text is not None else {}
 
 
+def read_peer_stuck(path: str, peer: str | None) -> list[int]:
+    """The groups STATEDIR/peer-stuck says PEER may still run (none when the file
+    names another node)."""
+    kv = read_kv(path)
+    if peer is None or kv.get("node") != peer:
+        return []
+    return [int(x) for x in kv.get("stuck", "").split(",") if x.isdigit() and len(x) < 6]
+
+
 def make_fifo(path: str, mode: int = 0o600) -> None:
     """Create a fifo at path unless one of ours is already there (OSError when the
     name is taken by anything else, or by another user's fifo)."""
@@ -216,6 +251,46 @@ def fifo_send(path: str, line: str) -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+class FifoWriter:
+    """Lines to a fifo whose reader may be away (restarting): kept in order until it
+    reads them, each dropped with an error logged `keep` seconds after it was sent."""
+
+    def __init__(self, path: str, reader: str, log: logging.Logger, keep: float = 5.0) -> None:
+        self.path, self.reader, self.log, self.keep = path, reader, log, keep
+        self.fd: int | None = None
+        self.pending: list[tuple[float, bytes]] = []
+
+    def send(self, line: str, now: float) -> None:
+        self.pending.append((now + self.keep, (line + "\n").encode()))
+        self.flush(now)
+
+    def flush(self, now: float) -> None:
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno not in (errno.ENXIO, errno.ENOENT):
+                    self.log.error("cannot open %s: %s", os.path.basename(self.path),
+                                   e.strerror)
+        while self.pending and self.fd is not None:
+            try:
+                os.write(self.fd, self.pending[0][1])
+                self.pending.pop(0)
+            except BlockingIOError:
+                break
+            except OSError:
+                os.close(self.fd)
+                self.fd = None
+        while self.pending and self.pending[0][0] < now:
+            self.log.error("%s is not reading %s: message lost: %s", self.reader,
+                           os.path.basename(self.path), self.pending.pop(0)[1].decode().strip())
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class LineReader:

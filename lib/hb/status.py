@@ -9,15 +9,20 @@ keeps its spaces (esc_text).  The reader (parse) splits on '\\n' and ' ' only an
 undoes the encoding.
 
 Pure (access.py reads it and sets its permissions): Owner.status_text writes
-with record(), hb-switch and hb-watch --check read with parse().
+with record(); hb-switch, cl_status and hb-watch --check read with parse(), ask
+the parsed status who we are, our peer, whether it is stale (is_stale) and
+which groups we held (held_before); verdict() is hb-watch --check's Nagios line.
 """
 
 from __future__ import annotations
 
 import collections
 import re
-from typing import Iterable
+from typing import Callable, Iterable
 
+from hb import exits
+
+STALE = 10.0            # s: twice runfiles.STATUS_EVERY, or at once when the writer is gone
 HISTORY = 8             # transitions kept per group: the `why` records
 TRANSIENT = ("starting", "stopping", "probing")
 
@@ -98,7 +103,7 @@ def parse(text: str) -> dict:
             rec: dict = dict(zip(names, (unesc(w) for w in head[:len(names)])))
             rec["text"] = unesc(head[len(names)]) if len(head) > len(names) else ""
             if kind == "last":
-                st["last"] = {"time": _float(rec.get("time")), "text": rec["text"]}
+                st["last"] = {"time": to_float(rec.get("time")), "text": rec["text"]}
             elif len(rec) == len(names) + 1:
                 st["why"].append(rec)
             continue
@@ -116,7 +121,7 @@ def parse(text: str) -> dict:
     return st
 
 
-def _float(s: str | None) -> float | None:
+def to_float(s: str | None) -> float | None:
     try:
         return float(s) if s is not None else None
     except ValueError:
@@ -160,3 +165,154 @@ class History:
         for i in sorted(self.by_group):
             for t, old, new, why in self.by_group[i]:
                 yield i, t, old, new, why
+
+
+# ------------------------------------------------------------------ the parsed status
+
+Alive = Callable[[int], bool]     # runfiles.pid_alive: a process with this pid exists
+
+
+def age(st: dict, now: float) -> float | None:
+    t = to_float(st["updated"].get("time"))
+    return None if t is None else max(0.0, now - t)
+
+
+def is_stale(st: dict, now: float, alive: Alive | None = None) -> bool:
+    """Not rewritten for STALE seconds, or the hb-watch that wrote it is gone."""
+    a = age(st, now)
+    if a is None or a > STALE:
+        return True
+    pid = st["updated"].get("pid", "")
+    return alive is not None and pid.isdigit() and not alive(int(pid))
+
+
+def me(st: dict) -> str:
+    return st["self"].get("name") or st["updated"].get("node", "")
+
+
+def peer(st: dict) -> dict | None:
+    """The other node's record (two-node clusters: the first that is not us)."""
+    for n in st["node"]:
+        if n.get("name") != me(st) and n.get("kind") != "self":
+            return n
+    return None
+
+
+def maintenance(st: dict) -> tuple[bool, float | None]:
+    """(on, until) from the self record: maintenance=off, maintenance=until=EPOCH or until=."""
+    v = st["self"].get("maintenance", "off")
+    until = to_float(st["self"].get("until") or (v[6:] if v.startswith("until=") else None))
+    return (v != "off" or until is not None), until
+
+
+def held_before(text: str, node: str) -> list[int]:
+    """The groups an hb-watch of NODE held, from the status it left (text)."""
+    st = parse(text)
+    if st["updated"].get("node") != node:
+        return []
+    return [int(g["index"]) for g in st["group"] if g["index"].isdigit()
+            and g["holder"] in (node, "both") and g["state"] != "stopped"]
+
+
+# ------------------------------------------------------------------ hb-watch --check
+
+def verdict(text: str | None, path: str, now: float, max_age: float,
+            warn_age: float | None = None, alive: Alive | None = None) -> tuple[int, str]:
+    """hb-watch --check on the text of PATH: (Nagios code, one line: 'HB OK - ...' and
+    perfdata).  alive(pid) tells whether the hb-watch that wrote it still runs."""
+    st = parse(text or "")
+    if not text or not st["updated"]:
+        return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - no status in %s: is hb-watch running?" % path
+    warn_age = max_age if warn_age is None else warn_age
+    crit: list[str] = []
+    warn: list[str] = []
+    t = to_float(st["updated"].get("time"))
+    if t is None:
+        return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - unreadable status in %s" % path
+    age_ = max(0.0, now - t)
+    node = st["updated"].get("node", "?")
+    pid = st["updated"].get("pid", "?")
+    if alive is not None and pid.isdigit() and not alive(int(pid)):
+        crit.append("hb-watch (pid %s) is not running: its status is %d s old" % (pid, age_))
+    elif age_ > warn_age:
+        (crit if age_ > max_age else warn).append("status is %d s old (pid %s)" % (age_, pid))
+    starting = st["self"].get("st") == "up"
+    if st["self"].get("maintenance", "off") != "off":
+        warn.append("maintenance mode")
+    late = _nodes_check(st, crit, warn)
+    if any(n.get("status") == "init" and n.get("kind") != "self" for n in st["node"]):
+        starting = True
+    links = len(st["link"])
+    links_up = sum(ln["status"] == "up" for ln in st["link"])
+    warn += ["link %s %s dead" % (ln["node"], ln["medium"]) for ln in st["link"]
+             if ln["status"] == "dead"]
+    warn += ["ping node %s dead" % p["name"] for p in st["ping"] if p["status"] == "dead"]
+    held, mine = _groups_check(st, node, starting, crit, warn)
+    crit += _reach_check(st, node, mine)
+    perf = "age=%ds;%g;%g;0 late=%.3fs;;;0 links_up=%d;;;0;%d" % (
+        age_, warn_age, max_age, late, links_up, links)
+    if crit:
+        return exits.NAGIOS_CRITICAL, "HB CRITICAL - %s | %s" % ("; ".join(crit + warn), perf)
+    if warn:
+        return exits.NAGIOS_WARNING, "HB WARNING - %s | %s" % ("; ".join(warn), perf)
+    summary = "%s: groups %s" % (node, ", ".join(held) or "none held")
+    return exits.NAGIOS_OK, "HB OK - %s | %s" % (summary, perf)
+
+
+def _nodes_check(st: dict, crit: list[str], warn: list[str]) -> float:
+    """The node records' complaints; returns the worst lateness of the peers."""
+    late = 0.0
+    for n in st["node"]:
+        name, state = n["name"], n["status"]
+        if n.get("kind") == "self":
+            if state == "dead":
+                crit.append("no local heartbeat: hb-beat is not running")
+            continue
+        late = max(late, to_float(n.get("late", "0")) or 0.0)
+        if state == "dead":
+            crit.append("node %s dead" % name)
+        elif state == "init":
+            warn.append("node %s not heard yet" % name)
+        if n.get("lates", "0") not in ("0", ""):
+            warn.append("node %s late %s times in the last hour (worst %s s)"
+                        % (name, n["lates"], n.get("late", "?")))
+        if n.get("cfd") == "differs":
+            warn.append("configuration differs from %s" % name)
+    return late
+
+
+def _groups_check(st: dict, node: str, starting: bool, crit: list[str],
+                  warn: list[str]) -> tuple[list[str], list[str]]:
+    """The group records' complaints: (what is held where, the groups held here)."""
+    held, mine = [], []
+    for g in st["group"]:
+        num, holder, state = g["index"], g["holder"], g["state"]
+        if holder in (node, "both"):
+            mine.append(num)
+        if g.get("restarts", "0") not in ("0", ""):
+            warn.append("group %s restarted %s times in the last hour" % (num, g["restarts"]))
+        if state == "stuck":
+            crit.append("group %s may still run on %s: its stop failed" % (num, holder))
+        elif holder == "both":
+            crit.append("group %s held by both nodes" % num)
+        elif holder == "none":
+            (warn if starting else crit).append("group %s held by nobody (%s)" % (num, state))
+        elif state in ("starting", "stopping"):
+            warn.append("group %s %s on %s" % (num, state, holder))
+        else:
+            held.append("%s on %s" % (num, holder))
+    return held, mine
+
+
+def _reach_check(st: dict, node: str, mine: list[str]) -> list[str]:
+    """CRITICAL: this node holds groups without connectivity while the peer has it."""
+    here = _int(st["self"].get("reach", ""))
+    for n in st["node"]:
+        there = _int(n.get("reach", ""))
+        if (mine and here is not None and there is not None and here <= 0 and there > here
+                and n.get("kind") != "self" and n["status"] == "up"):
+            nolink = st["self"].get("nolink")
+            return ["%s holds groups %s with %s while %s reaches %s" % (
+                node, ",".join(mine), "no carrier on " + nolink if nolink else
+                "no ping node", n["name"], "%d ping node(s)" % there)]
+    return []

@@ -35,25 +35,17 @@ import subprocess
 import sys
 import time
 
-from hb import access, cli, config, exits, log, notify, precheck, runfiles, settings
+from hb import access, cli, config, daemons, exits, log, notify, precheck, runfiles
+from hb import settings, status
+from hb.daemons import STOP, Child
 
 PROG = "hb-supervise"
 LOCK = "hb-supervise.lock"
 PIDFILE = "hb-supervise.pid"
 PIDFILES = {"hb-beat": "hb-beat.pid", "hb-watch": "hb-watch.pid"}
 ENV_EXEC = "HB_SUPERVISE_EXEC"   # set by SIGUSR2's re-execution: the fds the new image keeps
-THROTTLE = 1.0        # a program that dies within this of its start waits out the rest
-WATCH_STOP = 300.0    # bounded wait for hb-watch to hand over the groups (ten stop tries)
-STOP = 5.0            # then for the others
 QUIET = 30.0          # SIGUSR2: wait at most this for no group to be starting or stopping
-F_SETPIPE_SZ = 1031
 ARGV0 = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-
-
-def _pdeathsig() -> None:
-    """In the child: SIGTERM when the supervisor dies, even by SIGKILL."""
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
 
 
 def program(name: str) -> str:
@@ -61,254 +53,6 @@ def program(name: str) -> str:
     here = os.path.dirname(ARGV0 or os.path.abspath("."))
     p = os.path.join(here, name)
     return p if os.access(p, os.X_OK) and not os.path.isdir(p) else name
-
-
-def proc_stat(pid: int) -> tuple[int, str] | None:
-    """(parent pid, start time in clock ticks since boot) of a live process, or None.
-    The start time tells a process from a later one that got its PID."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            w = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if not w or w[0] in ("Z", "X"):
-        return None
-    return int(w[1]), w[19]
-
-
-def _pids() -> list[int]:
-    try:
-        return [int(d) for d in os.listdir("/proc") if d.isdigit()]
-    except OSError:
-        return []
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-class Child:
-    """One supervised program: started, reaped, restarted with a one-second throttle.
-
-    Known by PID and a pidfd, so that a program started by an earlier hb-supervise
-    (one that crashed, or this same process before SIGUSR2 re-executed it) is watched
-    and signalled as safely as one started here; only our own children are reaped."""
-
-    def __init__(self, name: str, argv: list[str], user: str | None = None,
-                 stdin: int | None = None, stdout: int | None = None,
-                 final: int | None = None, orphan_term: bool = True,
-                 pidfile: str | None = None) -> None:
-        self.name, self.argv, self.user = name, argv, user
-        self.stdin, self.stdout, self.final = stdin, stdout, final
-        self.orphan_term = orphan_term    # SIGTERM if hb-supervise dies: the respawn
-        #                                   programs only; hb-beat and hb-watch outlive it
-        self.pidfile = pidfile            # RUNDIR/NAME.pid: "PID STARTTIME"
-        self.proc: subprocess.Popen | None = None
-        self.pid: int | None = None
-        self.pidfd: int | None = None
-        self.ours = False                 # our child: reaped with its exit status
-        self.status: int | None = None    # set by reap_all() when it ended
-        self.started = 0.0
-        self.due = 0.0
-        self.done = False
-        self.hup = False          # SIGHUP owed, sent once the program catches it
-        ALL.append(self)
-
-    def pass_hup(self) -> None:
-        """Send an owed SIGHUP unless the program is still starting (SIGHUP would kill it)."""
-        if not self.hup or self.pid is None:
-            self.hup = False
-            return
-        try:
-            with open("/proc/%d/status" % self.pid) as f:
-                caught = next(int(ln.split()[1], 16) for ln in f if ln.startswith("SigCgt:"))
-        except (OSError, StopIteration, ValueError):
-            caught = 0
-        if caught >> (signal.SIGHUP - 1) & 1:
-            self.kill(signal.SIGHUP)
-            self.hup = False
-
-    def start(self, now: float) -> None:
-        kw: dict = {}
-        if self.user and self.user != _whoami():
-            import pwd
-            try:
-                pw = pwd.getpwnam(self.user)
-            except KeyError:
-                log.log.error("not running %s: no user %s", self.name, self.user)
-                self.done = True
-                return
-            kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-        try:
-            self.proc = subprocess.Popen(
-                self.argv, stdin=self.stdin if self.stdin is not None else subprocess.DEVNULL,
-                stdout=self.stdout if self.stdout is not None else subprocess.DEVNULL,
-                process_group=0, preexec_fn=_pdeathsig if self.orphan_term else None, **kw)
-        except OSError as e:
-            log.log.error("unable to start %s: %s", quote(self.argv), e)
-            self.proc = None
-            self.started, self.due = now, now + THROTTLE
-            return
-        self.pid, self.ours, self.status = self.proc.pid, True, None
-        self.pidfd = _pidfd(self.pid)
-        self.started = now
-        log.log.info("started %s (pid %d)", self.name, self.pid)
-        self.write_pidfile()
-
-    def write_pidfile(self) -> None:
-        st = proc_stat(self.pid) if self.pid else None
-        if self.pidfile and st:
-            try:
-                runfiles.write_atomic(self.pidfile, "%d %s\n" % (self.pid, st[1]), 0o600)
-            except OSError as e:
-                log.log.error("cannot write %s: %s", self.pidfile, e.strerror)
-
-    def adopt(self, rundir: str, now: float) -> bool:
-        """Watch the program an earlier hb-supervise started: the process its pid file
-        names if that is this program for this RUNDIR with the recorded start time;
-        without a usable pid file, the one process that is this program for this RUNDIR."""
-        words = (runfiles.read_text(self.pidfile) or "").split() if self.pidfile else []
-        pid = 0
-        if len(words) == 2 and settings.digits(words[0]) and len(words[0]) <= 10:
-            st = proc_stat(int(words[0]))
-            if st is not None and st[1] == words[1] and self.runs_here(int(words[0]), rundir):
-                pid = int(words[0])
-        how = ""
-        if not pid:
-            found = [p for p in _pids() if self.runs_here(p, rundir)]
-            if len(found) > 1:
-                log.log.error("%s runs %d times for %s (pids %s): adopting none",
-                              self.name, len(found), rundir, " ".join(map(str, found)))
-            if len(found) != 1:
-                return False
-            pid, how = found[0], " (found without its pid file)"
-        st = proc_stat(pid)
-        fd = _pidfd(pid)
-        if st is None or fd is None or proc_stat(pid) != st:    # gone (or reused) meanwhile
-            if fd is not None:
-                os.close(fd)
-            return False
-        self.pid, self.pidfd, self.ours, self.status = pid, fd, st[0] == os.getpid(), None
-        self.proc = None
-        self.started = now - THROTTLE
-        log.log.info("%s (pid %d) is running: watching it%s%s", self.name, pid,
-                     "" if self.ours else " (started by an earlier hb-supervise)", how)
-        if how:
-            self.write_pidfile()
-        return True
-
-    def runs_here(self, pid: int, rundir: str) -> bool:
-        """pid is this program (argv[0] or, for an interpreter, argv[1]) run with
-        `-r RUNDIR`, and not a zombie nor ourselves."""
-        if pid == os.getpid() or proc_stat(pid) is None:
-            return False
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
-        except OSError:
-            return False
-        if not any(os.path.basename(a) == self.name for a in argv[:2]):
-            return False
-        want = os.path.normpath(rundir)
-        return any(a == "-r" and os.path.normpath(b) == want for a, b in zip(argv, argv[1:]))
-
-    def ended(self) -> bool:
-        """True once the program has ended (our child: reaped by reap_all())."""
-        if self.pid is None:
-            return False
-        if self.ours:
-            return self.status is not None
-        if self.pidfd is not None:
-            r, _, _ = select.select([self.pidfd], [], [], 0)
-            return bool(r)
-        return proc_stat(self.pid) is None
-
-    def forget(self) -> str:
-        how = "ended" if self.status is None else \
-            "killed by signal %d" % -self.status if self.status < 0 \
-            else "exited %d" % self.status
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-        if self.proc is not None:
-            self.proc.returncode = self.status if self.status is not None else 0
-        self.proc, self.pid, self.pidfd = None, None, None
-        if self.pidfile:
-            try:
-                os.unlink(self.pidfile)
-            except OSError:
-                pass
-        return how
-
-    def reap(self, now: float, stopping: bool) -> bool:
-        """True when the program ended (and is then scheduled again unless stopping)."""
-        if not self.ended():
-            return False
-        rc = self.status
-        how = self.forget()
-        if stopping:
-            log.log.info("%s %s", self.name, how)
-            return True
-        if self.final is not None and rc == self.final:
-            log.log.info("%s %s: not restarted", self.name, how)
-            self.done = True
-            return True
-        self.due = max(now, self.started + THROTTLE)
-        log.log.warning("%s %s; restarting%s", self.name, how,
-                        " in %.1f s" % (self.due - now) if self.due > now else "")
-        return True
-
-    def kill(self, sig: int) -> None:
-        if self.pid is None or self.ended():
-            return
-        try:
-            if self.pidfd is not None:
-                signal.pidfd_send_signal(self.pidfd, sig)
-            else:
-                os.kill(self.pid, sig)
-        except (ProcessLookupError, OSError):
-            pass
-
-    def wait(self, limit: float) -> bool:
-        """Until the program ended (True) or limit seconds passed (False)."""
-        deadline = time.monotonic() + limit
-        while self.pid is not None and not self.ended():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            fds = [self.pidfd] if self.pidfd is not None else []
-            select.select(fds, [], [], min(left, 0.05))
-            reap_all()
-        return True
-
-
-ALL: list[Child] = []
-
-
-def reap_all() -> None:
-    """Collect the exit status of every child of ours that ended (strays included)."""
-    mine = {k.pid: k for k in ALL if k.pid is not None and k.ours}
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        k = mine.get(pid)
-        if k is not None:
-            k.status = os.waitstatus_to_exitcode(status)
-
-
-def _whoami() -> str:
-    import pwd
-    return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def quote(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 def respawns(cfg: settings.Config) -> list[Child]:
@@ -355,7 +99,7 @@ def do_export(args: dict) -> int:
     except settings.ConfigError as e:
         print(e, file=sys.stderr)
         return exits.CONFIG_INVALID
-    from hb import export
+    from hb import export         # lazy: only --export pays for hashlib and ElementTree
     return export.main_export(cfg, args["-o"], addrs)
 
 
@@ -418,75 +162,10 @@ def inherited() -> dict[str, int] | None:
     return fds if len(fds) == 4 else None
 
 
-def new_pipe() -> tuple[int, int]:
-    """The pipe from hb-beat's stdout to hb-watch's stdin; both ends stay with us."""
-    rfd, wfd = os.pipe2(os.O_CLOEXEC)
-    try:
-        fcntl.fcntl(wfd, F_SETPIPE_SZ, 1 << 20)
-    except OSError:
-        pass
-    return rfd, wfd
-
-
-def steal_pipe(beat: Child, watch: Child) -> tuple[int, int] | None:
-    """Both ends of the pipe that adopted daemons share, opened again through
-    /proc/PID/fd (hb-watch's stdin or hb-beat's stdout); None when that cannot be."""
-    ends: list[tuple[str, str]] = []
-    for k, n in ((watch, 0), (beat, 1)):
-        if k.pid is None:
-            continue
-        path = "/proc/%d/fd/%d" % (k.pid, n)
-        try:
-            link = os.readlink(path)
-        except OSError:
-            return None
-        if not link.startswith("pipe:"):
-            return None
-        ends.append((path, link))
-    if not ends or len({link for _, link in ends}) != 1:
-        return None
-    path = ends[0][0]
-    try:
-        rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        wfd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        os.close(rfd)
-        return None
-    if os.fstat(rfd).st_ino != os.fstat(wfd).st_ino:
-        os.close(rfd)
-        os.close(wfd)
-        return None
-    for fd in (rfd, wfd):
-        os.set_blocking(fd, True)       # our own open file descriptions: theirs unchanged
-    try:
-        fcntl.fcntl(wfd, F_SETPIPE_SZ, 1 << 20)
-    except OSError:
-        pass
-    return rfd, wfd
-
-
 def busy_groups(rundir: str) -> list[str]:
-    """Groups RUNDIR/status shows starting or stopping (`group N HOLDER STATE ...`)."""
-    out = []
-    for line in (runfiles.read_text(os.path.join(rundir, runfiles.STATUS)) or "").splitlines():
-        w = line.split()
-        if len(w) >= 4 and w[0] == "group" and w[3] in ("starting", "stopping"):
-            out.append(w[1])
-    return out
-
-
-def _end(k: Child, sig: int, limit: float) -> None:
-    """End one daemon for good (sig, then SIGKILL after limit) and forget it."""
-    if k.pid is None:
-        return
-    k.kill(sig)
-    if not k.wait(limit):
-        k.kill(signal.SIGKILL)
-        k.wait(STOP)
-    log.log.info("%s %s", k.name, k.forget())
+    """Groups RUNDIR/status shows starting or stopping."""
+    st = status.parse(runfiles.read_text(os.path.join(rundir, runfiles.STATUS)) or "")
+    return [g["index"] for g in st["group"] if g["state"] in ("starting", "stopping")]
 
 
 def replace(beat: Child, watch: Child, pipe: tuple[int, int], rundir: str,
@@ -504,11 +183,11 @@ def replace(beat: Child, watch: Child, pipe: tuple[int, int], rundir: str,
     while busy_groups(rundir) and time.monotonic() < deadline:
         time.sleep(0.05)
     log.log.info("%s: replacing hb-beat, then hb-watch, with the installed programs", why)
-    rfd, wfd = new_pipe()
-    _end(beat, signal.SIGTERM, STOP)
+    rfd, wfd = daemons.new_pipe()
+    daemons.end(beat, signal.SIGTERM, STOP)
     beat.done, beat.stdout = False, wfd
     beat.start(time.monotonic())
-    _end(watch, signal.SIGKILL, STOP)
+    daemons.end(watch, signal.SIGKILL, STOP)
     watch.done, watch.stdin = False, rfd
     watch.start(time.monotonic())
     for fd in pipe:
@@ -550,7 +229,7 @@ def reexec(args: dict, fds: dict[str, int], others: list[Child]) -> None:
         os.set_inheritable(fd, True)
     env = dict(os.environ)
     env[ENV_EXEC] = "%d,%d,%d,%d" % (fds["lock"], fds["keep"], fds["rfd"], fds["wfd"])
-    log.log.info("SIGUSR2: re-executing %s", quote(argv))
+    log.log.info("SIGUSR2: re-executing %s", daemons.quote(argv))
     for h in log.log.handlers:
         h.flush()
     for f in (sys.stdout, sys.stderr):
@@ -588,16 +267,16 @@ def run(args: dict, cfg: settings.Config, lockfd: int, keep: int,
     adopted = [k.name for k in (beat, watch) if k.adopt(rundir, now)]
     pipe: tuple[int, int] | None = (given["rfd"], given["wfd"]) if given else None
     if pipe is None and adopted:
-        pipe = steal_pipe(beat, watch)
+        pipe = daemons.steal_pipe(beat, watch)
         if pipe is None:
             log.log.warning("cannot reach the pipe between the running hb-beat and "
                             "hb-watch: replacing them")
     log.log.info("%s on %s: %s", "re-executed" if given else "starting", cfg.node,
-                 quote(beat.argv))
+                 daemons.quote(beat.argv))
     if pipe is None:
         if adopted:
             _retire(beat, watch)
-        pipe = new_pipe()
+        pipe = daemons.new_pipe()
     elif given:
         pipe = replace(beat, watch, pipe, rundir, "SIGUSR2")
     beat.stdout, watch.stdin = pipe[1], pipe[0]
@@ -617,7 +296,7 @@ def run(args: dict, cfg: settings.Config, lockfd: int, keep: int,
             sigs = b""
         except InterruptedError:
             continue
-        reap_all()
+        daemons.reap_all()
         if signal.SIGTERM in sigs or signal.SIGINT in sigs:
             log.log.info("stopping: hb-watch hands the groups over first" if watch.pid
                          else "stopping: hb-watch is not running, nothing is handed over")
@@ -628,8 +307,8 @@ def run(args: dict, cfg: settings.Config, lockfd: int, keep: int,
                    others)
         if signal.SIGHUP in sigs:
             cfg = reload(args, cfg, [beat, watch])
-            old = {(k.user, quote(k.argv)): k for k in others}
-            new = {(k.user, quote(k.argv)): k for k in respawns(cfg)}
+            old = {(k.user, daemons.quote(k.argv)): k for k in others}
+            new = {(k.user, daemons.quote(k.argv)): k for k in respawns(cfg)}
             for key, k in old.items():
                 if key not in new:
                     k.done = True
@@ -648,16 +327,16 @@ def _retire(beat: Child, watch: Child) -> None:
     """Adopted daemons whose pipe cannot be reached: ended as replace() ends them
     (hb-beat stopped, hb-watch killed, nothing handed over or released), to be
     started again on a new pipe."""
-    _end(beat, signal.SIGTERM, STOP)
-    _end(watch, signal.SIGKILL, STOP)
+    daemons.end(beat, signal.SIGTERM, STOP)
+    daemons.end(watch, signal.SIGKILL, STOP)
 
 
 def stop(beat: Child, watch: Child, others: list[Child], rundir: str) -> int:
     watch.kill(signal.SIGTERM)
-    _wait([watch], WATCH_STOP)
+    daemons.wait_all([watch], daemons.WATCH_STOP)
     for k in (beat, *others):
         k.kill(signal.SIGTERM)
-    _wait([beat, *others], STOP)
+    daemons.wait_all([beat, *others], STOP)
     for name in (runfiles.BEAT_FIFO, runfiles.WATCH_FIFO, PIDFILE, *PIDFILES.values()):
         try:
             os.unlink(os.path.join(rundir, name))
@@ -665,19 +344,6 @@ def stop(beat: Child, watch: Child, others: list[Child], rundir: str) -> int:
             pass
     log.log.info("stopped")
     return exits.OK
-
-
-def _wait(kids: list[Child], limit: float) -> None:
-    deadline = time.monotonic() + limit
-    for k in kids:
-        if k.pid is None:
-            continue
-        if not k.wait(max(0.0, deadline - time.monotonic())):
-            log.log.error("%s (pid %d) did not stop within %.0f s: killing it",
-                          k.name, k.pid, limit)
-            k.kill(signal.SIGKILL)
-            k.wait(STOP)
-        k.reap(time.monotonic(), stopping=True)
 
 
 def write_pid(rundir: str) -> None:

@@ -37,177 +37,18 @@ WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried
 WRITE_LOG_EVERY = 60.0    # s: and logged at most this often
 REBOOT_WAIT = 30.0        # s: after the reboot command, before giving up on the reboot
 STDIN_READS = 64          # reads of 64 KiB at most per wake-up
-PEER_STUCK = "peer-stuck"  # in STATEDIR
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 log = hblog.log
 
 
-def parse_status(text: str) -> dict:
-    """RUNDIR/status -> {'updated': (pos, kv), 'self': (pos, kv), 'node': [(pos, kv)...],
-    'link', 'ping', 'group': [...], 'last': text}: status.parse's records as positional
-    words and the rest."""
-    st = status.parse(text)
-    out: dict = {}
-    for kind, names in status.FIXED.items():
-        recs = st[kind] if kind in status.LISTS else [st[kind]] if st[kind] else []
-        if kind == "last":
-            if st["last"]:
-                out["last"] = st["last"]["text"]
-            continue
-        tups = [([r[n] for n in names], {k: v for k, v in r.items() if k not in names})
-                for r in recs]
-        if kind in status.LISTS:
-            out[kind] = tups
-        elif tups:
-            out[kind] = tups[0]
-    return out
-
-
-def check(rundir: str, max_age: float, now: float | None = None,
-          warn_age: float | None = None) -> tuple[int, str]:
-    """hb-watch --check: (Nagios code, one line: 'HB OK - ...' and perfdata)."""
+def check(rundir: str, max_age: float, warn_age: float) -> tuple[int, str]:
+    """hb-watch --check: (Nagios code, one line) on RUNDIR/status (status.verdict)."""
     path = os.path.join(rundir, runfiles.STATUS)
     try:
         text = access.read(path)
     except access.Unreadable as e:
         return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - %s" % e
-    st = parse_status(text or "")
-    if not text or "updated" not in st:
-        return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - no status in %s: is hb-watch running?" % path
-    now = time.time() if now is None else now
-    warn_age = max_age if warn_age is None else warn_age
-    crit, warn = [], []
-    try:
-        age = max(0.0, now - float(st["updated"][0][0]))
-    except (ValueError, IndexError):
-        return exits.NAGIOS_UNKNOWN, "HB UNKNOWN - unreadable status in %s" % path
-    me = st["updated"][1].get("node", "?")
-    pid = st["updated"][1].get("pid", "?")
-    if pid.isdigit() and not runfiles.pid_alive(int(pid)):
-        crit.append("hb-watch (pid %s) is not running: its status is %d s old" % (pid, age))
-    elif age > warn_age:
-        (crit if age > max_age else warn).append("status is %d s old (pid %s)" % (age, pid))
-    selfkv = st.get("self", ([], {}))[1]
-    starting = selfkv.get("st") == "up"
-    if selfkv.get("maintenance", "off") != "off":
-        warn.append("maintenance mode")
-    late, links, links_up = 0.0, 0, 0
-    for pos, kv in st["node"]:
-        name, state = (pos + ["?", "?"])[:2]
-        if kv.get("kind") == "self":
-            if state == "dead":
-                crit.append("no local heartbeat: hb-beat is not running")
-            continue
-        try:
-            late = max(late, float(kv.get("late", "0")))
-        except ValueError:
-            pass
-        if state == "dead":
-            crit.append("node %s dead" % name)
-        elif state == "init":
-            warn.append("node %s not heard yet" % name)
-            starting = True
-        if kv.get("lates", "0") not in ("0", ""):
-            warn.append("node %s late %s times in the last hour (worst %s s)"
-                        % (name, kv["lates"], kv.get("late", "?")))
-        if kv.get("cfd") == "differs":
-            warn.append("configuration differs from %s" % name)
-    for pos, kv in st["link"]:
-        links += 1
-        links_up += pos[2] == "up"
-        if pos[2] == "dead":
-            warn.append("link %s %s dead" % (pos[0], pos[1]))
-    for pos, kv in st["ping"]:
-        if pos[1] == "dead":
-            warn.append("ping node %s dead" % pos[0])
-    held, mine = [], []
-    for pos, kv in st["group"]:
-        num, holder, state = pos
-        if holder in (me, "both"):
-            mine.append(num)
-        if kv.get("restarts", "0") not in ("0", ""):
-            warn.append("group %s restarted %s times in the last hour" % (num, kv["restarts"]))
-        if state == "stuck":
-            crit.append("group %s may still run on %s: its stop failed" % (num, holder))
-        elif holder == "both":
-            crit.append("group %s held by both nodes" % num)
-        elif holder == "none":
-            (warn if starting else crit).append("group %s held by nobody (%s)" % (num, state))
-        elif state in ("starting", "stopping"):
-            warn.append("group %s %s on %s" % (num, state, holder))
-        else:
-            held.append("%s on %s" % (num, holder))
-    crit += _reach_check(st, me, mine)
-    perf = "age=%ds;%g;%g;0 late=%.3fs;;;0 links_up=%d;;;0;%d" % (
-        age, warn_age, max_age, late, links_up, links)
-    if crit:
-        return exits.NAGIOS_CRITICAL, "HB CRITICAL - %s | %s" % ("; ".join(crit + warn), perf)
-    if warn:
-        return exits.NAGIOS_WARNING, "HB WARNING - %s | %s" % ("; ".join(warn), perf)
-    summary = "%s: groups %s" % (me, ", ".join(held) or "none held")
-    return exits.NAGIOS_OK, "HB OK - %s | %s" % (summary, perf)
-
-
-def _reach_check(st: dict, me: str, mine: list) -> list[str]:
-    """CRITICAL: this node holds groups without connectivity while the peer has it."""
-    def score(kv: dict) -> int | None:
-        try:
-            return int(kv.get("reach", ""))
-        except ValueError:
-            return None
-    here = score(st.get("self", ([], {}))[1])
-    for pos, kv in st["node"]:
-        there = score(kv)
-        if (mine and here is not None and there is not None and here <= 0 and there > here
-                and kv.get("kind") != "self" and pos[1:2] == ["up"]):
-            nolink = st.get("self", ([], {}))[1].get("nolink")
-            return ["%s holds groups %s with %s while %s reaches %s" % (
-                me, ",".join(mine), "no carrier on " + nolink if nolink else
-                "no ping node", pos[0], "%d ping node(s)" % there)]
-    return []
-
-
-def held_before(rundir: str, me: str) -> list[int]:
-    """Groups the last hb-watch of this node held, from its status file."""
-    st = parse_status(runfiles.read_text(os.path.join(rundir, runfiles.STATUS)) or "")
-    if "updated" not in st or st["updated"][1].get("node") != me:
-        return []
-    return [int(pos[0]) for pos, kv in st["group"]
-            if len(pos) >= 3 and pos[0].isdigit() and pos[1] in (me, "both")
-            and pos[2] != "stopped"]
-
-
-def write_in_place(path: str, text: str) -> bool:
-    """A full file system has no room for a temp file, but the state file's own block
-    is there: overwrite it in one write, padded with blank lines to its old length
-    (readers skip them), so that the heartbeats do not keep advertising an old state."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        data = text.encode()
-        size = os.fstat(fd).st_size
-        if len(data) > max(size, runfiles.PIPE_BUF):
-            return False
-        data += b"\n" * (size - len(data))
-        if os.pwrite(fd, data, 0) != len(data):
-            return False
-        if len(data) > size:
-            os.ftruncate(fd, len(data))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def peer_stuck_before(path: str, cfg: settings.Config) -> list[int]:
-    """The groups STATEDIR/peer-stuck says the peer may still run."""
-    kv = runfiles.read_kv(path)
-    if not cfg.peers or kv.get("node") != cfg.peers[0]:
-        return []
-    return [int(x) for x in kv.get("stuck", "").split(",") if x.isdigit() and len(x) < 6]
+    return status.verdict(text, path, time.time(), max_age, warn_age, runfiles.pid_alive)
 
 
 class Watch:
@@ -217,9 +58,11 @@ class Watch:
         self.cfg, self.rundir, self.statedir = cfg, rundir, statedir
         self.now = time.monotonic()
         self.ifaces, self.byip = checks.addresses(cfg.groups, cfg.confdir)
-        self.stuck_path = os.path.join(statedir, PEER_STUCK)
-        self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held_before(rundir, cfg.node),
-                              self.ifaces, peer_stuck_before(self.stuck_path, cfg))
+        self.stuck_path = os.path.join(statedir, runfiles.PEER_STUCK)
+        held = status.held_before(runfiles.read_text(os.path.join(rundir, runfiles.STATUS))
+                                  or "", cfg.node)
+        stuck = runfiles.read_peer_stuck(self.stuck_path, cfg.peers[0] if cfg.peers else None)
+        self.ow = owner.Owner(cfg, self.now, config.digest(cfg), held, self.ifaces, stuck)
         self.stuck_text = ""
         self.hooks = harc.Hooks(harc.base_env(cfg))
         env = harc.agent_env(cfg)
@@ -230,7 +73,7 @@ class Watch:
                                                     timeout=self.ow.mon.timeout, env=env))
         self.nbr_pipe: tuple[int, int] | None = None
         if self.byip:                 # the neighbour check's results wake the loop
-            from hb import address
+            from hb import address     # lazy: only with addresses to watch
             self.nbr_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             address.on_neighbour = self.neighbour_heard
         self.netlink = None
@@ -240,8 +83,8 @@ class Watch:
                 self.netlink = netlink.LinkWatcher()
             except OSError as e:
                 log.error("no netlink events (carrier, addresses): %s", e.strerror or e)
-        self.beat_fd: int | None = None
-        self.pending: list[tuple[float, bytes]] = []
+        self.beat = runfiles.FifoWriter(os.path.join(rundir, runfiles.BEAT_FIFO), "hb-beat",
+                                        log)
         self.wd_fd: int | None = None
         self.state_text = ""
         self.next_status = 0.0
@@ -297,7 +140,7 @@ class Watch:
             self.save()                               # must show the change
         for a in actions:
             if isinstance(a, owner.Send):
-                self.send(wire.format_line(a.fields))
+                self.beat.send(wire.format_line(a.fields), self.now)
             elif isinstance(a, owner.Run) and a.action == "start" and (
                     self.write_failed is not None or self.deferred):
                 self.deferred.append(a)   # not before the state file says we hold it
@@ -331,7 +174,7 @@ class Watch:
         for r in self.ow.gs[group].group.resources:
             a = agents.lookup(r.name, self.cfg.confdir)
             if a is not None and a.module == "mail":
-                from hb import mail
+                from hb import mail        # lazy: only to send an alert
                 log.info("group %d: %s", group, mail.alert(
                     r.args, self.cfg.node, self.statedir, self.cfg.confdir, text))
 
@@ -346,7 +189,7 @@ class Watch:
             try:
                 runfiles.write_atomic(path, text)
             except OSError as e:
-                if not (e.errno == errno.ENOSPC and write_in_place(path, text)):
+                if not (e.errno == errno.ENOSPC and runfiles.write_in_place(path, text)):
                     self.write_error(runfiles.STATE, e)
                     return
             self.state_text = text
@@ -374,7 +217,7 @@ class Watch:
             runfiles.write_atomic(self.stuck_path, text, 0o600)
             self.stuck_text = text
         except OSError as e:
-            self.write_error(PEER_STUCK, e)
+            self.write_error(runfiles.PEER_STUCK, e)
 
     def write_error(self, name: str, e: OSError) -> None:
         if self.write_failed is None and name == runfiles.STATE:
@@ -396,7 +239,7 @@ class Watch:
         """`nbr=` for each group held here whose addresses were checked."""
         if self.nbr_pipe is None:
             return {}
-        from hb import address
+        from hb import address         # lazy: as in __init__
         ips: dict[int, list[str]] = {}
         for ip, groups in self.byip.items():
             for i in groups:
@@ -444,32 +287,6 @@ class Watch:
         self.reboot = None
         self.apply(self.ow.reboot_failed(why, self.now))
 
-    def send(self, line: str) -> None:
-        self.pending.append((self.now + 5.0, (line + "\n").encode()))
-        self.flush()
-
-    def flush(self) -> None:
-        if self.beat_fd is None:
-            try:
-                self.beat_fd = os.open(os.path.join(self.rundir, runfiles.BEAT_FIFO),
-                                       os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as e:
-                if e.errno not in (errno.ENXIO, errno.ENOENT):
-                    log.error("cannot open beat.fifo: %s", e.strerror)
-        while self.pending and self.beat_fd is not None:
-            due, data = self.pending[0]
-            try:
-                os.write(self.beat_fd, data)
-                self.pending.pop(0)
-            except BlockingIOError:
-                break
-            except OSError:
-                os.close(self.beat_fd)
-                self.beat_fd = None
-        while self.pending and self.pending[0][0] < self.now:
-            log.error("hb-beat is not reading beat.fifo: message lost: %s",
-                      self.pending.pop(0)[1].decode().strip())
-
     def feed_watchdog(self) -> None:
         if not self.cfg.watchdog:
             return
@@ -489,8 +306,7 @@ class Watch:
                 os.close(self.wd_fd)
             except OSError:
                 pass
-        if self.beat_fd is not None:
-            os.close(self.beat_fd)
+        self.beat.close()
 
     def netlink_events(self) -> None:
         """Carrier of the groups' interfaces; addresses removed under us."""
@@ -587,8 +403,8 @@ class Watch:
             if self.exit is None:
                 self.apply(self.ow.tick(self.now))
                 self.deaths()
-                if self.pending:
-                    self.flush()
+                if self.beat.pending:
+                    self.beat.flush(self.now)
                 if self.reboot is not None:
                     self.check_reboot()
                 if self.now >= self.next_status - 1.0:      # with a wake-up due anyway
@@ -624,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                   "(try '%s --help')" % (args["--warn-age"], args["--max-age"], PROG))
             return exits.NAGIOS_UNKNOWN
         warn_age = min(warn_age, max_age)
-        code, line = check(args["-r"], max_age, warn_age=warn_age)
+        code, line = check(args["-r"], max_age, warn_age)
         print(line)
         return code
     try:

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -33,6 +34,18 @@ def test_help_and_usage():
     r = subprocess.run([AGENT], capture_output=True, text=True)
     assert (r.returncode, r.stdout) == (2, "")
     assert r.stderr == "hb-ipaddr: missing arguments (try 'hb-ipaddr --help')\n"
+
+
+def test_status_imports_nothing_heavy():
+    """hb-ipaddr status must not pay for pyroute2 (200-300 ms): not even imported."""
+    r = subprocess.run([sys.executable, "-X", "importtime", AGENT, "127.0.0.1", "status"],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (0, "running\n"), r.stderr
+    names = [ln.rsplit("|", 1)[-1].strip() for ln in r.stderr.splitlines()
+             if ln.startswith("import time:")]
+    assert "hb.ipaddr" in names and "hb.address" in names
+    assert [m for m in names if m.split(".")[0] in
+            ("pyroute2", "threading", "ctypes", "dataclasses", "logging")] == []
 
 
 def test_meta_data_is_valid_ocf():

@@ -222,7 +222,7 @@ def test_adopt_only_this_programs_process_for_this_rundir(tmp_path):
     PID, garbage) is not believed: the one hb-beat of this RUNDIR is found instead;
     two of them are adopted by nobody."""
     import time
-    from hb import supervise
+    from hb import daemons
     run = tmp_path / "run"
     run.mkdir()
     (tmp_path / "b").mkdir()
@@ -237,14 +237,14 @@ def test_adopt_only_this_programs_process_for_this_rundir(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         pidfile = run / "hb-beat.pid"
-        start = supervise.proc_stat(p.pid)[1]
+        start = daemons.proc_stat(p.pid)[1]
 
         def adopt(text):
             pidfile.write_text(text)
-            k = supervise.Child("hb-beat", ["hb-beat"], pidfile=str(pidfile))
+            k = daemons.Child("hb-beat", ["hb-beat"], pidfile=str(pidfile))
             return k.pid if k.adopt(str(run), 0.0) else None, k
-        for text in ("%d %s\n" % (other.pid, supervise.proc_stat(other.pid)[1]),
-                     "%d %s\n" % (elsewhere.pid, supervise.proc_stat(elsewhere.pid)[1]),
+        for text in ("%d %s\n" % (other.pid, daemons.proc_stat(other.pid)[1]),
+                     "%d %s\n" % (elsewhere.pid, daemons.proc_stat(elsewhere.pid)[1]),
                      "%d %d\n" % (p.pid, int(start) + 1), "%d\n" % p.pid,
                      "%s %s\n" % ("9" * 5000, start), "%d %s\n" % (os.getpid(), start)):
             assert adopt(text)[0] == p.pid, text

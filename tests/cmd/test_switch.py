@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from hb import runfiles, switch
+from hb import hbapi, runfiles, statusview, switching
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin", "hb-switch")
@@ -247,7 +247,7 @@ def test_no_wait_and_maintenance(tmp_path):
     rc, out, _ = hbswitch(tmp_path, "maintenance", "on", "--for", "30m")
     w.close()
     assert w.got == ["maintenance on 1800"]
-    assert rc == 0 and out.startswith("ok: maintenance on until %s (" % switch.clock(until))
+    assert rc == 0 and out.startswith("ok: maintenance on until %s (" % statusview.clock(until))
     rc, out, err = hbswitch(tmp_path, "maintenance", "on", "--for", "soon")
     assert (rc, out) == (2, "")
     assert err == ("hb-switch: --for wants a duration such as 600, 90s, 30m, 2h or 1d, not "
@@ -301,18 +301,6 @@ def test_bad_values_are_usage_errors(tmp_path, args, msg):
     assert (rc, out, err) == (2, "", "hb-switch: %s (try 'hb-switch --help')\n" % msg)
 
 
-def test_duration_and_parse_units():
-    assert switch.duration("3600") == 3600
-    assert switch.duration("1h30m") == 5400
-    assert switch.duration("90s") == 90
-    assert switch.duration("2d") == 172800
-    for bad in ("", "0", "h", "5x"):
-        with pytest.raises(ValueError):
-            switch.duration(bad)
-    st = switch.parse_status("self a st=up maintenance=until=123\nbogus line\n")
-    assert switch.maintenance(st) == (True, 123.0)
-
-
 def test_starts_fast(tmp_path):
     write(tmp_path)
     best = min(_timed(tmp_path) for _ in range(5))
@@ -332,7 +320,7 @@ def test_moves_refused_in_maintenance(tmp_path):
     rc, out, _ = hbswitch(tmp_path, "takeover")
     assert rc == 1
     assert out == "fail: takeover refused: maintenance mode is on until %s " \
-        "(hb-switch maintenance off)\n" % switch.clock(until)
+        "(hb-switch maintenance off)\n" % statusview.clock(until)
 
 
 def test_standby_of_groups_not_held_here_is_not_refused(tmp_path):
@@ -367,9 +355,9 @@ def test_takeover_failback_takes_all(tmp_path):
     w.close()
     assert w.got == ["takeover failback"]
     assert rc == 0 and out.startswith("ok: takeover: groups 1,2 now on julius ("), out
-    assert switch.failback("standby", "failback") == "foreign"
-    assert switch.failback("takeover", "failback") == "all"
-    assert switch.failback("takeover", "local") == "local"
+    assert switching.failback("standby", "failback") == "foreign"
+    assert switching.failback("takeover", "failback") == "all"
+    assert switching.failback("takeover", "local") == "local"
 
 
 # ---------------------------------------------------------------- Heartbeat's names
@@ -510,9 +498,8 @@ def test_cl_status_under_its_name(tmp_path, args, rc, out, err):
 
 
 def test_cl_status_help_and_stopped(tmp_path):
-    from hb import clstatus
-    assert cl(tmp_path) == (0, clstatus.HELP, "")
-    assert cl(tmp_path, "-h") == (0, clstatus.HELP, "")
+    assert cl(tmp_path) == (0, hbapi.HELP, "")
+    assert cl(tmp_path, "-h") == (0, hbapi.HELP, "")
     assert cl(tmp_path, "hbstatus") == (1, "Heartbeat is stopped on this machine.\n", "")
     rc, out, err = cl(tmp_path, "rscstatus")
     assert (rc, out, plain(err)) == (1, "", "ERROR: Cannot signon with heartbeat\nERROR: "
@@ -534,58 +521,3 @@ def test_rscstatus_after_the_peer_died_is_all(tmp_path):
     assert cl(tmp_path, "rscstatus")[:2] == (0, "local\n")
     write(tmp_path, text=text.replace("1 julius running", "1 julius starting"))
     assert cl(tmp_path, "rscstatus")[:2] == (0, "transition\n")
-
-
-def test_clientstatus_waits_its_timeout_and_cl_status_its_alarm():
-    """hb has no API clients: the answer of a client that does not answer, after the
-    timeout; a timeout past cl_status's 5 s alarm ends it with 12 and nothing said."""
-    from hb import clstatus
-    st = switch.parse_status(STATUS.format(now=time.time(), peer="up", g1="julius"))
-    waited: list[float] = []
-    rc, out, err = clstatus.answer(["clientstatus", "caesar", "ipfail"], st, HACF, True,
-                                   wait=waited.append)
-    assert (rc, out, waited) == (13, "", [0.5])
-    assert err.endswith("REASON: No timely response.\n")
-    waited.clear()
-    assert clstatus.answer(["clientstatus", "caesar", "ipfail", "9000"], st, HACF, True,
-                           wait=waited.append) == (12, "", "")
-    assert waited == [5]
-
-
-def test_parameters_as_heartbeat_records_them():
-    from hb import clstatus
-    p = clstatus.parameters("deadtime 10\nkeepalive 2, 3 # last wins\nnode a b\n"
-                            "logfacility local0\n")
-    assert (p["keepalive"], p["deadtime"], p["warntime"], p["initdead"], p["deadping"]) == (
-        "3", "10", "5000ms", "20000ms", "10000ms")
-    assert (p["logfile"], p["debugfile"], p["auto_failback"], p["udpport"]) == (
-        "/dev/null", "/dev/null", "legacy", "694")
-    assert "node" not in p and "use_logd" not in p
-    assert clstatus.parameters("deadtime 30\n")["initdead"] == "30000ms"
-    assert clstatus.parameters("")["use_logd"] == "yes"
-    assert clstatus.parameters("logfacility none\n")["use_logd"] == "yes"
-    assert "use_logd" not in clstatus.parameters("logfile /var/log/ha-log\n")
-    assert clstatus.cluster_nodes("ping 1.2.3.4\nnode A\nnode b a\nping_group g 1 2\n") == [
-        ("g", "ping"), ("b", "normal"), ("a", "normal"), ("1.2.3.4", "ping")]
-
-
-def test_heartbeat_is_told_apart_by_its_pid_file(tmp_path):
-    from hb import clstatus
-    pidfile = str(tmp_path / "heartbeat.pid")
-    assert not clstatus.heartbeat_runs(pidfile)
-    with open(pidfile, "w") as f:
-        f.write("%d\n" % os.getpid())             # alive, but not called heartbeat
-    assert not clstatus.heartbeat_runs(pidfile)
-    os.symlink("/bin/sleep", str(tmp_path / "heartbeat"))     # a process called heartbeat
-    p = subprocess.Popen([str(tmp_path / "heartbeat"), "30"])
-    try:
-        with open(pidfile, "w") as f:
-            f.write("%d\n" % p.pid)
-        deadline = time.monotonic() + 5      # until the child has exec'd
-        while not clstatus.heartbeat_runs(pidfile) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert clstatus.heartbeat_runs(pidfile)
-    finally:
-        p.kill()
-        p.wait()
-    assert not clstatus.heartbeat_runs(pidfile)

@@ -118,8 +118,8 @@ def test_systemd_unit_verifies(deb, tmp_path):
         assert line in text.splitlines(), line
     stop = int(re.search(r"^TimeoutStopSec=(\d+)s$", text, re.M).group(1))
     sys.path.insert(0, os.path.join(ROOT, "lib"))
-    from hb import supervise
-    assert stop >= 2 * (supervise.WATCH_STOP + supervise.STOP)
+    from hb import daemons
+    assert stop >= 2 * (daemons.WATCH_STOP + daemons.STOP)
     r = run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no", unit])
     problems = [ln for ln in (r.stdout + r.stderr).splitlines()
                 if "hb.service" in ln and "/usr/sbin/hb-supervise" not in ln]
@@ -144,8 +144,11 @@ def test_installs_removes_and_purges(debs, chroot, release):
                         " && hb-supervise --check -c /root/ha.d --node julius"))
     assert "julius" in out and "caesar" in out
     sys.path.insert(0, os.path.join(ROOT, "lib"))
-    from hb import ipaddr, wire
-    assert ok(chroot.run("hb-ipaddr --help")) == ipaddr.__doc__.strip("\n") + "\n"
+    from hb import wire
+    ours = ok(subprocess.run([os.path.join(ROOT, "bin", "hb-ipaddr"), "--help"],
+                             capture_output=True, text=True, timeout=60,
+                             env=dict(ENV, PYTHONPATH=os.path.join(ROOT, "lib"))))
+    assert ok(chroot.run("hb-ipaddr --help")) == ours
     # the digests of this release's python (no _sha256 builtin from 3.12 on) match ours
     code = ("from hb import wire\nfor m in ('sha1', 'md5', 'sha256', 'crc'):\n"
             "    print(m, wire.auth_token(m, b'key', b'some message'))\n")

@@ -1055,15 +1055,15 @@ def test_stop_failure_directive():
 
 
 def test_a_stuck_group_is_critical_in_the_status(tmp_path):
-    from hb import watch
+    from hb import status
     s = both_started()
     s[J].fail_stop = {1}
     s[J].apply(s[J].ow.request("standby all", s.now))
     s.run(13)
     st = s[J].ow.status_text(s.now, 1.7e9, 1)
     assert re.search(r"^group 1 julius stuck pref=julius ", st, re.M), st
-    (tmp_path / "status").write_text(st.replace("updated 1700000000", "updated 1700000001"))
-    code, line = watch.check(str(tmp_path), 10, now=1700000002)
+    text = st.replace("updated 1700000000", "updated 1700000001")
+    code, line = status.verdict(text, str(tmp_path / "status"), 1700000002, 10)
     assert code == 2 and "group 1 may still run on julius: its stop failed" in line, line
     assert 1 not in s[C].running and s[C].ow.peer.stuck == {1}
 

@@ -300,3 +300,54 @@ def test_a_lock_that_is_no_regular_file_is_neither_followed_nor_blocks(tmp_path,
     assert p.read_text() == "%10d\n" % os.getpid() and not p.is_symlink()
     assert victim.read_text() == "%10d\n" % os.getppid()
     media.uucp_unlock(str(p))
+
+
+def test_fifo_writer_keeps_lines_until_read_then_drops_them_late(tmp_path, caplog):
+    """beat.fifo while hb-beat restarts: lines wait, in order, then arrive; a line
+    nobody reads within `keep` seconds is dropped with an error."""
+    import logging
+    path = str(tmp_path / "beat.fifo")
+    runfiles.make_fifo(path)
+    w = runfiles.FifoWriter(path, "hb-beat", logging.getLogger("hb"), keep=5.0)
+    w.send("t=one", 0.0)
+    w.send("t=two", 1.0)
+    assert [d for _, d in w.pending] == [b"t=one\n", b"t=two\n"]       # no reader yet
+    rfd, keep = runfiles.open_fifo_reader(path)
+    try:
+        w.flush(2.0)
+        assert w.pending == [] and os.read(rfd, 4096) == b"t=one\nt=two\n"
+        w.close()
+        os.close(rfd)
+        os.close(keep)
+        rfd = keep = -1
+        with caplog.at_level(logging.ERROR, logger="hb"):
+            w.send("t=three", 3.0)
+            w.flush(7.9)
+            assert w.pending and not caplog.records
+            w.flush(8.1)
+        assert w.pending == []
+        assert caplog.records[-1].getMessage() == \
+            "hb-beat is not reading beat.fifo: message lost: t=three"
+    finally:
+        for fd in (rfd, keep):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_write_in_place_pads_to_the_old_length(tmp_path):
+    p = str(tmp_path / "state")
+    runfiles.write_atomic(p, "st=active\nrsc_hold=all\n")
+    assert runfiles.write_in_place(p, "st=up\n")
+    assert len(open(p).read()) == len("st=active\nrsc_hold=all\n")
+    assert runfiles.read_kv(p) == {"st": "up"}
+    assert not runfiles.write_in_place(str(tmp_path / "none"), "x=1\n")
+    assert not runfiles.write_in_place(p, "x" * (runfiles.PIPE_BUF + 1))
+
+
+def test_read_peer_stuck_only_for_the_peer_it_names(tmp_path):
+    p = str(tmp_path / "peer-stuck")
+    runfiles.write_atomic(p, "node=caesar\nstuck=1,3,x,1234567\n")
+    assert runfiles.read_peer_stuck(p, "caesar") == [1, 3]
+    assert runfiles.read_peer_stuck(p, "brutus") == []
+    assert runfiles.read_peer_stuck(p, None) == []
+    assert runfiles.read_peer_stuck(str(tmp_path / "none"), "caesar") == []

@@ -7,7 +7,7 @@ import os
 
 from hypothesis import given, settings, strategies as st_
 
-from hb import access, owner, status, switch, watch
+from hb import access, exits, owner, status
 from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -72,7 +72,7 @@ def test_peer_fields_never_forge_a_record(st, nolink, cfd, via, request):
     assert kinds.count("updated") == 1 and kinds.count("self") == 1
     assert kinds.count("node") == 2 and kinds.count("group") == 2 and kinds.count("last") == 1
     assert set(kinds) <= set(status.FIXED)
-    parsed = switch.parse_status(text)
+    parsed = status.parse(text)
     peer = [n for n in parsed["node"] if n["name"] == C]
     assert len(peer) == 1
     if st in owner.ST_WORDS and st != "dead":
@@ -84,9 +84,9 @@ def test_peer_fields_never_forge_a_record(st, nolink, cfd, via, request):
     assert parsed["updated"] == {"time": "1700000000", "pid": "42", "node": J}
     assert parsed["last"]["text"] == ow.last[1]
     assert [ln["medium"] for ln in parsed["link"]] == [via or "eth0"]
-    old = watch.parse_status(text)             # hb-watch's view (held_before, --check)
-    assert [pos for pos, _ in old["group"]] == [[g["index"], g["holder"], g["state"]]
-                                                for g in parsed["group"]]
+    held = status.held_before(text, J)          # what a restarted hb-watch takes back
+    assert held == [int(g["index"]) for g in parsed["group"]
+                    if g["holder"] in (J, "both") and g["state"] != "stopped"]
 
 
 def test_a_newline_in_st_is_refused_and_would_be_escaped():
@@ -98,7 +98,7 @@ def test_a_newline_in_st_is_refused_and_would_be_escaped():
     ow.message({"t": "status", "st": forged, "src": C,
                 "hg": "5", "seq": "1", "_via": "eth0", "hbv": "1"}, 0.1)
     text = ow.status_text(0.2, 1.7e9, 1)
-    parsed = switch.parse_status(text)
+    parsed = status.parse(text)
     assert len(parsed["group"]) == 2 and all(g["pref"] != "x" for g in parsed["group"])
     assert parsed["node"][1]["st"] in owner.ST_WORDS and "pref=x" not in text
     line = status.record("node", C, "up", st=forged)
@@ -113,7 +113,7 @@ def test_reader_ignores_garbage_and_old_unescaped_files():
     p = status.parse(old)
     assert [g["index"] for g in p["group"]] == ["1"] and p["node"] == [] and p["why"] == []
     assert p["last"]["text"] == "took group 2: caesar is dead"
-    assert switch.maintenance(p) == (True, 1700000600.0)
+    assert status.maintenance(p) == (True, 1700000600.0)
 
 
 def test_history_keeps_the_last_n_per_group_and_the_cause():
@@ -149,3 +149,54 @@ def test_status_and_rundir_modes(tmp_path):
     assert os.stat(d).st_mode & 0o7777 == access.rundir_mode(gid)
     if gid is not None:
         assert os.stat(d).st_gid == gid
+
+
+STATUS = ("updated 1700000000 pid=42 node=julius\n"
+          "self julius st=active rsc_hold=all maintenance=off\n"
+          "node julius up kind=self\n"
+          "node caesar up kind=normal late=0.2 lates=0\n"
+          "link caesar eth0 up\n"
+          "group 1 julius running pref=julius\n"
+          "group 2 caesar running pref=caesar\n"
+          "last 1700000000 node caesar: up\n")
+
+
+def test_the_parsed_status_answers_who_what_and_whether_stale():
+    from hb import runfiles
+    assert status.STALE == 2 * runfiles.STATUS_EVERY      # two rewrites missed
+    st = status.parse(STATUS)
+    assert status.me(st) == J and status.peer(st)["name"] == C
+    assert status.age(st, 1700000003.5) == 3.5
+    assert not status.is_stale(st, 1700000000 + status.STALE, lambda pid: True)
+    assert status.is_stale(st, 1700000001 + status.STALE, lambda pid: True)
+    assert status.is_stale(st, 1700000001, lambda pid: pid != 42)     # its writer is gone
+    assert status.maintenance(st) == (False, None)
+    assert status.held_before(STATUS, J) == [1]
+    assert status.held_before(STATUS, C) == []            # another node's file
+    assert status.held_before(STATUS.replace("1 julius running", "1 julius stopped"), J) == []
+    assert status.held_before("", J) == []
+
+
+def test_verdict_ok_warning_critical_unknown():
+    def verdict(text, now=1700000002, alive=lambda pid: True):
+        return status.verdict(text, "/run/hb/status", now, 30, 10, alive)
+    code, line = verdict(STATUS)
+    assert (code, line) == (exits.NAGIOS_OK, "HB OK - julius: groups 1 on julius, 2 on caesar"
+                            " | age=2s;10;30;0 late=0.200s;;;0 links_up=1;;;0;1")
+    assert verdict(STATUS, now=1700000015)[1].startswith(
+        "HB WARNING - status is 15 s old (pid 42) |")
+    assert verdict(STATUS, now=1700000040)[0] == exits.NAGIOS_CRITICAL
+    assert verdict(STATUS, alive=lambda pid: False)[1].startswith(
+        "HB CRITICAL - hb-watch (pid 42) is not running: its status is 2 s old |")
+    assert verdict(STATUS.replace("caesar eth0 up", "caesar eth0 dead"))[1].startswith(
+        "HB WARNING - link caesar eth0 dead |")
+    assert verdict(STATUS.replace("2 caesar running", "2 none stopped"))[1].startswith(
+        "HB CRITICAL - group 2 held by nobody (stopped) |")
+    lost = STATUS.replace("maintenance=off", "maintenance=off reach=0").replace(
+        "lates=0", "lates=0 reach=2")
+    assert verdict(lost)[1].startswith("HB CRITICAL - julius holds groups 1 with no ping node "
+                                       "while caesar reaches 2 ping node(s) |")
+    assert verdict("") == (exits.NAGIOS_UNKNOWN, "HB UNKNOWN - no status in /run/hb/status: "
+                           "is hb-watch running?")
+    assert verdict(STATUS.replace("updated 1700000000", "updated soon"))[0] == \
+        exits.NAGIOS_UNKNOWN

@@ -8,14 +8,13 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-os.environ["PYTHONPATH"] = os.path.join(ROOT, "lib") + (
-    ":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
-os.environ["PATH"] = os.path.join(ROOT, "bin") + ":" + os.environ["PATH"]
 
-from netns import Lab  # noqa: E402
-from smtpserver import Smtpd  # noqa: E402
+import lab as _lab  # noqa: E402  (the package tests/lab; `lab` is the fixture below)
+_lab.source_tree()
+
+from lab.netns import Lab  # noqa: E402
+from lab.smtpserver import Smtpd  # noqa: E402
 
 
 @pytest.fixture
@@ -55,7 +54,8 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The run fails if any namespace of its own, or a process in one, is still alive."""
+    """The run fails if any namespace of its own, or a process in one (by network or
+    mount namespace, named or deleted), is still alive: it is killed and reported."""
     import signal
     for p in _prebuild:                 # an interrupted run leaves no apt-get behind
         if p.poll() is None:
@@ -63,17 +63,15 @@ def pytest_sessionfinish(session, exitstatus):
         p.wait()
     if os.geteuid() != 0:
         return
-    import re
-    from netns import inside, kill_inside, leftovers
-    mine = re.compile(r"hb%d[^0-9]" % (os.getpid() % 100000))
-    names, _ = leftovers("hb")
-    names = [n for n in names if mine.match(n)]
-    pids = [p for n in names for p in inside(n)]
-    if names:
+    from lab.netns import kill_all, session_leftovers
+    names, pids = session_leftovers()
+    if names or pids:
         import subprocess
+        from lab.netns import MNTNS, NETNS, kill_inside
         for n in names:
             kill_inside(n)
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
+        kill_all(NETNS, MNTNS)
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "LEFT BEHIND: namespaces %s, processes %s" % (names, pids), red=True)
         session.exitstatus = 1

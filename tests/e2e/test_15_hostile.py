@@ -172,7 +172,7 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from pair import ADDR, VIP, HbPair  # noqa: E402
+from lab.pair import ADDR, VIP, HbPair  # noqa: E402
 
 HOSTILE = ("garbage", "auth", "toobig", "malformed", "unknown", "replay", "stale")
 NFT = """table inet hbhostile {
@@ -231,7 +231,7 @@ def counters(node, pid: int) -> dict[str, int]:
     tag = "hb-beat[%d]: INFO: counters:" % pid
 
     def lines() -> list[str]:
-        return [ln for ln in node.logtext().splitlines() if tag in ln]
+        return [ln for ln in node.log().splitlines() if tag in ln]
     before = len(lines())
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -303,9 +303,9 @@ def test_hostile_lan_moves_nothing(lab):
     mallory = lab.host("mallory", MALLORY + "/24")
     for n in (a, b):
         n.host.run(["nft", "-f", "-"], input=NFT % {"m": MALLORY, "b": BCAST})
-    kids = {n.name: n.wait_daemons() for n in (a, b)}
+    kids = {n.name: n.wait_children() for n in (a, b)}
     sup = {n.name: n.proc.pid for n in (a, b)}
-    logged = {n.name: len(n.logtext()) for n in (a, b)}
+    logged = {n.name: len(n.log()) for n in (a, b)}
     sampler = Sampler({n.name: n.host.ns for n in (a, b)})
     sampler.start()
     try:
@@ -336,7 +336,7 @@ def test_hostile_lan_moves_nothing(lab):
             assert time.monotonic() < deadline, b.logtail()
             time.sleep(0.02)
         beat2 = b.children()["hb-beat"]
-        pair.wait(lambda: "high-water marks of alpha" in b.logtext(), 10, "marks restored")
+        pair.wait(lambda: "high-water marks of alpha" in b.log(), 10, "marks restored")
         time.sleep(0.5)
         assert b.children().get("hb-beat") == beat2, \
             "the new hb-beat did not stay up:\n" + b.logtail()
@@ -370,7 +370,7 @@ def test_hostile_lan_moves_nothing(lab):
     assert b.proc.pid == sup["beta"]
     assert a.holds() == ["1"] and b.holds() == []
     for n in (a, b):
-        log = n.logtext()[logged[n.name]:]
+        log = n.log()[logged[n.name]:]
         assert "Traceback" not in log and "raised" not in log, n.logtail()
         assert "node %s: dead" % pair.peer(n.name).name not in log, n.logtail()
 

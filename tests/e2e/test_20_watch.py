@@ -9,14 +9,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "demo"))
-from cluster import BIN, Pair  # noqa: E402
+from lab import BIN
+from lab.pair import Pair
 
 DEADTIME = 0.5
 
@@ -35,7 +33,7 @@ class Daemons:
     def start(self) -> "Daemons":
         os.makedirs(self.node.run, exist_ok=True)
         cmd = "%s/hb-beat %s | %s/hb-watch %s" % (BIN, self.common(), BIN, self.common())
-        with open(self.node.err, "a") as err:
+        with open(self.node.errfile, "a") as err:
             self.proc = self.node.host.popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL,
                                              stderr=err)
         return self
@@ -60,7 +58,7 @@ class Daemons:
 
     def log(self) -> str:
         try:
-            with open(self.node.log, errors="replace") as f:
+            with open(self.node.logfile, errors="replace") as f:
                 return f.read()
         except FileNotFoundError:
             return ""

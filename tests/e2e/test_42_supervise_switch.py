@@ -4,15 +4,11 @@ is refused; status and the cl_status queries tell the truth."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
-import probe
+from lab import probe
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "demo"))
-from cluster import VIP, Pair  # noqa: E402
+from lab.pair import VIP, Pair
 
 VIP2 = "198.18.0.101"
 TWO = "julius %s/24/eth0\ncaesar %s/24/eth0\n" % (VIP, VIP2)
@@ -68,7 +64,7 @@ def test_standby_with_a_dead_peer_is_refused(lab):
     r = julius.switch("cl_status", "nodestatus", "caesar")
     assert (r.returncode, r.stdout) == (0, "up\n") or (r.returncode, r.stdout) == (
         0, "active\n")
-    caesar.crash()
+    caesar.kill()
     pair.wait(lambda: julius.node("caesar").get("status") == "dead", timeout=5,
               what="caesar dead")
     prober = probe.Prober(pair.client, VIP, duration=30)

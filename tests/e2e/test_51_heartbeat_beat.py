@@ -18,7 +18,7 @@ import time
 import pytest
 
 from hb import wire
-from heartbeat import hacf, heartbeat, host  # noqa: F401
+from lab.heartbeat import hacf, heartbeat, host  # noqa: F401
 
 COMPLAINTS = re.compile(r"authentication|authtoken|replay|bad node|[Ii]rretrievably|"
                         r"node beta: is dead|"

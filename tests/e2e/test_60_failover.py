@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-import probe
-from pair import HbPair
+from lab import probe
+from lab.pair import HbPair
 
 KEEPALIVE, DEADTIME = "100ms", "500ms"
 UNPLANNED_MS = 2000          # deadtime 500 ms + generous slack for a loaded machine
@@ -66,7 +66,7 @@ def first_served_by(probes: list[probe.Probe], who: str, t: float) -> float:
 def test_kill9_of_every_hb_process_fails_over(lab):
     pair, prober = started(lab)
     t = time.monotonic()
-    pair["alpha"].kill9()
+    pair["alpha"].kill()
     prober.wait_served("beta", timeout=5, since=t)
     time.sleep(0.5)
     probes = prober.stop()
@@ -84,7 +84,7 @@ def test_kill9_then_restart_leaves_the_vip_with_the_peer(lab):
     pair, prober = started(lab)
     alpha, beta = pair["alpha"], pair["beta"]
     t = time.monotonic()
-    alpha.kill9()
+    alpha.kill()
     prober.wait_served("beta", timeout=5, since=t)
     time.sleep(0.5)
     t_back = time.monotonic()
@@ -251,7 +251,7 @@ def test_planned_standby_then_takeover(lab):
 def test_sigterm_hands_over_at_once(lab):
     pair, prober = started(lab)
     t = time.monotonic()
-    rc = pair["alpha"].terminate()
+    rc = pair["alpha"].stop()
     prober.wait_served("beta", timeout=5, since=t)
     time.sleep(0.3)
     probes = prober.stop()
@@ -266,7 +266,7 @@ def test_sigterm_hands_over_at_once(lab):
 def test_auto_failback_when_the_preferred_node_returns(lab, failback):
     pair, prober = started(lab, media=("bcast",), auto_failback=failback)
     alpha = pair["alpha"]
-    assert alpha.terminate() == 0, pair.logtail()
+    assert alpha.stop() == 0, pair.logtail()
     prober.wait_served("beta", timeout=5)
     time.sleep(0.3)
     t = time.monotonic()
@@ -318,7 +318,7 @@ table inet hbloss {
 def test_ten_percent_loss_causes_no_false_failover(lab):
     pair, prober = started(lab, keepalive="200ms", deadtime="1")
     time.sleep(0.5)
-    mark = {name: len(n.logtext()) for name, n in pair.nodes.items()}
+    mark = {name: len(n.log()) for name, n in pair.nodes.items()}
     for n in pair.nodes.values():
         n.host.run(["nft", "-f", "-"], input=NFT_LOSS)
     t = time.monotonic()
@@ -334,5 +334,5 @@ def test_ten_percent_loss_causes_no_false_failover(lab):
     assert probe.multi(during, "holders") == []
     for name, n in pair.nodes.items():
         assert n.peer_status() == "up"
-        assert " dead" not in n.logtext()[mark[name]:], n.logtail()
+        assert " dead" not in n.log()[mark[name]:], n.logtail()
     assert pair["alpha"].holds() == ["1"]

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-import probe
-from pair import VIP, HbPair
+from lab import probe
+from lab.pair import VIP, HbPair
 
 ROUTER = "198.18.0.254"
 KEEPALIVE, DEADTIME, DEADPING = 0.1, 0.5, 1.0
@@ -76,7 +76,7 @@ def served_only_by(probes, who: str, since: float) -> None:
 
 
 def log_has(node, text: str) -> bool:
-    return text in node.logtext()
+    return text in node.log()
 
 
 def test_carrier_loss_moves_the_vip_within_a_second_and_not_back(lab):

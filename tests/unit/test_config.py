@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from hb import config
 from hb.config import ConfigError, parse_authkeys, parse_hacf, parse_haresources
-from heartbeat import heartbeat  # noqa: F401 (the fixture)
+from lab.heartbeat import heartbeat  # noqa: F401 (the fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

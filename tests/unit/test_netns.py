@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-import netns
+from lab import netns
 
 
 def test_two_namespaces_ping_over_the_bridge(lab):

@@ -13,9 +13,8 @@ import shlex
 import signal
 import subprocess
 import tempfile
-import threading
 import time
-from typing import Sequence
+from typing import Iterable, Sequence
 
 _counter = itertools.count()
 
@@ -70,6 +69,7 @@ class Lab:
     def __init__(self, tag: str = "t") -> None:
         self.id = "hb%d%s%d" % (os.getpid() % 100000, tag[:4], next(_counter))
         self.namespaces: list[str] = []
+        self.netids: dict[str, str] = {}
         self.procs: list[subprocess.Popen] = []
         self.tmp = tempfile.mkdtemp(prefix=self.id + ".")
         self.hosts: dict[str, Host] = {}
@@ -89,6 +89,8 @@ class Lab:
         ns = "%s-%s" % (self.id, suffix)
         sh("ip", "netns", "add", ns)
         self.namespaces.append(ns)
+        self.netids[ns] = netid(ns)
+        NETNS.add(self.netids[ns])
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
         return ns
 
@@ -166,15 +168,34 @@ class Lab:
             p.wait(5)
 
     def close(self) -> None:
+        """Every process of the lab ended, then its namespaces deleted, its files
+        removed.  A process that survives, or a namespace that cannot be deleted,
+        is an error (raised after the rest is cleaned up)."""
+        errors: list[str] = []
         for p in reversed(self.procs):
             try:
                 self.stop(p, signal.SIGTERM, timeout=3)
-            except Exception:
-                pass
+            except (OSError, subprocess.SubprocessError) as e:
+                errors.append("pid %d: %s" % (p.pid, e))
         for ns in reversed(self.namespaces):
-            kill_inside(ns)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["rm", "-rf", self.tmp])
+            alive = kill_inside(ns)
+            if alive:
+                errors.append("%s: processes %s survive SIGKILL" % (ns, alive))
+                continue
+            r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+            if r.returncode != 0:
+                errors.append("ip netns del %s: %s" % (ns, r.stderr.strip()))
+        # a process that forked while its namespace was being emptied (Heartbeat's
+        # "shutdown restart" does) still holds the deleted namespace: find it by inode
+        alive = kill_all(self.netids.values(), ())
+        if alive:
+            errors.append("processes %s survive in deleted namespaces" % alive)
+        r = subprocess.run(["rm", "-rf", self.tmp], capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append("rm -rf %s: %s" % (self.tmp, r.stderr.strip()))
+        self.procs, self.namespaces = [], []
+        if errors:
+            raise RuntimeError("lab %s cleanup: %s" % (self.id, "; ".join(errors)))
 
     def __enter__(self) -> "Lab":
         return self
@@ -183,31 +204,43 @@ class Lab:
         self.close()
 
 
-def inside(ns: str) -> list[int]:
-    """The PIDs of every process whose network namespace is ns (daemons that
-    re-exec'd themselves or called setsid included: `ip netns del` kills none)."""
-    try:
-        st = os.stat("/run/netns/" + ns)
-    except OSError:
-        return []
+# Every network namespace (its /proc/PID/ns/net link text, "net:[INODE]") and mount
+# namespace ("mnt:[INODE]") a lab of this process made: the session-end check looks
+# for processes still in one of them, even after the namespace's name is gone.
+NETNS: set[str] = set()
+MNTNS: set[str] = set()
+
+
+def netid(ns: str) -> str:
+    """The link text /proc/PID/ns/net shows for a process in named namespace ns."""
+    return "net:[%d]" % os.stat("/run/netns/" + ns).st_ino
+
+
+def procs_in(net: Iterable[str] = (), mnt: Iterable[str] = ()) -> list[int]:
+    """Live processes (zombies left out) whose network namespace is in `net` or
+    whose mount namespace is in `mnt` (readlink /proc/PID/ns/{net,mnt})."""
+    net, mnt = set(net), set(mnt)
     out = []
     for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                s = os.stat("/proc/%s/ns/net" % d)
-            except OSError:
-                continue
-            if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
-                out.append(int(d))
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            hit = (net and os.readlink("/proc/%s/ns/net" % d) in net) or \
+                (mnt and os.readlink("/proc/%s/ns/mnt" % d) in mnt)
+        except OSError:
+            continue
+        if hit and not _zombie(int(d)):
+            out.append(int(d))
     return out
 
 
-def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
-    """SIGKILL every process in ns until none is left; returns those still alive
-    after timeout (zombies whose parent is outside do not count)."""
+def kill_all(net: Iterable[str], mnt: Iterable[str], timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process of procs_in(net, mnt) until none is left (new ones
+    forked meanwhile included); returns those still alive after timeout."""
+    net, mnt = set(net), set(mnt)
     deadline = time.monotonic() + timeout
     while True:
-        alive = [p for p in inside(ns) if not _zombie(p)]
+        alive = procs_in(net, mnt)
         if not alive or time.monotonic() > deadline:
             return alive
         for pid in alive:
@@ -216,6 +249,24 @@ def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.02)
+
+
+def inside(ns: str) -> list[int]:
+    """The PIDs of every live process whose network namespace is ns (daemons that
+    re-exec'd themselves or called setsid included: `ip netns del` kills none)."""
+    try:
+        return procs_in([netid(ns)])
+    except OSError:
+        return []
+
+
+def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process in ns until none is left; returns those still alive
+    after timeout (zombies do not count)."""
+    try:
+        return kill_all([netid(ns)], (), timeout)
+    except OSError:
+        return []
 
 
 def _zombie(pid: int) -> bool:
@@ -232,42 +283,17 @@ def leftovers(prefix: str) -> tuple[list[str], list[int]]:
         names = [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
     except FileNotFoundError:
         names = []
-    return names, [p for n in names for p in inside(n) if not _zombie(p)]
+    return names, [p for n in names for p in inside(n)]
 
 
-class Holders(threading.Thread):
-    """Which namespaces' kernels hold an address, sampled every 100 ms with
-    `ip -n NS addr` (nodes: {name: namespace})."""
-
-    def __init__(self, nodes: dict[str, str], addr: str, limit: float = 120.0) -> None:
-        super().__init__(daemon=True)
-        self.nodes, self.addr, self.limit = nodes, addr, limit
-        self.samples: list[tuple[float, frozenset]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        end = time.monotonic() + self.limit
-        while not self.done.is_set() and time.monotonic() < end:
-            t = time.monotonic()
-            held = set()
-            for name, ns in self.nodes.items():
-                out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                if " %s/" % self.addr in out:
-                    held.add(name)
-            self.samples.append((t, frozenset(held)))
-            self.done.wait(max(0.0, t + 0.1 - time.monotonic()))
-
-    def seen(self, names: set, since: float) -> bool:
-        return any(t >= since and set(h) == names for t, h in self.samples)
-
-    def since(self, t0: float) -> list[frozenset]:
-        return [h for t, h in self.samples if t >= t0]
-
-    def stop(self) -> list[tuple[float, frozenset]]:
-        self.done.set()
-        self.join(10)
-        return self.samples
+def session_leftovers() -> tuple[list[str], list[int]]:
+    """What this process's labs left: namespaces still named (Lab ids start with
+    hb<pid>), and processes in any namespace they made (named or deleted), network
+    or mount (Heartbeat nodes' own mount namespaces)."""
+    import re
+    mine = re.compile(r"hb%d[^0-9]" % (os.getpid() % 100000))
+    names = [n for n in leftovers("hb")[0] if mine.match(n)]
+    return names, procs_in(NETNS, MNTNS)
 
 
 def quote(argv: Sequence[str]) -> str:

@@ -3,7 +3,7 @@ to udp/694 (random bytes; every field malformed; authenticators with non-ASCII
 digits, 5,000 digits or a wrong key; oversized; truncated; replays of the pair's
 own captured heartbeats, also after hb-beat restarts on one node).
 
-The pair (tests/pair.py) runs over bcast and ucast on eth0 at once; "mallory"
+The pair (tests/lab/pair.py) runs over bcast and ucast on eth0 at once; "mallory"
 sits on the same bridge.  Asserted: no hb process restarts (but the hb-beat
 killed on purpose), the VIP is on exactly one node at every 100 ms sample, and
 each node's drop counters account for every hostile datagram that reached it:

@@ -1,4 +1,4 @@
-"""A group never runs on two nodes: a real hb pair (tests/pair.py), checked every 100 ms.
+"""A group never runs on two nodes: a real hb pair (tests/lab/pair.py), checked every 100 ms.
 
 - `alpha 198.18.0.100/24/eth0 stuckres`, where stuckres's stop always fails (it records
   where it "runs" in a file of its node): through SIGTERM to hb-supervise and through

@@ -1,6 +1,6 @@
 """The Heartbeat fixture itself: two real Heartbeat 3.0.6 nodes find each other.
 
-This proves tests/heartbeat.py (private namespaces, config, logs, nsenter
+This proves tests/lab/heartbeat.py (private namespaces, config, logs, nsenter
 helpers, the VIP prober) before any hb node is put next to Heartbeat.
 """
 

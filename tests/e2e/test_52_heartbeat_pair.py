@@ -75,7 +75,7 @@ class Pair:
                 assert fa.read() == fb.read(), name
         self.probe: Ping | None = None
         self.tap = WireTap(lab, self.client, self.beta.conf, "beta")
-        # who holds each VIP, every 10 ms, by link-layer broadcast (tests/probe.py)
+        # who holds each VIP, every 10 ms, by link-layer broadcast (tests/lab/probe.py)
         vips = [v for v in (VIP, VIP2) if v + "/" in haresources]
         for name in NAMES:
             for vip in vips:

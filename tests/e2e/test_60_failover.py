@@ -1,5 +1,5 @@
-"""Failover scenarios: a real hb pair (tests/pair.py) and a client probing the VIP
-every 10 ms (tests/probe.py).
+"""Failover scenarios: a real hb pair (tests/lab/pair.py) and a client probing the VIP
+every 10 ms (tests/lab/probe.py).
 
 Every scenario asserts that no probe was answered by two nodes, and bounds the
 interruption generously (the benchmark, bench/failover, measures it).  "Holders"

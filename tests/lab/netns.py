@@ -310,3 +310,17 @@ def cat(*paths: str) -> str:
         except FileNotFoundError:
             pass
     return out
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local UDP ports bound in the network namespace of process pid (IPv4 and
+    IPv6): to wait until a listener started in a lab host is ready."""
+    out = set()
+    for name in ("udp", "udp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, name)) as f:
+                next(f)
+                out |= {int(line.split()[1].rsplit(":", 1)[1], 16) for line in f}
+        except (OSError, StopIteration, IndexError, ValueError):
+            pass
+    return out

@@ -2,15 +2,17 @@
 
 until() polls a predicate and fails naming what it waited for; steady() samples a
 predicate for a while and fails at the first sample where it does not hold (the
-"nothing happens for N seconds" checks).
+"nothing happens for N seconds" checks); readline() and Lines read a child's
+output with a deadline on every line.
 """
 
 from __future__ import annotations
 
+import io
+import queue
+import threading
 import time
-from typing import Callable
-
-What = "str | Callable[[], str]"
+from typing import IO, Callable
 
 
 def _say(what) -> str:
@@ -51,3 +53,44 @@ def steady(pred: Callable[[], object], seconds: float, what: "str | Callable[[],
         if left <= 0:
             return
         time.sleep(min(step, left))
+
+
+class Lines:
+    """A child's output pipe read line by line in a thread, each line taken with a
+    deadline: a child that stops writing fails the test instead of hanging it."""
+
+    def __init__(self, pipe: IO) -> None:
+        self.pipe = pipe
+        self.eof: "str | bytes" = "" if isinstance(pipe, io.TextIOBase) else b""
+        self.q: queue.Queue = queue.Queue()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for line in iter(self.pipe.readline, self.eof):
+                self.q.put(line)
+        except (OSError, ValueError):          # closed under us: the test is over
+            pass
+        self.q.put(self.eof)
+
+    def next(self, timeout: float = 10) -> "str | bytes":
+        """The next line ('' or b'' at end of file); AssertionError after timeout."""
+        try:
+            line = self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no line from the child in %gs" % timeout) from None
+        if not line:
+            self.q.put(line)                   # end of file stays end of file
+        return line
+
+
+_readers: dict[int, tuple[IO, Lines]] = {}
+
+
+def readline(pipe: IO, timeout: float = 10) -> "str | bytes":
+    """pipe.readline() with a deadline (through one Lines reader per pipe, so no line
+    is lost between calls); '' or b'' at end of file."""
+    got = _readers.get(id(pipe))
+    if got is None or got[0] is not pipe:
+        got = _readers[id(pipe)] = (pipe, Lines(pipe))
+    return got[1].next(timeout)

@@ -8,6 +8,9 @@ import os
 import subprocess
 import time
 
+from lab.netns import inside
+from lab.wait import readline, until, wait_until
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VIP, VIP6 = "198.18.0.100", "2001:db8::100"
 
@@ -39,7 +42,7 @@ while time.monotonic() < end:
 def capture(host, seconds):
     p = host.popen(["/usr/bin/python3", "-c", CAPTURE, str(seconds)], stdout=subprocess.PIPE,
                    text=True)
-    assert p.stdout.readline() == "ready\n"
+    assert readline(p.stdout) == "ready\n"
     return p
 
 
@@ -55,14 +58,6 @@ def mac(host):
 def neigh_mac(host, ip):
     out = host.run(["ip", "neigh", "show", ip, "dev", "eth0"]).stdout.split()
     return out[out.index("lladdr") + 1].replace(":", "") if "lladdr" in out else None
-
-
-def wait_until(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
 
 
 def pair(lab):
@@ -168,7 +163,7 @@ def test_monitor_refresh_reannounces(lab):
     env = dict(os.environ, OCF_RESKEY_ip=VIP, OCF_RESKEY_arp_count_refresh="2",
                OCF_RESKEY_arp_interval="50")
     assert a.run(["hb-ipaddr", "start"], env=env).returncode == 0
-    time.sleep(0.3)
+    until(lambda: not inside(a.ns), 5, "start's announcements over")
     cap = capture(c, 0.6)
     assert a.run(["hb-ipaddr", "monitor"], env=env).returncode == 0
     got = [f for f in frames(cap) if f["kind"] == "arp" and f["spa"] == VIP]
@@ -242,20 +237,16 @@ def test_link_watcher_events(lab):
     a, b, c = pair(lab)
     p = a.popen(["/usr/bin/python3", "-c", WATCH, "3"], stdout=subprocess.PIPE, text=True,
                 env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib")))
-    assert json.loads(p.stdout.readline()) == ["carrier", True]
+    assert json.loads(readline(p.stdout)) == ["carrier", True]
     a.run(["hb-ipaddr", VIP, "start"])
     a.run(["ip", "addr", "del", VIP + "/24", "dev", "eth0"])
     lab.cut(a)
     seen = []
-    for line in p.stdout:
-        seen.append(json.loads(line))
-        if seen[-1] == ["link", "eth0", False]:
-            break
+    while not seen or seen[-1] != ["link", "eth0", False]:
+        seen.append(json.loads(readline(p.stdout)))
     lab.mend(a)
-    for line in p.stdout:
-        seen.append(json.loads(line))
-        if seen[-1] == ["link", "eth0", True]:
-            break
+    while seen[-1] != ["link", "eth0", True]:
+        seen.append(json.loads(readline(p.stdout)))
     lab.stop(p)
     assert ["addr", "eth0", VIP, True] in seen
     assert ["addr", "eth0", VIP, False] in seen
@@ -332,7 +323,7 @@ def test_in_process_survives_a_recreated_interface(lab):
     def step(line):
         p.stdin.write(line + "\n")
         p.stdin.flush()
-        return p.stdout.readline().strip()
+        return readline(p.stdout).strip()
     assert step(VIP + "/24/eth0 start") == "(0, 'added 198.18.0.100/24 on eth0')"
     a.run(["ip", "link", "del", "eth0"])
     lab.plug(a, "eth0", "198.18.0.1/24")

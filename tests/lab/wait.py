@@ -57,30 +57,42 @@ def steady(pred: Callable[[], object], seconds: float, what: "str | Callable[[],
 
 class Lines:
     """A child's output pipe read line by line in a thread, each line taken with a
-    deadline: a child that stops writing fails the test instead of hanging it."""
+    deadline: a child that stops writing fails the test instead of hanging it.  A
+    line is read only when asked for, so the pipe can be read otherwise afterwards
+    (communicate(), as before)."""
 
     def __init__(self, pipe: IO) -> None:
         self.pipe = pipe
         self.eof: "str | bytes" = "" if isinstance(pipe, io.TextIOBase) else b""
+        self.asked: queue.Queue = queue.Queue()
         self.q: queue.Queue = queue.Queue()
+        self.pending = False
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
-        try:
-            for line in iter(self.pipe.readline, self.eof):
-                self.q.put(line)
-        except (OSError, ValueError):          # closed under us: the test is over
-            pass
-        self.q.put(self.eof)
+        while True:
+            self.asked.get()
+            try:
+                line = self.pipe.readline()
+            except (OSError, ValueError):      # closed under us: the test is over
+                line = self.eof
+            self.q.put(line)
+            if not line:
+                return
 
     def next(self, timeout: float = 10) -> "str | bytes":
         """The next line ('' or b'' at end of file); AssertionError after timeout."""
+        if not self.pending:
+            self.asked.put(1)
+            self.pending = True
         try:
             line = self.q.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError("no line from the child in %gs" % timeout) from None
+        self.pending = False
         if not line:
             self.q.put(line)                   # end of file stays end of file
+            self.pending = True
         return line
 
 

@@ -20,9 +20,7 @@ from lab.pair import VIP, Pair
 
 
 def started(lab, **kw) -> tuple[Pair, probe.Prober]:
-    pair = Pair(lab, **kw)
-    for name in pair.nodes:
-        probe.responder(pair[name].host, VIP, name)
+    pair = Pair(lab, **kw)                      # with a responder for VIP on each node
     pair.start()
     prober = probe.Prober(pair.client, VIP, duration=60)
     prober.wait_served("julius", timeout=15)

@@ -43,6 +43,7 @@ class HbPair:
         self.names = list(names)
         self.addr = dict(zip(self.names, ADDRS))
         self.socat: subprocess.Popen | None = None
+        self.sampler: probe.Holders | None = None
         ttys: tuple[str | None, str | None] = (None, None)
         if "serial" in self.media:
             ttys = lab.serial_pair()
@@ -93,10 +94,24 @@ class HbPair:
         return probe.Prober(self.client, VIP, duration=duration, **kw)
 
     def holders(self, limit: float = 120.0) -> probe.Holders:
-        """A started Holders sampler of the VIP on both nodes."""
-        h = probe.Holders({n: self.nodes[n].host.ns for n in self.names}, VIP, limit)
-        h.start()
-        return h
+        """Start sampling which nodes' kernels hold the VIP (each node's `ip addr`,
+        every 100 ms: the only way to see two holders, since a unicast probe reaches
+        one MAC); the sampler is kept as self.sampler for one_holder()."""
+        self.sampler = probe.Holders({n: self.nodes[n].host.ns for n in self.names},
+                                     VIP, limit)
+        self.sampler.start()
+        return self.sampler
+
+    def one_holder(self, *windows: tuple[float, float]) -> None:
+        """Stop the sampler; in each window (t0, t1) of time.monotonic() (the whole
+        run if none is given) samples were taken and none shows the VIP on both."""
+        assert self.sampler is not None, "holders() was not started"
+        samples = self.sampler.stop()
+        for t0, t1 in windows or ((float("-inf"), float("inf")),):
+            seen = [(t, sorted(h)) for t, h in samples if t0 <= t <= t1]
+            assert seen, "no sample of the holders in %s" % ((t0, t1),)
+            both = [x for x in seen if len(x[1]) > 1]
+            assert both == [], "the VIP on both nodes at %s\n%s" % (both[:5], self.logtail())
 
     def wait(self, pred: Callable[[], object], timeout: float = 15, what: str = "") -> float:
         """Until pred() is true; returns time.monotonic() then (fails with the logs)."""

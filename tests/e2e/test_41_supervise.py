@@ -17,6 +17,7 @@ import pytest
 from lab import probe
 
 from lab.pair import VIP, Pair
+from lab.wait import steady
 
 
 def started(lab, **kw) -> tuple[Pair, probe.Prober]:
@@ -129,8 +130,7 @@ def test_second_instance_refused_and_sighup_keeps_a_good_config(lab):
         f.write(good.replace("warntime 300ms", "warntime 250ms"))
     os.kill(julius.proc.pid, signal.SIGHUP)
     pair.wait(lambda: "configuration re-read" in julius.log(), timeout=5)
-    time.sleep(0.3)
-    assert julius.children() == kids, julius.logtail()
+    steady(lambda: julius.children() == kids, 0.3, julius.logtail)
     assert julius.stop() == 0
     assert julius.children() == {}
 
@@ -185,8 +185,10 @@ def test_respawn_lines_run_as_their_user_and_ipfail_is_left_to_hb_watch(lab):
         assert user == "nobody"
         os.kill(int(pid), signal.SIGKILL)
         pair.wait(lambda: len(lines("loop")) == 2, timeout=5, what="its respawn")
-        time.sleep(1.5)
-        assert lines("once") == [["nobody", lines("once")[0][1]]]
+        pair.wait(lambda: lines("once"), timeout=5, what="`once` started")
+        once = lines("once")
+        steady(lambda: lines("once") == once, 1.5, "`once` not respawned")
+        assert once == [["nobody", once[0][1]]]
         assert lines("ipfail") == []
         last = int(lines("loop")[1][1])
         assert julius.stop() == 0

@@ -14,6 +14,7 @@ import pytest
 
 from lab.pair import VIP, Pair
 from lab.probe import Holders
+from lab.wait import steady
 
 TIMING = {"keepalive": "100ms", "warntime": "500ms", "deadtime": "1", "initdead": "2"}
 
@@ -70,8 +71,8 @@ def test_kill9_of_hb_supervise_and_a_restart_2s_later_moves_nothing(lab, pidfile
         t0 = time.monotonic()
         os.kill(julius.proc.pid, signal.SIGKILL)
         julius.proc.wait(5)
-        time.sleep(2.0)                      # systemd's RestartSec=2
-        assert daemons(julius) == old         # they outlived it, untouched
+        steady(lambda: daemons(julius) == old, 2.0,    # systemd's RestartSec=2
+               "the daemons outlive hb-supervise, untouched")
         if pidfiles == "lost":                # found by their command lines instead
             for name in old:
                 os.unlink(os.path.join(julius.run, name + ".pid"))
@@ -172,8 +173,8 @@ def test_sigusr2_with_a_configuration_the_new_code_refuses_changes_nothing(lab):
               what="the refusal")
     assert re.search(r"SIGUSR2: not re-executing: the installed hb-supervise refuses the "
                      r"configuration: .*ha\.cf:\d+: .*undport", julius.log())
-    time.sleep(0.5)
-    assert daemons(julius) == old and julius.children() == old and julius.proc.poll() is None
+    steady(lambda: daemons(julius) == old and julius.children() == old
+           and julius.proc.poll() is None, 0.5, "nothing re-executed")
     with open(hacf, "w") as f:
         f.write(good)
     os.kill(julius.proc.pid, signal.SIGUSR2)

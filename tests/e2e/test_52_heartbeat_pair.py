@@ -25,7 +25,7 @@ from lab import probe as holders
 from lab.heartbeat import (HeartbeatNode, HbNode, WireTap, hacf,  # noqa: F401
                            hbnode, heartbeat, host)
 from lab.probe import Ping
-from lab.wait import wait_until
+from lab.wait import steady, wait_until
 
 VIP = "198.18.0.100"
 VIP2 = "198.18.0.101"
@@ -126,10 +126,11 @@ class Pair:
     def stable(self) -> None:
         """The running sides are done with resource transitions (Heartbeat refuses
         standby requests while either side is in flux)."""
-        wait_until(lambda: not {"transition", ""} & set(self.rscstatus()),
-                   20, lambda: "both sides stable (rscstatus alpha, beta: %s)\n%s"
+        def calm() -> bool:
+            return not {"transition", ""} & set(self.rscstatus())
+        wait_until(calm, 20, lambda: "both sides stable (rscstatus alpha, beta: %s)\n%s"
                    % (self.rscstatus(), self.show()))
-        time.sleep(0.5)
+        steady(calm, 0.5, lambda: "stable for 0.5 s: %s\n%s" % (self.rscstatus(), self.show()))
 
     def start_probe(self, vip: str = VIP) -> Ping:
         self.probe = Ping(self.client, vip, duration=120)

@@ -18,7 +18,7 @@ import time
 from lab import probe as holders
 from lab.heartbeat import hacf, hbnode, heartbeat, host  # noqa: F401
 from lab.probe import Ping
-from lab.wait import wait_until
+from lab.wait import steady, wait_until
 
 VIP = "198.18.0.100"
 
@@ -120,8 +120,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     t1 = time.time()
     wait_until(lambda: probe.replied_since(t1), 5, "the client served by alpha")
     step("upgrade the old active node (auto_failback)", t)
-    time.sleep(1)
-    assert where() == ["alpha"]
+    steady(lambda: where() == ["alpha"], 1, show)
     assert new_alpha.switch("cl_status", "nodestatus", "beta").stdout.strip() == "active"
     probe.stop()
 

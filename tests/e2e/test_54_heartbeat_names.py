@@ -22,7 +22,7 @@ import pytest
 
 from lab.heartbeat import (HeartbeatNode, HbNode, hacf, hbnode, heartbeat,  # noqa: F401
                            host)
-from lab.wait import wait_until
+from lab.wait import steady, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPAT = os.path.join(ROOT, "bin")
@@ -74,7 +74,7 @@ class Pair:
             return a.returncode == b.returncode == 0 and "transition\n" not in (
                 a.stdout, b.stdout)
         wait_until(settled, 25, lambda: "both stable\n" + self.show())
-        time.sleep(0.5)
+        steady(settled, 0.5, lambda: "stable for 0.5 s\n" + self.show())
 
 
 def running(lab, heartbeat, hbnode, **kw) -> Pair:  # noqa: F811

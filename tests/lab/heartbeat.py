@@ -144,6 +144,7 @@ class HeartbeatNode:
         self.proc = self.host.popen(argv, env=env, stdin=subprocess.DEVNULL,
                                     stdout=self.stdio, stderr=subprocess.STDOUT)
         own = os.readlink("/proc/self/ns/mnt")
+        self.mntns = None                     # each start has a mount namespace of its own
         deadline = time.monotonic() + 30      # a loaded machine starts slowly
         while True:
             try:

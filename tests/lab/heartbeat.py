@@ -152,9 +152,9 @@ class HeartbeatNode:
                 cmd = open("/proc/%d/cmdline" % self.proc.pid, "rb").read()
             except OSError:
                 ns, cmd = own, b""
-            if ns != own and self.mntns is None:
-                self.mntns = ns           # known from unshare on: cleanup finds them all
-                MNTNS.add(ns)
+            if ns != own:                 # `ip netns exec`'s, then unshare's: the last
+                self.mntns = ns           # is the daemon's; each known at once, so
+                MNTNS.add(ns)             # that cleanup finds every process
             if ns != own and b"sh\0-c" not in cmd and b"unshare" not in cmd:
                 break
             if self.proc.poll() is not None:

@@ -15,6 +15,7 @@ import struct
 import subprocess
 
 from lab import heartbeat
+from lab.wait import readline
 
 VIP, VIP6 = "198.18.0.100", "2001:db8::100"
 GW, GW6 = "198.18.0.254", "2001:db8::fe"
@@ -66,7 +67,7 @@ class Tcpdump:
         self.p = host.popen(["timeout", str(seconds), "tcpdump", "-i", "eth0", "-n", "-U",
                              "-c", str(count), "-w", self.path, expr],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        line = self.p.stderr.readline()            # "listening on eth0, ..." once ready
+        line = readline(self.p.stderr, seconds)    # "listening on eth0, ..." once ready
         assert "listening on" in line, line
 
     def read(self, timeout):

@@ -54,8 +54,9 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The run fails if any namespace of its own, or a process in one (by network or
-    mount namespace, named or deleted), is still alive: it is killed and reported."""
+    """The run fails if any namespace of its own, or a process in one, is still
+    alive: it is killed and reported.  (A lab's close() empties each namespace and
+    kills what forked meanwhile before it lets go of it, and fails otherwise.)"""
     import signal
     for p in _prebuild:                 # an interrupted run leaves no apt-get behind
         if p.poll() is None:
@@ -63,15 +64,16 @@ def pytest_sessionfinish(session, exitstatus):
         p.wait()
     if os.geteuid() != 0:
         return
-    from lab.netns import kill_all, session_leftovers
+    from lab.netns import describe, session_leftovers
     names, pids = session_leftovers()
     if names or pids:
         import subprocess
-        from lab.netns import MNTNS, NETNS, kill_inside
+        from lab.netns import kill_inside
+        said = [describe(p) for p in pids]
         for n in names:
             kill_inside(n)
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
-        kill_all(NETNS, MNTNS)
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            "LEFT BEHIND: namespaces %s, processes %s" % (names, pids), red=True)
+            "LEFT BEHIND (now killed): namespaces %s, processes:\n  %s"
+            % (names, "\n  ".join(said)), red=True)
         session.exitstatus = 1

@@ -6,9 +6,10 @@ a private /etc/ha.d (a copy of the package's, plus the test's three files),
 /var/lib/heartbeat and a tmpfs on /run.  The daemon runs in the foreground and
 logs to a plain file in the lab's directory, which the tests read.  Helper
 commands (hb_standby, hb_takeover, cl_status) run inside the node's namespaces
-through nsenter.  Processes are ended by PID: those whose mount namespace is the
-node's own (recorded from the first instant, so a master that re-executes itself,
-forks and calls setsid is still found), so nothing outside the test is touched.
+through nsenter.  Processes are ended by PID: those in the node's own mount
+namespace and its lab host's network namespace (so a master that re-executes
+itself, forks and calls setsid is still found), so nothing outside the test is
+touched.
 
 Heartbeat only ever sees the interfaces of its lab host, so it cannot send a
 packet outside the lab.
@@ -26,7 +27,7 @@ from typing import Sequence
 
 import pytest
 
-from .netns import MNTNS, Host, Lab, kill_all, procs_in
+from .netns import Host, Lab, kill_all, netid, procs_in
 from .node import Node
 
 DAEMON = "/usr/libexec/heartbeat/heartbeat"
@@ -152,9 +153,8 @@ class HeartbeatNode:
                 cmd = open("/proc/%d/cmdline" % self.proc.pid, "rb").read()
             except OSError:
                 ns, cmd = own, b""
-            if ns != own:                 # `ip netns exec`'s, then unshare's: the last
-                self.mntns = ns           # is the daemon's; each known at once, so
-                MNTNS.add(ns)             # that cleanup finds every process
+            if ns != own:                 # `ip netns exec`'s, then unshare's: the
+                self.mntns = ns           # last is the daemon's
             if ns != own and b"sh\0-c" not in cmd and b"unshare" not in cmd:
                 break
             if self.proc.poll() is not None:
@@ -179,7 +179,15 @@ class HeartbeatNode:
     def pids(self) -> list[int]:
         """Every live process in this node's mount namespace (heartbeat, its children,
         and a master that re-executed itself after a "shutdown restart")."""
-        return procs_in((), [self.mntns]) if self.mntns else []
+        return procs_in(*self._ns()) if self.mntns else []
+
+    def _ns(self) -> tuple[list[str], list[str]]:
+        """The node's network namespace (its lab host's, held by its name: its inode
+        is ours) and mount namespace: a process in both is the node's."""
+        try:
+            return [netid(self.host.ns)], [self.mntns or ""]
+        except OSError:                   # the lab is gone, and every process in it
+            return [], []
 
     def signal_all(self, sig: int) -> None:
         for pid in self.pids():
@@ -213,7 +221,7 @@ class HeartbeatNode:
     def _reap(self) -> None:
         """Every process of the node's mount namespace killed; one that survives is
         an error."""
-        alive = kill_all((), [self.mntns]) if self.mntns else []
+        alive = kill_all(*self._ns()) if self.mntns else []
         if alive:
             raise RuntimeError("heartbeat %s: processes %s survive SIGKILL"
                                % (self.name, alive))

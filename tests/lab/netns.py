@@ -69,7 +69,6 @@ class Lab:
     def __init__(self, tag: str = "t") -> None:
         self.id = "hb%d%s%d" % (os.getpid() % 100000, tag[:4], next(_counter))
         self.namespaces: list[str] = []
-        self.netids: dict[str, str] = {}
         self.procs: list[subprocess.Popen] = []
         self.tmp = tempfile.mkdtemp(prefix=self.id + ".")
         self.hosts: dict[str, Host] = {}
@@ -89,8 +88,6 @@ class Lab:
         ns = "%s-%s" % (self.id, suffix)
         sh("ip", "netns", "add", ns)
         self.namespaces.append(ns)
-        self.netids[ns] = netid(ns)
-        NETNS.add(self.netids[ns])
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
         return ns
 
@@ -178,18 +175,7 @@ class Lab:
             except (OSError, subprocess.SubprocessError) as e:
                 errors.append("pid %d: %s" % (p.pid, e))
         for ns in reversed(self.namespaces):
-            alive = kill_inside(ns)
-            if alive:
-                errors.append("%s: processes %s survive SIGKILL" % (ns, alive))
-                continue
-            r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
-            if r.returncode != 0:
-                errors.append("ip netns del %s: %s" % (ns, r.stderr.strip()))
-        # a process that forked while its namespace was being emptied (Heartbeat's
-        # "shutdown restart" does) still holds the deleted namespace: find it by inode
-        alive = kill_all(self.netids.values(), ())
-        if alive:
-            errors.append("processes %s survive in deleted namespaces" % alive)
+            errors += _delete(ns)
         r = subprocess.run(["rm", "-rf", self.tmp], capture_output=True, text=True)
         if r.returncode != 0:
             errors.append("rm -rf %s: %s" % (self.tmp, r.stderr.strip()))
@@ -204,11 +190,27 @@ class Lab:
         self.close()
 
 
-# Every network namespace (its /proc/PID/ns/net link text, "net:[INODE]") and mount
-# namespace ("mnt:[INODE]") a lab of this process made: the session-end check looks
-# for processes still in one of them, even after the namespace's name is gone.
-NETNS: set[str] = set()
-MNTNS: set[str] = set()
+def _delete(ns: str) -> list[str]:
+    """Kill every process of namespace ns, delete it, kill what forked meanwhile
+    (Heartbeat's "shutdown restart" forks and calls setsid): an open descriptor on
+    it keeps its inode ours until then, so nothing outside it is matched.  Returns
+    what could not be done."""
+    try:
+        fd = os.open("/run/netns/" + ns, os.O_RDONLY)
+        net = netid(ns)
+    except OSError as e:
+        return ["%s: %s" % (ns, e)]
+    try:
+        alive = kill_all([net])
+        if alive:
+            return ["%s: processes %s survive SIGKILL" % (ns, alive)]
+        r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+        if r.returncode != 0:
+            return ["ip netns del %s: %s" % (ns, r.stderr.strip())]
+        alive = kill_all([net])
+        return ["%s: processes %s survive its deletion" % (ns, alive)] if alive else []
+    finally:
+        os.close(fd)
 
 
 def netid(ns: str) -> str:
@@ -216,17 +218,20 @@ def netid(ns: str) -> str:
     return "net:[%d]" % os.stat("/run/netns/" + ns).st_ino
 
 
-def procs_in(net: Iterable[str] = (), mnt: Iterable[str] = ()) -> list[int]:
-    """Live processes (zombies left out) whose network namespace is in `net` or
-    whose mount namespace is in `mnt` (readlink /proc/PID/ns/{net,mnt})."""
-    net, mnt = set(net), set(mnt)
+def procs_in(net: Iterable[str], mnt: Iterable[str] | None = None) -> list[int]:
+    """Live processes (zombies left out) whose network namespace is in `net` and,
+    given `mnt`, whose mount namespace is in it (readlink /proc/PID/ns/{net,mnt}).
+    A namespace's inode is reused once it is gone: pass only namespaces held open
+    (by name or descriptor), so that no process of anyone else's can match."""
+    net = set(net)
+    mnts = set(mnt) if mnt is not None else None
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == os.getpid():
             continue
         try:
-            hit = (net and os.readlink("/proc/%s/ns/net" % d) in net) or \
-                (mnt and os.readlink("/proc/%s/ns/mnt" % d) in mnt)
+            hit = os.readlink("/proc/%s/ns/net" % d) in net and (
+                mnts is None or os.readlink("/proc/%s/ns/mnt" % d) in mnts)
         except OSError:
             continue
         if hit and not _zombie(int(d)):
@@ -234,10 +239,12 @@ def procs_in(net: Iterable[str] = (), mnt: Iterable[str] = ()) -> list[int]:
     return out
 
 
-def kill_all(net: Iterable[str], mnt: Iterable[str], timeout: float = 5.0) -> list[int]:
+def kill_all(net: Iterable[str], mnt: Iterable[str] | None = None,
+             timeout: float = 5.0) -> list[int]:
     """SIGKILL every process of procs_in(net, mnt) until none is left (new ones
     forked meanwhile included); returns those still alive after timeout."""
-    net, mnt = set(net), set(mnt)
+    net = set(net)
+    mnt = set(mnt) if mnt is not None else None
     deadline = time.monotonic() + timeout
     while True:
         alive = procs_in(net, mnt)
@@ -264,7 +271,7 @@ def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
     """SIGKILL every process in ns until none is left; returns those still alive
     after timeout (zombies do not count)."""
     try:
-        return kill_all([netid(ns)], (), timeout)
+        return kill_all([netid(ns)], None, timeout)
     except OSError:
         return []
 
@@ -286,14 +293,28 @@ def leftovers(prefix: str) -> tuple[list[str], list[int]]:
     return names, [p for n in names for p in inside(n)]
 
 
+def describe(pid: int) -> str:
+    """PID, parent, namespaces and command line of a process, for a report."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        with open("/proc/%d/stat" % pid) as f:
+            ppid = f.read().rsplit(")", 1)[1].split()[1]
+        return "%d (parent %s, %s, %s): %s" % (
+            pid, ppid, os.readlink("/proc/%d/ns/net" % pid),
+            os.readlink("/proc/%d/ns/mnt" % pid), argv[:200])
+    except (OSError, IndexError):
+        return "%d (gone)" % pid
+
+
 def session_leftovers() -> tuple[list[str], list[int]]:
-    """What this process's labs left: namespaces still named (Lab ids start with
-    hb<pid>), and processes in any namespace they made (named or deleted), network
-    or mount (Heartbeat nodes' own mount namespaces)."""
+    """What this process's labs left: namespaces still there (Lab ids start with
+    hb<pid>) and the processes in them.  A lab's close() kills what its deleted
+    namespaces held while it still held them; it fails otherwise."""
     import re
     mine = re.compile(r"hb%d[^0-9]" % (os.getpid() % 100000))
     names = [n for n in leftovers("hb")[0] if mine.match(n)]
-    return names, procs_in(NETNS, MNTNS)
+    return names, [p for n in names for p in inside(n)]
 
 
 def quote(argv: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/bin:$(PATH)
 # Debian packages the code, the demo, the tests and the packaging need.
 RUN_DEPS  = python3-serial python3-pyroute2 python3-docopt python3-daemon iproute2
 DEMO_DEPS = $(RUN_DEPS) socat
-TEST_DEPS = python3-pytest python3-hypothesis python3-aiosmtpd flake8 socat \
+TEST_DEPS = python3-pytest python3-pytest-timeout python3-hypothesis python3-aiosmtpd flake8 socat \
             iputils-ping tcpdump procps psmisc util-linux heartbeat resource-agents \
             keepalived ucarp stress-ng python3-matplotlib nftables time logrotate \
             corosync pacemaker pacemaker-cli-utils debootstrap $(DEB_DEPS)

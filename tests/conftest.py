@@ -8,14 +8,13 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-os.environ["PYTHONPATH"] = os.path.join(ROOT, "lib") + (
-    ":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
-os.environ["PATH"] = os.path.join(ROOT, "bin") + ":" + os.environ["PATH"]
 
-from netns import Lab  # noqa: E402
-from smtpserver import Smtpd  # noqa: E402
+import lab as _lab  # noqa: E402  (the package tests/lab; `lab` is the fixture below)
+_lab.source_tree()
+
+from lab.netns import Lab  # noqa: E402
+from lab.smtpserver import Smtpd  # noqa: E402
 
 
 @pytest.fixture
@@ -55,7 +54,9 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The run fails if any namespace of its own, or a process in one, is still alive."""
+    """The run fails if any namespace of its own, or a process in one, is still
+    alive: it is killed and reported.  (A lab's close() empties each namespace and
+    kills what forked meanwhile before it lets go of it, and fails otherwise.)"""
     import signal
     for p in _prebuild:                 # an interrupted run leaves no apt-get behind
         if p.poll() is None:
@@ -63,17 +64,16 @@ def pytest_sessionfinish(session, exitstatus):
         p.wait()
     if os.geteuid() != 0:
         return
-    import re
-    from netns import inside, kill_inside, leftovers
-    mine = re.compile(r"hb%d[^0-9]" % (os.getpid() % 100000))
-    names, _ = leftovers("hb")
-    names = [n for n in names if mine.match(n)]
-    pids = [p for n in names for p in inside(n)]
-    if names:
+    from lab.netns import describe, session_leftovers
+    names, pids = session_leftovers()
+    if names or pids:
         import subprocess
+        from lab.netns import kill_inside
+        said = [describe(p) for p in pids]
         for n in names:
             kill_inside(n)
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            "LEFT BEHIND: namespaces %s, processes %s" % (names, pids), red=True)
+            "LEFT BEHIND (now killed): namespaces %s, processes:\n  %s"
+            % (names, "\n  ".join(said)), red=True)
         session.exitstatus = 1

@@ -20,6 +20,7 @@ from docopt import docopt
 import report
 from measure import log, run_case
 from pair import Pair
+import lab  # after pair, which puts tests/ on the path
 from systems import Heartbeat, Keepalived, System, Ucarp
 
 CASES: list[tuple[str, Callable[[Pair], System]]] = [
@@ -48,6 +49,7 @@ def cases() -> list[tuple[str, Callable[[Pair], System]]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv)
+    lab.compiled_tree()
     reps = int(args["--reps"])
     idle = float(args["--idle"])
     only = set(args["--only"].split(",")) if args["--only"] else None

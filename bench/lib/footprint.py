@@ -26,6 +26,7 @@ from docopt import docopt
 import report
 from measure import log
 from pair import ROOT, VIP, Pair, cpu_seconds, pss_kb, rss_kb
+import lab  # after pair, which puts tests/ on the path
 from systems import Hb, Heartbeat, Keepalived, System, Ucarp
 
 
@@ -128,6 +129,7 @@ def render(nodes: list[dict], crows: list[list[str]], secs: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv)
+    lab.compiled_tree()
     secs = float(args["--seconds"])
     nodes = []
     for make in (lambda p: Hb(p, 1.0, 10.0, True, "keepalive 1 deadtime 10 realtime on"),

@@ -32,6 +32,7 @@ from docopt import docopt
 import report
 from measure import log, run_case
 from pair import Pair
+import lab  # after pair, which puts tests/ on the path
 from systems import Hb, Keepalived, System
 
 EVENTS = {"hb": r"node \w+: dead", "keepalived": r"Entering MASTER STATE"}
@@ -101,6 +102,7 @@ def search(name: str, settings: list, make, seconds: float) -> tuple[object, lis
 
 def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv)
+    lab.compiled_tree()
     secs = float(args["--minutes"]) * 60
     step = float(args["--step-minutes"]) * 60
     reps = int(args["--reps"])

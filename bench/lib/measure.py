@@ -13,8 +13,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from pair import Pair, idle_usage, pss_kb      # first: puts tests/ on the path
-import probe
+from pair import Pair, idle_usage, pss_kb      # first: puts tests/ (lab) on the path
+from lab import probe
 from systems import System
 
 

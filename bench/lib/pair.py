@@ -1,8 +1,10 @@
 """A bench pair: nodes a and b and a client c in namespaces, a VIP, a prober.
 
-Shared by bench/failover, bench/load and bench/footprint.  A `system` (see
+Shared by bench/failover, bench/load, bench/footprint and bench/uplink, on the
+tests' lab (tests/lab: namespaces, responders, probers).  A `system` (see
 systems.py) runs the failover daemons; this module builds the network, starts
-the responders, kills and reboots nodes, and measures processes.
+the responders, kills and reboots nodes, and measures processes.  A bench's
+main() calls lab.compiled_tree() first: hb byte-compiled, as the .deb installs it.
 """
 
 from __future__ import annotations
@@ -13,20 +15,13 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
-os.environ["PYTHONPATH"] = os.path.join(ROOT, "lib") + (
-    ":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
-os.environ["PATH"] = os.path.join(ROOT, "bin") + ":" + os.environ["PATH"]
-# hb as the .deb installs it: byte-compiled (dh_python3), so no daemon or command
-# compiles its modules at each start (that costs 1-2 MB of RSS and 5-10 ms a start)
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "lib")],
-               stdout=subprocess.DEVNULL, check=False)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "tests"))
+import lab  # noqa: E402  (tests/lab: the lab the tests and demo/run use)
+lab.source_tree()           # this tree's lib/ and bin/ on the paths, for every process
 
-import probe  # noqa: E402
-from netns import Host, Lab  # noqa: E402
+from lab import ROOT, probe  # noqa: E402,F401  (ROOT: for the other bench modules)
+from lab.netns import Host, Lab, inside, kill_inside  # noqa: E402
 
 VIP = "198.18.0.100"
 PREFIX = 24
@@ -60,9 +55,7 @@ class Pair:
         return probe.Prober(self.hosts["c"], VIP, duration=duration, **kw)
 
     def netns_pids(self, n: str) -> list[int]:
-        out = subprocess.run(["ip", "netns", "pids", self.hosts[n].ns], text=True,
-                             capture_output=True).stdout
-        return [int(p) for p in out.split()]
+        return inside(self.hosts[n].ns)
 
     def daemon_pids(self, n: str) -> list[int]:
         """Every process of node n but its responder: the failover system's."""
@@ -88,14 +81,9 @@ class Pair:
 
     def reboot(self, n: str) -> None:
         """After power_loss: no process, no VIP, cable back in, responder again."""
-        deadline = time.monotonic() + 5
-        while self.netns_pids(n) and time.monotonic() < deadline:
-            for p in self.netns_pids(n):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.02)
+        alive = kill_inside(self.hosts[n].ns)
+        if alive:
+            raise RuntimeError("node %s: processes %s survive SIGKILL" % (n, alive))
         for p in self.lab.procs:
             p.poll()
         self.hosts[n].run(["ip", "addr", "del", "%s/%d" % (VIP, PREFIX), "dev", "eth0"],

@@ -4,7 +4,7 @@ A system starts its daemons on a node, says when a node has settled, and makes
 a planned switch-over the way its users do:
   keepalived  VRRPv3 unicast; planned = stop the master (SIGTERM: priority 0)
   ucarp       CARP over broadcast (-M); planned = stop the master (SIGTERM, -z)
-  heartbeat   Debian's Heartbeat 3.0.6 (tests/heartbeat.py); planned = hb_standby
+  heartbeat   Debian's Heartbeat 3.0.6 (tests/lab/heartbeat.py); planned = hb_standby
   hb          hb-supervise (or hb-beat | hb-watch); planned = hb-switch standby
 Every system runs with the roles symmetric (no preemption, no auto_failback), so
 after a failover the survivor keeps the VIP and the rebooted node rejoins.
@@ -181,7 +181,7 @@ class Heartbeat(System):
     name = "heartbeat"
 
     def __init__(self, pair: Pair, keepalive: float = 0.2, deadtime: float = 1.0) -> None:
-        import heartbeat as hbfix            # tests/heartbeat.py, the shared fixture
+        from lab import heartbeat as hbfix   # the tests' Heartbeat node
         super().__init__(pair)
         self.fix = hbfix
         self.keepalive, self.deadtime = keepalive, deadtime
@@ -220,11 +220,7 @@ class Heartbeat(System):
         time.sleep(1 + 2 * self.deadtime)
 
     def close(self) -> None:
-        for node in self.nodes.values():
-            try:
-                node.close()
-            except Exception:
-                pass
+        self.fix.close_all(list(self.nodes.values()))
 
 
 def _ms(s: float) -> str:

@@ -29,8 +29,9 @@ from typing import Callable
 
 from docopt import docopt
 
-from pair import ROUTER, UplinkPair     # first: puts tests/ on the path
-import probe
+from pair import ROUTER, UplinkPair     # first: puts tests/ (lab) on the path
+import lab
+from lab import probe
 import report
 from measure import log, start_pair, steady
 from systems import HbUplink, HeartbeatUplink, KeepalivedUplink, System
@@ -224,6 +225,7 @@ def intro(reps: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv)
+    lab.compiled_tree()
     reps = int(args["--reps"])
     only = set(args["--only"].split(",")) if args["--only"] else None
     results: list[dict] = []

@@ -11,6 +11,8 @@ import time
 import pytest
 
 from hb import beat, wire
+from lab.netns import udp_ports
+from lab.wait import readline, steady, until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin", "hb-beat")
@@ -68,14 +70,14 @@ def test_send_once_heard_by_listen(lab):
         f.write("st=active\nrsc_hold=local\nhbv=1\ncfd=abc123\npings=2\n")
     listen = b.popen([BIN, *db["argv"], "--listen"], stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    until(lambda: 694 in udp_ports(listen.pid), 10, "hb-beat --listen bound to port 694")
     for _ in range(2):
         r = a.run([BIN, *da["argv"], "--send-once"])
         assert r.returncode == 0 and r.stdout == "", r.stderr
     gen = open(os.path.join(da["s"], "generation")).read()
     assert len(gen) == 16 and gen.endswith("\n") and gen[0] == " "
-    line1 = listen.stdout.readline()
-    line2 = listen.stdout.readline()
+    line1 = readline(listen.stdout)
+    line2 = readline(listen.stdout)
     lab.stop(listen)
     assert listen.returncode == 0
     m1, m2 = wire.parse_line(line1), wire.parse_line(line2)
@@ -96,13 +98,16 @@ def test_listen_drops_wrong_key(lab):
     db = confdir(lab.tmp, "beta", "bcast eth0")
     listen = b.popen([BIN, *db["argv"], "--listen"], stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    until(lambda: 694 in udp_ports(listen.pid), 10, "hb-beat --listen bound to port 694")
     assert a.run([BIN, *da["argv"], "--send-once"]).returncode == 0
-    time.sleep(0.3)
+    # then one with the right key: once it is printed, the first was dealt with
+    good = confdir(os.path.join(lab.tmp, "good"), "alpha", "bcast eth0")
+    assert a.run([BIN, *good["argv"], "--send-once"]).returncode == 0
+    assert wire.parse_line(readline(listen.stdout))["src"] == "alpha"
     lab.stop(listen)
-    out, err = listen.communicate()
+    out, err = listen.communicate(timeout=10)
     assert out == ""
-    assert "auth=1" in err and "accepted=0" in err
+    assert "auth=1" in err and "accepted=1" in err
 
 
 def test_closed_stdout_ends_cleanly(lab):
@@ -115,7 +120,7 @@ def test_closed_stdout_ends_cleanly(lab):
     assert time.monotonic() - t < 5
     p = a.popen([BIN, *run], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout is not None
-    p.stdout.readline()
+    readline(p.stdout)
     p.stdout.close()                     # reader gone while hb-beat waits
     assert p.wait(3) == 0
 
@@ -126,7 +131,7 @@ def test_sigterm_and_realtime(lab):
     p = a.popen([BIN, *da["argv"], "--fifo", "none"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
-    first = wire.parse_line(p.stdout.readline())
+    first = wire.parse_line(readline(p.stdout))
     assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "init"
     os.kill(p.pid, signal.SIGTERM)
     out, err = p.communicate(timeout=5)
@@ -154,7 +159,7 @@ def test_rtprio_is_the_sched_rr_priority(lab, extra, want):
     p = a.popen([BIN, *da["argv"], "--fifo", "none"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
-    p.stdout.readline()                     # running: it has sent its first heartbeat
+    readline(p.stdout)                      # running: it has sent its first heartbeat
     assert chrt(p.pid) == want
     if want[0] == "SCHED_RR":               # SIGHUP applies a new rtprio
         hacf = os.path.join(da["c"], "ha.cf")
@@ -164,11 +169,11 @@ def test_rtprio_is_the_sched_rr_priority(lab, extra, want):
         os.kill(p.pid, signal.SIGHUP)
         deadline = time.monotonic() + 3
         while chrt(p.pid) != ("SCHED_RR", 42) and time.monotonic() < deadline:
-            p.stdout.readline()
+            readline(p.stdout)
         assert chrt(p.pid) == ("SCHED_RR", 42)
     lab.stop(p)
     assert p.returncode == 0
-    assert "realtime refused" not in p.stderr.read()
+    assert "realtime refused" not in p.communicate(timeout=10)[1]
 
 
 def test_built_packets_are_the_codecs(tmp_path):
@@ -207,7 +212,7 @@ def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
     def interval(n: int = 6) -> float:
         ts = []
         while len(ts) < n:
-            d = wire.parse_line(p.stdout.readline())
+            d = wire.parse_line(readline(p.stdout))
             if d.get("_via") == "local":
                 ts.append(float(d["_rt"]))
         return (ts[-1] - ts[0]) / (n - 1)
@@ -291,28 +296,24 @@ def test_highwater_survives_restart_and_a_write_failure(lab):
         b.run([sys.executable, "-c", SEND, "198.18.0.1", *(p.hex() for p in pkts)])
 
     def heard(p, want: int, timeout: float = 5.0) -> list[str]:
-        """beta's seqs printed until `want` of them (or the deadline)."""
-        import selectors
-        sel = selectors.DefaultSelector()
-        sel.register(p.stdout, selectors.EVENT_READ)
+        """beta's seqs printed until `want` of them (fails after the deadline)."""
         got: list[str] = []
         deadline = time.monotonic() + timeout
-        while len(got) < want and time.monotonic() < deadline:
-            if sel.select(deadline - time.monotonic()):
-                d = wire.parse_line(p.stdout.readline())
-                if d.get("src") == "beta":
-                    got.append(d.get("seq", "") + "/" + d.get("hg", ""))
+        while len(got) < want:
+            d = wire.parse_line(readline(p.stdout, max(0.0, deadline - time.monotonic())))
+            if d.get("src") == "beta":
+                got.append(d.get("seq", "") + "/" + d.get("hg", ""))
         return got
 
     p = start()
-    time.sleep(0.3)
+    until(lambda: 694 in udp_ports(p.pid), 10, "hb-beat bound to port 694")
     send(*(beta_status(s) for s in range(1, 6)))
     assert heard(p, 5) == ["%x/7" % s for s in range(1, 6)]
     lab.stop(p)
     hw = os.path.join(da["s"], "highwater")
     assert open(hw).read().splitlines()[1:] == ["beta 7 5 6b060ac0"]
     p = start()
-    time.sleep(0.3)
+    until(lambda: 694 in udp_ports(p.pid), 10, "hb-beat bound to port 694")
     send(*(beta_status(s) for s in range(1, 6)))           # captured before: replays
     send(beta_status(9))                                    # beta went on meanwhile
     assert heard(p, 1) == ["9/7"]
@@ -322,7 +323,11 @@ def test_highwater_survives_restart_and_a_write_failure(lab):
     os.mkdir(hw)                                            # rename(2) onto it fails
     send(beta_status(3, gen=8), beta_status(4, gen=8))
     assert heard(p, 2) == ["3/8", "4/8"]
-    time.sleep(2.5)                                         # a few tries to write it
+
+    def unable() -> int:
+        return open(err).read().count("unable to write %s" % hw)
+    until(lambda: unable() == 1, 10, "the failed write logged")
+    steady(lambda: unable() == 1, 2.5, "logged once, over a few tries to write it")
     send(beta_status(5, gen=8))
     assert heard(p, 1) == ["5/8"]
     assert p.poll() is None

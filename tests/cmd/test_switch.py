@@ -301,16 +301,13 @@ def test_bad_values_are_usage_errors(tmp_path, args, msg):
     assert (rc, out, err) == (2, "", "hb-switch: %s (try 'hb-switch --help')\n" % msg)
 
 
-def test_starts_fast(tmp_path):
+def test_cl_status_answers_without_waiting(tmp_path):
+    """A monitoring poll is answered from the status file at once (no wait for
+    hb-watch); how fast is bench/agents' figure (hb-switch cl_status rscstatus)."""
     write(tmp_path)
-    best = min(_timed(tmp_path) for _ in range(5))
-    assert best < 0.15, best
-
-
-def _timed(rundir):
     t = time.monotonic()
-    hbswitch(rundir, "cl_status", "rscstatus")
-    return time.monotonic() - t
+    assert hbswitch(tmp_path, "cl_status", "rscstatus")[:2] == (0, "all\n")
+    assert time.monotonic() - t < 3
 
 
 def test_moves_refused_in_maintenance(tmp_path):

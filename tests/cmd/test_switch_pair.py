@@ -6,11 +6,9 @@ and the group moves."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pair import VIP, HbPair  # noqa: E402
+from lab.pair import VIP, HbPair
 
 SLOW = """#!/bin/sh
 # a service that takes 3 s to start
@@ -42,7 +40,7 @@ def test_standby_right_after_start_waits_out_in_flux(lab):
     took = time.monotonic() - t0
     assert r.returncode == 0, (r.stdout, r.stderr, pair.logtail())
     assert r.stdout.startswith("ok: standby: group 1 now on beta ("), r.stdout
-    assert "standby request refused: other side is in flux" in alpha.logtext(), \
+    assert "standby request refused: other side is in flux" in alpha.log(), \
         alpha.logtail()
     assert r.stderr == "hb-switch: standby: standby request refused: other side is in " \
         "flux: waiting (at most 30 s)\n", r.stderr

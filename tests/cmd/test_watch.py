@@ -15,6 +15,7 @@ import time
 import pytest
 
 from hb import runfiles
+from lab.wait import steady
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin", "hb-watch")
@@ -292,8 +293,7 @@ def test_respawn_keeps_what_runs(node):
     n.stop_beats.clear()
     n.start()
     n.wait(lambda: "group 1: still running here: kept" in n.logtext(), what="recovery")
-    time.sleep(0.5)
-    assert n.calls()[before:] == ["g1 status"]
+    steady(lambda: n.calls()[before:] == ["g1 status"], 0.5, lambda: n.calls()[before:])
     assert n.group(1) == ["julius", "running"]
 
 
@@ -312,8 +312,7 @@ def test_watchdog_is_fed_by_our_own_heartbeat(node, tmp_path):
                 time.sleep(0.05)
         assert got[:5] == b"\0" * 5
         n.proc.send_signal(signal.SIGTERM)
-        assert n.proc.wait(5) == 0
-        time.sleep(0.1)
+        assert n.proc.wait(5) == 0             # what it wrote is in the fifo now
         try:
             rest = os.read(fd, 1000)
         except OSError as e:
@@ -333,8 +332,7 @@ def test_sighup_applies_timings_and_moves_nothing(node):
     n.write_hacf(warntime="400ms")
     n.proc.send_signal(signal.SIGHUP)
     n.wait(lambda: "configuration re-read" in n.logtext(), what="re-read")
-    time.sleep(0.3)
-    assert n.calls() == calls and n.proc.poll() is None
+    steady(lambda: n.calls() == calls and n.proc.poll() is None, 0.3, n.logtext)
     n.write_hacf(extra="bogus 1\n")
     n.proc.send_signal(signal.SIGHUP)
     n.wait(lambda: "SIGHUP: keeping the running configuration" in n.logtext(), what="refusal")

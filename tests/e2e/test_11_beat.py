@@ -14,6 +14,7 @@ import time
 import pytest
 
 from hb import runfiles, wire
+from lab.wait import readline, steady, until
 
 KEY = "s3cr3tKey"
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"
@@ -110,6 +111,14 @@ def pair(lab, media_a: list[str], media_b: list[str] | None = None, **kw):
     return a, b, na, nb
 
 
+def beats_on(n: Node, src: str, k: int = 3, timeout: float = 10) -> None:
+    """Until n has heard k more heartbeats of src: time passes by the peer's clock
+    (for what was in flight to arrive, or as a window to observe)."""
+    have = len(n.heard(src, t="status"))
+    n.wait(lambda d: d.get("src") == src and d.get("t") == "status"
+           and d.get("_via") != "local", count=have + k, timeout=timeout)
+
+
 def exactly_once(lines: list[dict], src: str, contiguous: bool = True,
                  stale: int = 0) -> list[int]:
     """Every seq of src between the first and last heard appears exactly once,
@@ -157,7 +166,8 @@ def test_medium_delivers_exactly_once(lab, kind):
         nb.send("t=resource rsc_hold=foreign n=%d" % i)
     nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "resource", count=5)
     na.wait(lambda d: d.get("src") == "beta" and d.get("t") == "resource", count=5)
-    time.sleep(0.3)
+    beats_on(nb, "alpha")                 # room for a duplicate to show
+    beats_on(na, "beta")
     locks = []
     if kind in ("serial", "all"):       # each port under its UUCP lock, as Heartbeat does
         for n, tty in ((na, ta), (nb, tb)):
@@ -202,7 +212,8 @@ def test_failing_media_never_stop_the_others(lab):
     nb.start()
     nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=5)
     a.link_down("eth0")
-    time.sleep(1.5)
+    until(lambda: "medium bcast eth0 failing" in open(na.errfile).read(), 10,
+          "alpha to find bcast eth0 failing")
     a.link_up("eth0")
     t = time.monotonic()
     nb.wait(lambda d: d.get("src") == "alpha" and d.get("_via") == "eth0"
@@ -254,7 +265,10 @@ while True:
     p = wire.parse(data)
     if p.get("src") == "alpha" and p.get("t") == "status":
         break
-time.sleep(2.5)
+while True:                     # until alpha is 25 messages further: then it is old
+    q = wire.parse(s.recv(65536))
+    if q.get("src") == "alpha" and int(q.get("seq", "0"), 16) >= int(p.get("seq"), 16) + 25:
+        break
 dst = ("198.18.0.255", 694)
 s.sendto(data, dst)
 def msg(t, src, seq, gen, k):
@@ -278,7 +292,6 @@ def test_forged_replayed_unknown_and_garbage_dropped_and_counted(lab):
     nb.wait(lambda d: d.get("src") == "alpha", count=3)
     r = c.run(["/usr/bin/python3", "-c", INJECT, KEY], timeout=20)
     replayed = r.stdout.strip()
-    time.sleep(0.5)
     nb.wait(lambda d: d.get("src") == "alpha", count=40)
     rcb, errb = nb.stop()
     rca, erra = na.stop()
@@ -297,7 +310,7 @@ def test_forged_replayed_unknown_and_garbage_dropped_and_counted(lab):
 
 NFT_DROP = ("nft add table inet hbt && nft add chain inet hbt in "
             "'{ type filter hook input priority 0; }' && "
-            "nft add rule inet hbt in ip saddr %s udp dport 694 drop" % A_IP)
+            "nft add rule inet hbt in ip saddr %s udp dport 694 counter drop" % A_IP)
 
 
 def test_lost_packets_recovered_by_rexmit(lab):
@@ -307,11 +320,15 @@ def test_lost_packets_recovered_by_rexmit(lab):
     nb.wait(lambda d: d.get("src") == "alpha", count=3)
     b.run(NFT_DROP)
     na.send("t=resource n=lost")
-    time.sleep(0.35)
+
+    def dropped() -> int:
+        out = b.run(["nft", "list", "table", "inet", "hbt"]).stdout
+        return int(re.search(r"counter packets (\d+)", out).group(1))
+    until(lambda: dropped() >= 3, 10, "the message and two heartbeats dropped")
     b.run("nft delete table inet hbt")
     got = nb.wait(lambda d: d.get("t") == "resource" and d.get("src") == "alpha", timeout=5)
     assert got[0]["n"] == "lost"
-    time.sleep(0.3)
+    beats_on(nb, "alpha")
     rcb, errb = nb.stop()
     rca, erra = na.stop()
     c = counters(errb)
@@ -335,10 +352,10 @@ def test_datagram_refused_by_firewall_loses_that_datagram_only(lab):
     nb.wait(lambda d: d.get("src") == "alpha" and d.get("t") == "status", count=3)
     a.run(NFT_REJECT_OUT)
     t0 = time.monotonic()
-    time.sleep(2.0)
+    beats_on(nb, "alpha", 14)           # ~2 s, every third datagram refused
     t1 = time.monotonic()
     a.run("nft delete table inet hbo")
-    time.sleep(0.6)                     # the last gaps filled by NS_rexmit
+    beats_on(nb, "alpha", 6)            # the last gaps filled by NS_rexmit
     rcb, errb = nb.stop()
     rca, erra = na.stop()
     assert rca == rcb == 0, erra
@@ -369,9 +386,11 @@ def test_ping_nodes_and_groups_ipv4_ipv6(lab):
         na.wait(lambda d: d.get("t") == "ping" and d.get("src") == src
                 and d.get("addr") == addr and d.get("_via") == "ping", count=3)
     lab.cut(c)
-    time.sleep(0.3)
-    t = time.monotonic()
-    time.sleep(0.5)
+    t = time.monotonic() + 0.3          # replies already in flight may still come
+
+    def late() -> list[dict]:
+        return [d for d in na.lines if d.get("t") == "ping" and float(d["_rt"]) > t]
+    steady(lambda: not late(), 0.8, late)
     rc, err = na.stop()
     assert rc == 0, err
     assert not [d for d in na.lines if d.get("t") == "ping" and float(d["_rt"]) > t]
@@ -408,14 +427,16 @@ def test_rexmit_answered_with_original_bytes_or_nak(lab):
     na.start()
     nc.start("--listen")
     first = nc.wait(lambda d: d.get("src") == "alpha" and d.get("seq") == "2")[0]
-    time.sleep(2.5)                      # the resent copy is then a replay to the listener
+    # until alpha is 25 messages further: the resent copy is then a replay to the listener
+    nc.wait(lambda d: d.get("src") == "alpha" and int(d.get("seq", "0"), 16) >= 2 + 25,
+            timeout=10)
     r = c.run(["/usr/bin/python3", "-c", REXMIT, KEY, "2", "100000"])
     resent = r.stdout.splitlines()
     assert len(resent) == 1 and resent[0].split()[0] == first["ts"], (resent, first)
     nak = nc.wait(lambda d: d.get("t") == "NS_nak_rexmit")[0]
     assert (nak["src"], nak["dest"], nak["firstseq"], nak["info"]) \
         == ("alpha", "beta", "186a0", "seqno not found")
-    time.sleep(0.3)
+    beats_on(nc, "alpha", 2)            # the resent copy, sent before, has arrived
     rca, erra = na.stop()
     rcc, errc = nc.stop()
     assert counters(erra)["rexmit_sent"] == 1 and counters(erra)["nak_sent"] == 1, erra
@@ -458,7 +479,7 @@ def test_mcast_medium_joins_its_group_on_its_interface(lab, group):
     p = a.popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, text=True)
     try:
-        assert p.stdout.readline().strip() == "open"
+        assert readline(p.stdout).strip() == "open"
         shown = a.run(["ip", "maddr", "show", "dev", "eth0"]).stdout
         assert group in shown, shown
     finally:
@@ -476,7 +497,8 @@ def test_pair_settles_with_one_node_answering_at_once(lab):
     nb.start()
     for n, peer in ((na, "beta"), (nb, "alpha")):
         n.wait(lambda d: d.get("src") == peer and d.get("t") == "status", count=15)
-    time.sleep(0.5)
+    beats_on(na, "beta", 5)
+    beats_on(nb, "alpha", 5)
     na.stop()
     nb.stop()
     for n, peer in ((na, "beta"), (nb, "alpha")):

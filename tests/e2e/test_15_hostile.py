@@ -3,7 +3,7 @@ to udp/694 (random bytes; every field malformed; authenticators with non-ASCII
 digits, 5,000 digits or a wrong key; oversized; truncated; replays of the pair's
 own captured heartbeats, also after hb-beat restarts on one node).
 
-The pair (tests/pair.py) runs over bcast and ucast on eth0 at once; "mallory"
+The pair (tests/lab/pair.py) runs over bcast and ucast on eth0 at once; "mallory"
 sits on the same bridge.  Asserted: no hb process restarts (but the hb-beat
 killed on purpose), the VIP is on exactly one node at every 100 ms sample, and
 each node's drop counters account for every hostile datagram that reached it:
@@ -172,7 +172,8 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from pair import ADDR, VIP, HbPair  # noqa: E402
+from lab.pair import ADDR, VIP, HbPair  # noqa: E402
+from lab.wait import steady  # noqa: E402
 
 HOSTILE = ("garbage", "auth", "toobig", "malformed", "unknown", "replay", "stale")
 NFT = """table inet hbhostile {
@@ -231,7 +232,7 @@ def counters(node, pid: int) -> dict[str, int]:
     tag = "hb-beat[%d]: INFO: counters:" % pid
 
     def lines() -> list[str]:
-        return [ln for ln in node.logtext().splitlines() if tag in ln]
+        return [ln for ln in node.log().splitlines() if tag in ln]
     before = len(lines())
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -303,9 +304,9 @@ def test_hostile_lan_moves_nothing(lab):
     mallory = lab.host("mallory", MALLORY + "/24")
     for n in (a, b):
         n.host.run(["nft", "-f", "-"], input=NFT % {"m": MALLORY, "b": BCAST})
-    kids = {n.name: n.wait_daemons() for n in (a, b)}
+    kids = {n.name: n.wait_children() for n in (a, b)}
     sup = {n.name: n.proc.pid for n in (a, b)}
-    logged = {n.name: len(n.logtext()) for n in (a, b)}
+    logged = {n.name: len(n.log()) for n in (a, b)}
     sampler = Sampler({n.name: n.host.ns for n in (a, b)})
     sampler.start()
     try:
@@ -336,10 +337,9 @@ def test_hostile_lan_moves_nothing(lab):
             assert time.monotonic() < deadline, b.logtail()
             time.sleep(0.02)
         beat2 = b.children()["hb-beat"]
-        pair.wait(lambda: "high-water marks of alpha" in b.logtext(), 10, "marks restored")
-        time.sleep(0.5)
-        assert b.children().get("hb-beat") == beat2, \
-            "the new hb-beat did not stay up:\n" + b.logtail()
+        pair.wait(lambda: "high-water marks of alpha" in b.log(), 10, "marks restored")
+        steady(lambda: b.children().get("hb-beat") == beat2, 0.5,
+               lambda: "the new hb-beat did not stay up:\n" + b.logtail())
         pre = {n.name: (counters(n, p), nft_counts(n), udp_stats(n))
                for n, p in ((a, kids["alpha"]["hb-beat"]), (b, beat2))}
         sent2 = run_flood(mallory, captured, 55_000, 2)
@@ -370,7 +370,7 @@ def test_hostile_lan_moves_nothing(lab):
     assert b.proc.pid == sup["beta"]
     assert a.holds() == ["1"] and b.holds() == []
     for n in (a, b):
-        log = n.logtext()[logged[n.name]:]
+        log = n.log()[logged[n.name]:]
         assert "Traceback" not in log and "raised" not in log, n.logtail()
         assert "node %s: dead" % pair.peer(n.name).name not in log, n.logtail()
 

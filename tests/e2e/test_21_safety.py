@@ -1,4 +1,4 @@
-"""A group never runs on two nodes: a real hb pair (tests/pair.py), checked every 100 ms.
+"""A group never runs on two nodes: a real hb pair (tests/lab/pair.py), checked every 100 ms.
 
 - `alpha 198.18.0.100/24/eth0 stuckres`, where stuckres's stop always fails (it records
   where it "runs" in a file of its node): through SIGTERM to hb-supervise and through
@@ -22,7 +22,8 @@ import time
 
 import pytest
 
-from pair import VIP, HbPair
+from lab.pair import VIP, HbPair
+from lab.wait import steady
 
 KEEPALIVE, DEADTIME = "100ms", "1"
 WATCH_S = 30.0
@@ -139,8 +140,8 @@ def assert_held_by_alpha(pair: HbPair) -> None:
     """hold: stuckres still "runs" on alpha, never on beta; beta knows why."""
     alpha, beta = pair["alpha"], pair["beta"]
     assert runs(alpha) and not runs(beta), pair.logtail()
-    assert "resource stop failure: it may still run here; held here" in alpha.logtext()
-    assert "says it may still run there (a stop failed)" in beta.logtext(), pair.logtail()
+    assert "resource stop failure: it may still run here; held here" in alpha.log()
+    assert "says it may still run there (a stop failed)" in beta.log(), pair.logtail()
     assert not os.path.exists(os.path.join(alpha.dir, "reboots"))
     spool = os.path.join(alpha.state, "spool")      # the alert, through the group's MailTo
     mails = [open(os.path.join(spool, f), errors="replace").read()
@@ -154,7 +155,7 @@ def assert_rebooted_and_taken(pair: HbPair) -> None:
     alpha, beta = pair["alpha"], pair["beta"]
     with open(os.path.join(alpha.dir, "reboots")) as f:
         assert len(f.read().splitlines()) == 1
-    assert "rebooting this node (stop_failure reboot)" in alpha.logtext()
+    assert "rebooting this node (stop_failure reboot)" in alpha.log()
     pair.wait(lambda: beta.has_vip() and runs(beta), 10, "beta to take the group")
     assert not alpha.has_vip() and not runs(alpha)
 
@@ -171,7 +172,7 @@ def test_stuck_stop_through_sigterm_never_runs_twice(lab, policy):
         checker.halt.set()
     if policy == "hold":
         assert alpha.proc.wait(30) == 0, pair.logtail()
-        assert "not handed over" in alpha.logtext(), alpha.logtail()
+        assert "not handed over" in alpha.log(), alpha.logtail()
         assert_held_by_alpha(pair)
         st = {g["index"]: g for g in pair["beta"].status()["group"]}
         assert st["1"].get("holder") != "beta", st
@@ -189,11 +190,11 @@ def test_stuck_stop_through_standby_never_runs_twice(lab, policy):
             r = subprocess.run(["hb-switch", "standby", "-r", alpha.run, "--no-wait"],
                                capture_output=True, text=True, timeout=30)
             try:
-                pair.wait(lambda: "asking beta to take all groups" in alpha.logtext(), 1.0)
+                pair.wait(lambda: "asking beta to take all groups" in alpha.log(), 1.0)
                 break
             except AssertionError:
                 continue
-        assert "asking beta to take all groups" in alpha.logtext(), (r, alpha.logtail())
+        assert "asking beta to take all groups" in alpha.log(), (r, alpha.logtail())
         finish(pair, checker, t0)
     finally:
         checker.halt.set()
@@ -226,7 +227,7 @@ def started_pair(lab) -> tuple[HbPair, Checker]:
 def test_hb_beat_stopped_for_three_deadtimes_never_doubles(lab):
     pair, checker = started_pair(lab)
     alpha, beta = pair["alpha"], pair["beta"]
-    beat = alpha.wait_daemons()["hb-beat"]
+    beat = alpha.wait_children()["hb-beat"]
     os.kill(beat, signal.SIGSTOP)
     try:
         pair.wait(beta.has_vip, 10, "beta to take the VIP")
@@ -239,7 +240,7 @@ def test_hb_beat_stopped_for_three_deadtimes_never_doubles(lab):
     assert checker.doubles() == [], "VIP on both: %s\n%s" % (checker.doubles()[:5],
                                                              pair.logtail(60))
     assert [s for s in samples[-5:] if s[1] != ["beta"]] == [], samples[-5:]
-    assert "releasing groups 1" in alpha.logtext(), alpha.logtail()
+    assert "releasing groups 1" in alpha.log(), alpha.logtail()
 
 
 def test_hb_beat_crash_loop_never_doubles(lab):
@@ -282,7 +283,7 @@ def test_a_full_run_directory_is_logged_and_retried_never_fatal(lab):
         pair.wait(alpha.has_vip, 20, "alpha to take the VIP")
         beta.start()
         pair.wait_up()
-        watch = alpha.wait_daemons()["hb-watch"]
+        watch = alpha.wait_children()["hb-watch"]
         filler = os.path.join(alpha.run, "filler")
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
         try:                                    # fill it up, 4 KiB at a time
@@ -298,16 +299,16 @@ def test_a_full_run_directory_is_logged_and_retried_never_fatal(lab):
             subprocess.run(["hb-switch", "standby", "-r", alpha.run, "--no-wait"],
                            capture_output=True, text=True, timeout=30)
             try:
-                pair.wait(lambda: "asking beta to take all groups" in alpha.logtext(), 1.0)
+                pair.wait(lambda: "asking beta to take all groups" in alpha.log(), 1.0)
                 break
             except AssertionError:
                 continue
-        pair.wait(lambda: "cannot write" in alpha.logtext(), 10, "a failed write logged")
+        pair.wait(lambda: "cannot write" in alpha.log(), 10, "a failed write logged")
         pair.wait(lambda: beta.has_vip() and not alpha.has_vip(), 15, "the VIP on beta")
         assert alpha.children().get("hb-watch") == watch, alpha.logtail()
-        time.sleep(2.0)                         # nothing moves back meanwhile
-        assert beta.has_vip() and not alpha.has_vip(), pair.logtail()
-        assert "split brain" not in beta.logtext()     # the state file told the truth
+        steady(lambda: beta.has_vip() and not alpha.has_vip(), 2.0,
+               lambda: "nothing moves back meanwhile\n" + pair.logtail())
+        assert "split brain" not in beta.log()     # the state file told the truth
         os.unlink(filler)
         pair.wait(lambda: alpha.holds() == [] and beta.holds() == ["1"], 15,
                   "both status files to agree")
@@ -321,5 +322,5 @@ def test_a_full_run_directory_is_logged_and_retried_never_fatal(lab):
             checker.halt.set()
         for n in pair.nodes.values():
             if n.running():
-                n.kill9()
+                n.kill()
         subprocess.run(["umount", "-l", alpha.run], check=False)

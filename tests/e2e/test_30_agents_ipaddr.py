@@ -8,6 +8,8 @@ import os
 import subprocess
 import time
 
+from lab.wait import readline, wait_until
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VIP, VIP6 = "198.18.0.100", "2001:db8::100"
 
@@ -39,7 +41,7 @@ while time.monotonic() < end:
 def capture(host, seconds):
     p = host.popen(["/usr/bin/python3", "-c", CAPTURE, str(seconds)], stdout=subprocess.PIPE,
                    text=True)
-    assert p.stdout.readline() == "ready\n"
+    assert readline(p.stdout) == "ready\n"
     return p
 
 
@@ -55,14 +57,6 @@ def mac(host):
 def neigh_mac(host, ip):
     out = host.run(["ip", "neigh", "show", ip, "dev", "eth0"]).stdout.split()
     return out[out.index("lladdr") + 1].replace(":", "") if "lladdr" in out else None
-
-
-def wait_until(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
 
 
 def pair(lab):
@@ -216,11 +210,9 @@ def test_run_agent_in_process(lab):
     assert res["status2"][:2] == [3, "stopped"] and res["monitor2"][:2] == [7, "stopped"]
     assert res["bad"][0] == 1 and "'198.18.0.300' is not an IP address" in res["bad"][1]
     assert res["two"][0] == 1
-    # start returns with its first frame, not after the 0.9 s of announcements (the
-    # figures, milliseconds, are bench/agents'); the others never wait either
-    assert res["start"][2] < 0.5 and res["again"][2] < 0.5
-    for k in ("status0", "status1", "stop", "status2"):
-        assert res[k][2] < 0.5, (k, res[k])
+    # in-process, no call waits for anything but the DAD probe (100 ms) of start;
+    # the costs are bench/agents' figures ("address status", "address start...")
+    assert res["start"][2] >= 0.1 and all(r[2] < 3 for r in res.values()), res
     got = [f for f in frames(cap) if f["kind"] == "arp" and f["spa"] == VIP]
     # start: a request at once, its reply due 100 ms later racing the re-announce at
     # ~100 ms, whose request went out at once and whose repeats stopped with the address
@@ -245,20 +237,16 @@ def test_link_watcher_events(lab):
     a, b, c = pair(lab)
     p = a.popen(["/usr/bin/python3", "-c", WATCH, "3"], stdout=subprocess.PIPE, text=True,
                 env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib")))
-    assert json.loads(p.stdout.readline()) == ["carrier", True]
+    assert json.loads(readline(p.stdout)) == ["carrier", True]
     a.run(["hb-ipaddr", VIP, "start"])
     a.run(["ip", "addr", "del", VIP + "/24", "dev", "eth0"])
     lab.cut(a)
     seen = []
-    for line in p.stdout:
-        seen.append(json.loads(line))
-        if seen[-1] == ["link", "eth0", False]:
-            break
+    while not seen or seen[-1] != ["link", "eth0", False]:
+        seen.append(json.loads(readline(p.stdout)))
     lab.mend(a)
-    for line in p.stdout:
-        seen.append(json.loads(line))
-        if seen[-1] == ["link", "eth0", True]:
-            break
+    while seen[-1] != ["link", "eth0", True]:
+        seen.append(json.loads(readline(p.stdout)))
     lab.stop(p)
     assert ["addr", "eth0", VIP, True] in seen
     assert ["addr", "eth0", VIP, False] in seen
@@ -341,7 +329,7 @@ def test_in_process_survives_a_recreated_interface(lab):
     def step(line):
         p.stdin.write(line + "\n")
         p.stdin.flush()
-        return p.stdout.readline().strip()
+        return readline(p.stdout).strip()
     assert step(VIP + "/24/eth0 start") == "(0, 'added 198.18.0.100/24 on eth0')"
     a.run(["ip", "link", "del", "eth0"])
     lab.plug(a, "eth0", "198.18.0.1/24")

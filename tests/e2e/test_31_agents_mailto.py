@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 
-from smtpserver import Smtpd
+from lab.smtpserver import Smtpd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT = os.path.join(ROOT, "bin", "hb-mailto")

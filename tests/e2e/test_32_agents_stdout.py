@@ -8,13 +8,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "demo"))
-from cluster import VIP, Pair  # noqa: E402
-from netns import Holders  # noqa: E402
+from lab.pair import VIP, Pair
+from lab.probe import Holders
 
 DAEMON = """#!/bin/sh
 # a service started the way many init scripts do: its daemon keeps our stdout
@@ -53,7 +50,7 @@ def test_a_daemon_that_keeps_stdout_starts_at_once_and_switches_over_and_back(la
         holders.start()
         pair.wait(lambda: julius.holds() == ["1"], timeout=20, what="group 1 on julius")
         took = [float(x) for x in re.findall(r"daemon start: exit 0 in ([0-9.]+) s",
-                                             open(julius.log).read())]
+                                             julius.log())]
         assert len(took) == 1 and took[0] < 1.0, (took, julius.logtail())
         first = daemon_pid(pair, "julius")
         assert first and os.path.exists("/proc/%d" % first)
@@ -74,7 +71,7 @@ def test_a_daemon_that_keeps_stdout_starts_at_once_and_switches_over_and_back(la
                   what="a second of samples of the VIP back on julius")
         for name in ("julius", "caesar"):
             assert not re.search(r"group 1 .*(failed|giving up)|timed out",
-                                 open(pair[name].log).read()), pair[name].logtail()
+                                 pair[name].log()), pair[name].logtail()
         samples = holders.stop()
         assert len(samples) > 20
         assert [s for s in samples if len(s[1]) > 1] == []

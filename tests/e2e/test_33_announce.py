@@ -14,7 +14,8 @@ import statistics
 import struct
 import subprocess
 
-import heartbeat
+from lab import heartbeat
+from lab.wait import readline
 
 VIP, VIP6 = "198.18.0.100", "2001:db8::100"
 GW, GW6 = "198.18.0.254", "2001:db8::fe"
@@ -66,7 +67,7 @@ class Tcpdump:
         self.p = host.popen(["timeout", str(seconds), "tcpdump", "-i", "eth0", "-n", "-U",
                              "-c", str(count), "-w", self.path, expr],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        line = self.p.stderr.readline()            # "listening on eth0, ..." once ready
+        line = readline(self.p.stderr, seconds)    # "listening on eth0, ..." once ready
         assert "listening on" in line, line
 
     def read(self, timeout):
@@ -360,7 +361,7 @@ def test_hb_watch_announces_from_haresources_and_checks_the_gateway(lab):
     owner announces 3 pairs 150 ms apart, labels the address eth0:0 as IPaddr does,
     and its status says the gateway answered (nbr=ok); after a power loss the peer
     announces the same way and, the gateway now silent, says nbr=fail."""
-    from pair import HbPair
+    from lab.pair import HbPair
     pair = HbPair(lab, haresources="alpha IPaddr::%s/24/eth0::arp_count=3::arp_interval=300\n"
                   % VIP)
     alpha, beta = pair["alpha"], pair["beta"]
@@ -373,7 +374,7 @@ def test_hb_watch_announces_from_haresources_and_checks_the_gateway(lab):
     check_schedule(cap.read(17), 3, 0.15)
     assert "eth0:0" in alpha.host.run(["ip", "-o", "addr", "show", "label", "eth0:0"]).stdout
     line = "neighbour check %s on eth0: %s answered %s in " % (VIP, GW, VIP)
-    pair.wait(lambda: line in alpha.logtext(), timeout=5, what="alpha's neighbour check")
+    pair.wait(lambda: line in alpha.log(), timeout=5, what="alpha's neighbour check")
     pair.wait(lambda: nbr(alpha).startswith("ok:"), timeout=5, what="nbr=ok in status")
     doc = json.loads(alpha.switch("status", "--format=json").stdout)
     got = doc["groups"][0]["neighbours"]
@@ -387,7 +388,7 @@ def test_hb_watch_announces_from_haresources_and_checks_the_gateway(lab):
     pair.wait(beta.has_vip, timeout=10, what="beta to take the VIP over")
     check_schedule(cap.read(12), 3, 0.15)
     pair.wait(lambda: nbr(beta) == "fail:" + VIP, timeout=10, what="beta's nbr=fail")
-    assert "neighbour check %s on eth0: " % VIP in beta.logtext()
+    assert "neighbour check %s on eth0: " % VIP in beta.log()
     doc = json.loads(beta.switch("status", "--format=json").stdout)
     assert doc["groups"][0]["neighbours"] == {"result": "fail", "ms": None, "address": VIP}
 

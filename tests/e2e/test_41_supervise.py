@@ -9,23 +9,19 @@ import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import time
 
 import pytest
 
-import probe
+from lab import probe
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "demo"))
-from cluster import VIP, Pair  # noqa: E402
+from lab.pair import VIP, Pair
+from lab.wait import steady
 
 
 def started(lab, **kw) -> tuple[Pair, probe.Prober]:
-    pair = Pair(lab, **kw)
-    for name in pair.nodes:
-        probe.responder(pair[name].host, VIP, name)
+    pair = Pair(lab, **kw)                      # with a responder for VIP on each node
     pair.start()
     prober = probe.Prober(pair.client, VIP, duration=60)
     prober.wait_served("julius", timeout=15)
@@ -41,7 +37,7 @@ def test_sigterm_hands_the_vip_to_the_peer_within_a_second(lab):
     pair, prober = started(lab, **SLOW)
     julius = pair["julius"]
     t0 = time.monotonic()
-    rc = julius.terminate()
+    rc = julius.stop()
     served = prober.wait_served("caesar", timeout=5, since=t0)
     probes = prober.stop()
     assert rc == 0, julius.logtail()
@@ -100,12 +96,12 @@ def test_kill9_of_a_daemon_is_respawned_and_nothing_moves(lab, daemon):
     assert sum(p.who == "julius" for p in probes) >= 0.9 * len(probes), probe.servers(probes)
     now = caesar.node("julius")
     assert now.get("status") == "up" and now.get("since") == seen.get("since"), (seen, now)
-    with open(caesar.log) as f:
+    with open(caesar.logfile) as f:
         dead = [ln for ln in f if re.search(r"\bjulius\b.*\bdead\b", ln, re.I)
                 and not re.search(r"\blink\b", ln)]
     assert dead == []
     assert julius.holds() == ["1"] and caesar.holds() == []
-    with open(julius.log) as f:
+    with open(julius.logfile) as f:
         assert "%s killed by signal 9; restarting" % daemon in f.read()
 
 
@@ -115,7 +111,7 @@ def test_second_instance_refused_and_sighup_keeps_a_good_config(lab):
     kids = julius.wait_children()
     for daemon in ("hb-beat", "hb-watch"):      # both have read ha.cf before it is edited
         pair.wait(lambda: re.search(r"%s\[\d+\]: INFO: starting" % daemon,
-                                    open(julius.log).read()), timeout=10,
+                                    julius.log()), timeout=10,
                   what="%s to start" % daemon)
     r = julius.host.run(julius.argv(), check=False)
     assert r.returncode == 1 and r.stdout == ""
@@ -127,16 +123,15 @@ def test_second_instance_refused_and_sighup_keeps_a_good_config(lab):
     with open(hacf, "a") as f:
         f.write("undport 694\n")
     os.kill(julius.proc.pid, signal.SIGHUP)
-    pair.wait(lambda: "keeping the running configuration" in open(julius.log).read(),
+    pair.wait(lambda: "keeping the running configuration" in julius.log(),
               timeout=5, what="refusal of the broken config")
-    assert re.search(r"ha\.cf:\d+: .*undport", open(julius.log).read())
+    assert re.search(r"ha\.cf:\d+: .*undport", julius.log())
     with open(hacf, "w") as f:
         f.write(good.replace("warntime 300ms", "warntime 250ms"))
     os.kill(julius.proc.pid, signal.SIGHUP)
-    pair.wait(lambda: "configuration re-read" in open(julius.log).read(), timeout=5)
-    time.sleep(0.3)
-    assert julius.children() == kids, julius.logtail()
-    assert julius.terminate() == 0
+    pair.wait(lambda: "configuration re-read" in julius.log(), timeout=5)
+    steady(lambda: julius.children() == kids, 0.3, julius.logtail)
+    assert julius.stop() == 0
     assert julius.children() == {}
 
 
@@ -190,11 +185,13 @@ def test_respawn_lines_run_as_their_user_and_ipfail_is_left_to_hb_watch(lab):
         assert user == "nobody"
         os.kill(int(pid), signal.SIGKILL)
         pair.wait(lambda: len(lines("loop")) == 2, timeout=5, what="its respawn")
-        time.sleep(1.5)
-        assert lines("once") == [["nobody", lines("once")[0][1]]]
+        pair.wait(lambda: lines("once"), timeout=5, what="`once` started")
+        once = lines("once")
+        steady(lambda: lines("once") == once, 1.5, "`once` not respawned")
+        assert once == [["nobody", once[0][1]]]
         assert lines("ipfail") == []
         last = int(lines("loop")[1][1])
-        assert julius.terminate() == 0
+        assert julius.stop() == 0
         assert not os.path.exists("/proc/%d" % last) or \
             open("/proc/%d/stat" % last).read().split()[2] == "Z"
     finally:

@@ -8,15 +8,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "demo"))
-from cluster import VIP, Pair  # noqa: E402
-from netns import Holders  # noqa: E402
+from lab.pair import VIP, Pair
+from lab.probe import Holders
+from lab.wait import steady
 
 TIMING = {"keepalive": "100ms", "warntime": "500ms", "deadtime": "1", "initdead": "2"}
 
@@ -36,7 +34,7 @@ def daemons(node) -> dict[str, int]:
 
 
 def peer_saw_death(node, name: str) -> list[str]:
-    with open(node.log) as f:
+    with open(node.logfile) as f:
         return [ln for ln in f if re.search(r"\b%s\b.*\bdead\b" % name, ln, re.I)
                 and not re.search(r"\blink\b", ln)]
 
@@ -73,14 +71,14 @@ def test_kill9_of_hb_supervise_and_a_restart_2s_later_moves_nothing(lab, pidfile
         t0 = time.monotonic()
         os.kill(julius.proc.pid, signal.SIGKILL)
         julius.proc.wait(5)
-        time.sleep(2.0)                      # systemd's RestartSec=2
-        assert daemons(julius) == old         # they outlived it, untouched
+        steady(lambda: daemons(julius) == old, 2.0,    # systemd's RestartSec=2
+               "the daemons outlive hb-supervise, untouched")
         if pidfiles == "lost":                # found by their command lines instead
             for name in old:
                 os.unlink(os.path.join(julius.run, name + ".pid"))
         julius.start()
         pair.wait(lambda: len(re.findall(r"is running: watching it \(started by an earlier",
-                                         open(julius.log).read())) == 2,
+                                         julius.log())) == 2,
                   timeout=10, what="the new hb-supervise to adopt both daemons")
         pair.wait(lambda: holders.since(time.monotonic() - 3.0) and
                   time.monotonic() - t0 > 5.0, timeout=20, what="three deadtimes more")
@@ -96,7 +94,7 @@ def test_kill9_of_hb_supervise_and_a_restart_2s_later_moves_nothing(lab, pidfile
         os.kill(old["hb-watch"], signal.SIGKILL)
         pair.wait(lambda: daemons(julius).get("hb-watch") not in (None, old["hb-watch"]),
                   timeout=5, what="hb-watch respawned")
-        assert "hb-watch ended; restarting" in open(julius.log).read()
+        assert "hb-watch ended; restarting" in julius.log()
         left += list(daemons(julius).values())
         t1 = time.monotonic()
         pair.wait(lambda: time.monotonic() - t1 > 2.0 and julius.holds() == ["1"],
@@ -112,7 +110,7 @@ def test_kill9_of_hb_supervise_and_a_restart_2s_later_moves_nothing(lab, pidfile
         samples = holders.stop()
         assert [s for s in samples if len(s[1]) > 1] == []
         assert peer_saw_death(caesar, "julius") == []
-        assert julius.terminate() == 0
+        assert julius.stop() == 0
         assert daemons(julius) == {}
     finally:
         holders.stop()
@@ -135,7 +133,7 @@ def test_sigusr2_replaces_hb_beat_and_hb_watch_in_place_and_moves_nothing(lab):
         assert julius.proc.poll() is None                     # the same process, re-executed
         assert julius.children() == new                       # its own children
         assert all(not os.path.exists("/proc/%d" % p) for p in old.values())
-        text = open(julius.log).read()
+        text = julius.log()
         assert "SIGUSR2: re-executing" in text and "re-executed on julius" in text
         assert "SIGUSR2: replacing hb-beat, then hb-watch" in text
         samples = holders.since(t0 - 0.5)
@@ -151,7 +149,7 @@ def test_sigusr2_replaces_hb_beat_and_hb_watch_in_place_and_moves_nothing(lab):
                   what="group 1 on caesar")
         samples = holders.stop()
         assert [s for s in samples if len(s[1]) > 1] == []
-        assert julius.terminate() == 0
+        assert julius.stop() == 0
     finally:
         holders.stop()
         cleanup(old.values())
@@ -161,8 +159,8 @@ def test_sigusr2_with_a_configuration_the_new_code_refuses_changes_nothing(lab):
     pair = Pair(lab, **TIMING)
     julius = pair["julius"].start()
     for daemon in ("hb-beat", "hb-watch"):      # both have read ha.cf before it is edited
-        pair.wait(lambda: os.path.exists(julius.log) and re.search(
-            r"%s\[\d+\]: INFO: starting" % daemon, open(julius.log).read()), timeout=10,
+        pair.wait(lambda: os.path.exists(julius.logfile) and re.search(
+            r"%s\[\d+\]: INFO: starting" % daemon, julius.log()), timeout=10,
                   what="%s to start" % daemon)
     old = daemons(julius)
     hacf = os.path.join(julius.conf, "ha.cf")
@@ -171,15 +169,15 @@ def test_sigusr2_with_a_configuration_the_new_code_refuses_changes_nothing(lab):
     with open(hacf, "a") as f:
         f.write("undport 694\n")
     os.kill(julius.proc.pid, signal.SIGUSR2)
-    pair.wait(lambda: "SIGUSR2: not re-executing" in open(julius.log).read(), timeout=20,
+    pair.wait(lambda: "SIGUSR2: not re-executing" in julius.log(), timeout=20,
               what="the refusal")
     assert re.search(r"SIGUSR2: not re-executing: the installed hb-supervise refuses the "
-                     r"configuration: .*ha\.cf:\d+: .*undport", open(julius.log).read())
-    time.sleep(0.5)
-    assert daemons(julius) == old and julius.children() == old and julius.proc.poll() is None
+                     r"configuration: .*ha\.cf:\d+: .*undport", julius.log())
+    steady(lambda: daemons(julius) == old and julius.children() == old
+           and julius.proc.poll() is None, 0.5, "nothing re-executed")
     with open(hacf, "w") as f:
         f.write(good)
     os.kill(julius.proc.pid, signal.SIGUSR2)
     pair.wait(lambda: len(daemons(julius)) == 2 and not set(daemons(julius).values())
               & set(old.values()), timeout=20, what="new hb-beat and hb-watch")
-    assert julius.terminate() == 0
+    assert julius.stop() == 0

@@ -14,12 +14,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "demo"))
-from cluster import Pair  # noqa: E402
+from lab.pair import Pair
 
 
 class Listener:
@@ -102,7 +99,7 @@ def test_ready_status_watchdog_and_stopping(lab, monkeypatch):
             "the watchdog was not fed again once hb-watch wrote its status"
 
         t_term = time.monotonic()
-        assert julius.terminate() == 0
+        assert julius.stop() == 0
         sock.read(time.monotonic() + 0.5)
         assert "STOPPING=1" in [m for t, m in sock.got if t >= t_term]
     finally:

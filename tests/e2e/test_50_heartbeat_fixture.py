@@ -1,6 +1,6 @@
 """The Heartbeat fixture itself: two real Heartbeat 3.0.6 nodes find each other.
 
-This proves tests/heartbeat.py (private namespaces, config, logs, nsenter
+This proves tests/lab/heartbeat.py (private namespaces, config, logs, nsenter
 helpers, the VIP prober) before any hb node is put next to Heartbeat.
 """
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 
-from heartbeat import Probe, hacf, heartbeat, host, wait_until  # noqa: F401
+from lab.heartbeat import hacf, heartbeat, host  # noqa: F401
+from lab.probe import Ping
+from lab.wait import wait_until
 
 VIP = "198.18.0.100"
 
@@ -39,7 +41,7 @@ def test_two_heartbeat_nodes_hold_one_vip(lab, heartbeat):  # noqa: F811
     for n in (alpha, beta):
         assert "authentication" not in n.log() and "replay" not in n.log()
 
-    probe = Probe(client, VIP, duration=30)
+    probe = Ping(client, VIP, duration=30)
     wait_until(lambda: probe.replies(), 5, "the client to reach the VIP")
     t0 = time.time()
     alpha.hb_standby("all")

@@ -21,9 +21,11 @@ import time
 
 import pytest
 
-import probe as holders
-from heartbeat import (HeartbeatNode, HbNode, Probe, WireTap, hacf,  # noqa: F401
-                       hbnode, heartbeat, host, wait_until)
+from lab import probe as holders
+from lab.heartbeat import (HeartbeatNode, HbNode, WireTap, hacf,  # noqa: F401
+                           hbnode, heartbeat, host)
+from lab.probe import Ping
+from lab.wait import steady, wait_until
 
 VIP = "198.18.0.100"
 VIP2 = "198.18.0.101"
@@ -71,9 +73,9 @@ class Pair:
             with open(os.path.join(self.alpha.dir, "ha.d", name), "rb") as fa, \
                     open(os.path.join(self.beta.conf, name), "rb") as fb:
                 assert fa.read() == fb.read(), name
-        self.probe: Probe | None = None
+        self.probe: Ping | None = None
         self.tap = WireTap(lab, self.client, self.beta.conf, "beta")
-        # who holds each VIP, every 10 ms, by link-layer broadcast (tests/probe.py)
+        # who holds each VIP, every 10 ms, by link-layer broadcast (tests/lab/probe.py)
         vips = [v for v in (VIP, VIP2) if v + "/" in haresources]
         for name in NAMES:
             for vip in vips:
@@ -103,13 +105,13 @@ class Pair:
     def show(self) -> str:
         return ("--- Heartbeat alpha log:\n%s\n--- hb beta log:\n%s\n--- hb status:\n%s"
                 "--- on the wire (status heartbeats left out):\n%s"
-                % (self.alpha.log()[-4000:], self.beta.log()[-4000:], self.beta.status(),
+                % (self.alpha.log()[-4000:], self.beta.log()[-4000:], self.beta.status_text(),
                    "\n".join(self.tap.messages()[-40:])))
 
     def peer_seen(self) -> None:
         """Each side sees the other active (Heartbeat's log, hb's status)."""
         self.alpha.wait_log(r"Status update for node beta: status active", 15)
-        wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", self.beta.status(),
+        wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", self.beta.status_text(),
                                      re.M), 10,
                    lambda: "hb to show alpha up, kind=heartbeat\n" + self.show())
 
@@ -124,13 +126,14 @@ class Pair:
     def stable(self) -> None:
         """The running sides are done with resource transitions (Heartbeat refuses
         standby requests while either side is in flux)."""
-        wait_until(lambda: not {"transition", ""} & set(self.rscstatus()),
-                   20, lambda: "both sides stable (rscstatus alpha, beta: %s)\n%s"
+        def calm() -> bool:
+            return not {"transition", ""} & set(self.rscstatus())
+        wait_until(calm, 20, lambda: "both sides stable (rscstatus alpha, beta: %s)\n%s"
                    % (self.rscstatus(), self.show()))
-        time.sleep(0.5)
+        steady(calm, 0.5, lambda: "stable for 0.5 s: %s\n%s" % (self.rscstatus(), self.show()))
 
-    def start_probe(self, vip: str = VIP) -> Probe:
-        self.probe = Probe(self.client, vip, duration=120)
+    def start_probe(self, vip: str = VIP) -> Ping:
+        self.probe = Ping(self.client, vip, duration=120)
         wait_until(lambda: self.probe.replies(), 5, "the client to reach %s" % vip)
         return self.probe
 

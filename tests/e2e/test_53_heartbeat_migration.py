@@ -15,9 +15,10 @@ import os
 import shutil
 import time
 
-import probe as holders
-from heartbeat import (Probe, hacf, hbnode, heartbeat, host,  # noqa: F401
-                       wait_until)
+from lab import probe as holders
+from lab.heartbeat import hacf, hbnode, heartbeat, host  # noqa: F401
+from lab.probe import Ping
+from lab.wait import steady, wait_until
 
 VIP = "198.18.0.100"
 
@@ -58,7 +59,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     for name, h in hosts.items():          # who holds the VIP, every 10 ms
         holders.responder(h, VIP, name)
     watch = holders.Prober(client, VIP, duration=110, tag="hold")
-    probe = Probe(client, VIP, duration=120)
+    probe = Ping(client, VIP, duration=120)
     wait_until(lambda: probe.replies(), 5, "the client to reach the VIP")
     t_start = time.time()
     marks = {}
@@ -119,8 +120,7 @@ def test_migrate_a_serving_heartbeat_pair_to_hb(lab, heartbeat, hbnode):  # noqa
     t1 = time.time()
     wait_until(lambda: probe.replied_since(t1), 5, "the client served by alpha")
     step("upgrade the old active node (auto_failback)", t)
-    time.sleep(1)
-    assert where() == ["alpha"]
+    steady(lambda: where() == ["alpha"], 1, show)
     assert new_alpha.switch("cl_status", "nodestatus", "beta").stdout.strip() == "active"
     probe.stop()
 

@@ -20,8 +20,9 @@ import time
 
 import pytest
 
-from heartbeat import (HeartbeatNode, HbNode, hacf, hbnode, heartbeat,  # noqa: F401
-                       host, wait_until)
+from lab.heartbeat import (HeartbeatNode, HbNode, hacf, hbnode, heartbeat,  # noqa: F401
+                           host)
+from lab.wait import steady, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPAT = os.path.join(ROOT, "bin")
@@ -56,7 +57,7 @@ class Pair:
 
     def show(self) -> str:
         return "--- alpha:\n%s\n--- beta:\n%s\n--- beta status:\n%s" % (
-            self.alpha.log()[-3000:], self.beta.log()[-3000:], self.beta.status())
+            self.alpha.log()[-3000:], self.beta.log()[-3000:], self.beta.status_text())
 
     def hb(self, name: str, *args: str) -> subprocess.CompletedProcess:
         """hb's NAME on beta (the hb node), as installed: RUNDIR and CONFDIR of the node."""
@@ -73,7 +74,7 @@ class Pair:
             return a.returncode == b.returncode == 0 and "transition\n" not in (
                 a.stdout, b.stdout)
         wait_until(settled, 25, lambda: "both stable\n" + self.show())
-        time.sleep(0.5)
+        steady(settled, 0.5, lambda: "stable for 0.5 s\n" + self.show())
 
 
 def running(lab, heartbeat, hbnode, **kw) -> Pair:  # noqa: F811
@@ -83,9 +84,9 @@ def running(lab, heartbeat, hbnode, **kw) -> Pair:  # noqa: F811
     p.wait_vip("alpha", VIP2, what="Heartbeat alone")
     p.beta.start()
     p.alpha.wait_log(r"Status update for node beta: status active", 20)
-    wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", p.beta.status(), re.M),
+    wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", p.beta.status_text(), re.M),
                15, lambda: "hb to see alpha\n" + p.show())
-    wait_until(lambda: re.search(r"^ping %s up" % re.escape(PING), p.beta.status(), re.M)
+    wait_until(lambda: re.search(r"^ping %s up" % re.escape(PING), p.beta.status_text(), re.M)
                and p.heartbeat_cl("nodestatus", PING).stdout == "ping\n", 15,
                lambda: "both to see the ping node\n" + p.show())
     p.stable()

@@ -17,7 +17,8 @@ import re
 import shutil
 import subprocess
 
-from heartbeat import HbNode, hacf, hbnode, heartbeat, host, wait_until  # noqa: F401
+from lab.heartbeat import HbNode, hacf, hbnode, heartbeat, host  # noqa: F401
+from lab.wait import wait_until
 
 VIP = "198.18.0.100"
 NAMES = ("alpha", "beta")            # alpha runs Heartbeat, beta runs hb
@@ -156,7 +157,7 @@ class Pair:
         wait_until(lambda: re.search(r"Status update for node beta: status active",
                                      self.alpha.log()), 20,
                    lambda: "Heartbeat to see beta active\n" + self.show())
-        wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", self.beta.status(),
+        wait_until(lambda: re.search(r"^node alpha up .*kind=heartbeat", self.beta.status_text(),
                                      re.M), 15, lambda: "hb to see alpha\n" + self.show())
 
 

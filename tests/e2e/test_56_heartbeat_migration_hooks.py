@@ -31,10 +31,12 @@ import shutil
 import subprocess
 import time
 
-import probe as holders
 from hb import harc
-from heartbeat import (HbNode, HeartbeatNode, Probe, hacf, hbnode,  # noqa: F401
-                       heartbeat, host, wait_until)
+from lab import probe as holders
+from lab.heartbeat import (HbNode, HeartbeatNode, hacf, hbnode, heartbeat,  # noqa: F401
+                           host)
+from lab.probe import Ping as Probe
+from lab.wait import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPAT = os.path.join(ROOT, "bin")

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from pair import HbPair
+from lab.pair import HbPair
 
 REC = """#!/bin/sh
 # Rec NAME ACTION: records when each action begins and ends

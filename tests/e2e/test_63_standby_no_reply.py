@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from pair import HbPair
+from lab.pair import HbPair
 
 
 def test_standby_to_a_peer_that_never_answers_is_cancelled_after_10s(lab):

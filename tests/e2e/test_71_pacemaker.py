@@ -22,6 +22,7 @@ import time
 import pytest
 
 from hb.export import timing
+from lab.wait import readline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VIP = "198.18.0.100"
@@ -192,18 +193,20 @@ def test_exported_cluster_serves_and_fails_over(lab, record_property):
 
     cl = client.popen([sys.executable, "-c", CLIENT, VIP, "60"], stdout=subprocess.PIPE,
                       text=True)
-    first = cl.stdout.readline().split()
+    first = readline(cl.stdout, 30).split()
     assert first[1] == "julius", first
 
     t0 = time.monotonic()
     lab.cut(hosts["julius"])
     kill_namespace(hosts["julius"].ns)
     served = None
-    for line in cl.stdout:
+    while served is None:
+        line = readline(cl.stdout, 60)       # one line per connection; '' at its end
+        if not line:
+            break
         t, who = line.split()
         if who == "caesar":
             served = float(t) - t0
-            break
     lab.stop(cl)
     assert served is not None, "caesar never served the VIP"
     assert hosts["caesar"].has_addr(VIP, "eth0")

@@ -15,7 +15,8 @@ import pytest
 
 from debroot import Chroot, ok, system
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)"),
+              pytest.mark.timeout(1800)]       # the first one waits for debootstrap
 
 NAMES = ("/usr/bin/cl_status", "/usr/share/heartbeat/hb_standby",
          "/usr/share/heartbeat/hb_takeover")

@@ -24,10 +24,11 @@ import time
 
 import pytest
 
-import probe as holders
+from lab import probe as holders
 from debroot import ENV, RELEASES, ROOT, Chroot, ok, run, system
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)"),
+              pytest.mark.timeout(1800)]       # the first one waits for debootstrap
 
 NEW_VERSION = "0.1.0+pkgtest1"
 VIP = "198.18.0.100"
@@ -393,7 +394,7 @@ def doc_commands(heading: str, step: int | None = None) -> list[str]:
 def test_migration_guide_from_running_heartbeat_and_back(lab, tmp_path, debs):
     """docs/migration.md, word for word, on two Debian 12 boxes running Debian's heartbeat,
     with a client probing the VIP every 10 ms; then both go back to Heartbeat."""
-    from heartbeat import hacf, host
+    from lab.heartbeat import hacf, host
     deb = debs[0]
     hosts = {"alpha": host(lab, "alpha", "198.18.0.1/24"),
              "beta": host(lab, "beta", "198.18.0.2/24")}

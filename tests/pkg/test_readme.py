@@ -21,7 +21,8 @@ import pytest
 
 from debroot import CACHE, LEFT_OUT, ROOT, Chroot, make_var, ok, readme_extra, system
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)"),
+              pytest.mark.timeout(1800)]       # the first one waits for debootstrap
 
 SYSTEMCTL = """#!/bin/sh
 echo "$*" >> /run/systemctl.calls

@@ -85,6 +85,14 @@ def test_checker_runs_off_the_caller_thread_and_reports(confdir):
     [(i, tok, ok, why)] = collect(ck, 1)
     assert (i, tok, ok) == (3, 6, False) and "timed out after 1 s" in why
     ck.close()
+    # run() returns before the check ends: a check of `slow` ends after 0.5 s (its
+    # timeout), and nothing is there to collect when run() has returned
+    ck = checks.Checker(caller(confdir, timeout=0.5))
+    ck.run(group("slow"), 9)
+    assert ck.collect() == []
+    [(_, tok, ok, _)] = collect(ck, 1)
+    assert tok == 9 and not ok
+    ck.close()
 
 
 def test_a_check_that_hangs_times_out_as_a_failure(confdir):

@@ -14,7 +14,7 @@ from hb.hacf import NO_EFFECT, _HaCf, parse_hacf
 from hb.haresources import parse_haresources
 from hb.settings import DIGEST_PARTS, MAX_TIME, AuthKey, Config, ConfigError, Respawn, \
     digest_diff, parse_time
-from heartbeat import heartbeat  # noqa: F401 (the fixture)
+from lab.heartbeat import heartbeat  # noqa: F401 (the fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-import netns
+from lab import netns
+from lab.wait import readline
 
 
 def test_two_namespaces_ping_over_the_bridge(lab):
@@ -57,9 +58,66 @@ def test_a_lab_whose_set_up_fails_leaves_nothing_behind(monkeypatch):
             raise subprocess.CalledProcessError(1, argv)
         return real(*argv, **kw)
 
-    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    made: list = []
+    real_ns = netns.Lab._ns
+
+    def recording(self, suffix):
+        made.append(real_ns(self, suffix))
+        return made[-1]
+    monkeypatch.setattr(netns.Lab, "_ns", recording)
     monkeypatch.setattr(netns, "sh", failing)
     with pytest.raises(subprocess.CalledProcessError):
         netns.Lab("fail")
-    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert after == before
+    assert made                                   # it got as far as a namespace
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not [n for n in made if n in listed.split()]
+
+
+def _daemon(host) -> int:
+    """A process that left its parent's session (setsid) and whose parent is gone,
+    as Heartbeat's master after a "shutdown restart": no process group of the lab's
+    holds it; only its network namespace says whose it is."""
+    p = host.popen(["sh", "-c", "setsid sleep 600 < /dev/null > /dev/null 2>&1 & echo $!"],
+                   stdout=subprocess.PIPE, text=True)
+    pid = int(readline(p.stdout))
+    assert p.wait(5) == 0
+    return pid
+
+
+def test_close_kills_a_daemon_outside_every_process_group():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    lab = netns.Lab("dmn")
+    try:
+        h = lab.host("a", "198.18.0.1/24")
+        pid = _daemon(h)
+        fd = os.open("/run/netns/" + h.ns, os.O_RDONLY)     # its inode stays this one
+        net = netns.netid(h.ns)
+        assert netns.procs_in([net]) == [pid]
+    finally:
+        lab.close()
+    try:
+        assert netns.procs_in([net]) == []
+    finally:
+        os.close(fd)
+
+
+def test_a_namespace_deleted_under_the_lab_keeps_its_process_and_is_reported():
+    """`ip netns del` kills nothing; the lab's cleanup says what it could not do."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    lab = netns.Lab("gone")
+    try:
+        h = lab.host("a", "198.18.0.1/24")
+        pid = _daemon(h)
+        fd = os.open("/run/netns/" + h.ns, os.O_RDONLY)
+        net = netns.netid(h.ns)
+        subprocess.run(["ip", "netns", "del", h.ns], check=True)
+    finally:
+        with pytest.raises(RuntimeError, match="%s: .*No such file" % h.ns):
+            lab.close()
+    try:
+        assert netns.procs_in([net]) == [pid]
+        assert netns.kill_all([net]) == []
+    finally:
+        os.close(fd)

@@ -13,9 +13,8 @@ import shlex
 import signal
 import subprocess
 import tempfile
-import threading
 import time
-from typing import Sequence
+from typing import Iterable, Sequence
 
 _counter = itertools.count()
 
@@ -166,15 +165,23 @@ class Lab:
             p.wait(5)
 
     def close(self) -> None:
+        """Every process of the lab ended, then its namespaces deleted, its files
+        removed.  A process that survives, or a namespace that cannot be deleted,
+        is an error (raised after the rest is cleaned up)."""
+        errors: list[str] = []
         for p in reversed(self.procs):
             try:
                 self.stop(p, signal.SIGTERM, timeout=3)
-            except Exception:
-                pass
+            except (OSError, subprocess.SubprocessError) as e:
+                errors.append("pid %d: %s" % (p.pid, e))
         for ns in reversed(self.namespaces):
-            kill_inside(ns)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["rm", "-rf", self.tmp])
+            errors += _delete(ns)
+        r = subprocess.run(["rm", "-rf", self.tmp], capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append("rm -rf %s: %s" % (self.tmp, r.stderr.strip()))
+        self.procs, self.namespaces = [], []
+        if errors:
+            raise RuntimeError("lab %s cleanup: %s" % (self.id, "; ".join(errors)))
 
     def __enter__(self) -> "Lab":
         return self
@@ -183,31 +190,64 @@ class Lab:
         self.close()
 
 
-def inside(ns: str) -> list[int]:
-    """The PIDs of every process whose network namespace is ns (daemons that
-    re-exec'd themselves or called setsid included: `ip netns del` kills none)."""
+def _delete(ns: str) -> list[str]:
+    """Kill every process of namespace ns, delete it, kill what forked meanwhile
+    (Heartbeat's "shutdown restart" forks and calls setsid): an open descriptor on
+    it keeps its inode ours until then, so nothing outside it is matched.  Returns
+    what could not be done."""
     try:
-        st = os.stat("/run/netns/" + ns)
-    except OSError:
-        return []
+        fd = os.open("/run/netns/" + ns, os.O_RDONLY)
+        net = netid(ns)
+    except OSError as e:
+        return ["%s: %s" % (ns, e)]
+    try:
+        alive = kill_all([net])
+        if alive:
+            return ["%s: processes %s survive SIGKILL" % (ns, alive)]
+        r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+        if r.returncode != 0:
+            return ["ip netns del %s: %s" % (ns, r.stderr.strip())]
+        alive = kill_all([net])
+        return ["%s: processes %s survive its deletion" % (ns, alive)] if alive else []
+    finally:
+        os.close(fd)
+
+
+def netid(ns: str) -> str:
+    """The link text /proc/PID/ns/net shows for a process in named namespace ns."""
+    return "net:[%d]" % os.stat("/run/netns/" + ns).st_ino
+
+
+def procs_in(net: Iterable[str], mnt: Iterable[str] | None = None) -> list[int]:
+    """Live processes (zombies left out) whose network namespace is in `net` and,
+    given `mnt`, whose mount namespace is in it (readlink /proc/PID/ns/{net,mnt}).
+    A namespace's inode is reused once it is gone: pass only namespaces held open
+    (by name or descriptor), so that no process of anyone else's can match."""
+    net = set(net)
+    mnts = set(mnt) if mnt is not None else None
     out = []
     for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                s = os.stat("/proc/%s/ns/net" % d)
-            except OSError:
-                continue
-            if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
-                out.append(int(d))
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            hit = os.readlink("/proc/%s/ns/net" % d) in net and (
+                mnts is None or os.readlink("/proc/%s/ns/mnt" % d) in mnts)
+        except OSError:
+            continue
+        if hit and not _zombie(int(d)):
+            out.append(int(d))
     return out
 
 
-def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
-    """SIGKILL every process in ns until none is left; returns those still alive
-    after timeout (zombies whose parent is outside do not count)."""
+def kill_all(net: Iterable[str], mnt: Iterable[str] | None = None,
+             timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process of procs_in(net, mnt) until none is left (new ones
+    forked meanwhile included); returns those still alive after timeout."""
+    net = set(net)
+    mnt = set(mnt) if mnt is not None else None
     deadline = time.monotonic() + timeout
     while True:
-        alive = [p for p in inside(ns) if not _zombie(p)]
+        alive = procs_in(net, mnt)
         if not alive or time.monotonic() > deadline:
             return alive
         for pid in alive:
@@ -216,6 +256,24 @@ def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.02)
+
+
+def inside(ns: str) -> list[int]:
+    """The PIDs of every live process whose network namespace is ns (daemons that
+    re-exec'd themselves or called setsid included: `ip netns del` kills none)."""
+    try:
+        return procs_in([netid(ns)])
+    except OSError:
+        return []
+
+
+def kill_inside(ns: str, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process in ns until none is left; returns those still alive
+    after timeout (zombies do not count)."""
+    try:
+        return kill_all([netid(ns)], None, timeout)
+    except OSError:
+        return []
 
 
 def _zombie(pid: int) -> bool:
@@ -232,42 +290,31 @@ def leftovers(prefix: str) -> tuple[list[str], list[int]]:
         names = [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
     except FileNotFoundError:
         names = []
-    return names, [p for n in names for p in inside(n) if not _zombie(p)]
+    return names, [p for n in names for p in inside(n)]
 
 
-class Holders(threading.Thread):
-    """Which namespaces' kernels hold an address, sampled every 100 ms with
-    `ip -n NS addr` (nodes: {name: namespace})."""
+def describe(pid: int) -> str:
+    """PID, parent, namespaces and command line of a process, for a report."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        with open("/proc/%d/stat" % pid) as f:
+            ppid = f.read().rsplit(")", 1)[1].split()[1]
+        return "%d (parent %s, %s, %s): %s" % (
+            pid, ppid, os.readlink("/proc/%d/ns/net" % pid),
+            os.readlink("/proc/%d/ns/mnt" % pid), argv[:200])
+    except (OSError, IndexError):
+        return "%d (gone)" % pid
 
-    def __init__(self, nodes: dict[str, str], addr: str, limit: float = 120.0) -> None:
-        super().__init__(daemon=True)
-        self.nodes, self.addr, self.limit = nodes, addr, limit
-        self.samples: list[tuple[float, frozenset]] = []
-        self.done = threading.Event()
 
-    def run(self) -> None:
-        end = time.monotonic() + self.limit
-        while not self.done.is_set() and time.monotonic() < end:
-            t = time.monotonic()
-            held = set()
-            for name, ns in self.nodes.items():
-                out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                if " %s/" % self.addr in out:
-                    held.add(name)
-            self.samples.append((t, frozenset(held)))
-            self.done.wait(max(0.0, t + 0.1 - time.monotonic()))
-
-    def seen(self, names: set, since: float) -> bool:
-        return any(t >= since and set(h) == names for t, h in self.samples)
-
-    def since(self, t0: float) -> list[frozenset]:
-        return [h for t, h in self.samples if t >= t0]
-
-    def stop(self) -> list[tuple[float, frozenset]]:
-        self.done.set()
-        self.join(10)
-        return self.samples
+def session_leftovers() -> tuple[list[str], list[int]]:
+    """What this process's labs left: namespaces still there (Lab ids start with
+    hb<pid>) and the processes in them.  A lab's close() kills what its deleted
+    namespaces held while it still held them; it fails otherwise."""
+    import re
+    mine = re.compile(r"hb%d[^0-9]" % (os.getpid() % 100000))
+    names = [n for n in leftovers("hb")[0] if mine.match(n)]
+    return names, [p for n in names for p in inside(n)]
 
 
 def quote(argv: Sequence[str]) -> str:
@@ -282,5 +329,19 @@ def cat(*paths: str) -> str:
             with open(path, errors="replace") as f:
                 out += f.read()
         except FileNotFoundError:
+            pass
+    return out
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local UDP ports bound in the network namespace of process pid (IPv4 and
+    IPv6): to wait until a listener started in a lab host is ready."""
+    out = set()
+    for name in ("udp", "udp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, name)) as f:
+                next(f)
+                out |= {int(line.split()[1].rsplit(":", 1)[1], 16) for line in f}
+        except (OSError, StopIteration, IndexError, ValueError):
             pass
     return out

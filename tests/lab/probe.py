@@ -18,17 +18,25 @@ Run inside a namespace (as a program, by the fixtures and the benchmark):
         list of NAME:RTT_MS, or `-`.  Stops after DURATION seconds (120) or on
         SIGTERM/SIGINT.
 
-The rest is analysis for tests and the benchmark: read() and the helpers below.
+The rest is analysis for tests and the benchmark: read() and the helpers below;
+Prober runs `ask` from a lab host.  The lab's two other probers live here too:
+Holders samples which namespaces' kernels hold an address (`ip -n NS addr`, every
+100 ms: the only way to tell that two nodes hold it at once, since a unicast probe
+reaches one MAC), and Ping sends ICMP echo every 10 ms (iputils ping -D), for
+systems without a responder.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -286,7 +294,6 @@ def servers(probes: list[Probe]) -> list[tuple[str | None, float, float, int]]:
 
 def responder(host, vip: str, name: str, port: int = PORT):
     """Start `probe.py serve` in host (a netns.Host); returns its Popen."""
-    import subprocess
     return host.popen(["/usr/bin/python3", HERE, "serve", vip, str(port), name],
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -297,7 +304,6 @@ class Prober:
     def __init__(self, host, vip: str, port: int = PORT, interval: float = INTERVAL,
                  duration: float = 120, limit: float = LIMIT, tag: str = "") -> None:
         import itertools
-        import subprocess
         Prober._n = getattr(Prober, "_n", itertools.count())
         self.host = host
         self.interval = interval
@@ -334,6 +340,98 @@ class Prober:
                 raise AssertionError("the VIP was not served by %s within %.1fs; last: %s"
                                      % (who, timeout, tail))
             time.sleep(0.05)
+
+
+# -- the other two probers ----------------------------------------------------
+
+
+class Holders(threading.Thread):
+    """Which namespaces' kernels hold an address, sampled every 100 ms with
+    `ip -n NS addr` (nodes: {name: namespace})."""
+
+    def __init__(self, nodes: dict[str, str], addr: str, limit: float = 120.0) -> None:
+        super().__init__(daemon=True)
+        self.nodes, self.addr, self.limit = nodes, addr, limit
+        self.samples: list[tuple[float, frozenset]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        end = time.monotonic() + self.limit
+        while not self.done.is_set() and time.monotonic() < end:
+            t = time.monotonic()
+            held = set()
+            for name, ns in self.nodes.items():
+                out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                if " %s/" % self.addr in out:
+                    held.add(name)
+            self.samples.append((t, frozenset(held)))
+            self.done.wait(max(0.0, t + 0.1 - time.monotonic()))
+
+    def seen(self, names: set, since: float) -> bool:
+        return any(t >= since and set(h) == names for t, h in self.samples)
+
+    def since(self, t0: float) -> list[frozenset]:
+        return [h for t, h in self.samples if t >= t0]
+
+    def stop(self) -> list[tuple[float, frozenset]]:
+        self.done.set()
+        self.join(10)
+        return self.samples
+
+
+class Ping:
+    """ICMP echo to an address every 10 ms from a client host (iputils ping -D)."""
+
+    RX = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ([0-9.]+): icmp_seq=(\d+)(.*)$")
+
+    def __init__(self, host, addr: str, interval: float = 0.01,
+                 duration: float = 60) -> None:
+        self.host = host
+        self.addr = addr
+        self.out = os.path.join(host.lab.tmp, "probe-%s-%d" % (addr, id(self)))
+        self._f = open(self.out, "w")
+        count = int(duration / interval)
+        self.proc = host.popen(["stdbuf", "-oL", "ping", "-n", "-D", "-i", "%g" % interval,
+                                "-W", "1", "-c", str(count), addr],
+                               stdout=self._f, stderr=subprocess.STDOUT)
+        self.t0 = time.time()
+
+    def stop(self) -> None:
+        self.host.lab.stop(self.proc, signal.SIGINT)
+        self._f.close()
+
+    def replies(self) -> list[tuple[float, int, bool]]:
+        """(epoch time, icmp_seq, duplicate) of every reply so far."""
+        out = []
+        with open(self.out) as f:
+            for line in f:
+                m = self.RX.match(line.strip())
+                if m:
+                    out.append((float(m.group(1)), int(m.group(3)), "DUP" in m.group(4)))
+        return out
+
+    def replied_since(self, t: float) -> bool:
+        return any(ts >= t for ts, _, _ in self.replies())
+
+    def gaps(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """Silences between consecutive replies in [since, until], largest first.
+
+        The reply just before `since` and just after `until` bound the window, so a
+        silence that spans either edge counts whole."""
+        ts = sorted(t for t, _, dup in self.replies() if not dup)
+        before = [t for t in ts if t < since][-1:]
+        after = [t for t in ts if t > until][:1]
+        ts = before + [t for t in ts if since <= t <= until] + after
+        return sorted((b - a for a, b in zip(ts, ts[1:])), reverse=True)
+
+    def outage(self, since: float = 0.0, until: float = float("inf")) -> float:
+        """The longest silence (seconds) in the window, less one probe interval."""
+        g = self.gaps(since, until)
+        return max(0.0, (g[0] if g else 0.0) - 0.01)
+
+    def duplicates(self, since: float = 0.0) -> int:
+        return sum(1 for t, _, dup in self.replies() if dup and t >= since)
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""A real Debian Heartbeat 3.0.6 node inside a lab host, and a VIP prober.
+"""A real Debian Heartbeat 3.0.6 node inside a lab host, hb-supervise beside it, a tap.
 
 Reference heartbeat-3.md §0.4: each node runs in the network namespace of its
 lab host plus its own mount and UTS namespaces (`unshare --mount --uts`), with
@@ -6,8 +6,10 @@ a private /etc/ha.d (a copy of the package's, plus the test's three files),
 /var/lib/heartbeat and a tmpfs on /run.  The daemon runs in the foreground and
 logs to a plain file in the lab's directory, which the tests read.  Helper
 commands (hb_standby, hb_takeover, cl_status) run inside the node's namespaces
-through nsenter.  Processes are ended by PID: those whose mount namespace is the
-node's own, so nothing outside the test is touched.
+through nsenter.  Processes are ended by PID: those in the node's own mount
+namespace and its lab host's network namespace (so a master that re-executes
+itself, forks and calls setsid is still found), so nothing outside the test is
+touched.
 
 Heartbeat only ever sees the interfaces of its lab host, so it cannot send a
 packet outside the lab.
@@ -21,11 +23,12 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pytest
 
-from netns import Host, Lab, cat
+from .netns import Host, Lab, kill_all, netid, procs_in
+from .node import Node
 
 DAEMON = "/usr/libexec/heartbeat/heartbeat"
 SHARE = "/usr/share/heartbeat"
@@ -142,19 +145,25 @@ class HeartbeatNode:
         self.proc = self.host.popen(argv, env=env, stdin=subprocess.DEVNULL,
                                     stdout=self.stdio, stderr=subprocess.STDOUT)
         own = os.readlink("/proc/self/ns/mnt")
-        deadline = time.monotonic() + 5
+        self.mntns = None                     # each start has a mount namespace of its own
+        deadline = time.monotonic() + 30      # a loaded machine starts slowly
         while True:
             try:
                 ns = os.readlink("/proc/%d/ns/mnt" % self.proc.pid)
                 cmd = open("/proc/%d/cmdline" % self.proc.pid, "rb").read()
             except OSError:
                 ns, cmd = own, b""
+            if ns != own:                 # `ip netns exec`'s, then unshare's: the
+                self.mntns = ns           # last is the daemon's
             if ns != own and b"sh\0-c" not in cmd and b"unshare" not in cmd:
-                self.mntns = ns
                 break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("heartbeat %s did not start: %s"
+            if self.proc.poll() is not None:
+                self._reap()
+                raise RuntimeError("heartbeat %s exited at once: %s"
                                    % (self.name, self.stdio_text()))
+            if time.monotonic() > deadline:
+                raise AssertionError("heartbeat %s: not started after 30 s: %s"
+                                     % (self.name, self.stdio_text()))
             time.sleep(0.01)
         return self
 
@@ -168,19 +177,17 @@ class HeartbeatNode:
         return self.proc.pid
 
     def pids(self) -> list[int]:
-        """Every process in this node's mount namespace (heartbeat and its children)."""
-        if self.mntns is None:
-            return []
-        out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                if os.readlink("/proc/%s/ns/mnt" % d) == self.mntns:
-                    out.append(int(d))
-            except OSError:
-                pass
-        return out
+        """Every live process in this node's mount namespace (heartbeat, its children,
+        and a master that re-executed itself after a "shutdown restart")."""
+        return procs_in(*self._ns()) if self.mntns else []
+
+    def _ns(self) -> tuple[list[str], list[str]]:
+        """The node's network namespace (its lab host's, held by its name: its inode
+        is ours) and mount namespace: a process in both is the node's."""
+        try:
+            return [netid(self.host.ns)], [self.mntns or ""]
+        except OSError:                   # the lab is gone, and every process in it
+            return [], []
 
     def signal_all(self, sig: int) -> None:
         for pid in self.pids():
@@ -212,20 +219,23 @@ class HeartbeatNode:
         self._reap()
 
     def _reap(self) -> None:
-        deadline = time.monotonic() + 5
-        while self.pids() and time.monotonic() < deadline:
-            self.signal_all(signal.SIGKILL)
-            time.sleep(0.02)
+        """Every process of the node's mount namespace killed; one that survives is
+        an error."""
+        alive = kill_all(*self._ns()) if self.mntns else []
+        if alive:
+            raise RuntimeError("heartbeat %s: processes %s survive SIGKILL"
+                               % (self.name, alive))
 
     def close(self) -> None:
-        if self.proc is not None:
-            self.signal_all(signal.SIGKILL)
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(5)
+        try:
+            if self.proc is not None:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self.proc.wait(5)
             self._reap()
-        if getattr(self, "stdio", None):
-            self.stdio.close()
+        finally:
+            if getattr(self, "stdio", None):
+                self.stdio.close()
 
     # -- inside the node -------------------------------------------------
 
@@ -296,124 +306,20 @@ class HeartbeatNode:
                       r"Initial resource acquisition complete", timeout)
 
 
-def descendants(pid: int) -> list[int]:
-    """pid and every process below it (by /proc ppid links)."""
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += kids.get(p, [])
-    return out
-
-
-class HbNode:
+class HbNode(Node):
     """hb-supervise for node NAME in lab host `host`, with its own CONF/RUN/STATE dirs,
-    in a mount namespace of its own where /var/log is the node's log directory."""
+    in a mount namespace of its own where /var/log is the node's log directory (so it
+    reads the same ha.cf as a Heartbeat node: LOGLINES)."""
 
     def __init__(self, lab: Lab, host: Host, name: str, cf: str, haresources: str,
                  authkeys: str = AUTHKEYS) -> None:
-        self.lab, self.host, self.name = lab, host, name
-        self.dir = os.path.join(lab.tmp, "hb-" + name)
-        self.conf, self.run, self.state = (os.path.join(self.dir, d)
-                                           for d in ("ha.d", "run", "state"))
-        for d in (self.conf, self.state, os.path.join(self.dir, "log")):
-            os.makedirs(d, exist_ok=True)
-        self.logfile = os.path.join(self.dir, "log", "ha-log")
-        self.errfile = os.path.join(self.dir, "stderr")
-        self.proc: subprocess.Popen | None = None
+        super().__init__(lab, host, name, os.path.join(lab.tmp, "hb-" + name),
+                         mount_log=True)
         self.configure(cf, haresources, authkeys)
 
     def configure(self, cf: str, haresources: str, authkeys: str = AUTHKEYS) -> None:
-        with open(os.path.join(self.conf, "ha.cf"), "w") as f:
-            f.write(cf if re.search(r"^\s*logfile\b", cf, re.M) else LOGLINES + cf)
-        with open(os.path.join(self.conf, "haresources"), "w") as f:
-            f.write(haresources)
-        path = os.path.join(self.conf, "authkeys")
-        with open(path, "w") as f:
-            f.write(authkeys)
-        os.chmod(path, 0o600)
-
-    def start(self) -> "HbNode":
-        assert not self.running()
-        self._err = open(self.errfile, "a")
-        self.proc = self.host.popen(["unshare", "--mount", "--propagation", "private",
-                                     "sh", "-c", 'mount --bind "$0" /var/log && exec "$@"',
-                                     os.path.join(self.dir, "log"),
-                                     "hb-supervise", "-c", self.conf, "-r", self.run,
-                                     "-s", self.state, "--node", self.name,
-                                     "--fifo", os.path.join(self.state, "fifo")],
-                                    stdin=subprocess.DEVNULL, stdout=self._err,
-                                    stderr=subprocess.STDOUT)
-        return self
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def pids(self) -> list[int]:
-        return descendants(self.proc.pid) if self.running() else []
-
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM to hb-supervise: hb's orderly stop; returns its exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("hb-supervise %s did not stop in %gs" % (self.name, timeout))
-
-    def kill(self) -> None:
-        """kill -9 of hb-supervise, hb-beat and hb-watch together (a crash): all are
-        stopped first, so none can act on the others' death."""
-        pids = self.pids()
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-        if self.proc is not None:
-            self.proc.wait(5)
-
-    def close(self) -> None:
-        if self.running():
-            self.kill()
-        if getattr(self, "_err", None):
-            self._err.close()
-
-    def switch(self, *args: str, timeout: float = 40) -> subprocess.CompletedProcess:
-        """hb-switch ARGS -r RUNDIR (as the admin would run it on the node)."""
-        return subprocess.run(["hb-switch", *args, "-r", self.run], text=True,
-                              capture_output=True, timeout=timeout)
-
-    def status(self) -> str:
-        return cat(os.path.join(self.run, "status"))
-
-    def log(self) -> str:
-        return cat(self.logfile, self.errfile)
-
-    def wait_log(self, pattern: str, timeout: float = 10) -> re.Match:
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.log())
-            if m:
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError("hb %s: no /%s/ in %.1fs; log:\n%s\nstatus:\n%s"
-                                     % (self.name, pattern, timeout, self.log()[-6000:],
-                                        self.status()))
-            time.sleep(0.05)
+        super().configure(cf if re.search(r"^\s*logfile\b", cf, re.M) else LOGLINES + cf,
+                          haresources, authkeys)
 
 
 class WireTap:
@@ -452,71 +358,16 @@ class WireTap:
         return out
 
 
-def wait_until(pred: Callable[[], object], timeout: float,
-               what: "str | Callable[[], str]", step: float = 0.02) -> float:
-    """Poll pred until true; returns the seconds waited; fails naming `what`
-    (a callable is called only then, so it can show the state at the timeout)."""
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError("timed out after %.1fs waiting for %s"
-                                 % (timeout, what() if callable(what) else what))
-        time.sleep(step)
-    return time.monotonic() - t0
-
-
-class Probe:
-    """ICMP echo to an address every 10 ms from a client host (iputils ping -D)."""
-
-    RX = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ([0-9.]+): icmp_seq=(\d+)(.*)$")
-
-    def __init__(self, host: Host, addr: str, interval: float = 0.01,
-                 duration: float = 60) -> None:
-        self.host = host
-        self.addr = addr
-        self.out = os.path.join(host.lab.tmp, "probe-%s-%d" % (addr, id(self)))
-        self._f = open(self.out, "w")
-        count = int(duration / interval)
-        self.proc = host.popen(["stdbuf", "-oL", "ping", "-n", "-D", "-i", "%g" % interval,
-                                "-W", "1", "-c", str(count), addr],
-                               stdout=self._f, stderr=subprocess.STDOUT)
-        self.t0 = time.time()
-
-    def stop(self) -> None:
-        self.host.lab.stop(self.proc, signal.SIGINT)
-        self._f.close()
-
-    def replies(self) -> list[tuple[float, int, bool]]:
-        """(epoch time, icmp_seq, duplicate) of every reply so far."""
-        out = []
-        with open(self.out) as f:
-            for line in f:
-                m = self.RX.match(line.strip())
-                if m:
-                    out.append((float(m.group(1)), int(m.group(3)), "DUP" in m.group(4)))
-        return out
-
-    def replied_since(self, t: float) -> bool:
-        return any(ts >= t for ts, _, _ in self.replies())
-
-    def gaps(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
-        """Silences between consecutive replies in [since, until], largest first.
-
-        The reply just before `since` and just after `until` bound the window, so a
-        silence that spans either edge counts whole."""
-        ts = sorted(t for t, _, dup in self.replies() if not dup)
-        before = [t for t in ts if t < since][-1:]
-        after = [t for t in ts if t > until][:1]
-        ts = before + [t for t in ts if since <= t <= until] + after
-        return sorted((b - a for a, b in zip(ts, ts[1:])), reverse=True)
-
-    def outage(self, since: float = 0.0, until: float = float("inf")) -> float:
-        """The longest silence (seconds) in the window, less one probe interval."""
-        g = self.gaps(since, until)
-        return max(0.0, (g[0] if g else 0.0) - 0.01)
-
-    def duplicates(self, since: float = 0.0) -> int:
-        return sum(1 for t, _, dup in self.replies() if dup and t >= since)
+def close_all(nodes: Sequence["HeartbeatNode | Node"]) -> None:
+    """Close every node; then raise the first error any of them raised."""
+    errors = []
+    for n in nodes:
+        try:
+            n.close()
+        except Exception as e:           # reported below, after all are closed
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture
@@ -533,11 +384,7 @@ def heartbeat(lab):
         return n
 
     yield make
-    for n in nodes:
-        try:
-            n.close()
-        except Exception:
-            pass
+    close_all(nodes)
 
 
 @pytest.fixture
@@ -551,8 +398,4 @@ def hbnode(lab):
         return n
 
     yield make
-    for n in nodes:
-        try:
-            n.close()
-        except Exception:
-            pass
+    close_all(nodes)

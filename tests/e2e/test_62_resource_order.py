@@ -60,7 +60,7 @@ def test_groups_start_and_stop_in_order(lab, order):
     node.start()
     pair.wait(lambda: os.path.exists(log) and len(events(log)) == 6, 20, "three starts")
     try:
-        assert node.terminate() == 0
+        assert node.stop() == 0
     except Exception:
         raise AssertionError(node.logtail(25)) from None
     ev = events(log)
@@ -76,5 +76,5 @@ def test_groups_start_and_stop_in_order(lab, order):
         assert abs(ev[("b1", "start")] - ev[("a1", "start")]) < 0.5, ev
         assert ev[("b1", "start")] < ev[("a1", "started")], ev
         assert ev[("b1", "stop")] < ev[("a2", "stopped")], ev
-    text = node.logtext()
+    text = node.log()
     assert "group 1: starting here" in text and "group 2: starting here" in text

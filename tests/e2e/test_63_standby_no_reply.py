@@ -25,7 +25,7 @@ def test_standby_to_a_peer_that_never_answers_is_cancelled_after_10s(lab):
     pair.wait_up()
     alpha, beta = pair["alpha"], pair["beta"]
     pair.wait(lambda: alpha.holds() == ["1"], 10, "alpha holding group 1")
-    watch = beta.wait_daemons()["hb-watch"]
+    watch = beta.wait_children()["hb-watch"]
     os.kill(watch, signal.SIGSTOP)
     try:
         t0 = time.monotonic()
@@ -34,7 +34,7 @@ def test_standby_to_a_peer_that_never_answers_is_cancelled_after_10s(lab):
         assert r.returncode != 0, (r.stdout, r.stderr, pair.logtail())
         assert "cancelled" in r.stdout and "did not answer within 10 s" in r.stdout, r.stdout
         assert 9.5 <= took < 20, took
-        assert "no reply to standby request: standby request cancelled" in alpha.logtext()
+        assert "no reply to standby request: standby request cancelled" in alpha.log()
         assert alpha.holds() == ["1"] and alpha.has_vip() and not beta.has_vip()
     finally:
         os.kill(watch, signal.SIGCONT)
@@ -70,7 +70,7 @@ def test_standby_right_after_a_restart_that_kept_rundir_is_answered(lab):
     r = alpha.switch("standby", timeout=40)
     took = time.monotonic() - t0
     assert r.returncode == 0, (r.stdout, r.stderr, pair.logtail(60))
-    assert "no reply to standby request" not in alpha.logtext()
+    assert "no reply to standby request" not in alpha.log()
     assert took < 9, (took, r.stdout)
     pair.wait(lambda: beta.holds() == ["1"] and beta.has_vip() and not alpha.has_vip(), 10,
               "the VIP on beta")

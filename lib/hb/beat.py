@@ -30,10 +30,11 @@ import stat
 import sys
 import time
 
-from hb import cli, config, exits, harc, log as hblog, media, runfiles, wire
+from hb import (cli, config, exits, harc, lines, log as hblog, media, ping, proc, receive,
+                runfiles, sequence, wire)
 
 PROG = "hb-beat"
-BAD = tuple(k for k in wire.DROPS if k != "dup")     # drops worth a log line
+BAD = tuple(k for k in receive.DROPS if k != "dup")     # drops worth a log line
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
 STALE: dict[str, str] = {}   # a state file its dead writer left: advertise `up` only
 HOLD = 0.02        # s our own status line may wait for the peer's answer (keepalive/4 at most)
@@ -54,12 +55,12 @@ class Beat:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
         self.statedir = statedir            # where the high-water marks are kept (None: not)
         self.next_save, self.save_failed, self.error_logged = 0.0, False, False
-        self.seqno = self.events = 0
+        self.events = 0
         self.follow, self.last_beat, self.dirfd = False, -1e9, -1
         self.peer_status = -1e9           # when a peer's status was last heard
         self.started: float | None = None  # when the first status went out
         self.next_check = self.next_stats = 0.0
-        self.hist, self.state_key, self.pfx = wire.History(), (), (None,)
+        self.hist, self.state_key = sequence.History(), ()
         self.state_path = os.path.join(rundir, runfiles.STATE)
         self.links: dict[tuple[str, str], float] = {}   # (node, medium) -> last line
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
@@ -67,9 +68,7 @@ class Beat:
         self.state: dict[str, str] = {}
         self.writer: str | None = None    # RUNDIR/state's writer (watch=PID:START)
         self.writer_ok = True             # ... still running
-        self.me_b = me.encode()
-        self.me_q = wire.format_line({"": me})[1:]
-        self.logged = dict.fromkeys(wire.COUNTERS, 0)
+        self.logged = dict.fromkeys(receive.COUNTERS, 0)
         self.out_fd = 1
         self.out: list[str] = []          # lines for stdout, written once per wake-up
         self.fixed: list[int] = []        # fds waited on besides the media
@@ -77,7 +76,7 @@ class Beat:
         self.fifo_window, self.fifo_logs, self.fifo_quiet = -1e9, 0, 0
         self.configure(cfg)
         if statedir is not None:
-            marks, bad = media.load_highwater(statedir)
+            marks, bad = runfiles.load_highwater(statedir)
             for b in bad[:5]:
                 log.warning("high-water marks: %s (skipped)", b)
             self.rx.seq.restore(marks)
@@ -89,13 +88,15 @@ class Beat:
         self.cfg = cfg
         assert cfg.auth is not None
         self.keys = {n: (k.method, k.key) for n, k in cfg.auth.keys.items()}
-        self.sign = cfg.auth.signing
-        self.ttl = str(1 + len(cfg.nodes))
-        self.ttl_b = self.ttl.encode()
+        k = cfg.auth.signing
+        if getattr(self, "enc", None) is None:
+            self.enc = wire.Encoder(self.me, self.gen, 1 + len(cfg.nodes), k.num, k.method, k.key)
+        else:
+            self.enc.rekey(1 + len(cfg.nodes), k.num, k.method, k.key)
         self.status = (None, [], (False, False))
-        self.dup_every = wire.dup_every(cfg.deadtime)
+        self.dup_every = lines.dup_every(cfg.deadtime)
         old = getattr(self, "rx", None)
-        self.rx = wire.Receiver(self.me, cfg.nodes, self.keys, self.gen)
+        self.rx = receive.Receiver(self.me, cfg.nodes, self.keys, self.gen)
         if old is not None:
             self.rx.counts = old.counts
             self.rx.seq.peers.update(old.seq.peers)
@@ -105,41 +106,24 @@ class Beat:
         if getattr(self, "pinger", None) is not None:
             self.pinger.close()
         self.media = media.open_media(cfg)
-        self.serials = [m for m in self.media if isinstance(m, media.Serial)]
-        self.pinger = media.Pinger(cfg.pings) if cfg.pings and not self.listen else None
+        self.serials = [m for m in self.media if m.kind == "serial"]
+        self.pinger = ping.Pinger(cfg.pings) if cfg.pings and not self.listen else None
         self.armed = -1
 
     # -- sending ------------------------------------------------------------
     def build(self, fields: list[tuple[str, str]], now: float) -> tuple[bytes, str]:
-        """Add the standard fields (Heartbeat's order) and auth; keep in history.
-
-        Returns the packet and the message as a line (without _via/_rt).  The
-        message's own fields are rendered once while they stay the same."""
-        key = tuple(fields)
-        if key != self.pfx[0]:
-            *pfx, bad = wire.message_head(fields, self.me)
-            for b in bad:
+        """wire.Encoder's packet and line; a sequenced one kept in history, and
+        known as ours when it is for us too (heard back, it is not judged again)."""
+        enc = self.enc
+        data, line, seq, forus = enc.encode(fields, int(time.time()), proc.loadavg(now))
+        if enc.problems:
+            for b in enc.problems:
                 log.warning("%s", b)
-            self.pfx = (key, *pfx)
-        _, head, line, ns, forus = self.pfx
-        ts = int(time.time())
-        if ns:
-            s = b"%ssrc=%s\nhg=%x\nts=%x\nttl=%s\n" % (head, self.me_b, self.gen, ts, self.ttl_b)
-            line += " src=%s hg=%x ts=%x ttl=%s" % (self.me_q, self.gen, ts, self.ttl)
-        else:
-            self.seqno += 1
-            ld, ldq = media.loadavg(now)
-            s = b"%ssrc=%s\nseq=%x\nhg=%x\nts=%x\nld=%s\nttl=%s\n" % (
-                head, self.me_b, self.seqno, self.gen, ts, ld, self.ttl_b)
-            line += " src=%s seq=%x hg=%x ts=%x ld=%s ttl=%s" % (
-                self.me_q, self.seqno, self.gen, ts, ldq, self.ttl)
-        k = self.sign
-        token = wire.auth_token(k.method, k.key, s).encode()
-        data = b">>>\n%sauth=%d %s\n<<<\n" % (s, k.num, token)
-        if not ns:
-            self.hist.add(self.seqno, data)
+            enc.problems.clear()
+        if seq:
+            self.hist.add(seq, data)
             if forus:
-                self.mine[data] = (self.seqno, line)
+                self.mine[data] = (seq, line)
                 self.mine_max = max(self.mine_max, len(data))
                 if len(self.mine) > 16:
                     del self.mine[next(iter(self.mine))]
@@ -169,7 +153,7 @@ class Beat:
             self.state = runfiles.read_kv(path) if key else {}
             self.writer = self.state.get("watch")
             self.writer_ok = True
-        if self.writer is not None and self.writer_ok and not wire.writer_alive(self.writer):
+        if self.writer is not None and self.writer_ok and not runfiles.writer_alive(self.writer):
             self.writer_ok = False      # its hb-watch is gone (restart, crash, reboot that
             log.info("RUNDIR/state was written by hb-watch %s, no longer running: not "
                      "advertised" % self.writer.split(":")[0])
@@ -187,7 +171,7 @@ class Beat:
         self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))
 
     def send_line(self, text: str, now: float) -> None:
-        fields = list(wire.parse_line(text).items())
+        fields = list(lines.parse_line(text).items())
         try:
             for k, v in fields:
                 wire.check_field(k, wire.STRING, v)
@@ -242,7 +226,7 @@ class Beat:
         try:
             data, line = self.build(fields, now)
         except wire.WireError as e:
-            self.fifo_problem("message not sent: %s: %.80s" % (e, wire.format_line(dict(fields))),
+            self.fifo_problem("message not sent: %s: %.80s" % (e, lines.format_line(dict(fields))),
                               now)
             return
         if len(data) > wire.MAXDGRAM:
@@ -253,7 +237,7 @@ class Beat:
         if mine is not None:            # for us too: delivered now, not when heard back
             self.mine[data] = (mine[0], None)
             auth = data[data.rfind(b"\nauth=") + 6:-5].decode()
-            self.out.append(with_auth("%s _via=local _rt=%.6f _self=1\n" % (line, now), auth))
+            self.out.append(lines.with_auth("%s _via=local _rt=%.6f _self=1\n" % (line, now), auth))
 
     # -- receiving ------------------------------------------------------------
     def flush(self) -> None:
@@ -295,7 +279,7 @@ class Beat:
             if src != self.me and now - self.links.get(k, -1e9) >= self.dup_every:
                 self.links[k] = now
                 self.out.append("src=%s _via=%s _rt=%.6f _dup=1\n" % (
-                    wire.format_line({"": src})[1:], via, now))
+                    lines.quote(src), via, now))
             return
         self.links[k] = now
         if t == "status" and src != self.me and verdict == "ok":
@@ -307,51 +291,51 @@ class Beat:
         if t == "NS_rexmit" and dest == self.me and src != self.me and not self.listen:
             self.answer_rexmit(pkt, src, now)
         elif t == "NS_nak_rexmit" and dest == self.me:
-            self.rx.seq.nak(src, wire.nak_seq(pkt))
+            self.rx.seq.nak(src, sequence.nak_seq(pkt))
         if not forus:
             self.rx.counts["notforus"] += 1
         if self.listen or (forus and not t.startswith("NS_")):
             line = wire.received_line(pkt, via, now, src == self.me)
             if t != "status" and not self.listen:
-                line = with_auth(line, text.get("auth"))
+                line = lines.with_auth(line, text.get("auth"))
             self.out.append(line)
 
     def answer_rexmit(self, pkt: wire.Packet, src: str, now: float) -> None:
-        packets, naks = self.hist.request(*wire.rexmit_range(pkt), now)
+        packets, naks = self.hist.request(*sequence.rexmit_range(pkt), now)
         for data in packets:
             self.send(data, now)
             self.rx.counts["rexmit_sent"] += 1
         for s, why in naks:
-            self.send(self.build(wire.nak_fields(src, s, why), now)[0], now)
+            self.send(self.build(sequence.nak_fields(src, s, why), now)[0], now)
             self.rx.counts["nak_sent"] += 1
 
     def ask_rexmit(self, now: float) -> None:
         for src, s in self.rx.seq.due(now):
-            self.send(self.build(wire.rexmit_fields(src, s), now)[0], now)
+            self.send(self.build(sequence.rexmit_fields(src, s), now)[0], now)
             self.rx.counts["rexmit_asked"] += 1
 
     def save(self, now: float, force: bool = False) -> None:
         """The high-water marks to STATEDIR: at once after a generation changed,
-        else at most every wire.PERSIST_EVERY s while they move; a failure is
+        else at most every sequence.PERSIST_EVERY s while they move; a failure is
         logged once and retried."""
         seq = self.rx.seq
         if self.statedir is None or not (seq.dirty or force) or \
                 (now < self.next_save and not seq.urgent and not force):
             return
-        self.next_save = now + wire.PERSIST_EVERY
+        self.next_save = now + sequence.PERSIST_EVERY
         try:
-            media.save_highwater(self.statedir, seq.snapshot())
+            runfiles.save_highwater(self.statedir, seq.snapshot())
         except OSError as e:
             seq.dirty = True
             if not self.save_failed:
                 log.warning("unable to write %s: %s (replays older than the last write "
                             "would be accepted after a restart); retrying every %gs",
-                            os.path.join(self.statedir, wire.HIGHWATER), e.strerror or e,
-                            wire.PERSIST_EVERY)
+                            os.path.join(self.statedir, sequence.HIGHWATER), e.strerror or e,
+                            sequence.PERSIST_EVERY)
             self.save_failed = True
             return
         if self.save_failed:
-            log.info("%s written again", os.path.join(self.statedir, wire.HIGHWATER))
+            log.info("%s written again", os.path.join(self.statedir, sequence.HIGHWATER))
             self.save_failed = False
 
     def log_events(self, now: float, force: bool = False) -> None:
@@ -374,7 +358,7 @@ class Beat:
         if force or ((changed or self.events > EVENTS) and now >= self.next_stats):
             if self.events > EVENTS:
                 log.warning("%d more sequence events not logged", self.events - EVENTS)
-            log.info("counters: %s", " ".join("%s=%d" % (k, c[k]) for k in wire.COUNTERS))
+            log.info("counters: %s", " ".join("%s=%d" % (k, c[k]) for k in receive.COUNTERS))
             self.logged = dict(c)
             self.next_stats = now + self.stats
             self.events = 0
@@ -461,7 +445,7 @@ class Beat:
                         for data in m.recv(now):
                             self.handle(data, m.name, now)
                     elif fd == sigfd:
-                        media.drain(sigfd)
+                        proc.drain(sigfd)
                     elif fd == fifo and reader is not None:
                         for line in reader.read():
                             if line.strip():
@@ -471,13 +455,13 @@ class Beat:
                     elif self.pinger is not None:
                         for name, addr in self.pinger.recv(fd):
                             self.out.append("t=ping %s _via=ping _rt=%.6f\n" % (
-                                wire.format_line({"src": name, "addr": addr}), now))
+                                lines.format_line({"src": name, "addr": addr}), now))
                 if self.follow:             # a peer's status: ours goes with it
                     self.beat(now)
                     t0, due = now, now + period
                 if self.out:
                     self.flush()
-                elif watch_out and self.listen and not r and media.pipe_closed(self.out_fd):
+                elif watch_out and self.listen and not r and proc.pipe_closed(self.out_fd):
                     return exits.OK
                 for m in self.serials:
                     if m.timeout() is not None:
@@ -503,28 +487,11 @@ class Beat:
             log.error("SIGHUP: configuration not reloaded: %s", e)
             return
         if cfg.realtime and (cfg.rtprio, cfg.realtime) != (self.cfg.rtprio, self.cfg.realtime):
-            media.set_realtime(cfg.rtprio, lock=False)
+            proc.set_realtime(cfg.rtprio, lock=False)
             if not self.cfg.realtime:
-                lock_memory()
+                proc.lock_memory()
         self.configure(cfg)
         log.info("SIGHUP: configuration reloaded")
-
-
-def with_auth(line: str, auth: str | None) -> str:
-    """A message line with `_auth=` (the message's auth field, for rc.d hooks'
-    HA_auth); status lines go without (they are most of the traffic)."""
-    if not auth:
-        return line
-    return "%s %s\n" % (line[:-1], wire.format_line({"_auth": auth}))
-
-
-def lock_memory() -> None:
-    """mlockall with MCL_ONFAULT: every page the beat path has touched or will touch
-    stays in memory, but the mapped libraries are not read in whole (+5 MB RSS)."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mlockall(7) != 0 and libc.mlockall(3) != 0:    # MCL_CURRENT|FUTURE|ONFAULT
-        log.warning("realtime: mlockall refused: %s", os.strerror(ctypes.get_errno()))
 
 
 def fatal(verb: str, obj: str, e: OSError) -> int:
@@ -554,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     listen, once = args["--listen"], args["--send-once"]
     if not listen:
         try:
-            gen, problem = media.next_generation(args["-s"])
+            gen, problem = runfiles.next_generation(args["-s"])
         except OSError as e:
             return fatal("write", os.path.join(args["-s"], "generation"), e)
         if problem:
@@ -565,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         return send_once(beat)
     beat.ha_fifo = args["--fifo"]
     if cfg.realtime and not listen:
-        media.set_realtime(cfg.rtprio, lock=False)
-        lock_memory()
+        proc.set_realtime(cfg.rtprio, lock=False)
+        proc.lock_memory()
     if not listen:
         try:
             os.makedirs(args["-r"], exist_ok=True)

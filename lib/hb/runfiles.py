@@ -1,4 +1,6 @@
-"""Files under the run directory: atomic writes, key=value files, fifos.
+"""Files under the run and state directories: atomic writes, key=value files,
+fifos; who wrote RUNDIR/state; the generation counter and the high-water marks
+of STATEDIR.
 
 Readers never lock: every file another process reads is written whole to a
 temp file in the same directory and renamed over the old one.  A temp file has an
@@ -18,6 +20,8 @@ import os
 import secrets
 import stat
 import time
+
+from hb import sequence
 
 RUNDIR = "/var/run/hb"
 CONFDIR = "/etc/ha.d"
@@ -240,3 +244,124 @@ class LineReader:
         if len(self.buf) > self.limit:
             self.buf = b""
         return [ln.decode("utf-8", "replace") for ln in lines]
+
+
+# -- who wrote RUNDIR/state -------------------------------------------------------
+
+def proc_start(pid: int) -> str | None:
+    """The start time of process pid (clock ticks after boot, /proc/PID/stat field
+    22); None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(b")") + 2:].split()
+    return rest[19].decode() if len(rest) > 19 else None
+
+
+_WRITER: list[str] = []
+
+
+def writer_id() -> str:
+    """PID:STARTTIME of this process: who wrote RUNDIR/state (`watch=`)."""
+    if not _WRITER:
+        _WRITER.append("%d:%s" % (os.getpid(), proc_start(os.getpid()) or "0"))
+    return _WRITER[0]
+
+
+def writer_alive(ident: str | None) -> bool | None:
+    """Is the process that wrote RUNDIR/state (its `watch=`) still running?  None when
+    the file does not say (written by hand, or by an older hb-watch)."""
+    if not ident or ":" not in ident:
+        return None
+    pid, _, start = ident.partition(":")
+    if not pid.isdigit():
+        return None
+    return proc_start(int(pid)) == start
+
+
+# -- STATEDIR: the generation counter, the high-water marks -----------------------
+
+def heartbeat_generation(statedir: str) -> str:
+    """Heartbeat's counter beside STATEDIR: /var/lib/heartbeat/hb_generation for the
+    default /var/lib/hb."""
+    return os.path.join(os.path.dirname(os.path.normpath(statedir)), "heartbeat",
+                        "hb_generation")
+
+
+def _read_generation(path: str) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and len(text) <= 15 else None
+
+
+def _write_generation(path: str, gen: int) -> None:
+    """Heartbeat's format (15-wide decimal and a newline), temp + rename, fsync'd."""
+    d = os.path.dirname(path)
+    tmp = os.path.join(d, ".%s.%d.new" % (os.path.basename(path), os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, b"%15d\n" % gen)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    dfd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def next_generation(statedir: str) -> tuple[int, str | None]:
+    """Increment and return the generation, one more than the higher of hb's own
+    (STATEDIR/generation) and Heartbeat's (heartbeat_generation()), so that a node
+    moving from Heartbeat to hb or back is never a replay to its peer.  Heartbeat's
+    file is kept current when its directory exists; a failure to write it is returned
+    as a message (hb's own must be written: an OSError)."""
+    own = os.path.join(statedir, "generation")
+    theirs = heartbeat_generation(statedir)
+    known = [g for g in (_read_generation(own), _read_generation(theirs)) if g is not None]
+    gen = max(known) + 1 if known else int(time.time())
+    os.makedirs(statedir, exist_ok=True)
+    _write_generation(own, gen)
+    if not os.path.isdir(os.path.dirname(theirs)):
+        return gen, None
+    try:
+        _write_generation(theirs, gen)
+    except OSError as e:
+        return gen, "%s: %s" % (theirs, e.strerror or e)
+    return gen, None
+
+
+def load_highwater(statedir: str) -> tuple[dict[str, tuple[int, int, int]], list[str]]:
+    """STATEDIR/highwater (sequence.format_highwater's lines), and its problems:
+    missing is empty, unreadable or bad lines are skipped (said), never fatal."""
+    path = os.path.join(statedir, sequence.HIGHWATER)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            data = os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return {}, []
+    except OSError as e:
+        return {}, ["%s: %s" % (path, e.strerror or e)]
+    marks, bad = sequence.parse_highwater(data.decode("utf-8", "replace"))
+    return marks, ["%s:%s" % (path, b) for b in bad]
+
+
+def save_highwater(statedir: str, marks: dict[str, tuple[int, int, int]]) -> None:
+    """Write STATEDIR/highwater (0600) with write_atomic: a temp file of our
+    own, renamed into place; not fsync'd (hb-beat writes it every second and must
+    not wait for a disk).  OSError when it cannot be written."""
+    write_atomic(os.path.join(statedir, sequence.HIGHWATER),
+                 sequence.format_highwater(marks), 0o600)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hb import beat, wire
+from hb import beat, lines, runfiles, wire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin", "hb-beat")
@@ -78,7 +78,7 @@ def test_send_once_heard_by_listen(lab):
     line2 = listen.stdout.readline()
     lab.stop(listen)
     assert listen.returncode == 0
-    m1, m2 = wire.parse_line(line1), wire.parse_line(line2)
+    m1, m2 = lines.parse_line(line1), lines.parse_line(line2)
     assert list(m1)[:11] == ["t", "st", "dt", "rsc_hold", "hbv", "cfd", "pings", "src", "seq",
                              "hg", "ts"]
     assert list(m1)[11:] == ["ld", "ttl", "_via", "_rt"]
@@ -126,7 +126,7 @@ def test_sigterm_and_realtime(lab):
     p = a.popen([BIN, *da["argv"], "--fifo", "none"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
-    first = wire.parse_line(p.stdout.readline())
+    first = lines.parse_line(p.stdout.readline())
     assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "init"
     os.kill(p.pid, signal.SIGTERM)
     out, err = p.communicate(timeout=5)
@@ -187,7 +187,7 @@ def test_built_packets_are_the_codecs(tmp_path):
             p = wire.parse(data)
             assert wire.verify(p, {n: (k.method, k.key) for n, k in keys.items()})
             assert wire.render_classic(p.fields, use, keys[use].method, keys[use].key) == data
-            assert wire.parse_line(line) == p.strings()
+            assert lines.parse_line(line) == p.strings()
             assert p.fields[0][:3:2] == ("t", dict(fields)["t"])
             names = [n for n, _, _ in p.fields]
             std = [n for n in names if n in wire.STANDARD]
@@ -207,7 +207,7 @@ def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
     def interval(n: int = 6) -> float:
         ts = []
         while len(ts) < n:
-            d = wire.parse_line(p.stdout.readline())
+            d = lines.parse_line(p.stdout.readline())
             if d.get("_via") == "local":
                 ts.append(float(d["_rt"]))
         return (ts[-1] - ts[0]) / (n - 1)
@@ -299,7 +299,7 @@ def test_highwater_survives_restart_and_a_write_failure(lab):
         deadline = time.monotonic() + timeout
         while len(got) < want and time.monotonic() < deadline:
             if sel.select(deadline - time.monotonic()):
-                d = wire.parse_line(p.stdout.readline())
+                d = lines.parse_line(p.stdout.readline())
                 if d.get("src") == "beta":
                     got.append(d.get("seq", "") + "/" + d.get("hg", ""))
         return got
@@ -369,7 +369,7 @@ def test_status_words_and_dt_as_heartbeat_while_starting(tmp_path):
 
     def sent(now: float) -> tuple[str, int]:
         b.send_status(now)
-        d = wire.parse_line(b.out.pop())
+        d = lines.parse_line(b.out.pop())
         assert d["_self"] == "1" and d["t"] == "status"
         return d["st"], int(d["dt"], 16)
 
@@ -402,16 +402,16 @@ def test_state_left_by_a_dead_hb_watch_is_not_advertised(tmp_path):
     state = tmp_path / "state"
     child = sp.Popen(["sleep", "30"])
     try:
-        ident = "%d:%s" % (child.pid, wire.proc_start(child.pid))
-        assert wire.writer_alive(ident) is True
-        assert wire.writer_alive("%d:1" % child.pid) is False      # the PID reused
-        assert wire.writer_alive(None) is None and wire.writer_alive("x") is None
-        assert wire.writer_id() == "%d:%s" % (os.getpid(), wire.proc_start(os.getpid()))
+        ident = "%d:%s" % (child.pid, runfiles.proc_start(child.pid))
+        assert runfiles.writer_alive(ident) is True
+        assert runfiles.writer_alive("%d:1" % child.pid) is False      # the PID reused
+        assert runfiles.writer_alive(None) is None and runfiles.writer_alive("x") is None
+        assert runfiles.writer_id() == "%d:%s" % (os.getpid(), runfiles.proc_start(os.getpid()))
         state.write_text("st=active\nisstable=1\ngrps=1\nhbv=1\nwatch=%s\n" % ident)
 
         def sent(now: float) -> dict:
             b.send_status(now)
-            return wire.parse_line(b.out.pop())
+            return lines.parse_line(b.out.pop())
 
         sent(100.0)                                              # the init one
         d = sent(110.0)
@@ -419,7 +419,7 @@ def test_state_left_by_a_dead_hb_watch_is_not_advertised(tmp_path):
     finally:
         child.kill()
         child.wait()
-    assert wire.writer_alive(ident) is False
+    assert runfiles.writer_alive(ident) is False
     d = sent(111.0)
     assert d["st"] == "up" and "grps" not in d and "isstable" not in d
     state.write_text("st=active\nhbv=1\n")                      # no watch=: trusted

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from hb import runfiles, wire
+from hb import lines, runfiles
 
 KEY = "s3cr3tKey"
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"
@@ -57,7 +57,7 @@ class Node:
     def _read(self) -> None:
         assert self.p and self.p.stdout
         for raw in self.p.stdout:
-            d = wire.parse_line(raw.decode("utf-8", "surrogateescape"))
+            d = lines.parse_line(raw.decode("utf-8", "surrogateescape"))
             with self.cond:
                 self.lines.append(d)
                 self.cond.notify_all()

@@ -111,7 +111,7 @@ class Beat:
         self.armed = -1
 
     # -- sending ------------------------------------------------------------
-    def build(self, fields: list[tuple[str, str]], now: float) -> tuple[bytes, str]:
+    def build(self, fields: "list[tuple[str, str]] | tuple", now: float) -> tuple[bytes, str]:
         """wire.Encoder's packet and line; a sequenced one kept in history, and
         known as ours when it is for us too (heard back, it is not judged again)."""
         enc = self.enc
@@ -165,7 +165,8 @@ class Beat:
             self.started = now
         phase = (self.started == now, now - self.started < wire.STARTUP_DT)
         if self.status[0] is not state or self.status[2] != phase:
-            self.status = (state, wire.status_fields(state, self.cfg.deadtime, *phase), phase)
+            self.status = (state, tuple(wire.status_fields(state, self.cfg.deadtime, *phase)),
+                           phase)
         data, line = self.build(self.status[1], now)
         self.send(data, now, status=True)
         self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))

@@ -438,7 +438,8 @@ class Encoder:
     and ld (sequenced messages: not NS_ ones), hg, ts, ttl and auth, in Heartbeat's
     order.  The bytes are render_classic's for that whole field list (a test holds
     the two to it); one formatting per message, as hb-beat builds a status every
-    keepalive.  seq counts on across rekey()."""
+    keepalive (given as the same tuple while it does not change, they are not
+    even compared).  seq counts on across rekey()."""
 
     def __init__(self, me: str, gen: int, ttl: int, num: int, method: str, key: bytes) -> None:
         self.me, self.gen, self.seq = me, gen, 0
@@ -459,12 +460,14 @@ class Encoder:
         sequenced), whether it is for us too).  ts: time() in seconds; load: the
         first line of /proc/loadavg, raw and quoted.  WireError when there is no
         t= to send; fields that cannot be sent are dropped, said in problems."""
-        key = tuple(fields)
-        if key != self.head[0]:
-            *head, bad = message_head(fields, self.me)
-            self.problems += bad
-            self.head = (key, *head)
-        _, s, line, ns, forus = self.head
+        head = self.head
+        if fields is not head[0]:          # the same tuple again (a status): no copy
+            key = tuple(fields)
+            if key != head[0]:
+                *new, bad = message_head(fields, self.me)
+                self.problems += bad
+                self.head = head = (key, *new)
+        _, s, line, ns, forus = head
         if ns:
             seq = 0
             s = b"%ssrc=%s\nhg=%x\nts=%x\nttl=%s\n" % (s, self.me_b, self.gen, ts, self.ttl_b)
@@ -475,7 +478,8 @@ class Encoder:
                 s, self.me_b, seq, self.gen, ts, load[0], self.ttl_b)
             line += " src=%s seq=%x hg=%x ts=%x ld=%s ttl=%s" % (
                 self.me_q, seq, self.gen, ts, load[1], self.ttl)
-        return signed_classic(s, self.num, self.method, self.key), line, seq, forus
+        token = auth_token(self.method, self.key, s).encode()     # signed_classic, inline
+        return b">>>\n%sauth=%d %s\n<<<\n" % (s, self.num, token), line, seq, forus
 
 
 def next_beat(t0: float, period: float, now: float) -> float:

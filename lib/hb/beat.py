@@ -30,7 +30,7 @@ import stat
 import sys
 import time
 
-from hb import (cli, config, exits, harc, lines, log as hblog, media, ping, proc, receive,
+from hb import (cli, config, exits, hafifo, lines, log as hblog, media, ping, proc, receive,
                 runfiles, sequence, wire)
 
 PROG = "hb-beat"
@@ -196,7 +196,7 @@ class Beat:
                         e.strerror or e)
             return -1, -1
 
-    def read_ha_fifo(self, fd: int, parser: harc.FifoParser, now: float) -> None:
+    def read_ha_fifo(self, fd: int, parser: hafifo.FifoParser, now: float) -> None:
         """What scripts wrote (shellfuncs' ha_clustermsg): each complete message is
         sent as ours and, as Heartbeat does, delivered here too."""
         for _ in range(16):             # 1 MiB a wake-up at most
@@ -396,9 +396,9 @@ class Beat:
         if not self.listen:
             fifo, keep = runfiles.open_fifo_reader(os.path.join(self.rundir, runfiles.BEAT_FIFO))
             reader = runfiles.LineReader(fifo)
-        hafifo, hakeep = self.open_ha_fifo(self.ha_fifo) if not self.listen else (-1, -1)
-        haparser = harc.FifoParser()
-        self.fixed = [fd for fd in (sigfd, fifo, hafifo) if fd >= 0]
+        hafd, hakeep = self.open_ha_fifo(self.ha_fifo) if not self.listen else (-1, -1)
+        haparser = hafifo.FifoParser()
+        self.fixed = [fd for fd in (sigfd, fifo, hafd) if fd >= 0]
         watch_out = stat.S_ISFIFO(os.fstat(self.out_fd).st_mode)
         mono, select_ = time.monotonic, select.select
         t0 = mono()
@@ -451,8 +451,8 @@ class Beat:
                         for line in reader.read():
                             if line.strip():
                                 self.send_line(line, now)
-                    elif fd == hafifo:
-                        self.read_ha_fifo(hafifo, haparser, now)
+                    elif fd == hafd:
+                        self.read_ha_fifo(hafd, haparser, now)
                     elif self.pinger is not None:
                         for name, addr in self.pinger.recv(fd):
                             self.out.append("t=ping %s _via=ping _rt=%.6f\n" % (
@@ -472,7 +472,7 @@ class Beat:
         finally:
             self.save(time.monotonic(), force=True)
             self.log_events(time.monotonic(), force=True)
-            for fd in (fifo, keep, hafifo, hakeep):
+            for fd in (fifo, keep, hafd, hakeep):
                 if fd >= 0:
                     os.close(fd)
             for m in self.media:

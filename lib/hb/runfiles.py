@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import stat
 import time
 
@@ -51,12 +50,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def token_hex(n: int) -> str:
+    """secrets.token_hex, without importing secrets (hmac, hashlib and OpenSSL's
+    libcrypto with it: megabytes of RSS in every daemon)."""
+    return os.urandom(n).hex()
+
+
 def create_excl(directory: str, prefix: str, mode: int = 0o600) -> tuple[int, str]:
     """A new file directory/PREFIX<random>: (fd, path), created O_CREAT|O_EXCL|O_NOFOLLOW,
     so that a name planted in a shared directory (symlink, file) is never written through."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(8):
-        path = os.path.join(directory, prefix + secrets.token_hex(8))
+        path = os.path.join(directory, prefix + token_hex(8))
         try:
             return os.open(path, flags, mode), path
         except FileExistsError:

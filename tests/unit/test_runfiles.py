@@ -110,7 +110,7 @@ def test_temp_names_are_unpredictable_and_planted_names_never_followed(tmp_path,
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     names = iter(["planted", "planted", "fresh"])
-    monkeypatch.setattr(runfiles.secrets, "token_hex", lambda n: next(names))
+    monkeypatch.setattr(runfiles, "token_hex", lambda n: next(names))
     os.symlink(victim, tmp_path / ".status.new.planted")
     p = str(tmp_path / "status")
     runfiles.write_atomic(p, "a=1\n", 0o640)
@@ -231,7 +231,7 @@ def test_uucp_temp_file_never_follows_a_planted_symlink(tmp_path, tty, monkeypat
     victim.write_text("precious\n")
     os.symlink(victim, d / "LTMP.planted")
     names = iter(["planted", "fresh"])
-    monkeypatch.setattr(runfiles.secrets, "token_hex", lambda n: next(names))
+    monkeypatch.setattr(runfiles, "token_hex", lambda n: next(names))
     lock = serial.uucp_lock(tty, str(d))
     assert victim.read_text() == "precious\n"
     assert open(lock).read() == "%10d\n" % os.getpid()

@@ -56,18 +56,15 @@ class Beat:
         self.statedir = statedir            # where the high-water marks are kept (None: not)
         self.next_save, self.save_failed, self.error_logged = 0.0, False, False
         self.events = 0
-        self.follow, self.last_beat, self.dirfd = False, -1e9, -1
+        self.follow, self.last_beat = False, -1e9
         self.peer_status = -1e9           # when a peer's status was last heard
         self.started: float | None = None  # when the first status went out
         self.next_check = self.next_stats = 0.0
-        self.hist, self.state_key = sequence.History(), ()
-        self.state_path = os.path.join(rundir, runfiles.STATE)
+        self.hist, self.statefile = sequence.History(), runfiles.StateReader(rundir)
         self.links: dict[tuple[str, str], float] = {}   # (node, medium) -> last line
         self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
         self.mine_max = 0                                 # the longest of them
         self.state: dict[str, str] = {}
-        self.writer: str | None = None    # RUNDIR/state's writer (watch=PID:START)
-        self.writer_ok = True             # ... still running
         self.logged = dict.fromkeys(receive.COUNTERS, 0)
         self.out_fd = 1
         self.out: list[str] = []          # lines for stdout, written once per wake-up
@@ -135,29 +132,13 @@ class Beat:
                 self.rx.counts["unsent"] += 1
 
     def read_state(self) -> dict[str, str]:
-        """RUNDIR/state, read again only when replaced or changed; stat'ed
-        every beat relative to RUNDIR (held open), not by its whole path."""
-        path = self.state_path
-        try:
-            if self.dirfd < 0:
-                self.dirfd = os.open(self.rundir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            st = os.stat(runfiles.STATE, dir_fd=self.dirfd)
-            key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = ()
-            if self.dirfd >= 0:             # RUNDIR may have been replaced
-                os.close(self.dirfd)
-                self.dirfd = -1
-        if key != self.state_key:
-            self.state_key = key
-            self.state = runfiles.read_kv(path) if key else {}
-            self.writer = self.state.get("watch")
-            self.writer_ok = True
-        if self.writer is not None and self.writer_ok and not runfiles.writer_alive(self.writer):
-            self.writer_ok = False      # its hb-watch is gone (restart, crash, reboot that
+        """RUNDIR/state's fields; STALE when the hb-watch that wrote it is gone."""
+        sf = self.statefile
+        fields, gone = sf.read()
+        if gone:                        # its hb-watch is gone (restart, crash, reboot)
             log.info("RUNDIR/state was written by hb-watch %s, no longer running: not "
-                     "advertised" % self.writer.split(":")[0])
-        return self.state if self.writer_ok else STALE
+                     "advertised" % (sf.writer or "").split(":")[0])
+        return fields if sf.writer_ok else STALE
 
     def send_status(self, now: float) -> None:
         state = self.read_state()

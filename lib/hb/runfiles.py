@@ -286,6 +286,43 @@ def writer_alive(ident: str | None) -> bool | None:
     return proc_start(int(pid)) == start
 
 
+class StateReader:
+    """RUNDIR/state as hb-beat reads it every beat: read again only when replaced or
+    changed, stat'ed relative to RUNDIR (held open), not by its whole path; and
+    whether the hb-watch that wrote it (`watch=PID:START`) still runs."""
+
+    def __init__(self, rundir: str) -> None:
+        self.rundir = rundir
+        self.dirfd = -1
+        self.key: tuple = ()
+        self.fields: dict[str, str] = {}
+        self.writer: str | None = None     # its writer (watch=PID:START)
+        self.writer_ok = True              # ... still running
+
+    def read(self) -> tuple[dict[str, str], bool]:
+        """(fields, gone): the same dict while the file does not change; gone is True
+        once, when the file's writer is found no longer running (writer_ok)."""
+        try:
+            if self.dirfd < 0:
+                self.dirfd = os.open(self.rundir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            st = os.stat(STATE, dir_fd=self.dirfd)
+            key: tuple = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = ()
+            if self.dirfd >= 0:             # RUNDIR may have been replaced
+                os.close(self.dirfd)
+                self.dirfd = -1
+        if key != self.key:
+            self.key = key
+            self.fields = read_kv(os.path.join(self.rundir, STATE)) if key else {}
+            self.writer = self.fields.get("watch")
+            self.writer_ok = True
+        gone = False
+        if self.writer is not None and self.writer_ok and not writer_alive(self.writer):
+            self.writer_ok, gone = False, True
+        return self.fields, gone
+
+
 # -- STATEDIR: the generation counter, the high-water marks -----------------------
 
 def heartbeat_generation(statedir: str) -> str:

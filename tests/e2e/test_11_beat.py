@@ -46,8 +46,9 @@ class Node:
         self.errfile = os.path.join(base, "stderr")
 
     def start(self, *extra: str) -> "Node":
+        fifo = [] if "--listen" in extra else ["--fifo", os.path.join(self.state, "fifo")]
         argv = ["hb-beat", "-c", self.conf, "-r", self.run, "-s", self.state,
-                "--node", self.name, "--fifo", os.path.join(self.state, "fifo"), *extra]
+                "--node", self.name, *fifo, *extra]      # --listen takes no --fifo
         self.err = open(self.errfile, "w")
         self.p = self.host.popen(argv, stdout=subprocess.PIPE, stderr=self.err)
         self.t = threading.Thread(target=self._read, daemon=True)

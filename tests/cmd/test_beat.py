@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -31,6 +32,38 @@ def confdir(base: str, name: str, media: str, key: str = KEY, extra: str = "") -
     os.chmod(ak, 0o600)
     d["argv"] = ["-c", d["c"], "-r", d["r"], "-s", d["s"], "--node", name]
     return d
+
+
+def readline(p: subprocess.Popen, timeout: float = 10.0):
+    """One line of p's stdout; AssertionError when none comes within timeout (the
+    reader thread ends when the lab kills p)."""
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(p.stdout.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    if not got:
+        raise AssertionError("no line from %s in %g s" % (p.args, timeout))
+    return got[0]
+
+
+def udp_bound(host, port: int = 694, drained: bool = False, timeout: float = 10.0) -> None:
+    """Wait until a UDP socket of host is bound to port (drained: and holds no
+    datagram unread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = host.run(["ss", "-Hlun", "sport = :%d" % port]).stdout.split()
+        if out and (not drained or out[1] == "0"):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("port %d: %r after %g s" % (port, out, timeout))
+        time.sleep(0.02)
+
+
+def udp_in(host) -> int:
+    """Datagrams host's UDP has taken in (Udp InDatagrams of its namespace)."""
+    rows = [ln.split() for ln in host.run(["cat", "/proc/net/snmp"]).stdout.splitlines()
+            if ln.startswith("Udp:")]
+    return int(rows[1][rows[0].index("InDatagrams")])
 
 
 def test_help_is_the_usage():
@@ -68,14 +101,14 @@ def test_send_once_heard_by_listen(lab):
         f.write("st=active\nrsc_hold=local\nhbv=1\ncfd=abc123\npings=2\n")
     listen = b.popen([BIN, *db["argv"], "--listen"], stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    udp_bound(b)
     for _ in range(2):
         r = a.run([BIN, *da["argv"], "--send-once"])
         assert r.returncode == 0 and r.stdout == "", r.stderr
     gen = open(os.path.join(da["s"], "generation")).read()
     assert len(gen) == 16 and gen.endswith("\n") and gen[0] == " "
-    line1 = listen.stdout.readline()
-    line2 = listen.stdout.readline()
+    line1 = readline(listen)
+    line2 = readline(listen)
     lab.stop(listen)
     assert listen.returncode == 0
     m1, m2 = lines.parse_line(line1), lines.parse_line(line2)
@@ -96,9 +129,13 @@ def test_listen_drops_wrong_key(lab):
     db = confdir(lab.tmp, "beta", "bcast eth0")
     listen = b.popen([BIN, *db["argv"], "--listen"], stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    udp_bound(b)
+    n = udp_in(b)
     assert a.run([BIN, *da["argv"], "--send-once"]).returncode == 0
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while udp_in(b) == n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    udp_bound(b, drained=True)          # arrived, read (and judged) before the SIGTERM
     lab.stop(listen)
     out, err = listen.communicate()
     assert out == ""
@@ -115,7 +152,7 @@ def test_closed_stdout_ends_cleanly(lab):
     assert time.monotonic() - t < 5
     p = a.popen([BIN, *run], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout is not None
-    p.stdout.readline()
+    readline(p)
     p.stdout.close()                     # reader gone while hb-beat waits
     assert p.wait(3) == 0
 
@@ -126,7 +163,7 @@ def test_sigterm_and_realtime(lab):
     p = a.popen([BIN, *da["argv"], "--fifo", "none"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
-    first = lines.parse_line(p.stdout.readline())
+    first = lines.parse_line(readline(p))
     assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "init"
     os.kill(p.pid, signal.SIGTERM)
     out, err = p.communicate(timeout=5)
@@ -154,7 +191,7 @@ def test_rtprio_is_the_sched_rr_priority(lab, extra, want):
     p = a.popen([BIN, *da["argv"], "--fifo", "none"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
-    p.stdout.readline()                     # running: it has sent its first heartbeat
+    readline(p)                     # running: it has sent its first heartbeat
     assert chrt(p.pid) == want
     if want[0] == "SCHED_RR":               # SIGHUP applies a new rtprio
         hacf = os.path.join(da["c"], "ha.cf")
@@ -164,7 +201,7 @@ def test_rtprio_is_the_sched_rr_priority(lab, extra, want):
         os.kill(p.pid, signal.SIGHUP)
         deadline = time.monotonic() + 3
         while chrt(p.pid) != ("SCHED_RR", 42) and time.monotonic() < deadline:
-            p.stdout.readline()
+            readline(p)
         assert chrt(p.pid) == ("SCHED_RR", 42)
     lab.stop(p)
     assert p.returncode == 0
@@ -207,7 +244,7 @@ def test_sighup_rereads_config_and_sigusr1_logs_counters(lab):
     def interval(n: int = 6) -> float:
         ts = []
         while len(ts) < n:
-            d = lines.parse_line(p.stdout.readline())
+            d = lines.parse_line(readline(p))
             if d.get("_via") == "local":
                 ts.append(float(d["_rt"]))
         return (ts[-1] - ts[0]) / (n - 1)
@@ -299,20 +336,20 @@ def test_highwater_survives_restart_and_a_write_failure(lab):
         deadline = time.monotonic() + timeout
         while len(got) < want and time.monotonic() < deadline:
             if sel.select(deadline - time.monotonic()):
-                d = lines.parse_line(p.stdout.readline())
+                d = lines.parse_line(readline(p))
                 if d.get("src") == "beta":
                     got.append(d.get("seq", "") + "/" + d.get("hg", ""))
         return got
 
     p = start()
-    time.sleep(0.3)
+    udp_bound(a)
     send(*(beta_status(s) for s in range(1, 6)))
     assert heard(p, 5) == ["%x/7" % s for s in range(1, 6)]
     lab.stop(p)
     hw = os.path.join(da["s"], "highwater")
     assert open(hw).read().splitlines()[1:] == ["beta 7 5 6b060ac0"]
     p = start()
-    time.sleep(0.3)
+    udp_bound(a)
     send(*(beta_status(s) for s in range(1, 6)))           # captured before: replays
     send(beta_status(9))                                    # beta went on meanwhile
     assert heard(p, 1) == ["9/7"]

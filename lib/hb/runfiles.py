@@ -258,10 +258,10 @@ def proc_start(pid: int) -> str | None:
     22); None when there is no such process."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
+            data = f.read()
     except OSError:
         return None
-    rest = stat[stat.rfind(b")") + 2:].split()
+    rest = data[data.rfind(b")") + 2:].split()
     return rest[19].decode() if len(rest) > 19 else None
 
 

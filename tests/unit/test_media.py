@@ -102,8 +102,11 @@ def test_serial_reads_frames_through_garbage(pty):
     assert m.ensure(0.0)
     os.write(master, b"line noise\r\n" + status(7)[:30])
     os.write(master, status(8) + b"\xff\xfe" + status(9))
-    time.sleep(0.1)
-    got = m.recv(0.0)
+    got: list[bytes] = []
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:     # the pty passes them on
+        select.select([m.fileno()], [], [], 0.5)
+        got += m.recv(0.0)
     assert [wire.parse(f).get("seq") for f in got] == ["8", "9"]
 
 
@@ -158,7 +161,7 @@ def test_udp_ucast_over_loopback():
     a = media.Udp(config.Medium("ucast", "lo", addr="127.0.0.1", port=port))
     assert a.ensure(0.0)
     a.send(b">>>\nt=x\n<<<\n", False, 0.0)
-    time.sleep(0.05)
+    assert select.select([a.fileno()], [], [], 5)[0]
     assert a.recv(0.0) == [b">>>\nt=x\n<<<\n"]
     a.close()
     assert a.fileno() < 0

@@ -606,7 +606,7 @@ def test_size_cap_and_no_parse_before_authentication(monkeypatch):
     calls = []
     real = wire.auth_token
     monkeypatch.setattr(wire, "auth_token", lambda *a: calls.append(len(a[2])) or real(*a))
-    monkeypatch.setattr(wire, "parse", lambda *a: pytest.fail("parsed before authentication"))
+    monkeypatch.setattr(receive, "parse", lambda *a: pytest.fail("parsed before authentication"))
     r = rx()
     big = b">>>\n" + b"x=y\n" * 16360 + b"auth=1 " + b"0" * 40 + b"\n<<<\n"
     assert 65000 < len(big) <= wire.MAXDGRAM

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hb import beat, lines, runfiles, wire
+from hb import beat, lines, runfiles, station, wire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin", "hb-beat")
@@ -215,7 +215,7 @@ def test_built_packets_are_the_codecs(tmp_path):
     for use in (1, 2):
         cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=2.0,
                             auth=config.Auth(use, keys))
-        b = beat.Beat(cfg, "alpha", str(tmp_path), gen=0x6b06)
+        b = station.Beat(cfg, "alpha", str(tmp_path), gen=0x6b06)
         for fields in (wire.status_fields({"st": "active", "rsc_hold": "local"}, 2.0),
                        [("info", "a b\nc"), ("t", "resource"), ("seq", "99")],
                        wire.status_fields({}, 2.0),
@@ -276,7 +276,7 @@ def test_handle_survives_any_authenticated_message(tmp_path):
     from hb import config
     keys = {1: config.AuthKey(1, "sha1", b"k")}
     cfg = config.Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(1, keys))
-    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    b = station.Beat(cfg, "alpha", str(tmp_path), gen=5)
     b.out_fd = os.open(os.devnull, os.O_WRONLY)
     names = st.sampled_from(["t", "src", "seq", "hg", "ts", "dest", "firstseq", "lastseq",
                              "info", "st", "x"])
@@ -379,7 +379,7 @@ def test_a_bug_on_the_receive_path_is_a_counted_drop(tmp_path, caplog):
     from hb import config
     keys = {2: config.AuthKey(2, "md5", KEY.encode())}
     cfg = config.Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(2, keys))
-    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    b = station.Beat(cfg, "alpha", str(tmp_path), gen=5)
 
     def boom(*a):
         raise KeyError("bug")
@@ -401,7 +401,7 @@ def test_status_words_and_dt_as_heartbeat_while_starting(tmp_path):
     keys = {1: config.AuthKey(1, "sha1", b"k1")}
     cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
                         auth=config.Auth(1, keys))
-    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    b = station.Beat(cfg, "alpha", str(tmp_path), gen=5)
     state = tmp_path / "state"
 
     def sent(now: float) -> tuple[str, int]:
@@ -435,7 +435,7 @@ def test_state_left_by_a_dead_hb_watch_is_not_advertised(tmp_path):
     keys = {1: config.AuthKey(1, "sha1", b"k1")}
     cfg = config.Config(node="alpha", nodes=["alpha", "beta"], deadtime=6.0,
                         auth=config.Auth(1, keys))
-    b = beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    b = station.Beat(cfg, "alpha", str(tmp_path), gen=5)
     state = tmp_path / "state"
     child = sp.Popen(["sleep", "30"])
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import termios
 
-from hb import beat, config, owner, serial, wire
+from hb import config, owner, serial, station, wire
 from hb.lines import parse_line
 from hb.config import Config, Group, Medium, Resource, parse_hacf
 
@@ -20,10 +20,10 @@ def signed(lines: list[bytes]) -> bytes:
     return b">>>\n" + s + b"auth=1 " + wire.auth_token("sha1", KEY, s).encode() + b"\n<<<\n"
 
 
-def a_beat(tmp_path) -> beat.Beat:
+def a_beat(tmp_path) -> station.Beat:
     keys = {1: config.AuthKey(1, "sha1", KEY)}
     cfg = Config(node="alpha", nodes=["alpha", "beta"], auth=config.Auth(1, keys))
-    return beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    return station.Beat(cfg, "alpha", str(tmp_path), gen=5)
 
 
 # ---------------------------------------------------------------- row 1

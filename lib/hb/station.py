@@ -110,17 +110,16 @@ class Beat:
             if not m.send(data, status, now) and m.fileno() >= 0:
                 self.rx.counts["unsent"] += 1
 
-    def read_state(self) -> dict[str, str]:
-        """RUNDIR/state's fields; STALE when the hb-watch that wrote it is gone."""
+    def send_status(self, now: float) -> None:
+        """Our status: RUNDIR/state's fields (none when the hb-watch that wrote it is
+        gone: STALE), sent on every medium, and its line for stdout."""
         sf = self.statefile
-        fields, gone = sf.read()
+        state, gone = sf.read()
         if gone:                        # its hb-watch is gone (restart, crash, reboot)
             log.info("RUNDIR/state was written by hb-watch %s, no longer running: not "
                      "advertised" % (sf.writer or "").split(":")[0])
-        return fields if sf.writer_ok else STALE
-
-    def send_status(self, now: float) -> None:
-        state = self.read_state()
+        if not sf.writer_ok:
+            state = STALE
         if self.started is None:
             self.started = now
         phase = (self.started == now, now - self.started < wire.STARTUP_DT)

@@ -467,6 +467,8 @@ class Encoder:
                 *new, bad = message_head(fields, self.me)
                 self.problems += bad
                 self.head = head = (key, *new)
+            else:                           # equal: this tuple is the one to know again
+                self.head = head = (key, *head[1:])
         _, s, line, ns, forus = head
         if ns:
             seq = 0

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
-from hb import health, status, wire
+from hb import health, lines, runfiles, status
 from hb.settings import Config, Group, digest_diff
 
 # ---------------------------------------------------------------- actions
@@ -490,7 +490,7 @@ class Owner:
         if self.digest:
             f["cfd"] = self.digest
         f.update(self.reach.fields())
-        f["watch"] = wire.writer_id()        # read by hb-beat only: a dead writer's state is stale
+        f["watch"] = runfiles.writer_id()    # read by hb-beat only: a dead writer's state is stale
         return f
 
     def worst_late(self, n: Node, now: float) -> float:
@@ -872,7 +872,7 @@ class Owner:
     def _link_heard(self, n: Node, via: str, now: float, out: list, dup: bool = False) -> None:
         k = (n.name, via)
         ln = self.links.get(k)
-        slack = wire.dup_every(self.cfg.deadtime) if dup else 0.0
+        slack = lines.dup_every(self.cfg.deadtime) if dup else 0.0
         if ln is None:
             self.links[k] = Link(n.name, via, "up", now, now, slack)
             self._log(out, "info", "link %s %s up" % (n.name, via))

@@ -1,12 +1,16 @@
-"""Processes: the parent-death signal, realtime scheduling, memory locking, and
-whether a pid file names a live process of a given name.  ctypes is imported only
+"""Processes: the parent-death signal, realtime scheduling, memory locking, whether
+a pid file names a live process of a given name, and this process's load average
+(advertised in `ld`), its signal pipe and its stdout pipe.  ctypes is imported only
 by the calls that need it (not on hb's short paths)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+
+from hb.lines import quote
 
 PR_SET_PDEATHSIG = 1
 log = logging.getLogger("hb")
@@ -48,3 +52,35 @@ def runs(pidfile: str, name: str) -> bool:
             return f.read().strip() == name
     except (OSError, ValueError, IndexError):
         return False
+
+
+def pipe_closed(fd: int) -> bool:
+    """True when fd is a pipe whose reader went away."""
+    p = select.poll()
+    p.register(fd, 0)
+    return any(ev & select.POLLERR for _, ev in p.poll(0))
+
+
+def drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+_LD: list = [b"", "", -1e9, -1]        # raw, quoted, read at, fd kept open
+
+
+def loadavg(now: float) -> tuple[bytes, str]:
+    """The first line of /proc/loadavg (read at most once a second, by one
+    pread on a descriptor kept open), raw and quoted."""
+    if now - _LD[2] >= 1.0:
+        try:
+            if _LD[3] < 0:
+                _LD[3] = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+            ld = os.pread(_LD[3], 128, 0).split(b"\n", 1)[0].strip()
+        except OSError:
+            ld = b"0.00 0.00 0.00 0/0 0"
+        _LD[:3] = [ld, quote(ld.decode()), now]
+    return _LD[0], _LD[1]

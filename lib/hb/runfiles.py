@@ -1,4 +1,6 @@
-"""Files under the run directory: atomic writes, key=value files, fifos.
+"""Files under the run and state directories: atomic writes, key=value files,
+fifos; who wrote RUNDIR/state; the generation counter and the high-water marks
+of STATEDIR.
 
 Readers never lock: every file another process reads is written whole to a
 temp file in the same directory and renamed over the old one.  A temp file has an
@@ -15,9 +17,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import stat
 import time
+
+from hb import sequence
 
 RUNDIR = "/var/run/hb"
 CONFDIR = "/etc/ha.d"
@@ -48,12 +51,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def token_hex(n: int) -> str:
+    """secrets.token_hex, without importing secrets (hmac, hashlib and OpenSSL's
+    libcrypto with it: megabytes of RSS in every daemon)."""
+    return os.urandom(n).hex()
+
+
 def create_excl(directory: str, prefix: str, mode: int = 0o600) -> tuple[int, str]:
     """A new file directory/PREFIX<random>: (fd, path), created O_CREAT|O_EXCL|O_NOFOLLOW,
     so that a name planted in a shared directory (symlink, file) is never written through."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(8):
-        path = os.path.join(directory, prefix + secrets.token_hex(8))
+        path = os.path.join(directory, prefix + token_hex(8))
         try:
             return os.open(path, flags, mode), path
         except FileExistsError:
@@ -315,3 +324,161 @@ class LineReader:
         if len(self.buf) > self.limit:
             self.buf = b""
         return [ln.decode("utf-8", "replace") for ln in lines]
+
+
+# -- who wrote RUNDIR/state -------------------------------------------------------
+
+def proc_start(pid: int) -> str | None:
+    """The start time of process pid (clock ticks after boot, /proc/PID/stat field
+    22); None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2:].split()
+    return rest[19].decode() if len(rest) > 19 else None
+
+
+_WRITER: list[str] = []
+
+
+def writer_id() -> str:
+    """PID:STARTTIME of this process: who wrote RUNDIR/state (`watch=`)."""
+    if not _WRITER:
+        _WRITER.append("%d:%s" % (os.getpid(), proc_start(os.getpid()) or "0"))
+    return _WRITER[0]
+
+
+def writer_alive(ident: str | None) -> bool | None:
+    """Is the process that wrote RUNDIR/state (its `watch=`) still running?  None when
+    the file does not say (written by hand, or by an older hb-watch)."""
+    if not ident or ":" not in ident:
+        return None
+    pid, _, start = ident.partition(":")
+    if not pid.isdigit():
+        return None
+    return proc_start(int(pid)) == start
+
+
+class StateReader:
+    """RUNDIR/state as hb-beat reads it every beat: read again only when replaced or
+    changed, stat'ed relative to RUNDIR (held open), not by its whole path; and
+    whether the hb-watch that wrote it (`watch=PID:START`) still runs."""
+
+    def __init__(self, rundir: str) -> None:
+        self.rundir = rundir
+        self.dirfd = -1
+        self.key: tuple = ()
+        self.fields: dict[str, str] = {}
+        self.writer: str | None = None     # its writer (watch=PID:START)
+        self.writer_ok = True              # ... still running
+
+    def read(self) -> tuple[dict[str, str], bool]:
+        """(fields, gone): the same dict while the file does not change; gone is True
+        once, when the file's writer is found no longer running (writer_ok)."""
+        try:
+            if self.dirfd < 0:
+                self.dirfd = os.open(self.rundir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            st = os.stat(STATE, dir_fd=self.dirfd)
+            key: tuple = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = ()
+            if self.dirfd >= 0:             # RUNDIR may have been replaced
+                os.close(self.dirfd)
+                self.dirfd = -1
+        if key != self.key:
+            self.key = key
+            self.fields = read_kv(os.path.join(self.rundir, STATE)) if key else {}
+            self.writer = self.fields.get("watch")
+            self.writer_ok = True
+        gone = False
+        if self.writer is not None and self.writer_ok and not writer_alive(self.writer):
+            self.writer_ok, gone = False, True
+        return self.fields, gone
+
+
+# -- STATEDIR: the generation counter, the high-water marks -----------------------
+
+def heartbeat_generation(statedir: str) -> str:
+    """Heartbeat's counter beside STATEDIR: /var/lib/heartbeat/hb_generation for the
+    default /var/lib/hb."""
+    return os.path.join(os.path.dirname(os.path.normpath(statedir)), "heartbeat",
+                        "hb_generation")
+
+
+def _read_generation(path: str) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and len(text) <= 15 else None
+
+
+def _write_generation(path: str, gen: int) -> None:
+    """Heartbeat's format (15-wide decimal and a newline), temp + rename, fsync'd."""
+    d = os.path.dirname(path)
+    tmp = os.path.join(d, ".%s.%d.new" % (os.path.basename(path), os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, b"%15d\n" % gen)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    dfd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def next_generation(statedir: str) -> tuple[int, str | None]:
+    """Increment and return the generation, one more than the higher of hb's own
+    (STATEDIR/generation) and Heartbeat's (heartbeat_generation()), so that a node
+    moving from Heartbeat to hb or back is never a replay to its peer.  Heartbeat's
+    file is kept current when its directory exists; a failure to write it is returned
+    as a message (hb's own must be written: an OSError)."""
+    own = os.path.join(statedir, "generation")
+    theirs = heartbeat_generation(statedir)
+    known = [g for g in (_read_generation(own), _read_generation(theirs)) if g is not None]
+    gen = max(known) + 1 if known else int(time.time())
+    os.makedirs(statedir, exist_ok=True)
+    _write_generation(own, gen)
+    if not os.path.isdir(os.path.dirname(theirs)):
+        return gen, None
+    try:
+        _write_generation(theirs, gen)
+    except OSError as e:
+        return gen, "%s: %s" % (theirs, e.strerror or e)
+    return gen, None
+
+
+def load_highwater(statedir: str) -> tuple[dict[str, tuple[int, int, int]], list[str]]:
+    """STATEDIR/highwater (sequence.format_highwater's lines), and its problems:
+    missing is empty, unreadable or bad lines are skipped (said), never fatal."""
+    path = os.path.join(statedir, sequence.HIGHWATER)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            data = os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return {}, []
+    except OSError as e:
+        return {}, ["%s: %s" % (path, e.strerror or e)]
+    marks, bad = sequence.parse_highwater(data.decode("utf-8", "replace"))
+    return marks, ["%s:%s" % (path, b) for b in bad]
+
+
+def save_highwater(statedir: str, marks: dict[str, tuple[int, int, int]]) -> None:
+    """Write STATEDIR/highwater (0600) with write_atomic: a temp file of our
+    own, renamed into place; not fsync'd (hb-beat writes it every second and must
+    not wait for a disk).  OSError when it cannot be written."""
+    write_atomic(os.path.join(statedir, sequence.HIGHWATER),
+                 sequence.format_highwater(marks), 0o600)

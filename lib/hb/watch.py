@@ -30,7 +30,8 @@ import sys
 import time
 
 from hb import access, agents, checks, cli, config, exits, harc, log as hblog, owner, \
-    runfiles, settings, status, wire
+    runfiles, settings, status
+from hb.lines import format_line, parse_line
 
 PROG = "hb-watch"
 WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried again
@@ -140,7 +141,7 @@ class Watch:
             self.save()                               # must show the change
         for a in actions:
             if isinstance(a, owner.Send):
-                self.beat.send(wire.format_line(a.fields), self.now)
+                self.beat.send(format_line(a.fields), self.now)
             elif isinstance(a, owner.Run) and a.action == "start" and (
                     self.write_failed is not None or self.deferred):
                 self.deferred.append(a)   # not before the state file says we hold it
@@ -367,7 +368,7 @@ class Watch:
                     for _ in range(STDIN_READS):      # all that waits, so that the
                         lines = stdin.read()          # silence check sees our last beat
                         for line in lines:
-                            self.message(wire.parse_line(line))
+                            self.message(parse_line(line))
                         if not lines or stdin.eof:
                             break
                     if stdin.eof:

@@ -9,7 +9,7 @@ import stat
 import subprocess
 import time
 
-from hb import wire
+from hb import lines
 
 from test_beat import BIN, confdir
 
@@ -34,7 +34,7 @@ def lines_until(p: subprocess.Popen, pred, timeout: float = 10) -> list[dict]:
         buf += chunk
         *done, buf = buf.split(b"\n")
         for ln in done:
-            m = wire.parse_line(ln.decode())
+            m = lines.parse_line(ln.decode())
             got.append(m)
             if pred(m):
                 return got

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from hb import runfiles, wire
+from hb import lines, runfiles
 from lab.wait import readline, steady, until
 
 KEY = "s3cr3tKey"
@@ -47,10 +47,9 @@ class Node:
         self.errfile = os.path.join(base, "stderr")
 
     def start(self, *extra: str) -> "Node":
+        fifo = [] if "--listen" in extra else ["--fifo", os.path.join(self.state, "fifo")]
         argv = ["hb-beat", "-c", self.conf, "-r", self.run, "-s", self.state,
-                "--node", self.name, *extra]
-        if "--listen" not in extra and "--send-once" not in extra:
-            argv += ["--fifo", os.path.join(self.state, "fifo")]
+                "--node", self.name, *fifo, *extra]      # --listen takes no --fifo
         self.err = open(self.errfile, "w")
         self.p = self.host.popen(argv, stdout=subprocess.PIPE, stderr=self.err)
         self.t = threading.Thread(target=self._read, daemon=True)
@@ -60,7 +59,7 @@ class Node:
     def _read(self) -> None:
         assert self.p and self.p.stdout
         for raw in self.p.stdout:
-            d = wire.parse_line(raw.decode("utf-8", "surrogateescape"))
+            d = lines.parse_line(raw.decode("utf-8", "surrogateescape"))
             with self.cond:
                 self.lines.append(d)
                 self.cond.notify_all()

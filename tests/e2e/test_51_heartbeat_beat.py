@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from hb import wire
+from hb import lines
 from lab.heartbeat import hacf, heartbeat, host  # noqa: F401
 
 COMPLAINTS = re.compile(r"authentication|authtoken|replay|bad node|[Ii]rretrievably|"
@@ -61,7 +61,7 @@ class BeatNode:
 
     def _read(self) -> None:
         for raw in self.p.stdout:
-            d = wire.parse_line(raw.decode("utf-8", "replace"))
+            d = lines.parse_line(raw.decode("utf-8", "replace"))
             with self.lock:
                 self.lines.append(d)
 

@@ -306,8 +306,8 @@ def test_kill9_of_the_holder_then_auto_failback_when_it_returns(
     probe = p.start_probe()
 
     def plain_dt() -> bool:         # its first 5 s are over: dt = deadtime (no +2000 ms)
-        from hb import wire
-        dts = [wire.parse_line(m).get("dt") for m in p.tap.messages(skip_status=False)
+        from hb import lines
+        dts = [lines.parse_line(m).get("dt") for m in p.tap.messages(skip_status=False)
                if " src=%s " % victim in " %s " % m and m.startswith("t=status")]
         return bool(dts) and dts[-1] == "%x" % int(p.deadtime * 1000)
 

@@ -345,11 +345,11 @@ class WireTap:
 
     def messages(self, skip_status: bool = True) -> list[str]:
         """The messages so far as lines, `t=status` ones left out unless asked."""
-        from hb import wire
+        from hb import lines
         out = []
         with open(self.out, errors="replace") as f:
             for line in f:
-                d = wire.parse_line(line)
+                d = lines.parse_line(line)
                 if skip_status and d.get("t") == "status":
                     continue
                 keep = {k: v for k, v in d.items()

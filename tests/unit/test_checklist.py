@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import termios
 
-from hb import beat, media, owner, settings, wire
+from hb import owner, serial, settings, station, wire
 from hb.hacf import parse_hacf
+from hb.lines import parse_line
 from hb.settings import Config, Group, Medium, Resource
 
 KEY = b"s3cr3tKey"
@@ -20,10 +21,10 @@ def signed(lines: list[bytes]) -> bytes:
     return b">>>\n" + s + b"auth=1 " + wire.auth_token("sha1", KEY, s).encode() + b"\n<<<\n"
 
 
-def a_beat(tmp_path) -> beat.Beat:
+def a_beat(tmp_path) -> station.Beat:
     keys = {1: settings.AuthKey(1, "sha1", KEY)}
     cfg = Config(node="alpha", nodes=["alpha", "beta"], auth=settings.Auth(1, keys))
-    return beat.Beat(cfg, "alpha", str(tmp_path), gen=5)
+    return station.Beat(cfg, "alpha", str(tmp_path), gen=5)
 
 
 # ---------------------------------------------------------------- row 1
@@ -45,7 +46,7 @@ def test_row15_a_peer_without_srcuuid_hg_ld_ttl_or_protocol_is_accepted(tmp_path
                      b"ts=6b060ac0"]), "eth0", 1.0)
     assert b.rx.counts["accepted"] == 1 and b.rx.counts["malformed"] == 0
     (line,) = b.out
-    fields = wire.parse_line(line.rstrip("\n"))
+    fields = parse_line(line.rstrip("\n"))
     assert [fields[k] for k in ("t", "st", "src", "seq")] == ["status", "up", "beta", "1"]
     assert not {"hg", "ld", "ttl", "srcuuid", "protocol"} & set(fields)
 
@@ -61,7 +62,7 @@ def test_row20_a_message_for_another_node_is_not_delivered_but_its_seq_counts(tm
     b.handle(signed([b"t=status", b"st=active", b"seq=3"] + std), "eth0", 1.2)
     b.handle(signed([b"t=ask_resources", b"dest=alpha", b"rsc_hold=all", b"seq=4"] + std),
              "eth0", 1.3)
-    lines = [wire.parse_line(x.rstrip("\n")) for x in b.out]
+    lines = [parse_line(x.rstrip("\n")) for x in b.out]
     assert [(f["t"], f["seq"]) for f in lines] == [("status", "1"), ("status", "3"),
                                                    ("ask_resources", "4")]
     assert b.rx.counts["notforus"] == 1
@@ -129,10 +130,10 @@ def test_row24_legacy_standby_between_hb_nodes_is_not_refused_for_it():
 def test_row32_serial_port_is_19200_8n1_rts_cts_and_ignores_cr(tmp_path, monkeypatch):
     """The port as Heartbeat sets it: the baud of ha.cf (default 19200), 8 data
     bits, no parity, one stop bit, RTS/CTS; a CR inside a frame is dropped."""
-    monkeypatch.setattr(media, "LOCKDIR", str(tmp_path))
+    monkeypatch.setattr(serial, "LOCKDIR", str(tmp_path))
     master, slave = os.openpty()
     try:
-        m = media.Serial(settings.Medium("serial", os.ttyname(slave)), 19200)
+        m = serial.Serial(settings.Medium("serial", os.ttyname(slave)), 19200)
         m.open()
         try:
             _, _, cflag, _, ispeed, ospeed, _ = termios.tcgetattr(m.fileno())
@@ -146,4 +147,4 @@ def test_row32_serial_port_is_19200_8n1_rts_cts_and_ignores_cr(tmp_path, monkeyp
     assert not cflag & (termios.PARENB | termios.CSTOPB)
     assert cflag & termios.CRTSCTS
     frame = wire.render_classic([("t", 0, "status"), ("src", 0, "beta")], 1, "sha1", KEY)
-    assert wire.SerialFramer().feed(frame.replace(b"\n", b"\r\n")) == [frame]
+    assert serial.SerialFramer().feed(frame.replace(b"\n", b"\r\n")) == [frame]

@@ -9,7 +9,7 @@ import time
 
 from hypothesis import given, settings, strategies as st
 
-from hb import harc
+from hb import hafifo, harc
 from hb.settings import Config
 
 SHIPPED = "/etc/ha.d/rc.d"
@@ -109,7 +109,7 @@ MSG = b">>>\nt=hb_takeover\nrsc_hold=all\n<<<\n"
 
 
 def test_fifo_as_ha_clustermsg_writes():
-    p = harc.FifoParser()
+    p = hafifo.FifoParser()
     assert p.feed(MSG) == ([[("t", "hb_takeover"), ("rsc_hold", "all")]], [])
     msgs, probs = p.feed(b">>>\nt=x\ndest=beta\nval=a b=c\n")      # split across reads
     assert msgs == [] and probs == []
@@ -118,7 +118,7 @@ def test_fifo_as_ha_clustermsg_writes():
 
 
 def test_fifo_bad_input_dropped_with_reason():
-    p = harc.FifoParser()
+    p = hafifo.FifoParser()
     msgs, probs = p.feed(b"junk\n>>>\nno equals\nt=a\n<<<\n>>>\nx=1\n<<<\n<<<\n" + MSG)
     assert msgs == [[("t", "hb_takeover"), ("rsc_hold", "all")]]
     assert probs == ["text outside a message: b'junk'", "message dropped: bad line 'no equals'",
@@ -141,13 +141,13 @@ def test_fifo_bad_input_dropped_with_reason():
                           st.sampled_from([b">>>\n", b"<<<\n", b"t=x\n", b"a=b\n", b"\n",
                                            b"=\n", b"y" * 5000])), max_size=40))
 def test_fifo_fuzz_never_raises_and_stays_bounded(chunks):
-    p = harc.FifoParser()
+    p = hafifo.FifoParser()
     for c in chunks:
         msgs, probs = p.feed(c)
-        assert len(p.buf) <= harc.FIFO_MAX_LINE
+        assert len(p.buf) <= hafifo.FIFO_MAX_LINE
         for m in msgs:
             assert m[0][0] == "t" or any(k == "t" for k, _ in m)
-            assert len(m) <= harc.FIFO_MAX_FIELDS
+            assert len(m) <= hafifo.FIFO_MAX_FIELDS
             assert all("\n" not in k + v and "=" not in k for k, v in m)
     # after any garbage, a well-formed message after a fresh >>> still passes
     msgs, _ = p.feed(b"\n" + MSG)
@@ -156,10 +156,10 @@ def test_fifo_fuzz_never_raises_and_stays_bounded(chunks):
 
 def test_fifo_random_bytes():
     rnd = random.Random(16)
-    p = harc.FifoParser()
+    p = hafifo.FifoParser()
     for _ in range(2000):
         p.feed(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(64))))
-    assert len(p.buf) <= harc.FIFO_MAX_LINE
+    assert len(p.buf) <= hafifo.FIFO_MAX_LINE
 
 
 def test_hooks_run_one_at_a_time_in_order_with_env(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from hb import owner, wire
+from hb import lines, owner
 from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -63,11 +63,11 @@ def test_messages_and_requests_never_raise(msgs, requests):
 @given(st.text(max_size=200) | st.binary(max_size=200).map(
     lambda b: b.decode("latin-1")))
 def test_any_line_from_hb_beat_never_raises(line):
-    """hb-watch reads its stdin as lines and gives each to wire.parse_line, then Owner."""
+    """hb-watch reads its stdin as lines and gives each to lines.parse_line, then Owner."""
     ow = owner.Owner(config(), 0.0, "d1")
     ow.begin(0.0)
-    ow.message(wire.parse_line(line), 0.1)
-    ow.message(wire.parse_line("src=caesar _via=eth0 " + line), 0.2)
+    ow.message(lines.parse_line(line), 0.1)
+    ow.message(lines.parse_line("src=caesar _via=eth0 " + line), 0.2)
     rendered(ow, 0.3)
 
 

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from hb import media, settings, wire
-from lab.wait import until
+from hb import media, runfiles, serial, settings, wire
 
 KEY = b"k"
 
@@ -30,7 +29,7 @@ def lockdir(tmp_path, monkeypatch):
     in /var/lock (a port left open would hold a lock there with pytest's PID)."""
     d = tmp_path / "lock"
     d.mkdir()
-    monkeypatch.setattr(media, "LOCKDIR", str(d))
+    monkeypatch.setattr(serial, "LOCKDIR", str(d))
     return d
 
 
@@ -63,7 +62,7 @@ def drain(fd: int, seconds: float = 0.3) -> bytes:
 
 def test_serial_unread_port_never_blocks_nor_backlogs(pty):
     master, path = pty
-    m = media.Serial(settings.Medium("serial", path), 19200)
+    m = serial.Serial(settings.Medium("serial", path), 19200)
     t = time.monotonic()
     worst = 0.0
     for seq in range(1, 2001):
@@ -73,10 +72,10 @@ def test_serial_unread_port_never_blocks_nor_backlogs(pty):
     assert m.failed is None
     assert worst < 0.05 and time.monotonic() - t < 5
     assert len(m.queue) <= 1 and m.dropped > 1000
-    got = wire.SerialFramer().feed(drain(master))
+    got = serial.SerialFramer().feed(drain(master))
     for _ in range(20):                 # let what remains go out
         m.flush()
-        got += wire.SerialFramer().feed(drain(master, 0.05))
+        got += serial.SerialFramer().feed(drain(master, 0.05))
     seqs = [int(wire.parse(f).get("seq") or "0", 16) for f in got]
     assert seqs and seqs[-1] == 2000          # the newest status made it out
     assert len(seqs) < 200                    # the rest were replaced, not queued
@@ -85,7 +84,7 @@ def test_serial_unread_port_never_blocks_nor_backlogs(pty):
 
 def test_serial_messages_not_replaced_by_status(pty):
     master, path = pty
-    m = media.Serial(settings.Medium("serial", path), 19200)
+    m = serial.Serial(settings.Medium("serial", path), 19200)
     m.send(status(1), True, 0.0)
     m.send(b">>>\nt=resource\n<<<\n", False, 0.0)
     m.send(status(2), True, 0.0)
@@ -93,18 +92,21 @@ def test_serial_messages_not_replaced_by_status(pty):
     for _ in range(30):
         m.flush()
         data += drain(master, 0.02)
-    frames = wire.SerialFramer().feed(data)
+    frames = serial.SerialFramer().feed(data)
     assert b"t=resource" in b"".join(frames)
 
 
 def test_serial_reads_frames_through_garbage(pty):
     master, path = pty
-    m = media.Serial(settings.Medium("serial", path), 19200)
+    m = serial.Serial(settings.Medium("serial", path), 19200)
     assert m.ensure(0.0)
     os.write(master, b"line noise\r\n" + status(7)[:30])
     os.write(master, status(8) + b"\xff\xfe" + status(9))
     got: list[bytes] = []
-    until(lambda: got.extend(m.recv(0.0)) or len(got) >= 2, 5, lambda: "frames: %r" % got)
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:     # the pty passes them on
+        select.select([m.fileno()], [], [], 0.5)
+        got += m.recv(0.0)
     assert [wire.parse(f).get("seq") for f in got] == ["8", "9"]
 
 
@@ -113,7 +115,7 @@ def test_serial_hostile_stream_is_bounded(pty):
     real pty: the framer's buffer stays within the 64 KiB cap plus one read, and the
     next good frame still arrives."""
     master, path = pty
-    m = media.Serial(settings.Medium("serial", path), 19200)
+    m = serial.Serial(settings.Medium("serial", path), 19200)
     assert m.ensure(0.0)
     os.set_blocking(master, True)
     fd = m.fileno()
@@ -139,7 +141,7 @@ def test_serial_hostile_stream_is_bounded(pty):
 
 
 def test_serial_missing_device_fails_once_and_retries(caplog):
-    m = media.Serial(settings.Medium("serial", "/nonexistent/ttyS7"), 19200)
+    m = serial.Serial(settings.Medium("serial", "/nonexistent/ttyS7"), 19200)
     for i in range(5):
         m.send(status(i), True, i * 0.3)
     assert m.failed and m.fileno() < 0
@@ -159,24 +161,23 @@ def test_udp_ucast_over_loopback():
     a = media.Udp(settings.Medium("ucast", "lo", addr="127.0.0.1", port=port))
     assert a.ensure(0.0)
     a.send(b">>>\nt=x\n<<<\n", False, 0.0)
-    got: list[bytes] = []
-    until(lambda: got.extend(a.recv(0.0)) or got, 5, "the datagram back")
-    assert got == [b">>>\nt=x\n<<<\n"]
+    assert select.select([a.fileno()], [], [], 5)[0]
+    assert a.recv(0.0) == [b">>>\nt=x\n<<<\n"]
     a.close()
     assert a.fileno() < 0
 
 
 def test_generation_increments_and_survives(tmp_path):
     d = str(tmp_path / "state")
-    g1, err = media.next_generation(d)
+    g1, err = runfiles.next_generation(d)
     assert abs(g1 - time.time()) < 5 and err is None
-    g2, _ = media.next_generation(d)
+    g2, _ = runfiles.next_generation(d)
     assert g2 == g1 + 1
     with open(os.path.join(d, "generation"), "rb") as f:
         assert f.read() == b"%15d\n" % g2
     with open(os.path.join(d, "generation"), "w") as f:
         f.write("garbage")
-    assert abs(media.next_generation(d)[0] - time.time()) < 5
+    assert abs(runfiles.next_generation(d)[0] - time.time()) < 5
     assert not (tmp_path / "heartbeat").exists()    # made by Heartbeat's package only
 
 
@@ -185,19 +186,19 @@ def test_generation_continues_heartbeats_both_ways(tmp_path):
     and Heartbeat's hb_generation is kept current for the day the node goes back."""
     d = str(tmp_path / "hb")
     hbgen = tmp_path / "heartbeat" / "hb_generation"
-    assert media.heartbeat_generation(d) == str(hbgen)
-    assert media.heartbeat_generation("/var/lib/hb/") == "/var/lib/heartbeat/hb_generation"
+    assert runfiles.heartbeat_generation(d) == str(hbgen)
+    assert runfiles.heartbeat_generation("/var/lib/hb/") == "/var/lib/heartbeat/hb_generation"
     hbgen.parent.mkdir()
     hbgen.write_bytes(b"%15d\n" % 4000000000)          # Heartbeat ran last
-    g, err = media.next_generation(d)
+    g, err = runfiles.next_generation(d)
     assert (g, err) == (4000000001, None)
     assert hbgen.read_bytes() == b"%15d\n" % g
     hbgen.write_bytes(b"%15d\n" % (g + 5))              # Heartbeat again, 5 starts
-    assert media.next_generation(d)[0] == g + 6
+    assert runfiles.next_generation(d)[0] == g + 6
     hbgen.write_bytes(b"%15d\n" % 7)                    # lower: hb's own counter wins
-    assert media.next_generation(d)[0] == g + 7
+    assert runfiles.next_generation(d)[0] == g + 7
     hbgen.write_bytes(b"9" * 5000)                         # not a counter: ignored
-    assert media.next_generation(d)[0] == g + 8
+    assert runfiles.next_generation(d)[0] == g + 8
 
 
 def test_no_heavy_imports():
@@ -282,7 +283,7 @@ def test_open_media_retries_within_keepalive():
 
 def test_serial_takes_the_uucp_lock_and_gives_it_back(pty, lockdir):
     master, path = pty
-    m = media.Serial(settings.Medium("serial", path), 19200)
+    m = serial.Serial(settings.Medium("serial", path), 19200)
     m.open()
     lock = lock_of(lockdir, path)
     assert lock.read_text() == "%10d\n" % os.getpid()          # Heartbeat's, cu's format
@@ -297,7 +298,7 @@ def test_serial_locked_by_a_live_process_is_not_opened(pty, lockdir):
     try:
         lock = lock_of(lockdir, path)
         lock.write_text("%10d\n" % other.pid)
-        m = media.Serial(settings.Medium("serial", path), 19200)
+        m = serial.Serial(settings.Medium("serial", path), 19200)
         with pytest.raises(OSError) as e:
             m.open()
         assert e.value.errno == errno.EBUSY
@@ -314,16 +315,16 @@ def test_a_stale_uucp_lock_is_taken_over(pty, lockdir):
     gone.wait()
     lock = lock_of(lockdir, path)
     lock.write_text("%10d\n" % gone.pid)
-    m = media.Serial(settings.Medium("serial", path), 19200)
+    m = serial.Serial(settings.Medium("serial", path), 19200)
     m.open()
     assert lock.read_text() == "%10d\n" % os.getpid()
     m.close()
 
 
 def test_uucp_lock_names_and_an_unwritable_lock_directory(tmp_path):
-    assert media.uucp_lock("/dev/null", str(tmp_path)) == str(tmp_path / "LCK..null")
-    media.uucp_unlock(str(tmp_path / "LCK..null"))
-    assert media.uucp_lock("/dev/null", str(tmp_path / "missing")) is None
+    assert serial.uucp_lock("/dev/null", str(tmp_path)) == str(tmp_path / "LCK..null")
+    serial.uucp_unlock(str(tmp_path / "LCK..null"))
+    assert serial.uucp_lock("/dev/null", str(tmp_path / "missing")) is None
 
 
 @pytest.mark.parametrize("baud", [19200, 115200])
@@ -332,8 +333,8 @@ def test_serial_writes_paced_512_byte_fragments_as_heartbeat(pty, baud):
     512 / (baud / 8) s apart (Heartbeat's serial.c), without send() or flush() ever
     blocking; the receiver's framer puts it back together."""
     master, path = pty
-    m = media.Serial(settings.Medium("serial", path, baud=baud), baud)
-    pace = wire.frag_delay(baud)
+    m = serial.Serial(settings.Medium("serial", path, baud=baud), baud)
+    pace = serial.frag_delay(baud)
     assert pace == 512 / (baud // 8)
     fields = [("t", 0, "resource"), ("src", 0, "alpha"), ("seq", 0, "7")]
     fields += [("f%02d" % i, 0, "v" * 40) for i in range(30)]
@@ -370,13 +371,13 @@ def test_serial_writes_paced_512_byte_fragments_as_heartbeat(pty, baud):
     assert len(starts) >= 3, [len(c) for _, c in chunks]
     gaps = [y - x for x, y in zip(starts[:3], starts[1:3])]
     assert all(pace * 0.9 <= g < pace + 0.15 for g in gaps), (gaps, pace)
-    frames = wire.SerialFramer().feed(data)
+    frames = serial.SerialFramer().feed(data)
     assert frames[0] == big and wire.verify(wire.parse(frames[0]), {1: ("sha1", KEY)})
     assert wire.parse(frames[1]).get("seq") == "9"
 
 
 def test_fragments_and_pace():
-    assert wire.fragments(b"x" * 1100) == [b"x" * 512, b"x" * 512, b"x" * 76]
-    assert wire.fragments(b"x" * 512) == [b"x" * 512]
-    assert round(wire.frag_delay(19200), 4) == 0.2133       # 512 / 2400
-    assert round(wire.frag_delay(9600), 4) == 0.4267
+    assert serial.fragments(b"x" * 1100) == [b"x" * 512, b"x" * 512, b"x" * 76]
+    assert serial.fragments(b"x" * 512) == [b"x" * 512]
+    assert round(serial.frag_delay(19200), 4) == 0.2133       # 512 / 2400
+    assert round(serial.frag_delay(9600), 4) == 0.4267

@@ -875,7 +875,7 @@ def _beat(t, seq, via="eth0"):
 def test_next_wake_kills_a_silent_link_at_its_deadline():
     """Woken only by messages and next_wake(), a link still dies deadtime after its last
     heartbeat, while the peer stays up on the other medium.  Heard through duplicates
-    only, reported at most every wire.dup_every(deadtime), it is given that much more
+    only, reported at most every lines.dup_every(deadtime), it is given that much more
     (its last packet may be that much later than its last report)."""
     ow = _two_media_owner()
     beats = [_beat(101.0 + k, k + 1) for k in range(20)]

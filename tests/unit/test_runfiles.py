@@ -1,11 +1,11 @@
-"""runfiles: atomic writes, key=value files, fifos; and wire's message lines."""
+"""runfiles: atomic writes, key=value files, fifos; the message lines; UUCP locks."""
 
 import os
 import threading
 
 import pytest
 
-from hb import runfiles, wire
+from hb import lines, runfiles
 
 
 def test_write_atomic_replaces_whole_file(tmp_path):
@@ -95,13 +95,13 @@ def test_make_fifo_refuses_a_regular_file(tmp_path):
     {"k%=": "v v"},
 ])
 def test_message_line_round_trip(fields):
-    line = wire.format_line(fields)
+    line = lines.format_line(fields)
     assert "\n" not in line and line.count(" ") == len(fields) - 1
-    assert wire.parse_line(line) == fields
+    assert lines.parse_line(line) == fields
 
 
 def test_message_line_tolerates_bad_escapes_and_words():
-    assert wire.parse_line("a=%zz b=%4 junk c=%41\n") == {"a": "%zz", "b": "%4", "c": "A"}
+    assert lines.parse_line("a=%zz b=%4 junk c=%41\n") == {"a": "%zz", "b": "%4", "c": "A"}
 
 
 # ---------------------------------------------------------------- files others read, safely
@@ -110,7 +110,7 @@ def test_temp_names_are_unpredictable_and_planted_names_never_followed(tmp_path,
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     names = iter(["planted", "planted", "fresh"])
-    monkeypatch.setattr(runfiles.secrets, "token_hex", lambda n: next(names))
+    monkeypatch.setattr(runfiles, "token_hex", lambda n: next(names))
     os.symlink(victim, tmp_path / ".status.new.planted")
     p = str(tmp_path / "status")
     runfiles.write_atomic(p, "a=1\n", 0o640)
@@ -210,13 +210,13 @@ def tty(tmp_path):
 
 
 def _lock(d, tty, pid, uid=0, age=0.0):
-    from hb import media
+    from hb import serial
     p = d / ("LCK.." + os.path.realpath(tty)[5:].replace("/", "_"))
     p.write_text("%10d\n" % pid)
     os.chown(p, uid, uid)
     t = os.stat(p).st_mtime - age
     os.utime(p, (t, t))
-    assert media.lock_owner(str(p)) == pid
+    assert serial.lock_owner(str(p)) == pid
     return p
 
 
@@ -225,18 +225,18 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 
 @root_only
 def test_uucp_temp_file_never_follows_a_planted_symlink(tmp_path, tty, monkeypatch):
-    from hb import media
+    from hb import serial
     d = _lockdir(tmp_path)
     victim = tmp_path / "shadow"
     victim.write_text("precious\n")
     os.symlink(victim, d / "LTMP.planted")
     names = iter(["planted", "fresh"])
-    monkeypatch.setattr(runfiles.secrets, "token_hex", lambda n: next(names))
-    lock = media.uucp_lock(tty, str(d))
+    monkeypatch.setattr(runfiles, "token_hex", lambda n: next(names))
+    lock = serial.uucp_lock(tty, str(d))
     assert victim.read_text() == "precious\n"
     assert open(lock).read() == "%10d\n" % os.getpid()
     assert sorted(os.listdir(d)) == sorted(["LTMP.planted", os.path.basename(lock)])
-    media.uucp_unlock(lock)
+    serial.uucp_unlock(lock)
 
 
 @root_only
@@ -244,50 +244,50 @@ def test_uucp_temp_file_never_follows_a_planted_symlink(tmp_path, tty, monkeypat
 def test_a_fake_lock_naming_pid_1_does_not_disable_the_port(tmp_path, tty, uid, age):
     """PID 1 lives but does not use the port: a lock naming it written by another
     user (forged) or older than the grace (a PID reused after a reboot) is taken over."""
-    from hb import media
+    from hb import serial
     d = _lockdir(tmp_path)
     p = _lock(d, tty, 1, uid, age)
-    assert media.lock_in_use(str(p), os.path.realpath(tty)) is None
-    assert media.uucp_lock(tty, str(d)) == str(p)
+    assert serial.lock_in_use(str(p), os.path.realpath(tty)) is None
+    assert serial.uucp_lock(tty, str(d)) == str(p)
     assert p.read_text() == "%10d\n" % os.getpid() and os.stat(p).st_uid == 0
-    media.uucp_unlock(str(p))
+    serial.uucp_unlock(str(p))
 
 
 @root_only
 def test_a_fresh_root_lock_of_a_live_process_waits_for_the_grace_only(tmp_path, tty):
-    from hb import media
+    from hb import serial
     d = _lockdir(tmp_path)
     p = _lock(d, tty, 1, 0, 0.0)
     with pytest.raises(OSError) as e:
-        media.uucp_lock(tty, str(d))
+        serial.uucp_lock(tty, str(d))
     assert "locked by process 1" in str(e.value)
-    assert media.lock_in_use(str(p), tty, now=os.stat(p).st_mtime + media.LOCK_GRACE) is None
+    assert serial.lock_in_use(str(p), tty, now=os.stat(p).st_mtime + serial.LOCK_GRACE) is None
 
 
 @root_only
 def test_a_process_that_has_the_port_open_keeps_its_lock(tmp_path, tty):
     import subprocess
-    from hb import media
+    from hb import serial
     d = _lockdir(tmp_path)
     with open(tty, "rb", buffering=0) as port:
         user = subprocess.Popen(["sleep", "30"], stdin=port, user=65534)
     try:
         p = _lock(d, tty, user.pid, 65534, 3600.0)          # old, a user's: still in use
         with pytest.raises(OSError) as e:
-            media.uucp_lock(tty, str(d))
+            serial.uucp_lock(tty, str(d))
         assert "locked by process %d" % user.pid in str(e.value)
         assert p.read_text() == "%10d\n" % user.pid
     finally:
         user.kill()
         user.wait()
-    assert media.uucp_lock(tty, str(d)) == str(p)            # its process gone: stale
-    media.uucp_unlock(str(p))
+    assert serial.uucp_lock(tty, str(d)) == str(p)            # its process gone: stale
+    serial.uucp_unlock(str(p))
 
 
 @root_only
 @pytest.mark.parametrize("kind", ["fifo", "symlink"])
 def test_a_lock_that_is_no_regular_file_is_neither_followed_nor_blocks(tmp_path, tty, kind):
-    from hb import media
+    from hb import serial
     d = _lockdir(tmp_path)
     p = d / ("LCK.." + os.path.realpath(tty)[5:].replace("/", "_"))
     victim = tmp_path / "victim"
@@ -296,10 +296,10 @@ def test_a_lock_that_is_no_regular_file_is_neither_followed_nor_blocks(tmp_path,
         os.mkfifo(p)
     else:
         os.symlink(victim, p)
-    assert media.uucp_lock(tty, str(d)) == str(p)
+    assert serial.uucp_lock(tty, str(d)) == str(p)
     assert p.read_text() == "%10d\n" % os.getpid() and not p.is_symlink()
     assert victim.read_text() == "%10d\n" % os.getppid()
-    media.uucp_unlock(str(p))
+    serial.uucp_unlock(str(p))
 
 
 def test_fifo_writer_keeps_lines_until_read_then_drops_them_late(tmp_path, caplog):

@@ -16,7 +16,8 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hb import wire
+from hb import receive, sequence, serial, wire
+from hb.lines import format_line, parse_line
 
 KEY = b"s3cr3tKey"
 KEYS = {1: ("sha1", KEY)}
@@ -162,7 +163,7 @@ def test_serial_framer_resyncs_and_splits():
     a = wire.render_classic([("t", 0, "a"), ("src", 0, "x")], 1, "sha1", KEY)
     b = wire.render_classic([("t", 0, "b"), ("src", 0, "x")], 1, "sha1", KEY)
     stream = b"garbage\x00\xff>>" + a + b">>>\nt=half" + b"noise\r\n" + b.replace(b"\n", b"\r\n")
-    f = wire.SerialFramer()
+    f = serial.SerialFramer()
     got = []
     for i in range(0, len(stream), 7):
         got += f.feed(stream[i:i + 7])
@@ -172,7 +173,7 @@ def test_serial_framer_resyncs_and_splits():
 
 
 def test_serial_framer_bounded():
-    f = wire.SerialFramer(limit=1000)
+    f = serial.SerialFramer(limit=1000)
     assert f.feed(b">>>\n" + b"x=y\n" * 1000) == []
     assert len(f.buf) < 1100
     good = wire.render_classic([("t", 0, "a")])
@@ -216,7 +217,7 @@ def test_netstring_round_trip(fields, method, key):
 @given(st.dictionaries(names, st.text(st.characters(blacklist_categories=("Cs",)),
                                       max_size=30), max_size=8))
 def test_message_line_round_trip(d):
-    assert wire.parse_line(wire.format_line(d)) == d
+    assert parse_line(format_line(d)) == d
 
 
 @settings(max_examples=500, deadline=None)
@@ -255,7 +256,7 @@ def fuzz(n: int, seconds: float, seed: int = 1) -> int:
     seeds = [VECTOR, wire.render_classic(wire.parse(VECTOR).fields, 1, "sha1", KEY),
              wire.render_classic([("t", 0, "x"), ("b", 1, b"\x00" * 30)], 2, "crc", b"")]
     keys = {1: ("sha1", KEY), 2: ("crc", b"")}
-    rx = wire.Receiver("alpha", ["alpha", "beta"], keys)
+    rx = receive.Receiver("alpha", ["alpha", "beta"], keys)
     deadline = time.monotonic() + seconds
     done = 0
     while done < n and time.monotonic() < deadline:
@@ -299,7 +300,7 @@ def test_parse_time_is_linear(head, unit, tail):
     small = _per_byte(head + unit * 500 + tail)
     big = _per_byte(head + unit * 16000 + tail)
     assert big < 6 * small + 1e-9
-    f = wire.SerialFramer(limit=1 << 20)
+    f = serial.SerialFramer(limit=1 << 20)
     t = time.perf_counter()
     for _ in range(2000):
         f.feed(b"x=y\n" * 25)
@@ -317,7 +318,7 @@ def pkt(src="beta", seq=1, gen=5, t="status", key=KEY, **extra) -> bytes:
 
 
 def rx():
-    return wire.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=9, rng=lambda: 0.5)
+    return receive.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=9, rng=lambda: 0.5)
 
 
 def test_receiver_verdicts_and_counts():
@@ -338,7 +339,7 @@ def test_receiver_verdicts_and_counts():
     assert (c["accepted"], c["dup"], c["replay"], c["auth"], c["unknown"], c["garbage"],
             c["malformed"]) == (3, 2, 3, 1, 1, 1, 1)
     assert c["received"] == 12
-    assert c["received"] == c["accepted"] + sum(c[k] for k in wire.DROPS)
+    assert c["received"] == c["accepted"] + sum(c[k] for k in receive.DROPS)
 
 
 def test_restart_resets_and_gap_requests():
@@ -356,7 +357,7 @@ def test_restart_resets_and_gap_requests():
     assert r.receive(pkt(seq=3, t="x"), 1.6)[0] == "again"
     assert s.missing("beta") == [2, 4]
     assert s.nak("beta", 2) and s.missing("beta") == [4]
-    for i in range(wire.REXMIT_TRIES + 1):
+    for i in range(sequence.REXMIT_TRIES + 1):
         s.due(2.0 + i)
     assert s.missing("beta") == []
     assert any("irretrievably lost packet 4" in e for e in s.events)
@@ -381,7 +382,7 @@ def test_own_messages_never_asked_for():
 
 
 def test_history_resends_original_bytes_and_naks():
-    h = wire.History(size=5)
+    h = sequence.History(size=5)
     for s in range(1, 9):
         h.add(s, b"msg%d" % s)
     out, naks = h.request(3, 5, 0.0)
@@ -393,7 +394,7 @@ def test_history_resends_original_bytes_and_naks():
     out, naks = h.request(9, 9, 1.0)
     assert out == [] and naks == [(9, "seqno not found")]
     out, naks = h.request(1, 10**9, 2.0)
-    assert len(out) + len(naks) == wire.REXMIT_MAX
+    assert len(out) + len(naks) == sequence.REXMIT_MAX
 
 
 def test_base64_of_binary_in_strings():
@@ -409,10 +410,10 @@ if __name__ == "__main__":
 
 
 def test_heartbeat_306_packet_becomes_a_line():
-    r = wire.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=1)
+    r = receive.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=1)
     verdict, p = r.receive(VECTOR, 1.0)
     assert verdict == "ok" and p is not None
-    line = wire.format_line(dict(p.strings(), _via="eth1", _rt="1.000000"))
+    line = format_line(dict(p.strings(), _via="eth1", _rt="1.000000"))
     assert line == ("t=status st=active dt=1f40 protocol=1 src=beta "
                     "srcuuid=io2OL6FhQVqIVwGlc20IgQ%3D%3D seq=6 hg=6b060abf ts=6b060ac0 "
                     "ld=0.00%200.02%200.00%201/95%208735 ttl=3 _via=eth1 _rt=1.000000")
@@ -420,21 +421,21 @@ def test_heartbeat_306_packet_becomes_a_line():
 
 
 def test_rexmit_messages():
-    assert wire.rexmit_fields("beta", 55) == [
+    assert sequence.rexmit_fields("beta", 55) == [
         ("t", "NS_rexmit"), ("dest", "beta"), ("firstseq", "55"), ("lastseq", "55")]
-    assert wire.nak_fields("beta", 55, "seqno too low") == [
+    assert sequence.nak_fields("beta", 55, "seqno too low") == [
         ("t", "NS_nak_rexmit"), ("firstseq", "37"), ("dest", "beta"), ("info", "seqno too low")]
 
     def req(**kw):
         return wire.parse(wire.render_classic([("t", 0, "NS_rexmit")]
                                               + [(k, 0, v) for k, v in kw.items()]))
-    assert wire.rexmit_range(req(firstseq="55", lastseq="60")) == (55, 60)
-    assert wire.rexmit_range(req(firstseq="55")) == (55, 55)
+    assert sequence.rexmit_range(req(firstseq="55", lastseq="60")) == (55, 60)
+    assert sequence.rexmit_range(req(firstseq="55")) == (55, 55)
     for bad in ({}, {"firstseq": "x"}, {"firstseq": "0"}, {"firstseq": "-3"},
                 {"firstseq": "5", "lastseq": "z"}):
-        first, last = wire.rexmit_range(req(**bad))
+        first, last = sequence.rexmit_range(req(**bad))
         assert last < first
-    assert wire.nak_seq(req(firstseq="37")) == 55 and wire.nak_seq(req()) == -1
+    assert sequence.nak_seq(req(firstseq="37")) == 55 and sequence.nak_seq(req()) == -1
 
 
 def test_packet_line_is_format_line_of_strings():
@@ -455,7 +456,7 @@ def test_packet_line_is_format_line_of_strings():
             p = wire.parse(render(fs, 1, "sha1", b"k"))
         except wire.WireError:
             return
-        assert p.line() == wire.format_line(p.strings())
+        assert p.line() == format_line(p.strings())
 
     run()
     p = wire.parse(wire.render_classic([("t", 0, "status"), ("src", 0, "beta")], 1, "sha1", b"k"))
@@ -489,7 +490,7 @@ def test_classic_fast_parse_is_the_line_parser():
 
 # -- hostile input: authenticated before parsed, never an exception -----------
 
-HOSTILE_OUTCOMES = set(wire.DROPS) | {"ok", "late", "again"}
+HOSTILE_OUTCOMES = set(receive.DROPS) | {"ok", "late", "again"}
 
 
 def signed(lines: list[bytes], key: bytes = KEY, num: bytes = b"1") -> bytes:
@@ -509,20 +510,20 @@ def good(seq: int = 1, gen: int = 5, src: bytes = b"beta", t: bytes = b"status",
 
 
 def test_authenticate_reference_vectors_and_signed_bytes():
-    assert wire.authenticate(VECTOR, KEYS) == "ok"
+    assert receive.authenticate(VECTOR, KEYS) == "ok"
     classic = wire.render_classic(wire.parse(VECTOR).fields, 1, "sha1", KEY)
-    assert wire.authenticate(classic, KEYS) == "ok"
-    assert wire.classic_signed(classic) == (
+    assert receive.authenticate(classic, KEYS) == "ok"
+    assert receive.classic_signed(classic) == (
         CLASSIC_S, b"1 96ef285505f6f4e3736e7409502d3e689abc1598")
-    assert wire.netstring_signed(VECTOR) == (VECTOR[:VECTOR.index(b"%%%\n") + 4],
-                                             b"42:1 be0fe3e0bf5c262ce8aa0311528c99025fc33e9d,")
+    assert receive.netstring_signed(VECTOR) == (VECTOR[:VECTOR.index(b"%%%\n") + 4],
+                                                b"42:1 be0fe3e0bf5c262ce8aa0311528c99025fc33e9d,")
     for data in (classic + b"\0", classic.replace(b"\nsrc", b"\n\n\nsrc"), classic[:-1],
                  classic + b"junk after\n",
                  classic.replace(b"auth=", b"x=1\nauth=").replace(b"\n<<<", b"\n<<<")):
-        ok = wire.authenticate(data, KEYS)
+        ok = receive.authenticate(data, KEYS)
         assert (ok == "ok") == (b"x=1" not in data), data
-    assert wire.authenticate(classic.replace(b"auth=1 ", b"auth=2 "), KEYS) == "auth"
-    assert wire.authenticate(VECTOR.replace(b"st=active", b"st=standy"), KEYS) == "auth"
+    assert receive.authenticate(classic.replace(b"auth=1 ", b"auth=2 "), KEYS) == "auth"
+    assert receive.authenticate(VECTOR.replace(b"st=active", b"st=standy"), KEYS) == "auth"
 
 
 @pytest.mark.parametrize("auth", [
@@ -559,7 +560,7 @@ def test_every_standard_field_malformed_is_a_malformed_drop(bad):
     assert r.receive(signed(good(seq=1)), 0.0)[0] == "ok"
     over = {k: (v.encode() if v is not None else None) for k, v in bad.items()}
     data = signed(good(seq=2, over=over))
-    assert wire.authenticate(data, KEYS) == "ok"
+    assert receive.authenticate(data, KEYS) == "ok"
     assert r.receive(data, 0.1) == ("malformed", None)
     assert r.error is None and r.counts["malformed"] == 1
     assert r.seq.peers["beta"].last == 1 and r.seq.peers["beta"].gen == 5   # unmoved
@@ -571,7 +572,7 @@ def test_malformed_fields_of_ns_messages_and_rexmit_numbers():
     for v in ("²", "1" * 5000, "١٢", " 3", "-3", "3_0", "0x3"):
         p = wire.parse(signed([b"t=NS_rexmit", b"firstseq=" + v.encode(),
                                b"lastseq=" + v.encode()]))
-        assert wire.rexmit_range(p) == (1, 0) and wire.nak_seq(p) == -1
+        assert sequence.rexmit_range(p) == (1, 0) and sequence.nak_seq(p) == -1
     for lines in ([b"t=NS_rexmit", b"src=beta", b"hg=5", b"ts=0"],
                   [b"t=NS_rexmit", b"src=beta", b"hg=\xc2\xb2", b"ts=6b060ac0"],
                   [b"t=NS_rexmit", b"src=beta", b"hg=5", b"ts=" + b"1" * 5000]):
@@ -598,14 +599,14 @@ def test_truncated_frames_never_raise():
             assert v in ("auth", "garbage") or n >= len(data) - 1, (n, v)
     assert r.error is None
     c = r.counts
-    assert c["received"] == c["accepted"] + sum(c[k] for k in wire.DROPS)
+    assert c["received"] == c["accepted"] + sum(c[k] for k in receive.DROPS)
 
 
 def test_size_cap_and_no_parse_before_authentication(monkeypatch):
     calls = []
     real = wire.auth_token
     monkeypatch.setattr(wire, "auth_token", lambda *a: calls.append(len(a[2])) or real(*a))
-    monkeypatch.setattr(wire, "parse", lambda *a: pytest.fail("parsed before authentication"))
+    monkeypatch.setattr(receive, "parse", lambda *a: pytest.fail("parsed before authentication"))
     r = rx()
     big = b">>>\n" + b"x=y\n" * 16360 + b"auth=1 " + b"0" * 40 + b"\n<<<\n"
     assert 65000 < len(big) <= wire.MAXDGRAM
@@ -638,14 +639,14 @@ def test_unauthenticated_64k_costs_about_one_hmac():
             t = min(t, time.perf_counter() - t0)
         return t
     hmac = best(lambda: wire.auth_token("sha1", KEY, data))
-    reject = best(lambda: wire.authenticate(data, KEYS))
+    reject = best(lambda: receive.authenticate(data, KEYS))
     assert reject < 3 * hmac + 50e-6, (reject, hmac)
-    assert best(lambda: wire.authenticate(data.replace(b"auth=1 ", b"auth=9 "), KEYS)) \
+    assert best(lambda: receive.authenticate(data.replace(b"auth=1 ", b"auth=9 "), KEYS)) \
         < hmac
 
 
 def test_serial_framer_buffer_bounded_by_the_cap():
-    f = wire.SerialFramer()
+    f = serial.SerialFramer()
     for _ in range(40):                           # 2.6 MB of one endless frame
         assert f.feed(b">>>\n" + b"x=y\n" * 16384) == []
         assert len(f.buf) <= wire.MAXDGRAM + 4 * 16384 + 4
@@ -658,19 +659,19 @@ def test_serial_framer_buffer_bounded_by_the_cap():
 # -- replay ------------------------------------------------------------------
 
 def test_replay_after_restart_and_peer_restart_accepted_at_once(tmp_path):
-    from hb import media
+    from hb import runfiles
     r = rx()
     captured = [signed(good(seq=s)) for s in range(1, 30)]
     for i, data in enumerate(captured):
         assert r.receive(data, i * 0.1)[0] == "ok"
     assert r.seq.dirty
-    media.save_highwater(str(tmp_path), r.seq.snapshot())
+    runfiles.save_highwater(str(tmp_path), r.seq.snapshot())
     assert not r.seq.dirty
     assert (tmp_path / "highwater").read_text().splitlines()[1:] == ["beta 5 1d 6b060ac0"]
     assert oct((tmp_path / "highwater").stat().st_mode & 0o777) == "0o600"
     # hb-beat restarts: a new generation of its own, the marks from the file
-    r2 = wire.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=10, rng=lambda: 0.5)
-    marks, bad = media.load_highwater(str(tmp_path))
+    r2 = receive.Receiver("alpha", ["alpha", "beta"], KEYS, my_gen=10, rng=lambda: 0.5)
+    marks, bad = runfiles.load_highwater(str(tmp_path))
     assert bad == [] and marks == {"beta": (5, 0x1d, 0x6b060ac0)}
     r2.seq.restore(marks)
     for data in captured:
@@ -689,25 +690,25 @@ def test_replay_after_restart_and_peer_restart_accepted_at_once(tmp_path):
 
 
 def test_highwater_file_tolerant(tmp_path):
-    from hb import media
+    from hb import runfiles
     (tmp_path / "highwater").write_text(
         "# comment\nbeta 5 1d 6b060ac0\nbeta2 ² 1 1\ngamma 1 2\ndelta " + "1" * 5000
         + " 1 1\nepsilon 100000000 1 1\n\x00\xff junk\nzeta 7 8 9\n")
-    marks, bad = media.load_highwater(str(tmp_path))
+    marks, bad = runfiles.load_highwater(str(tmp_path))
     assert marks == {"beta": (5, 0x1d, 0x6b060ac0), "zeta": (7, 8, 9)}
     assert len(bad) == 5 and all("highwater:" in b for b in bad)
     r = rx()
     r.seq.restore(marks)                            # zeta is not a node: ignored
     assert set(r.seq.peers) == {"alpha", "beta"}
-    assert media.load_highwater(str(tmp_path / "missing")) == ({}, [])
+    assert runfiles.load_highwater(str(tmp_path / "missing")) == ({}, [])
     (tmp_path / "ro").mkdir()
     os.chmod(tmp_path / "ro", 0o500)
     try:
         if os.geteuid() != 0:
             with pytest.raises(OSError):
-                media.save_highwater(str(tmp_path / "ro"), {"beta": (1, 2, 3)})
+                runfiles.save_highwater(str(tmp_path / "ro"), {"beta": (1, 2, 3)})
         with pytest.raises(OSError):
-            media.save_highwater(str(tmp_path / "highwater"), {"beta": (1, 2, 3)})  # a file
+            runfiles.save_highwater(str(tmp_path / "highwater"), {"beta": (1, 2, 3)})  # a file
     finally:
         os.chmod(tmp_path / "ro", 0o700)
     assert os.listdir(tmp_path / "ro") == []
@@ -731,9 +732,9 @@ def test_ns_messages_are_replay_checked():
     assert r.receive(signed(good(seq=2, ts=b"6b060b00")), 64.0)[0] == "ok"
     assert r.receive(a, 64.1)[0] == "replay"                 # 64 s older than the newest
     assert r.receive(ns(ts=0x6b060aff, x=b"1"), 64.2)[0] == "ok"   # within NS_SLACK
-    for i in range(3 * wire.NS_KEEP):                        # bounded memory
+    for i in range(3 * sequence.NS_KEEP):                        # bounded memory
         assert r.receive(ns(ts=0x6b060b00 + i // 10, n=b"%d" % i), 65.0)[0] == "ok"
-    assert len(r.seq.peers["beta"].ns) <= wire.NS_KEEP
+    assert len(r.seq.peers["beta"].ns) <= sequence.NS_KEEP
     assert r.receive(ns(t=b"NS_ackmsg", gen=6), 66.0)[0] == "ok"    # a restart
     assert r.receive(signed(good(seq=3, gen=5)), 66.1)[0] == "replay"
     r.seq.restore({})
@@ -794,7 +795,7 @@ def hostile(rng: random.Random, captured: list[bytes]) -> bytes:
         [wire.MAXDGRAM - 4, wire.MAXDGRAM + 1, 70000])
 
 
-def fuzz_receive(n: int, seed: int = 7) -> wire.Receiver:
+def fuzz_receive(n: int, seed: int = 7) -> receive.Receiver:
     rng = random.Random(seed)
     r = rx()
     captured = [signed(good(seq=s)) for s in range(1, 50)] + [
@@ -813,7 +814,7 @@ def test_fuzz_receive_100k_only_counted_drops():
     c = r.counts
     assert r.error is None
     assert c["received"] == 100_030
-    assert c["received"] == c["accepted"] + sum(c[k] for k in wire.DROPS)
+    assert c["received"] == c["accepted"] + sum(c[k] for k in receive.DROPS)
     assert all(c[k] > 100 for k in ("auth", "garbage", "malformed", "replay", "toobig"))
     assert c["accepted"] < 30 + 40                # the captured ones, each once at most
     assert r.seq.peers["beta"].gen in (5, 0x6b060abf)    # VECTOR: beta's real generation
@@ -848,7 +849,7 @@ if __name__ == "__main__" and os.environ.get("HB_FUZZ"):
 def test_classic_signed_is_what_heartbeat_signs(lines, tail):
     """Without parsing: S and the first auth value, as the parser finds them."""
     data = b">>>\n" + b"\n".join(lines) + tail
-    got = wire.classic_signed(data)
+    got = receive.classic_signed(data)
     try:
         p = wire.parse(data)
     except wire.WireError:
@@ -872,7 +873,7 @@ def test_a_corrupt_huge_number_does_not_poison_the_mark_for_ever():
     assert r.receive(signed(good(seq=5, ts=b"6b060a11")), 1.3)[0] == "ok"      # newer: back
     assert r.seq.peers["beta"].gen == 5 and r.seq.peers["beta"].last == 5
     assert any("generation of beta went back" in e for e in r.seq.events)
-    assert r.receive(signed(good(seq=wire.MAX_SEQ, ts=b"6b060a12")), 2.0)[0] == "ok"
+    assert r.receive(signed(good(seq=sequence.MAX_SEQ, ts=b"6b060a12")), 2.0)[0] == "ok"
     assert r.receive(signed(good(seq=6, ts=b"6b060a12")), 2.1)[0] == "replay"
     assert r.receive(old[0], 2.2)[0] == "replay"
     assert r.receive(signed(good(seq=6, ts=b"6b060a13")), 2.3)[0] == "ok"

@@ -31,6 +31,7 @@ import time
 
 from hb import access, agents, checks, cli, config, exits, harc, log as hblog, owner, \
     runfiles, status, wire
+from hb.actions import Alert, Check, Exit, Log, Reboot, Run, Save, Send, Watchdog
 
 PROG = "hb-watch"
 WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried again
@@ -248,7 +249,7 @@ class Watch:
         self.exit: int | None = None
         self.write_failed: float | None = None    # since when RUNDIR/state cannot be written
         self.write_logged = -1e9
-        self.deferred: list[owner.Run] = []        # starts waiting for the state to be written
+        self.deferred: list[Run] = []        # starts waiting for the state to be written
         self.reboot: subprocess.Popen | None = None
         self.reboot_due = 0.0
 
@@ -289,32 +290,32 @@ class Watch:
     def apply(self, actions: list) -> None:
         save = False
         for a in actions:
-            if isinstance(a, owner.Save):
+            if isinstance(a, Save):
                 save = True
-            elif isinstance(a, owner.Log):
+            elif isinstance(a, Log):
                 log.log(LEVELS.get(a.level, 20), "%s", a.text)
         if save or self.write_failed is not None:    # state first: later heartbeats
             self.save()                               # must show the change
         for a in actions:
-            if isinstance(a, owner.Send):
+            if isinstance(a, Send):
                 self.send(wire.format_line(a.fields))
-            elif isinstance(a, owner.Run) and a.action == "start" and (
+            elif isinstance(a, Run) and a.action == "start" and (
                     self.write_failed is not None or self.deferred):
                 self.deferred.append(a)   # not before the state file says we hold it
-            elif isinstance(a, owner.Run):
+            elif isinstance(a, Run):
                 self.run_group(a)
-            elif isinstance(a, owner.Reboot):
+            elif isinstance(a, Reboot):
                 self.run_reboot(a.group)
-            elif isinstance(a, owner.Alert):
+            elif isinstance(a, Alert):
                 self.alert(a.group, a.text)
-            elif isinstance(a, owner.Check):
+            elif isinstance(a, Check):
                 self.checker.run(self.ow.gs[a.group].group, a.token)
-            elif isinstance(a, owner.Watchdog):
+            elif isinstance(a, Watchdog):
                 self.feed_watchdog()
-            elif isinstance(a, owner.Exit):
+            elif isinstance(a, Exit):
                 self.exit = a.code
 
-    def run_group(self, a: owner.Run) -> None:
+    def run_group(self, a: Run) -> None:
         """A group action in a worker; a start of one of our own (local) groups while
         the peer is not up gets HA_DONTASK=yes, as Heartbeat's req_our_resources
         when alone (a dead peer's groups are taken without it, as by mach_down)."""

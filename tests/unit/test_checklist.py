@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import termios
 
-from hb import beat, config, media, owner, wire
+from hb import actions, beat, config, media, owner, wire
 from hb.config import Config, Group, Medium, Resource, parse_hacf
 
 KEY = b"s3cr3tKey"
@@ -101,8 +101,8 @@ def _standby_with_peer(af: str, hb: bool) -> tuple[list, list]:
         ow.message(f, t)
         ow.tick(t)
     out = ow.request("standby all", 0.4)
-    logs = [a.text for a in out if isinstance(a, owner.Log)]
-    asks = [a.fields for a in out if isinstance(a, owner.Send)
+    logs = [a.text for a in out if isinstance(a, actions.Log)]
+    asks = [a.fields for a in out if isinstance(a, actions.Send)
             and a.fields["t"] == "ask_resources"]
     return logs, asks
 

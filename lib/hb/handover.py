@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hb import health
+from hb import health, wire
 from hb.actions import Save, Send
 from hb.fields import format_groups, hexint, holds_from, hold_word
 from hb.groups import FAILED, HELD, ME, PEER, RUNNING, STOPPED, GroupState
@@ -45,6 +45,71 @@ class Handshake:
 
 class Handover:
     """Start-up, death and standby handshakes (a mixin of owner.Owner)."""
+
+    def _policy(self, now: float, out: list) -> None:
+        """Decisions that wait for both sides to be stable: failback, queued standbys."""
+        if not self.comm_up or self.hs is not None or not self.peer_alive():
+            return
+        p = self.peer
+        if self.gives and self.stable() and self.peer_stable():
+            what, groups, why = self.gives.pop(0)
+            self._give(what, groups, why, now, out)
+            return
+        if not (self.stable() and self.peer_stable()):
+            return
+        if self.cfg.auto_failback == "on":
+            back = {i for i, gs in self.gs.items()
+                    if gs.needs_failback and gs.group.node == p.name and gs.state == RUNNING}
+            if back and health.may_fail_back(self.reach.score(), self.peer_reach()):
+                for i in back:
+                    self.gs[i].needs_failback = False
+                self._give("foreign", back, "auto_failback to %s" % p.name, now, out)
+                return
+        if p.holds_known:
+            for i, gs in self.gs.items():
+                if (gs.group.node == self.me and gs.assign != ME and i not in p.holds
+                        and i not in p.blocked and i not in p.stuck and not gs.dirty
+                        and gs.state in (STOPPED, FAILED)):
+                    gs.assign = ME
+                    if gs.state == FAILED:
+                        self._set_group(gs, STOPPED, now)
+                    self._log(out, "info", "group %d: %s does not hold it: taking it back"
+                              % (i, p.name), now)
+
+    def _announce(self, out: list) -> None:
+        """Heartbeat's `resource ... isstable=1` each time this node settles."""
+        if not self.stable() or self.shutting:
+            self.announced = False
+        elif not self.announced and self.peer_alive() and (
+                self.cfg.auto_failback != "legacy" or self.peer.kind == "hb"):
+            out.append(self._resource())
+            out.append(Save())
+            self.announced = True
+
+    def _claim(self, what: str, value: bool) -> None:
+        """Take or give up the responsibility for a class (relative to this node).
+        The peer's class is claimed only when handed over, never by its death: an
+        empty class then stays the peer's to claim when it comes back."""
+        for c in ("local", "foreign"):
+            if what in (c, "all"):
+                self.claims[c] = value
+
+    def _mine(self, what: str, node: str) -> set:
+        return holds_from(what, node, self.cfg.groups)
+
+    def state_fields(self) -> dict[str, str]:
+        """What every status heartbeat advertises (RUNDIR/state)."""
+        f = {"st": self.st,
+             "rsc_hold": hold_word(self.held(), self.me, self.cfg.groups, self.claims),
+             "grps": format_groups(self.held()),
+             "isstable": "1" if self.stable() else "0", "hbv": "1"}
+        if self.stuck():
+            f["stuck"] = format_groups(self.stuck())
+        if self.digest:
+            f["cfd"] = self.digest
+        f.update(self.reach.fields())
+        f["watch"] = wire.writer_id()        # read by hb-beat only: a dead writer's state is stale
+        return f
 
     def _resource(self, info: str = "", after: bool = False) -> Send:
         hold = self.wanted() if after else self.held()
@@ -210,27 +275,6 @@ class Handover:
         self.hs = Handshake("giver", what, set(groups), "asked", now, why)
         self._log(out, "info", "%s: asking %s to take %s groups" % (why, p.name, what), now)
         return True
-
-    def _takeover(self, arg: str, now: float, out: list) -> None:
-        if self.peer_alive():
-            out.append(Send({"t": "hb_takeover", "rsc_hold": arg}))
-            self._log(out, "info", "takeover %s: asking %s to hand over" % (arg, self.peer_name),
-                      now)
-            return
-        what = "all" if arg == "failback" else arg
-        self._claim(what, True)
-        p = self.peer
-        for i in self._mine(what, self.me):
-            gs = self.gs[i]
-            gs.assign = ME
-            if p is not None and i in p.stuck:
-                p.stuck.discard(i)
-                self._log(out, "warning", "takeover: group %d: forgetting that %s said it may "
-                          "still run there (the operator's word)" % (i, p.name), now)
-            if gs.state == FAILED and not gs.dirty:
-                self._set_group(gs, STOPPED, now)
-                gs.fails = 0
-        self._log(out, "info", "takeover %s: no live peer, taking the groups" % arg, now)
 
     def _m_starting(self, n: Node, f: dict, now: float, out: list) -> None:
         out.append(self._resource())

@@ -26,21 +26,19 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from hb import health, status, wire
+from hb import health, policy, status
 from hb.actions import Action, Exit, Log, Run, Save, Send, Watchdog
+from hb.admin import Admin
 from hb.config import Config
-from hb.fields import format_groups, hexint, hold_word, holds_from
+from hb.fields import format_groups, hexint
 from hb.groups import (FAILED, HELD, ME, PEER, PROBING, RUNNING, STARTING, STOPPED,
                        STOPPING, GroupState)
-from hb.handover import ASK_TIMEOUT, TAKEOVER_MAP, Handover, Handshake
+from hb.handover import ASK_TIMEOUT, Handover, Handshake
 from hb.liveness import HOUR, Link, Liveness, Node, sent_at
-from hb.policy import GROUP_TABLE
 from hb.results import Results
 
-MAINT_MAX = 366 * 86400.0         # s: `maintenance on SECONDS` at most a year
 
-
-class Owner(Liveness, Handover, Results):
+class Owner(Liveness, Handover, Results, Admin):
     """The state machine of one hb-watch (see the module docstring)."""
 
     def __init__(self, cfg: Config, now: float, digest: str = "",
@@ -164,31 +162,6 @@ class Owner(Liveness, Handover, Results):
     def in_maintenance(self, now: float) -> bool:
         return self.maint_until is not None and now < self.maint_until
 
-    def _claim(self, what: str, value: bool) -> None:
-        """Take or give up the responsibility for a class (relative to this node).
-        The peer's class is claimed only when handed over, never by its death: an
-        empty class then stays the peer's to claim when it comes back."""
-        for c in ("local", "foreign"):
-            if what in (c, "all"):
-                self.claims[c] = value
-
-    def _mine(self, what: str, node: str) -> set:
-        return holds_from(what, node, self.cfg.groups)
-
-    def state_fields(self) -> dict[str, str]:
-        """What every status heartbeat advertises (RUNDIR/state)."""
-        f = {"st": self.st,
-             "rsc_hold": hold_word(self.held(), self.me, self.cfg.groups, self.claims),
-             "grps": format_groups(self.held()),
-             "isstable": "1" if self.stable() else "0", "hbv": "1"}
-        if self.stuck():
-            f["stuck"] = format_groups(self.stuck())
-        if self.digest:
-            f["cfd"] = self.digest
-        f.update(self.reach.fields())
-        f["watch"] = wire.writer_id()        # read by hb-beat only: a dead writer's state is stale
-        return f
-
     def begin(self, now: float) -> list[Action]:
         """The first actions: probe the groups held before a respawn."""
         out: list[Action] = [Run(i, "status") for i in self._pending_runs]
@@ -270,31 +243,6 @@ class Owner(Liveness, Handover, Results):
         self._reconcile(now, out)
         return out
 
-    def request(self, line: str, now: float) -> list[Action]:
-        out: list[Action] = []
-        words = line.split()
-        if not words:
-            return out
-        cmd, arg = words[0], words[1] if len(words) > 1 else "all"
-        if cmd in ("standby", "takeover") and arg not in TAKEOVER_MAP:
-            self._log(out, "warning", "request %r: want all, local, foreign or failback" % line)
-            return out
-        if cmd == "maintenance":
-            self._maintenance(words[1:], now, out)
-        elif self.in_maintenance(now) and cmd in ("standby", "takeover"):
-            self._log(out, "warning", "request %r refused: in maintenance mode" % line)
-        elif cmd == "standby":
-            what = "foreign" if arg == "failback" else arg
-            self._give(what, self._mine(what, self.me), "standby request", now, out,
-                       manual=True)
-        elif cmd == "takeover":
-            self._takeover(arg, now, out)
-        else:
-            self._log(out, "warning", "unknown request %r" % line)
-        self._reconcile(now, out)
-        out.append(Save())
-        return out
-
     def tick(self, now: float) -> list[Action]:
         out: list[Action] = []
         self.last_tick = now
@@ -342,53 +290,6 @@ class Owner(Liveness, Handover, Results):
         out.append(Save())
         return out
 
-    def reconfigure(self, cfg: Config, now: float, digest: str = "") -> list[Action]:
-        """SIGHUP: new timings and settings; groups and holdings stay as they are."""
-        out: list[Action] = []
-        old = [(g.node, g.key) for g in self.cfg.groups]
-        if [(g.node, g.key) for g in cfg.groups] != old:
-            self._log(out, "error", "haresources changed: restart hb to apply it; "
-                      "keeping the old groups")
-            cfg.groups = self.cfg.groups
-        self.cfg = cfg
-        self.digest = digest or self.digest
-        self.cfd_logged = False
-        self.reach.reconfigure(cfg.pings, cfg.deadping, cfg.initdead, cfg.keepalive, now,
-                               self.ifaces if cfg.pings else ())
-        self.decider.keepalive = cfg.keepalive
-        if cfg.monitor != self.mon.interval:
-            self.mon.set_interval(cfg.monitor, now)
-        self._log(out, "info", "configuration re-read", now)
-        out.append(Save())
-        return out
-
-    def _maintenance(self, args: list, now: float, out: list) -> None:
-        if args[:1] == ["on"] and len(args) == 2:
-            try:
-                secs = float(args[1]) if len(args[1]) <= 32 else -1.0
-            except ValueError:
-                secs = -1.0
-            if 0 < secs <= MAINT_MAX:
-                self.maint_until = now + secs
-                self._log(out, "info", "maintenance mode for %g s: no resource will be started "
-                          "or stopped" % secs, now)
-                out.append(Save())
-                return
-        if args == ["off"]:
-            if self.maint_until is None:
-                return
-            self.maint_until = None
-            self._log(out, "info", "maintenance mode off: checking the groups", now)
-            for gs in self.gs.values():
-                if gs.busy is None and gs.state in (STOPPED, RUNNING, FAILED):
-                    self._set_group(gs, PROBING, now)
-                    gs.busy = "status"
-                    out.append(Run(gs.group.index, "status"))
-            out.append(Save())
-            return
-        self._log(out, "warning", "bad maintenance request %s: want 'on SECONDS' (at most "
-                  "%d) or 'off'" % (ascii(" ".join(args)[:60]), MAINT_MAX))
-
     def _reconcile(self, now: float, out: list) -> None:
         if self.exited:
             return
@@ -430,34 +331,27 @@ class Owner(Liveness, Handover, Results):
                     gs.reannounce = True
                     self._log(out, "info", "group %d: %s let go: announcing it again"
                               % (i, self.peer_name), now)
-            if maint or (not self.comm_up and not self.shutting and not self.silent):
-                continue
-            if gs.reannounce and gs.state == RUNNING and want:
+            paused = maint or (not self.comm_up and not self.shutting and not self.silent)
+            step = policy.TABLE[policy.state_of(gs), policy.event(paused, want, pa,
+                                                                  gs.reannounce)]
+            if step.action == policy.REANNOUNCE:
                 gs.reannounce = False
                 gs.busy = "start"
                 out.append(Run(i, "start"))
-                continue
-            if gs.state == FAILED and gs.dirty:
+            elif step.action == policy.RETRY:
                 if now >= gs.retry_at and not self.rebooting:    # hold: try it again
-                    self._set_group(gs, STOPPING, now)
+                    self._set_group(gs, step.next, now)
                     gs.busy = "stop"
                     out.append(Run(i, "stop"))
                     out.append(Save())
-                continue
-            if gs.state == FAILED:
-                continue
-            step = GROUP_TABLE.get((gs.state, want))
-            if step is None:
-                continue
-            action, nxt = step
-            if action == "start" and pa:
-                continue
-            if gs.state == STOPPING and now < gs.retry_at:
-                continue
-            if serial:                  # decided below, once every group has been seen
-                (starts if action == "start" else stops).append((i, gs, nxt))
-                continue
-            self._act(gs, action, nxt, now, out)
+            elif step.action is not None:
+                if gs.state == STOPPING and now < gs.retry_at:
+                    continue            # a failed stop: retried once its time has come
+                if serial:              # decided below, once every group has been seen
+                    (starts if step.action == policy.START else stops).append(
+                        (i, gs, step.next))
+                    continue
+                self._act(gs, step.action, step.next, now, out)
         if serial:
             self._serial(starts, stops, now, out)
         self._announce(out)
@@ -521,16 +415,6 @@ class Owner(Liveness, Handover, Results):
         out.append(Save())
         out.append(Exit(0))
 
-    def _announce(self, out: list) -> None:
-        """Heartbeat's `resource ... isstable=1` each time this node settles."""
-        if not self.stable() or self.shutting:
-            self.announced = False
-        elif not self.announced and self.peer_alive() and (
-                self.cfg.auto_failback != "legacy" or self.peer.kind == "hb"):
-            out.append(self._resource())
-            out.append(Save())
-            self.announced = True
-
     def _split_brain(self, gs: GroupState, now: float, out: list) -> None:
         g = gs.group
         gs.split = True
@@ -545,36 +429,6 @@ class Owner(Liveness, Handover, Results):
             self._log(out, "error", "split brain: group %d held by both %s and %s: stopping it "
                       "here, %s (preferred) keeps it" % (g.index, self.me, self.peer_name,
                                                          g.node), now)
-
-    def _policy(self, now: float, out: list) -> None:
-        """Decisions that wait for both sides to be stable: failback, queued standbys."""
-        if not self.comm_up or self.hs is not None or not self.peer_alive():
-            return
-        p = self.peer
-        if self.gives and self.stable() and self.peer_stable():
-            what, groups, why = self.gives.pop(0)
-            self._give(what, groups, why, now, out)
-            return
-        if not (self.stable() and self.peer_stable()):
-            return
-        if self.cfg.auto_failback == "on":
-            back = {i for i, gs in self.gs.items()
-                    if gs.needs_failback and gs.group.node == p.name and gs.state == RUNNING}
-            if back and health.may_fail_back(self.reach.score(), self.peer_reach()):
-                for i in back:
-                    self.gs[i].needs_failback = False
-                self._give("foreign", back, "auto_failback to %s" % p.name, now, out)
-                return
-        if p.holds_known:
-            for i, gs in self.gs.items():
-                if (gs.group.node == self.me and gs.assign != ME and i not in p.holds
-                        and i not in p.blocked and i not in p.stuck and not gs.dirty
-                        and gs.state in (STOPPED, FAILED)):
-                    gs.assign = ME
-                    if gs.state == FAILED:
-                        self._set_group(gs, STOPPED, now)
-                    self._log(out, "info", "group %d: %s does not hold it: taking it back"
-                              % (i, p.name), now)
 
     def next_wake(self) -> float:
         """next_due() and every other moment tick() may act without a new event, so

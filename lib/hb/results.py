@@ -1,7 +1,7 @@
 """Results: what the agents' runs and checks say of a group here, and the reach rule.  Pure.
 
 agent_done turns a start, stop, restart or status result into the group's next
-state (RESULT_TABLE in owner.py), with Heartbeat's answers to failure: a failed
+state (policy.RESULT_TABLE), with Heartbeat's answers to failure: a failed
 start is stopped and handed to the peer; a failed stop is retried STOP_RETRIES
 times, then the group's status says whether it may still run here (stop_failure
 hold: held, retried every STUCK_RETRY s and advertised as `stuck=`; reboot).

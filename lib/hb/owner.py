@@ -10,16 +10,18 @@ and status, feed the Watchdog, Exit.
 
 The core is split by concept, each part a mixin of Owner over the same state:
 liveness.py (nodes, links, silence), handover.py (who takes what: start-up,
-death, standby), results.py (agent runs, checks, reach); the group policy is
-policy.py's table.  This module holds the state, the events and the decisions
-that join them.
+death, standby, failback), results.py (agent results, monitor checks, reach),
+admin.py (the operator's requests); actions.py the actions, fields.py the peer's
+fields, groups.py a group's record.  This module holds the state, the events and
+the decisions that join them.
 
 Ownership is one variable per group, `assign` (this node, the peer, or not yet
 decided), moved by Heartbeat's haresources-mode protocol (reference §4.10-4.15:
-starting/resource, ask_resources, hb_takeover, ip-request, shutdone) and by
-node deaths.  A second table then turns (group state, wanted here, held by the
-peer) into agent runs, so a group is started only when a live peer does not
-advertise it, and groups never wait on each other.
+starting/resource, ask_resources, hb_takeover, ip-request, shutdone), by node
+deaths, split brains and silence.  policy.TABLE then turns (group state, event)
+into agent runs, the event saying whether the group is wanted here and whether
+the live peer advertises it: a group is started only when it does not, and
+groups never wait on each other.
 """
 
 from __future__ import annotations

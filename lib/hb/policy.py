@@ -95,10 +95,12 @@ def event(paused: bool, want: bool, peer_has: bool, reannounce: bool) -> str:
     return WANTED_TAKEN if peer_has else WANTED
 
 
-# (action, state while running, succeeded) -> next state
+# (action, state while running, succeeded) -> next state; results.agent_done then
+# applies the flags: a stop that ends a failed start's rollback leaves FAILED, a
+# stop failing for good leaves FAILED and dirty (stuck), or is verified by status.
 RESULT_TABLE: dict[tuple[str, str, bool], str] = {
     ("start", STARTING, True): RUNNING,
-    ("start", STARTING, False): FAILED,
+    ("start", STARTING, False): STOPPING,       # stop what may have started (rollback)
     ("start", RUNNING, True): RUNNING,          # re-announce
     ("start", RUNNING, False): RUNNING,
     ("stop", STOPPING, True): STOPPED,

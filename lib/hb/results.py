@@ -17,10 +17,10 @@ from __future__ import annotations
 from hb import health
 from hb.actions import Action, Alert, Check, Reboot, Run, Save, Send
 from hb.fields import IFACES, decint, hold_word
+from hb.groups import (FAILED, ME, PEER, PROBING, RUNNING, STARTING, STOP_RETRIES, STOP_RETRY,
+                       STOPPED, STUCK_RETRY, GroupState)
 from hb.liveness import Node
 from hb.policy import RESULT_TABLE
-from hb.groups import (FAILED, ME, PEER, PROBING, RUNNING, STARTING, STOP_RETRIES, STOP_RETRY,
-                       STOPPED, STOPPING, STUCK_RETRY, GroupState)
 
 
 class Results:
@@ -67,7 +67,6 @@ class Results:
                 if self.peer_alive() and not self.shutting:
                     self.gives.append(("local" if gs.group.node == self.me else "foreign",
                                        {i}, "failed start"))
-                new = STOPPING
             elif action == "start" and ok and gs.state == STARTING:
                 self._log(out, "info", "%s running here" % name, now)
             elif action == "restart":

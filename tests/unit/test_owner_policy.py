@@ -107,3 +107,44 @@ def test_event(paused, want, peer_has, reannounce):
         assert ev == {(False, False): policy.WANTED, (True, False): policy.WANTED_TAKEN,
                       (False, True): policy.REANNOUNCE,
                       (True, True): policy.REANNOUNCE_TAKEN}[peer_has, reannounce]
+
+
+RESULTS = {        # (action, state while it ran, succeeded) -> next state, flags clear
+    ("start", "starting", True): "running",
+    ("start", "starting", False): "stopping",
+    ("start", "running", True): "running",
+    ("start", "running", False): "running",
+    ("stop", "stopping", True): "stopped",
+    ("stop", "stopping", False): "stopping",
+    ("restart", "running", True): "running",
+    ("restart", "running", False): "running",
+}
+
+
+@pytest.mark.parametrize("action,state,ok", list(RESULTS))
+def test_result(action, state, ok):
+    """Each agent result moves the group as RESULT_TABLE says (maintenance on, so
+    that no new decision follows in the same pass)."""
+    assert policy.RESULT_TABLE == RESULTS
+    ow = owner_in(state, policy.PAUSED)
+    ow.gs[1].busy = action
+    ow.agent_done(1, action, 0 if ok else 1, 0.1)
+    assert ow.gs[1].state == RESULTS[action, state, ok]
+    assert ow.gs[1].busy is None
+
+
+def test_result_flags():
+    """The flags after the table: a failed start is rolled back (FAILED once its stop
+    succeeds); a stop failing for good after STOP_RETRIES tries is verified by status,
+    and a group whose status then says running is stuck."""
+    ow = owner_in("starting", policy.PAUSED)
+    ow.agent_done(1, "start", 1, 0.1)
+    assert (ow.gs[1].state, ow.gs[1].rollback) == ("stopping", True)
+    ow.agent_done(1, "stop", 0, 0.2)
+    assert (ow.gs[1].state, ow.gs[1].rollback) == ("failed", False)
+    ow = owner_in("stopping", policy.PAUSED)
+    ow.gs[1].stop_tries = groups.STOP_RETRIES - 1
+    out = ow.agent_done(1, "stop", 1, 0.1)
+    assert Run(1, "status") in out and ow.gs[1].verify
+    ow.agent_done(1, "status", 0, 0.2)
+    assert policy.state_of(ow.gs[1]) == policy.STUCK

@@ -32,17 +32,19 @@ NEXT = {"start": "starting", "stop": "stopping", "reannounce": "running", "retry
 RUNS = {"start": "start", "stop": "stop", "reannounce": "start", "retry": "stop"}
 
 
-def config() -> Config:
+def config(order: str = "serial") -> Config:
     g = Group(1, J, [Resource("IPaddr", ["198.18.0.100"], "x")])
-    return Config(node=J, nodes=[J, C], keepalive=0.1, deadtime=1.0, warntime=0.5,
-                  initdead=2.0, auto_failback="on", media=[Medium("bcast", "eth0")],
-                  groups=[g])
+    cfg = Config(node=J, nodes=[J, C], keepalive=0.1, deadtime=1.0, warntime=0.5,
+                 initdead=2.0, auto_failback="on", media=[Medium("bcast", "eth0")],
+                 groups=[g])
+    cfg.resource_order = order
+    return cfg
 
 
-def owner_in(state: str, event: str, due: bool = True) -> owner.Owner:
+def owner_in(state: str, event: str, due: bool = True, order: str = "serial") -> owner.Owner:
     """An Owner, communication up, peer not heard, its group in `state` (idle), with
     the facts that make `event`."""
-    ow = owner.Owner(config(), 0.0, "d")
+    ow = owner.Owner(config(order), 0.0, "d")
     ow.comm_up = True
     gs = ow.gs[1]
     gs.state = groups.FAILED if state == policy.STUCK else state
@@ -64,13 +66,14 @@ def test_every_pair_is_in_the_table():
     assert set(EXPECTED) == set(S)
 
 
+@pytest.mark.parametrize("order", ["serial", "parallel"])
 @pytest.mark.parametrize("state,event", list(itertools.product(S, E)))
-def test_pair(state, event):
+def test_pair(state, event, order):
     want = EXPECTED[state][E.index(event)]
     step = policy.TABLE[state, event]
     assert step.action == want
     assert step.next == (NEXT[want] if want else state)
-    ow = owner_in(state, event)
+    ow = owner_in(state, event, order=order)
     out = ow.tick(0.1)
     runs = [a for a in out if isinstance(a, Run)]
     assert runs == ([Run(1, RUNS[want])] if want else [])

@@ -123,6 +123,25 @@ class Handover:
             f["stuck"] = format_groups(self.stuck())
         return Send(f)
 
+    def _handover_tick(self, now: float, out: list) -> None:
+        """Time passed: both nodes started (take the local groups), a standby request
+        without reply, a handshake whose last message was lost."""
+        if self.rqst_at is not None and now >= self.rqst_at:
+            self.rqst_at = None
+            self._take_local(now, out, "both nodes started")
+        hs = self.hs
+        if hs and hs.role == "giver" and hs.phase == "asked" and now - hs.t0 > ASK_TIMEOUT:
+            self._log(out, "warning", "no reply to standby request: standby request cancelled",
+                      now)
+            self.hs = None
+        self._check_handshake(now, out)
+
+    def _handover_timers(self) -> list[float]:
+        ts = [self.rqst_at] if self.rqst_at is not None else []
+        if self.hs is not None:
+            ts += [self.hs.t0 + ASK_TIMEOUT, self.hs.t0 + self.cfg.keepalive * 2]
+        return ts
+
     def _check_handshake(self, now: float, out: list) -> None:
         """With an hb peer, its isstable flag ends a handshake whose last message was lost."""
         hs, p = self.hs, self.peer

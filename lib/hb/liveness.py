@@ -348,6 +348,24 @@ class Liveness:
                 due = min(due, t)
         return due + 0.0005
 
+    def _liveness_timers(self) -> list[float]:
+        """When a node, a link or this node's own heartbeat may be judged, the hourly
+        summary is due, or a grace after a freeze or a peer's return ends."""
+        ts = [self.next_summary, self.init_from + self.cfg.initdead]
+        me = self.nodes.get(self.me)
+        if me is not None and me.status == "up" and me.last is not None:
+            ts.append(me.last + self.cfg.deadtime)
+        if me is not None:
+            ts.append((me.last if me.last is not None else self.start) + self.silence_after())
+        ts += [ln.last + self._deadtime(self.nodes[ln.node]) + ln.slack
+               for ln in self.links.values()
+               if ln.status == "up" and ln.node in self.nodes]
+        if any(gs.yield_ for gs in self.gs.values()):
+            ts.append(self.yield_until)
+        if self.peer is not None:
+            ts.append(self.peer.back_at + self.grace())
+        return ts
+
     def _check_nodes(self, now: float, out: list) -> None:
         for n in self.nodes.values():
             if n.name == self.me:

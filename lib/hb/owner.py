@@ -35,7 +35,7 @@ from hb.config import Config
 from hb.fields import format_groups, hexint
 from hb.groups import (FAILED, HELD, ME, PEER, PROBING, RUNNING, STARTING, STOPPED,
                        STOPPING, GroupState)
-from hb.handover import ASK_TIMEOUT, Handover, Handshake
+from hb.handover import Handover, Handshake
 from hb.liveness import HOUR, Link, Liveness, Node, sent_at
 from hb.results import Results
 
@@ -252,15 +252,7 @@ class Owner(Liveness, Handover, Results, Admin):
         self._check_nodes(now, out)
         if self.maint_until is not None and now >= self.maint_until:
             self._maintenance(["off"], now, out)
-        if self.rqst_at is not None and now >= self.rqst_at:
-            self.rqst_at = None
-            self._take_local(now, out, "both nodes started")
-        hs = self.hs
-        if hs and hs.role == "giver" and hs.phase == "asked" and now - hs.t0 > ASK_TIMEOUT:
-            self._log(out, "warning", "no reply to standby request: standby request cancelled",
-                      now)
-            self.hs = None
-        self._check_handshake(now, out)
+        self._handover_tick(now, out)
         self._connectivity(now, out)
         self._monitor(now, out)
         if now >= self.next_summary:
@@ -440,25 +432,9 @@ class Owner(Liveness, Handover, Results, Admin):
         return min([self.next_due(), *later])
 
     def _timers(self) -> list[float]:
-        ts = [self.next_summary, self.init_from + self.cfg.initdead]
-        me = self.nodes.get(self.me)
-        if me is not None and me.status == "up" and me.last is not None:
-            ts.append(me.last + self.cfg.deadtime)
-        if me is not None:
-            ts.append((me.last if me.last is not None else self.start) + self.silence_after())
-        ts += [gs.retry_at for gs in self.gs.values() if gs.dirty]
-        ts += [ln.last + self._deadtime(self.nodes[ln.node]) + ln.slack
-               for ln in self.links.values()
-               if ln.status == "up" and ln.node in self.nodes]
-        ts += [t for t in (self.maint_until, self.rqst_at) if t is not None]
-        if self.hs is not None:
-            ts += [self.hs.t0 + ASK_TIMEOUT, self.hs.t0 + self.cfg.keepalive * 2]
-        if any(gs.yield_ for gs in self.gs.values()):
-            ts.append(self.yield_until)
-        if self.peer is not None:
-            ts.append(self.peer.back_at + self.grace())
-        ts += [gs.retry_at for gs in self.gs.values() if gs.state == STOPPING]
-        ts += self.reach.deadlines()
+        ts = self._liveness_timers() + self._handover_timers() + self._results_timers()
+        if self.maint_until is not None:
+            ts.append(self.maint_until)
         return ts
 
     def status_text(self, now: float, wall: float, pid: int,

@@ -18,7 +18,7 @@ from hb import health
 from hb.actions import Action, Alert, Check, Reboot, Run, Save, Send
 from hb.fields import IFACES, decint, hold_word
 from hb.groups import (FAILED, ME, PEER, PROBING, RUNNING, STARTING, STOP_RETRIES, STOP_RETRY,
-                       STOPPED, STUCK_RETRY, GroupState)
+                       STOPPED, STOPPING, STUCK_RETRY, GroupState)
 from hb.liveness import Node
 from hb.policy import RESULT_TABLE
 
@@ -155,6 +155,12 @@ class Results:
             out.append(Alert(self.reboot_group, text))
         out.append(Save())
         return out
+
+    def _results_timers(self) -> list[float]:
+        """Stops to retry (a failed stop, a stuck group) and the reach's deadlines."""
+        ts = [gs.retry_at for gs in self.gs.values() if gs.dirty]
+        ts += [gs.retry_at for gs in self.gs.values() if gs.state == STOPPING]
+        return ts + self.reach.deadlines()
 
     def _check_failed(self, i: int, verdict: str, why: str, now: float, out: list) -> None:
         gs = self.gs[i]

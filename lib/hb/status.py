@@ -8,16 +8,18 @@ names, an agent's message — can end a record or forge another.  The free text
 keeps its spaces (esc_text).  The reader (parse) splits on '\\n' and ' ' only and
 undoes the encoding.
 
-Pure (access.py reads it and sets its permissions): Owner.status_text writes
-with record(); hb-switch, cl_status and hb-watch --check read with parse(), ask
-the parsed status who we are, our peer, whether it is stale (is_stale) and
-which groups we held (held_before); verdict() is hb-watch --check's Nagios line.
+Pure (access.py reads it and sets its permissions): render() writes it from plain
+data (Owner.status_view gathers it); hb-switch, cl_status and hb-watch --check read
+with parse(), ask the parsed status who we are, our peer, whether it is stale
+(is_stale) and which groups we held (held_before); verdict() is hb-watch --check's
+Nagios line.
 """
 
 from __future__ import annotations
 
 import collections
 import re
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from hb import exits
@@ -74,6 +76,108 @@ def record(kind: str, /, *pos: object, text: str | None = None, **kv: object) ->
     if text is not None:
         words.append(esc_text(text))
     return " ".join(words)
+
+
+# ------------------------------------------------------------------ writing
+
+Reach = tuple  # (score: int | None, nolink: str): how well a node reaches its ping nodes
+
+
+@dataclass
+class NodeView:
+    name: str
+    status: str                       # init | up | dead
+    since: float                      # monotonic
+    late: float                       # worst lateness this hour, s
+    gen: int | None
+    kind: str                         # self | hb | heartbeat | unknown
+    lates: int                        # beats later than warntime this hour
+    st: str
+    cfd: str | None = None            # same | differs (not for this node)
+    reach: Reach | None = None        # the peer's, when known
+    stable: bool | None = None        # not for this node
+    dt: float | None = None           # its deadtime, s (not for this node)
+
+
+@dataclass
+class GroupView:
+    index: int
+    here: bool                        # held here (or may still run here)
+    there: bool                       # the live peer advertises it
+    state: str                        # groups.STATES
+    dirty: bool                       # a stop failed: it may still run here
+    pref: str
+    since: float                      # monotonic
+    fails: int
+    restarts: int | None
+    key: str
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class View:
+    """What RUNDIR/status says, in plain values; times are monotonic."""
+    pid: int
+    me: str
+    peer: str
+    st: str
+    rsc_hold: str
+    maint_until: float | None         # in maintenance until then
+    reach: Reach | None               # ours, when reach is shown at all
+    stable: bool
+    nodes: list[NodeView]
+    links: list[tuple[str, str, str, float]]      # node, medium, status, since
+    pings: list[tuple[str, str, float]]           # name, up | dead, since
+    groups: list[GroupView]
+    history: Iterable[tuple[int, float, str, str, str]]   # History.items()
+    last: tuple[float, str]
+
+
+def render(v: View, now: float, wall: float) -> str:
+    """RUNDIR/status's text: wall is the epoch time at monotonic `now`."""
+    def ep(t: float) -> int:
+        return int(wall - (now - t))
+
+    def reach(r: Reach | None) -> dict:
+        return {} if r is None else {"reach": "?" if r[0] is None else r[0],
+                                     "nolink": r[1] or None}
+
+    lines = [record("updated", int(wall), pid=v.pid, node=v.me)]
+    lines.append(record("self", v.me, st=v.st, rsc_hold=v.rsc_hold,
+                        maintenance="on" if v.maint_until is not None else "off",
+                        until=ep(v.maint_until) if v.maint_until is not None else None,
+                        **reach(v.reach), stable=int(v.stable)))
+    for n in v.nodes:
+        kv: dict = {"since": ep(n.since), "late": "%.3g" % n.late,
+                    "gen": "%x" % n.gen if n.gen is not None else "0",
+                    "kind": n.kind if n.kind != "unknown" else "hb",
+                    "lates": n.lates, "st": n.st}
+        if n.cfd is not None:
+            kv["cfd"] = n.cfd
+        kv.update(reach(n.reach))
+        if n.stable is not None:
+            kv["stable"] = int(n.stable)
+        if n.dt is not None:
+            kv["dt"] = "%d" % round(n.dt * 1000)      # its dead timer, ms
+        lines.append(record("node", n.name, n.status, **kv))
+    for node, medium, st, since in v.links:
+        lines.append(record("link", node, medium, st, since=ep(since)))
+    for name, st, since in v.pings:
+        lines.append(record("ping", name, st, since=ep(since)))
+    for g in v.groups:
+        holder = "both" if g.here and g.there else v.me if g.here else \
+            v.peer if g.there else "none"
+        state = g.state if g.state != "probing" else "starting"
+        if g.dirty:
+            state = "stuck"           # a stop failed: it may still run here
+        if not g.here and g.there:
+            state = "running"
+        lines.append(record("group", g.index, holder, state, pref=g.pref, since=ep(g.since),
+                            fails=g.fails, restarts=g.restarts, key=g.key, **g.extra))
+    for i, t, old, new, why in v.history:
+        lines.append(record("why", i, ep(t), old, new, text=why))
+    lines.append(record("last", ep(v.last[0]), text=v.last[1]))
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ reading

@@ -31,6 +31,7 @@ import time
 
 from hb import access, agents, checks, cli, config, exits, harc, log as hblog, owner, \
     runfiles, settings, status
+from hb.actions import Alert, Check, Exit, Log, Reboot, Run, Save, Send, Watchdog
 from hb.lines import format_line, parse_line
 
 PROG = "hb-watch"
@@ -88,11 +89,12 @@ class Watch:
                                         log)
         self.wd_fd: int | None = None
         self.state_text = ""
+        self.writer = runfiles.writer_id()      # this hb-watch, as RUNDIR/state names it
         self.next_status = 0.0
         self.exit: int | None = None
         self.write_failed: float | None = None    # since when RUNDIR/state cannot be written
         self.write_logged = -1e9
-        self.deferred: list[owner.Run] = []        # starts waiting for the state to be written
+        self.deferred: list[Run] = []        # starts waiting for the state to be written
         self.reboot: subprocess.Popen | None = None
         self.reboot_due = 0.0
 
@@ -133,32 +135,32 @@ class Watch:
     def apply(self, actions: list) -> None:
         save = False
         for a in actions:
-            if isinstance(a, owner.Save):
+            if isinstance(a, Save):
                 save = True
-            elif isinstance(a, owner.Log):
+            elif isinstance(a, Log):
                 log.log(LEVELS.get(a.level, 20), "%s", a.text)
         if save or self.write_failed is not None:    # state first: later heartbeats
             self.save()                               # must show the change
         for a in actions:
-            if isinstance(a, owner.Send):
+            if isinstance(a, Send):
                 self.beat.send(format_line(a.fields), self.now)
-            elif isinstance(a, owner.Run) and a.action == "start" and (
+            elif isinstance(a, Run) and a.action == "start" and (
                     self.write_failed is not None or self.deferred):
                 self.deferred.append(a)   # not before the state file says we hold it
-            elif isinstance(a, owner.Run):
+            elif isinstance(a, Run):
                 self.run_group(a)
-            elif isinstance(a, owner.Reboot):
+            elif isinstance(a, Reboot):
                 self.run_reboot(a.group)
-            elif isinstance(a, owner.Alert):
+            elif isinstance(a, Alert):
                 self.alert(a.group, a.text)
-            elif isinstance(a, owner.Check):
+            elif isinstance(a, Check):
                 self.checker.run(self.ow.gs[a.group].group, a.token)
-            elif isinstance(a, owner.Watchdog):
+            elif isinstance(a, Watchdog):
                 self.feed_watchdog()
-            elif isinstance(a, owner.Exit):
+            elif isinstance(a, Exit):
                 self.exit = a.code
 
-    def run_group(self, a: owner.Run) -> None:
+    def run_group(self, a: Run) -> None:
         """A group action in a worker; a start of one of our own (local) groups while
         the peer is not up gets HA_DONTASK=yes, as Heartbeat's req_our_resources
         when alone (a dead peer's groups are taken without it, as by mach_down)."""
@@ -184,7 +186,8 @@ class Watch:
         (disk full, read-only) is logged and retried every WRITE_RETRY s; meanwhile the
         starts decided wait (the peer must read that we hold a group before it runs
         here), everything else goes on."""
-        text = runfiles.format_kv(self.ow.state_fields())
+        # watch=PID:START is read by hb-beat only: a dead writer's state is stale
+        text = runfiles.format_kv(dict(self.ow.state_fields(), watch=self.writer))
         if text != self.state_text:
             path = os.path.join(self.rundir, runfiles.STATE)
             try:

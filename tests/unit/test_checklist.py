@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import termios
 
-from hb import owner, serial, settings, station, wire
+from hb import actions, owner, serial, settings, station, wire
 from hb.hacf import parse_hacf
 from hb.lines import parse_line
 from hb.settings import Config, Group, Medium, Resource
@@ -103,8 +103,8 @@ def _standby_with_peer(af: str, hb: bool) -> tuple[list, list]:
         ow.message(f, t)
         ow.tick(t)
     out = ow.request("standby all", 0.4)
-    logs = [a.text for a in out if isinstance(a, owner.Log)]
-    asks = [a.fields for a in out if isinstance(a, owner.Send)
+    logs = [a.text for a in out if isinstance(a, actions.Log)]
+    asks = [a.fields for a in out if isinstance(a, actions.Send)
             and a.fields["t"] == "ask_resources"]
     return logs, asks
 

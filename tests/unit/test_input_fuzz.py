@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from hb import lines, owner
+from hb import actions, lines, owner
 from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -82,7 +82,7 @@ def test_any_fifo_request_does_what_it_says_or_is_refused_in_one_line(words):
     ow = owner.Owner(config(), 0.0, "d1")
     ow.begin(0.0)
     out = ow.request(" ".join(words), 0.1)
-    logs = [a for a in out if isinstance(a, owner.Log)]
+    logs = [a for a in out if isinstance(a, actions.Log)]
     assert all("\n" not in a.text for a in logs)
     rendered(ow, 0.2)
 

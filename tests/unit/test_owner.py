@@ -7,6 +7,7 @@ import re
 import pytest
 
 from hb import owner
+from hb.actions import Exit, Log, Reboot, Run, Save, Send, Watchdog
 from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -62,19 +63,19 @@ class Box:
 
     def apply(self, actions) -> None:
         for a in actions:
-            if isinstance(a, owner.Send):
+            if isinstance(a, Send):
                 self.sent.append(dict(a.fields))
                 self.send(dict(a.fields))
-            elif isinstance(a, owner.Run):
+            elif isinstance(a, Run):
                 self.runs.append((a.group, a.action))
                 self.jobs.append((self.sim.now + self.agent_time, a.group, a.action))
-            elif isinstance(a, owner.Log):
+            elif isinstance(a, Log):
                 self.logs.append((a.level, a.text))
-            elif isinstance(a, owner.Save):
+            elif isinstance(a, Save):
                 self.state = self.ow.state_fields()
-            elif isinstance(a, owner.Watchdog):
+            elif isinstance(a, Watchdog):
                 self.watchdog += 1
-            elif isinstance(a, owner.Exit):
+            elif isinstance(a, Exit):
                 self.exit = a.code
         if self.ow and self.exit is not None:
             self.state = self.ow.state_fields()
@@ -589,7 +590,7 @@ def test_heartbeat_peer_gets_heartbeats_10s_delay():
     ow = owner.Owner(config(J), 0.0, "d")
     out = ow.message({"t": "status", "st": "up", "src": C, "hg": "5", "seq": "1",
                       "_via": "eth0"}, 0.1)
-    assert owner.Send({"t": "starting"}) in out
+    assert Send({"t": "starting"}) in out
     assert ow.peer.kind == "heartbeat"
     ow.message({"t": "resource", "rsc_hold": "none", "rtype": "full", "isstable": "0",
                 "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
@@ -598,8 +599,8 @@ def test_heartbeat_peer_gets_heartbeats_10s_delay():
         t = 0.2 + i * 0.1
         ow.message({"t": "status", "st": "active", "src": C, "hg": "5", "seq": "%x" % (i + 2),
                     "_via": "eth0"}, t)
-        runs += [(round(t, 1), a) for a in ow.tick(t) if isinstance(a, owner.Run)]
-    assert runs == [(10.2, owner.Run(1, "start"))]
+        runs += [(round(t, 1), a) for a in ow.tick(t) if isinstance(a, Run)]
+    assert runs == [(10.2, Run(1, "start"))]
 
 
 def test_heartbeat_peer_stable_means_take_now():
@@ -608,7 +609,7 @@ def test_heartbeat_peer_stable_means_take_now():
                 "_via": "eth0"}, 0.1)
     out = ow.message({"t": "resource", "rsc_hold": "local", "rtype": "full", "isstable": "1",
                       "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
-    assert owner.Run(1, "start") in out and owner.Run(2, "start") not in out
+    assert Run(1, "start") in out and Run(2, "start") not in out
 
 
 def test_answers_starting_and_ignores_replays_and_strangers():
@@ -617,7 +618,7 @@ def test_answers_starting_and_ignores_replays_and_strangers():
     ow.message({"t": "status", "st": "up", "hbv": "1", "src": C, "hg": "5", "seq": "1",
                 "_via": "eth0"}, 0.1)
     out = ow.message({"t": "starting", "src": C, "hg": "5", "seq": "2", "_via": "eth0"}, 0.2)
-    res = [a.fields for a in out if isinstance(a, owner.Send) and a.fields["t"] == "resource"]
+    res = [a.fields for a in out if isinstance(a, Send) and a.fields["t"] == "resource"]
     assert res and res[0]["rtype"] == "full" and res[0]["rsc_hold"] in ("none", "local")
 
 
@@ -640,12 +641,12 @@ class Peer:
 
 
 def sends(out, t=None) -> list[dict]:
-    return [a.fields for a in out if isinstance(a, owner.Send)
+    return [a.fields for a in out if isinstance(a, Send)
             and (t is None or a.fields["t"] == t)]
 
 
-def runs(out) -> list[owner.Run]:
-    return [a for a in out if isinstance(a, owner.Run)]
+def runs(out) -> list[Run]:
+    return [a for a in out if isinstance(a, Run)]
 
 
 def test_heartbeat_giver_standby_is_started_on_done_not_before():
@@ -659,7 +660,7 @@ def test_heartbeat_giver_standby_is_started_on_done_not_before():
     out = hb.say(0.4, t="resource", rsc_hold="local", rtype="full", isstable="0", info="standby")
     assert runs(out + hb.beat(0.5)) == []          # Heartbeat has not stopped it yet
     out = hb.say(0.6, t="ask_resources", rsc_hold="foreign", info="done")
-    assert runs(out) == [owner.Run(2, "start")]
+    assert runs(out) == [Run(2, "start")]
     out = ow.agent_done(2, "start", 0, 0.7)
     got = sends(out)
     assert {"t": "ask_resources", "rsc_hold": "foreign", "info": "done"} in got
@@ -675,18 +676,18 @@ def test_heartbeat_shutdown_waits_for_shutdone():
     out = hb.say(0.3, t="resource", rsc_hold="none", rtype="full", isstable="0", info="shutdown")
     assert runs(out + hb.beat(0.4)) == []
     out = hb.say(0.5, t="shutdone", st="dead")
-    assert runs(out) == [owner.Run(1, "start")]         # Heartbeat's order: one after another
+    assert runs(out) == [Run(1, "start")]         # Heartbeat's order: one after another
     out += ow.agent_done(1, "start", 0, 0.6)
-    assert runs(out)[1:] == [owner.Run(2, "start")]
+    assert runs(out)[1:] == [Run(2, "start")]
     assert "node julius: shut down, gave up its groups" in [
-        a.text for a in out if isinstance(a, owner.Log)]
+        a.text for a in out if isinstance(a, Log)]
 
 
 def test_legacy_holder_answers_ip_request_after_stopping():
     ow = owner.Owner(config(J, "legacy"), 0.0, "d")
     peer = Peer(ow, C, hb=True)
     out = peer.beat(0.1)
-    assert runs(out) == [owner.Run(1, "start")]
+    assert runs(out) == [Run(1, "start")]
     ow.agent_done(1, "start", 0, 0.2)
     out = peer.say(1.0, t="ip-request", ipaddr="198.18.0.100")     # not ours to give: no
     out = peer.say(1.1, t="ip-request", ipaddr="198.18.0.101")
@@ -702,7 +703,7 @@ def test_config_digest_names_the_setting():
     ow = owner.Owner(a, 0.0, cf.digest(a))
     out = ow.message({"t": "status", "st": "up", "hbv": "1", "cfd": cf.digest(b), "src": C,
                       "hg": "1", "seq": "1", "_via": "eth0"}, 0.1)
-    errs = [a.text for a in out if isinstance(a, owner.Log) and a.level == "error"]
+    errs = [a.text for a in out if isinstance(a, Log) and a.level == "error"]
     assert len(errs) == 1 and "configuration differs: deadtime (digest" in errs[0]
 
 
@@ -717,7 +718,7 @@ def test_peer_status_without_state_yet_then_hb():
     assert runs(out) == []                      # until it answers our `starting`
     out = ow.message({"t": "resource", "rsc_hold": "none", "grps": "none", "isstable": "1",
                       "src": C, "hg": "5", "seq": "3", "_via": "eth0"}, 0.21)
-    assert runs(out) == [owner.Run(1, "start")]
+    assert runs(out) == [Run(1, "start")]
 
 
 def test_reqnodes_is_answered_with_the_node_list():
@@ -838,7 +839,7 @@ def _fake_watch(ow, beats, until):
     """hb-watch's loop on a fake clock: a tick after each message and whenever
     Owner.next_wake() says, nothing between; returns [(time, log text)] and the
     number of wake-ups without a message.  Our own heartbeat comes every second."""
-    from hb.owner import Log
+    from hb.actions import Log
     beats = beats + [(100.5 + k, _own(100.5 + k)) for k in range(int(until - 100))]
     logs, wakes, now, beats = [], 0, 100.0, sorted(beats, key=lambda b: b[0])
     while now < until:
@@ -986,7 +987,7 @@ def test_stop_failure_reboot_waits_for_a_heartbeat_without_stuck():
     orig = s[J].apply
 
     def apply(actions):
-        reboots.extend(a for a in actions if isinstance(a, owner.Reboot))
+        reboots.extend(a for a in actions if isinstance(a, Reboot))
         orig(actions)
     s[J].apply = apply
     s.until(lambda: reboots, 14)
@@ -1006,7 +1007,7 @@ def test_malformed_peer_fields_are_ignored_and_logged():
            "pings": "\u0663", "pfresh": "9" * 5000, "nolink": "eth0\ngroup",
            "cfd": "zz\n", "stuck": "1,99", "rsc_hold": "most"}
     out = ow.message(bad, 0.1)
-    texts = [a.text for a in out if isinstance(a, owner.Log)]
+    texts = [a.text for a in out if isinstance(a, Log)]
     for name in ("grps", "dt", "pings", "nolink", "cfd", "stuck", "rsc_hold", "st"):
         assert any("malformed %s=" % name in t for t in texts), (name, texts)
     p = ow.peer
@@ -1022,7 +1023,7 @@ def test_maintenance_out_of_range_is_refused_in_one_line():
     ow = owner.Owner(config(J), 0.0, "d")
     for arg in ("inf", "nan", "1e400", "-5", "9" * 5000, "400000000"):
         out = ow.request("maintenance on %s" % arg, 1.0)
-        logs = [a.text for a in out if isinstance(a, owner.Log)]
+        logs = [a.text for a in out if isinstance(a, Log)]
         assert ow.maint_until is None and len(logs) == 1, (arg, logs)
         assert logs[0].startswith("bad maintenance request")
     ow.status_text(1.0, 1.7e9, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from hb import health, owner
+from hb.actions import Check, Log, Run, Save, Send
 from hb.settings import Config, Group, Medium, PingNode, Resource
 
 J, C = "julius", "caesar"
@@ -53,19 +54,19 @@ class Box:
 
     def apply(self, actions):
         for a in actions:
-            if isinstance(a, owner.Send):
+            if isinstance(a, Send):
                 self.sent.append(dict(a.fields))
                 self.send(dict(a.fields))
-            elif isinstance(a, owner.Run):
+            elif isinstance(a, Run):
                 self.runs.append((a.group, a.action))
                 self.jobs.append((self.sim.now + 0.05, "run", a.group, a.action))
-            elif isinstance(a, owner.Check):
+            elif isinstance(a, Check):
                 self.checks += 1
                 if a.group not in self.hung:
                     self.jobs.append((self.sim.now + 0.01, "check", a.group, a.token))
-            elif isinstance(a, owner.Log):
+            elif isinstance(a, Log):
                 self.logs.append((a.level, a.text))
-            elif isinstance(a, owner.Save):
+            elif isinstance(a, Save):
                 self.state = self.ow.state_fields()
 
     def send(self, f):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from hb import owner
+from hb import actions, owner
 from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -34,10 +34,10 @@ class Agents:
 
     def apply(self, out: list) -> None:
         for a in out:
-            if isinstance(a, owner.Run) and a.action in ("start", "stop"):
+            if isinstance(a, actions.Run) and a.action in ("start", "stop"):
                 self.log.append((self.now, a.action, a.group))
                 self.jobs.append((self.now + self.took, a.group, a.action))
-            elif isinstance(a, owner.Run):
+            elif isinstance(a, actions.Run):
                 self.jobs.append((self.now, a.group, a.action))
 
     def run(self, until: float, step: float = 0.01) -> None:

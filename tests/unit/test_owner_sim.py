@@ -46,7 +46,8 @@ import os
 import random
 import time
 
-from hb import owner
+from hb import groups, owner
+from hb.actions import Exit, Log, Reboot, Run, Save, Send
 from hb.settings import Config, Group, Medium, Resource
 
 A, B = "alpha", "beta"
@@ -160,25 +161,25 @@ class Node:
         for a in actions:
             if self.ow is not ow:
                 return
-            if isinstance(a, owner.Log):
+            if isinstance(a, Log):
                 if self.sim.verbose:
                     self.sim.log("%s: %s" % (self.name, a.text))
-            elif isinstance(a, owner.Save):
+            elif isinstance(a, Save):
                 self.state = ow.state_fields()
                 self.peer_stuck = set(ow.peer.stuck)
-            elif isinstance(a, owner.Send):
+            elif isinstance(a, Send):
                 if self.beat == "run":
                     self.transmit(dict(a.fields))
                 elif self.beat == "stopped":
                     self.fifo.append((self.sim.now, dict(a.fields)))
-            elif isinstance(a, owner.Run):
+            elif isinstance(a, Run):
                 self.run_agent(a.group, a.action)
-            elif isinstance(a, owner.Reboot):
+            elif isinstance(a, Reboot):
                 self.sim.log("reboot")
                 self.power_loss()
                 self.sim.at(self.sim.now + self.sim.rng.uniform(2, 5), self.power_on)
                 return
-            elif isinstance(a, owner.Exit):
+            elif isinstance(a, Exit):
                 self.state = ow.state_fields()
                 self.held_at_exit = ow.held()
                 self.ow = None
@@ -425,7 +426,7 @@ def run_sequence(seed: int, faults: int | None = None, settle: bool = True,
     s.run_until(s.now + 3 * D)
     s.calm()
     if settle:
-        end = s.now + SETTLE + (owner.STUCK_RETRY if any(
+        end = s.now + SETTLE + (groups.STUCK_RETRY if any(
             n.ow is not None and any(gs.dirty for gs in n.ow.gs.values())
             for n in s.nodes.values()) else 0)
         s.run_until(end)
@@ -439,7 +440,7 @@ def settled(s: Sim) -> list[str]:
     for g in GROUPS:
         run = [n.name for n in s.nodes.values() if n.running[g]]
         held = [n.name for n in s.nodes.values() if n.ow is not None and g in n.ow.held()]
-        failed = all(n.ow is not None and n.ow.gs[g].state == owner.FAILED
+        failed = all(n.ow is not None and n.ow.gs[g].state == groups.FAILED
                      for n in s.nodes.values())
         if run == held and len(run) == 1:
             continue

@@ -7,7 +7,7 @@ import os
 
 from hypothesis import given, settings, strategies as st_
 
-from hb import access, exits, owner, status
+from hb import access, exits, fields, owner, status
 from hb.settings import Config, Group, Medium, Resource
 
 J, C = "julius", "caesar"
@@ -75,10 +75,10 @@ def test_peer_fields_never_forge_a_record(st, nolink, cfd, via, request):
     parsed = status.parse(text)
     peer = [n for n in parsed["node"] if n["name"] == C]
     assert len(peer) == 1
-    if st in owner.ST_WORDS and st != "dead":
+    if st in fields.ST_WORDS and st != "dead":
         assert peer[0]["st"] == st
     else:                                       # refused by hb-watch: never shown
-        assert peer[0]["st"] in owner.ST_WORDS
+        assert peer[0]["st"] in fields.ST_WORDS
     assert peer[0].get("nolink", "") in ("", nolink, "?")     # "?": refused as malformed
     assert [g["index"] for g in parsed["group"]] == ["1", "2"]
     assert parsed["updated"] == {"time": "1700000000", "pid": "42", "node": J}
@@ -100,7 +100,7 @@ def test_a_newline_in_st_is_refused_and_would_be_escaped():
     text = ow.status_text(0.2, 1.7e9, 1)
     parsed = status.parse(text)
     assert len(parsed["group"]) == 2 and all(g["pref"] != "x" for g in parsed["group"])
-    assert parsed["node"][1]["st"] in owner.ST_WORDS and "pref=x" not in text
+    assert parsed["node"][1]["st"] in fields.ST_WORDS and "pref=x" not in text
     line = status.record("node", C, "up", st=forged)
     assert line == "node %s up st=active%%0Agroup%%201%%20caesar%%20running%%20pref%%3Dx" % C
     assert status.parse(line + "\n")["node"][0]["st"] == forged

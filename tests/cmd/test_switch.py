@@ -19,19 +19,9 @@ from hb import hbapi, runfiles, statusview, switching
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin", "hb-switch")
 
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 PID = os.getpid()              # the status's writer must be alive to be current
-STATUS = """\
-updated {now} pid=%d node=julius
-self julius st=active rsc_hold=all maintenance=off
-node julius up since=1700000000 late=0 gen=1 kind=self
-node caesar {peer} since=1700000000 late=0.01 gen=5 kind=hb
-link caesar eth0 up since=1700000000
-link caesar ttyS0 dead since=1700000100
-ping 198.18.0.254 up since=1700000000
-group 1 {g1} running pref=julius since=1700000000 fails=0 key=IPaddr::198.18.0.100/24/eth0
-group 2 julius running pref=caesar since=1700000000 fails=0 key=198.18.0.101
-last 1700000000 took group 2: caesar is dead
-""" % PID
+STATUS = open(os.path.join(DATA, "status", "julius.status")).read() % PID
 
 
 def write(rundir, now=None, peer="up", g1="julius", text=None):

@@ -124,7 +124,7 @@ def test_ipaddr_announces_as_heartbeats_ipaddr(lab):
     cap = Tcpdump(lab, c, arp_filter(mac_of(a), VIP), 21, 8)
     rc, text, took, _nbr, _field = run_agent(lab, a, "IPaddr", VIP)
     assert (rc, text) == (0, "added %s/24 on eth0:0" % VIP)      # IPaddr: an alias label
-    assert took < 0.5
+    assert took < 2.0        # the announcements take 4.75 s
     check_schedule(cap.read(10), 10, 0.25)
 
 

@@ -343,7 +343,7 @@ def test_serial_writes_paced_512_byte_fragments_as_heartbeat(pty, baud):
     t0 = time.monotonic()
     m.send(big, False, t0)
     m.send(status(9), True, t0)                           # waits for the whole message
-    assert time.monotonic() - t0 < 0.05
+    assert time.monotonic() - t0 < 0.3     # the whole message takes 0.43 s
     chunks: list[tuple[float, bytes]] = []
     worst = 0.0
     deadline = t0 + 5

@@ -51,7 +51,13 @@ def comm(pid: int) -> str:
     except OSError:
         return "?"
     prog = [os.path.basename(a) for a in argv[:2] if not a.endswith("python3")]
-    return prog[0] if prog else os.path.basename(argv[0]) if argv else "?"
+    name = prog[0] if prog else os.path.basename(argv[0]) if argv else "?"
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            own = f.read().strip()
+    except OSError:
+        return name
+    return own if name == "hb-supervise" and own.startswith("hb-") else name  # forked ones
 
 
 def node(make, seconds: float) -> dict:
@@ -132,7 +138,8 @@ def header(argv: list[str], t0: float, load0: str) -> str:
     return ("$ bench/footprint %s   (%s-%s UTC; %s; load average %s at the start, %s at "
             "the end; 2 cores shared with other work)\n\n"
             % (" ".join(argv), time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)),
-               time.strftime("%H:%M", time.gmtime()), report.machine_line(report.machine()),
+               time.strftime("%H:%M", time.gmtime()),
+               report.machine_line(report.machine()).split("; ", 1)[-1],
                load0, loadavg()))
 
 

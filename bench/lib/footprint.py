@@ -39,7 +39,7 @@ from docopt import docopt
 
 import report
 from measure import log
-from pair import ROOT, VIP, Pair, cpu_seconds, pss_kb, rss_kb
+from pair import ROOT, VIP, Pair, pss_kb, rss_kb
 import lab  # after pair, which puts tests/ on the path
 from systems import Hb, Heartbeat, Keepalived, System, Ucarp
 
@@ -60,6 +60,34 @@ def comm(pid: int) -> str:
     return own if name == "hb-supervise" and own.startswith("hb-") else name  # forked ones
 
 
+def threads_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of pid (a thread that ends takes its time along,
+    so a process total could fall: hb-watch's address announcements are threads)."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/%d/task" % pid)]
+    except OSError:
+        return {}
+    return {t: cpu_seconds_tid(pid, t) for t in tids}
+
+
+def cpu_seconds_tid(pid: int, tid: int) -> float:
+    try:
+        with open("/proc/%d/task/%d/sched" % (pid, tid)) as f:
+            for line in f:
+                if line.startswith("se.sum_exec_runtime"):
+                    return float(line.split(":")[1]) / 1000
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_since(pid: int, before: dict[int, float]) -> float:
+    """CPU seconds pid's threads used since before (threads_cpu): the live threads'
+    growth; a thread that ended meanwhile is not counted."""
+    now = threads_cpu(pid)
+    return sum(max(0.0, c - before.get(t, 0.0)) for t, c in now.items())
+
+
 def node(make, seconds: float) -> dict:
     pair = Pair("fp")
     system: System = make(pair)
@@ -70,13 +98,13 @@ def node(make, seconds: float) -> dict:
         system.settled("b", 30)
         time.sleep(3)
         pids = system.pids("a")
-        c0 = {p: cpu_seconds([p]) for p in pids}
+        c0 = {p: threads_cpu(p) for p in pids}
         t0 = time.monotonic()
         time.sleep(seconds)
         dt = time.monotonic() - t0
         load = loadavg().split()[0]
         procs = [{"comm": comm(p), "rss_kb": rss_kb([p]), "pss_kb": pss_kb([p]),
-                  "cpu_ms_min": (cpu_seconds([p]) - c0[p]) / dt * 60000} for p in pids]
+                  "cpu_ms_min": cpu_since(p, c0[p]) / dt * 60000} for p in pids]
         return {"system": system.name, "label": system.label, "procs": procs,
                 "rss_kb": sum(p["rss_kb"] for p in procs),
                 "pss_kb": sum(p["pss_kb"] for p in procs),

@@ -394,7 +394,7 @@ def _child(name: str, module: str, argv: list[str], stdin: int | None,
                 f.flush()
             except (OSError, ValueError):
                 pass
-        os._exit(rc if isinstance(rc, int) else 1)
+        os._exit(0 if rc is None else rc if isinstance(rc, int) else 1)   # as sys.exit
 
 
 def reap_all() -> None:

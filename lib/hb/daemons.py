@@ -7,16 +7,27 @@ one started here; its pid file RUNDIR/NAME.pid holds "PID STARTTIME" (the start
 time from /proc/PID/stat tells it from a later process with the same PID).  The
 pipe from hb-beat's stdout to hb-watch's stdin stays open in hb-supervise
 (new_pipe), or is opened again through /proc (steal_pipe) after a restart.
+
+hb-beat and hb-watch are forked from hb-supervise, which has imported their
+modules once (preload): the child renames itself (/proc/self/comm), takes its
+stdin and stdout, closes every other descriptor and runs the program's main(),
+so the three interpreters share the pages of the modules they have in common.
+It rewrites its command line too (retitle), so that ps, pgrep -f and adopt()
+see `hb-beat -r RUNDIR ...` as if it had been executed.  A program whose module
+cannot be imported is executed instead.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
+import importlib
 import os
 import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 
 from hb import log, proc, runfiles
@@ -25,6 +36,10 @@ THROTTLE = 1.0        # a program that dies within this of its start waits out t
 WATCH_STOP = 300.0    # bounded wait for hb-watch to hand over the groups (ten stop tries)
 STOP = 5.0            # then for the others
 F_SETPIPE_SZ = 1031
+DEFAULT_RUNDIR = "/var/run/hb"   # hb-supervise's -r default: a forked daemon's RUNDIR
+#                                   when hb-supervise's command line has no -r
+MODULES = {"hb-beat": "hb.beat", "hb-watch": "hb.watch"}    # forked, not executed
+SUPERVISOR = "hb-supervise"
 
 
 def proc_stat(pid: int) -> tuple[int, str] | None:
@@ -64,8 +79,9 @@ class Child:
     def __init__(self, name: str, argv: list[str], user: str | None = None,
                  stdin: int | None = None, stdout: int | None = None,
                  final: int | None = None, orphan_term: bool = True,
-                 pidfile: str | None = None) -> None:
+                 pidfile: str | None = None, module: str | None = None) -> None:
         self.name, self.argv, self.user = name, argv, user
+        self.module = module              # forked to run module.main() (preload)
         self.stdin, self.stdout, self.final = stdin, stdout, final
         self.orphan_term = orphan_term    # SIGTERM if hb-supervise dies: the respawn
         #                                   programs only; hb-beat and hb-watch outlive it
@@ -106,6 +122,9 @@ class Child:
                 self.done = True
                 return
             kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        if self.module and self.module in sys.modules and not kw:
+            self.fork(now)
+            return
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=self.stdin if self.stdin is not None else subprocess.DEVNULL,
@@ -120,6 +139,29 @@ class Child:
         self.pidfd = _pidfd(self.pid)
         self.started = now
         log.log.info("started %s (pid %d)", self.name, self.pid)
+        self.write_pidfile()
+
+    def fork(self, now: float) -> None:
+        """Start the program as a child of this process running its module's main():
+        the pages of the modules already imported here stay shared."""
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except (OSError, ValueError):
+                pass
+        gc.freeze()                 # our objects stay out of the child's collections
+        try:
+            pid = os.fork()
+        except OSError as e:
+            log.log.error("unable to start %s: %s", self.name, e)
+            self.started, self.due = now, now + THROTTLE
+            return
+        if pid == 0:
+            _child(self.name, self.module or "", self.argv, self.stdin, self.stdout)
+        self.proc, self.pid, self.ours, self.status = None, pid, True, None
+        self.pidfd = _pidfd(pid)
+        self.started = now
+        log.log.info("started %s (pid %d)", self.name, pid)
         self.write_pidfile()
 
     def write_pidfile(self) -> None:
@@ -165,19 +207,27 @@ class Child:
         return True
 
     def runs_here(self, pid: int, rundir: str) -> bool:
-        """pid is this program (argv[0] or, for an interpreter, argv[1]) run with
-        `-r RUNDIR`, and not a zombie nor ourselves."""
+        """pid is this program (argv[0] or, for an interpreter, argv[1]; or comm, for
+        one forked by hb-supervise that could not retitle itself) run with `-r RUNDIR`
+        (no -r: DEFAULT_RUNDIR), and not a zombie nor ourselves."""
         if pid == os.getpid() or proc_stat(pid) is None:
             return False
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as f:
                 argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+            with open("/proc/%d/comm" % pid) as f:
+                comm = f.read().rstrip("\n")
         except OSError:
             return False
-        if not any(os.path.basename(a) == self.name for a in argv[:2]):
+        names = [os.path.basename(a) for a in argv[:2]]
+        forked = SUPERVISOR in names and comm == self.name[:15]
+        if self.name not in names and not forked:
             return False
         want = os.path.normpath(rundir)
-        return any(a == "-r" and os.path.normpath(b) == want for a, b in zip(argv, argv[1:]))
+        given = [os.path.normpath(b) for a, b in zip(argv, argv[1:]) if a == "-r"]
+        if not given and "-r" not in argv:
+            given = [DEFAULT_RUNDIR]
+        return want in given
 
     def ended(self) -> bool:
         """True once the program has ended (our child: reaped by reap_all())."""
@@ -249,6 +299,102 @@ class Child:
 
 
 ALL: list[Child] = []
+
+
+def preload(names: list[str]) -> list[str]:
+    """Import the modules of the programs in names (MODULES) so that they are forked
+    from here; the names whose module failed to import (they are executed)."""
+    failed = []
+    for name in names:
+        try:
+            importlib.import_module(MODULES[name])
+        except Exception as e:             # a broken install: executed, and it says why
+            log.log.warning("%s is executed, not forked: %s: %s", name, MODULES[name], e)
+            failed.append(name)
+    return failed
+
+
+def retitle(argv: list[str]) -> bool:
+    """Show argv (the program, `-r RUNDIR` first) as this process's command line in
+    /proc/PID/cmdline, ps and pgrep -f, by rewriting the inherited argument area in
+    place (/proc/self/mem): the words that do not fit are left out, the rest is NUL
+    bytes; the interpreter's own path, when it leads, stays.  `-r RUNDIR` always fits
+    when hb-supervise was given it (its own name is longer than the programs').
+    False when that cannot be done."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            w = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(w[45]), int(w[46])          # arg_start, arg_end (fields 48, 49)
+        with open("/proc/self/cmdline", "rb") as f:
+            old = f.read().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return False
+    if end <= start:
+        return False
+    lead = [old[0]] if old and os.path.basename(old[0]).startswith(b"python") else []
+    args = list(argv[1:])
+    if "-r" in args[:-1]:
+        i = args.index("-r")
+        args = args[i:i + 2] + args[:i] + args[i + 2:]
+    size, data = end - start, b""
+    for a in lead + [os.fsencode(a) for a in [argv[0], *args]]:
+        if len(data) + len(a) + 1 > size:
+            break
+        data += a + b"\0"
+    data += b"\0" * (size - len(data))
+    try:
+        with open("/proc/self/mem", "r+b", buffering=0) as f:
+            f.seek(start)
+            f.write(data)
+    except (OSError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _child(name: str, module: str, argv: list[str], stdin: int | None,
+           stdout: int | None) -> None:
+    """In the forked child: become the program (name, stdin, stdout, nothing else
+    open, signals as at a start), run its main(argv[1:]), exit.  Never returns."""
+    rc = 1
+    try:
+        os.setpgid(0, 0)
+        signal.set_wakeup_fd(-1)
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2):
+            signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for h in list(log.log.handlers):
+            log.log.removeHandler(h)
+            h.close()
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(stdin if stdin is not None else null, 0)
+        os.dup2(stdout if stdout is not None else null, 1)
+        for fd in [int(d) for d in os.listdir("/proc/self/fd")]:
+            if fd > 2:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+        retitle(argv)
+        sys.argv = list(argv)
+        ALL.clear()
+        rc = importlib.import_module(module).main(list(argv[1:]))
+    except SystemExit as e:
+        if isinstance(e.code, int) or e.code is None:
+            rc = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(0 if rc is None else rc if isinstance(rc, int) else 1)   # as sys.exit
 
 
 def reap_all() -> None:

@@ -252,11 +252,13 @@ def run(args: dict, cfg: settings.Config, lockfd: int, keep: int,
     rundir, statedir = args["-r"], args["-s"]
     args["_node"] = cfg.node
     common = ["-c", args["-c"], "-r", rundir, "-s", statedir, "--node", cfg.node]
+    exe = daemons.preload(list(PIDFILES))      # forked from here once imported
     beat = Child("hb-beat", [program("hb-beat"), *common, "--fifo", args["--fifo"]],
-                 orphan_term=False,
-                 pidfile=os.path.join(rundir, PIDFILES["hb-beat"]))
+                 orphan_term=False, pidfile=os.path.join(rundir, PIDFILES["hb-beat"]),
+                 module=None if "hb-beat" in exe else daemons.MODULES["hb-beat"])
     watch = Child("hb-watch", [program("hb-watch"), *common], orphan_term=False,
-                  pidfile=os.path.join(rundir, PIDFILES["hb-watch"]))
+                  pidfile=os.path.join(rundir, PIDFILES["hb-watch"]),
+                  module=None if "hb-watch" in exe else daemons.MODULES["hb-watch"])
     others = respawns(cfg)
     sd = notify.Notifier(os.path.join(rundir, runfiles.STATUS))    # systemd, when it runs us
     sigr, sigw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

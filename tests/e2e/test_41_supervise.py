@@ -196,3 +196,37 @@ def test_respawn_lines_run_as_their_user_and_ipfail_is_left_to_hb_watch(lab):
             open("/proc/%d/stat" % last).read().split()[2] == "Z"
     finally:
         shutil.rmtree(d)
+
+
+def test_daemons_are_forked_share_pages_and_hold_nothing_of_hb_supervise(lab):
+    """hb-beat and hb-watch are forked from hb-supervise's interpreter: each shows its
+    own name and `-r RUNDIR` (ps, pgrep -f), shares pages with hb-supervise, and holds
+    none of its descriptors (the lock, the kept beat.fifo)."""
+    pair, prober = started(lab)
+    prober.stop()
+    julius = pair["julius"]
+    sup = julius.proc.pid
+    kids = julius.children()
+    assert set(kids) == {"hb-beat", "hb-watch"}, julius.logtail()
+    lock = os.path.realpath(os.path.join(julius.run, "hb-supervise.lock"))
+    for name, pid in kids.items():
+        with open("/proc/%d/comm" % pid) as f:
+            assert f.read().strip() == name
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0") if a]
+        assert os.path.basename(argv[1]) == name, argv          # python3, the program
+        assert argv[2:4] == ["-r", julius.run], argv
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            shared = int(re.search(r"^Shared_Dirty:\s+(\d+)", f.read(), re.M).group(1))
+        assert shared > 1000, (name, shared)              # kB still shared with the parent
+        fds = {}
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                fds[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                pass
+        assert lock not in fds.values(), fds
+        assert not any(t.startswith("pidfd") or t == "anon_inode:[pidfd]"
+                       for t in fds.values()), fds
+        assert julius.children(pid) == {}                 # and no stray child of its own
+    assert os.path.exists("/proc/%d" % sup)

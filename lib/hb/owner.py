@@ -184,8 +184,12 @@ class Owner(Liveness, Handover, Results, Admin):
         if src == self.me:
             if t == "status" and via == "local":
                 out.append(Watchdog())
+                me = self.nodes[self.me]
+                was = (self.silent, self.hush_from, me.status, len(out))
                 self._heard_self(f, sent_at(f, now), out)
-                self._reconcile(now, out)
+                if not self._repeat(me, f) or was != (self.silent, self.hush_from,
+                                                      me.status, len(out)):
+                    self._reconcile(now, out)     # else only its clock moved: tick()
             return out
         n = self.nodes.get(src)
         if n is None:
@@ -227,16 +231,16 @@ class Owner(Liveness, Handover, Results, Admin):
         if t == "status":
             if seq is not None:
                 n.status_seq = seq
+            if not stale and self._repeat(n, f) and n.status == "up" and \
+                    self.hush_from is None:
+                self._same_status(n, seq, now, out)     # only its clock moves:
+                return out                              # tick() reconciles
             self._status(n, f, now, out, stale)
             if self.hush_from is not None and now >= self.hush_from and not stale \
                     and n.name == self.peer_name:
                 self.hush_from = None     # it says what it holds since it could judge us
                 self._hush_over(now, out)
-            view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
-                    frozenset(n.holds), len(n.lates))
-            if view != n.shown:       # what RUNDIR/status says of it: written now
-                n.shown = view
-                out.append(Save())
+            self._show(n, out)
         else:                         # hb-beat delivers each message once, gaps filled late
             handler = HANDLERS.get(t.replace("-", "_"))
             if handler is not None:

@@ -113,13 +113,14 @@ class Watch:
 
     def message(self, f: dict) -> bool:
         """One line from hb-beat: to the owner, then (as Heartbeat) to rc.d.  True
-        when it only fed the watchdog (a repeated status: only time moved)."""
+        when it only repeated a status and fed the watchdog: only time moved."""
         actions = self.ow.message(f, self.now)
         self.apply(actions)
         ev = self.events.message(f)
         if ev is not None:
             self.run_hook(*ev)
-        return ev is None and all(isinstance(a, Watchdog) for a in actions)
+        return self.ow.repeated and ev is None and all(isinstance(a, Watchdog)
+                                                       for a in actions)
 
     def deaths(self) -> None:
         """A node the owner has just judged dead: Heartbeat's st=dead status event."""
@@ -371,6 +372,7 @@ class Watch:
                       self.now + 1.0 if self.reboot is not None else float("inf"))
             events = sel.select(max(0.001, due - self.now))
             quiet = bool(events)        # only repeated statuses: no tick before `wake`
+            #                             (the owner's next deadline; 1 s at most)
             for key, _ in events:
                 self.now = time.monotonic()
                 quiet = quiet and key.data == "stdin"
@@ -413,7 +415,7 @@ class Watch:
                         self.apply(self.ow.shutdown(self.now))
             self.now = time.monotonic()
             if self.exit is None:
-                if not quiet or self.now >= wake:
+                if not quiet or self.now >= wake or self.now - self.ow.last_tick >= 1.0:
                     self.apply(self.ow.tick(self.now))
                     self.deaths()
                 if self.beat.pending:

@@ -1153,4 +1153,13 @@ def test_steady_pair_judges_few_statuses_in_full(monkeypatch):
     beats = s[C].seq
     s.run(2)
     assert s[C].seq - beats >= 15 and calls.count(C) <= 2
+    f = {"t": "status", "src": C, "seq": "%x" % (s[C].seq + 1), "hg": "%x" % s[C].gen,
+         "_via": "eth0"}
+    f.update({k: v for k, v in s[C].state.items()})
+    f["dt"] = "%x" % int(DEADTIME * 1000)
+    ow = s[J].ow
+    ow.message(f, s.now)
+    assert ow.repeated          # hb-watch need not tick for it
+    ow.message(dict(f, seq="%x" % (s[C].seq + 2), st="dead"), s.now)
+    assert not ow.repeated and ow.peer.status == "dead"
     assert 1 in s[J].running and 2 in s[C].running

@@ -53,7 +53,7 @@ deb-deps:
 
 lint:
 	$(PYTHON) -m flake8 lib tests bench demo
-	$(PYTHON) -m flake8 --filename='*' bench/failover bench/load bench/footprint bench/beat bench/agents bench/uplink bench/reject demo/run
+	$(PYTHON) -m flake8 --filename='*' bench/failover bench/load bench/footprint bench/beat bench/agents bench/uplink bench/reject bench/wake demo/run
 	$(PYTHON) -m flake8 --filename='*' --extend-ignore=E702 bin  # two-line launchers
 
 # On CI, PIDs are not reused within a run (pid_max 32768 wraps every few minutes of

@@ -46,12 +46,17 @@ def format_line(fields: dict[str, str]) -> str:
 
 def parse_line(line: str) -> dict[str, str]:
     """Parse one message line; words without '=' are ignored."""
+    words = line.rstrip("\r\n").split(" ")
+    if "%" not in line:             # most lines: nothing to unquote
+        return dict(w.split("=", 1) for w in words if "=" in w)
     out: dict[str, str] = {}
-    for word in line.rstrip("\r\n").split(" "):
+    for word in words:
         if "=" not in word:
             continue
         k, v = word.split("=", 1)
-        out[unquote(k)] = unquote(v)
+        if "%" in word:
+            k, v = unquote(k), unquote(v)
+        out[k] = v
     return out
 
 

@@ -24,6 +24,7 @@ from hb.fields import DIGEST, DT_RANGE, HOLD_WORDS, ST_WORDS, hexint, parse_grou
 from hb.groups import FAILED, ME, PEER, RUNNING, STARTING, STOPPED
 
 HOUR = 3600.0
+EVERY_BEAT = frozenset(("seq", "ts", "ld", "_rt", "_via"))    # what a repeated status changes
 
 
 class Hourly:
@@ -85,6 +86,7 @@ class Node:
     stuck: set = field(default_factory=set)      # groups it said may still run there (a
     #                                              failed stop): never started here for it
     shown: tuple = ()                # its fields in RUNDIR/status as last written
+    said: tuple = ()                 # its last status but what changes every beat
     beats: int = 0
     shutdown: bool = False
 
@@ -150,6 +152,42 @@ class Liveness:
         for gs in self.gs.values():
             if gs.state in (RUNNING, STARTING):
                 gs.yield_ = True
+
+    def _repeat(self, n: Node, f: dict) -> bool:
+        """This status says what n's last one said (but seq, ts, ld and hb-beat's
+        _rt, _via): nothing to judge but its timing (_same_status)."""
+        said = tuple(sorted((k, v) for k, v in f.items() if k not in EVERY_BEAT))
+        if said == n.said:
+            return True
+        n.said = said
+        return False
+
+    def _same_status(self, n: Node, seq: int | None, now: float, out: list) -> None:
+        """A peer's status that repeats its last one: what _status does of it
+        (timing, lateness, holdings' sequence), the rest already done."""
+        if seq is not None and seq > n.holds_seq:
+            n.holds_seq = seq
+        self._beat_gap(n, now, out)
+        n.last = now
+        n.beats += 1
+        self._show(n, out)
+
+    def _show(self, n: Node, out: list) -> None:
+        """What RUNDIR/status says of n: written now when it changed."""
+        view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
+                frozenset(n.holds), len(n.lates))
+        if view != n.shown:
+            n.shown = view
+            out.append(Save())
+
+    def _beat_gap(self, n: Node, now: float, out: list) -> None:
+        """The time since n's last status: its lateness, and a warning past warntime."""
+        if n.last is not None:
+            gap = now - n.last
+            n.late.add(now, max(0.0, gap - self.cfg.keepalive))
+            if gap > self.cfg.warntime and n.status == "up":
+                n.lates.add(now)
+                self._log(out, "warning", "node %s: late heartbeat, %.1f s" % (n.name, gap))
 
     def worst_late(self, n: Node, now: float) -> float:
         n.late.prune(now)
@@ -265,12 +303,7 @@ class Liveness:
                 self.kind_logged.add((n.name, kind))
                 self._log(out, "info", "node %s runs %s" % (
                     n.name, "hb" if kind == "hb" else "Heartbeat: using Heartbeat's rules"))
-        if n.last is not None:
-            gap = now - n.last
-            n.late.add(now, max(0.0, gap - self.cfg.keepalive))
-            if gap > self.cfg.warntime and n.status == "up":
-                n.lates.add(now)
-                self._log(out, "warning", "node %s: late heartbeat, %.1f s" % (n.name, gap))
+        self._beat_gap(n, now, out)
         n.last = now
         n.beats += 1
         if not stale:

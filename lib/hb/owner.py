@@ -67,6 +67,7 @@ class Owner(Liveness, Handover, Results, Admin):
         self.ipreq: set = set()          # groups to answer ip-request-resp for once stopped
         self.rqst_at: float | None = None
         self.last_tick = -1e9
+        self.repeated = False            # the last message only repeated a status
         self.maint_until: float | None = None
         self.shutting = False
         self.exited = False
@@ -176,6 +177,7 @@ class Owner(Liveness, Handover, Results, Admin):
 
     def message(self, f: dict, now: float) -> list[Action]:
         out: list[Action] = []
+        self.repeated = False           # set when it only repeats a status: see tick()
         self._clock(now, out)
         t, src, via = f.get("t", ""), f.get("src", "").lower(), f.get("_via", "")
         if t == "ping" or via == "ping":
@@ -184,8 +186,14 @@ class Owner(Liveness, Handover, Results, Admin):
         if src == self.me:
             if t == "status" and via == "local":
                 out.append(Watchdog())
+                me = self.nodes[self.me]
+                was = (self.silent, self.hush_from, me.status, len(out))
                 self._heard_self(f, sent_at(f, now), out)
-                self._reconcile(now, out)
+                if not self._repeat(me, f) or was != (self.silent, self.hush_from,
+                                                      me.status, len(out)):
+                    self._reconcile(now, out)
+                else:
+                    self.repeated = True          # only its clock moved: tick()
             return out
         n = self.nodes.get(src)
         if n is None:
@@ -227,16 +235,17 @@ class Owner(Liveness, Handover, Results, Admin):
         if t == "status":
             if seq is not None:
                 n.status_seq = seq
+            if not stale and self._repeat(n, f) and n.status == "up" and \
+                    self.hush_from is None:
+                self._same_status(n, seq, now, out)     # only its clock moves:
+                self.repeated = True                    # tick() reconciles
+                return out
             self._status(n, f, now, out, stale)
             if self.hush_from is not None and now >= self.hush_from and not stale \
                     and n.name == self.peer_name:
                 self.hush_from = None     # it says what it holds since it could judge us
                 self._hush_over(now, out)
-            view = (n.status, n.st, n.cfd, n.gen, n.nolink, self.peer_reach(),
-                    frozenset(n.holds), len(n.lates))
-            if view != n.shown:       # what RUNDIR/status says of it: written now
-                n.shown = view
-                out.append(Save())
+            self._show(n, out)
         else:                         # hb-beat delivers each message once, gaps filled late
             handler = HANDLERS.get(t.replace("-", "_"))
             if handler is not None:

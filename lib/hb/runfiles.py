@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import stat
 import time
 
@@ -373,6 +374,7 @@ class StateReader:
         self.fields: dict[str, str] = {}
         self.writer: str | None = None     # its writer (watch=PID:START)
         self.writer_ok = True              # ... still running
+        self.pidfd = -1                    # of that writer, once judged running
 
     def read(self) -> tuple[dict[str, str], bool]:
         """(fields, gone): the same dict while the file does not change; gone is True
@@ -390,12 +392,35 @@ class StateReader:
         if key != self.key:
             self.key = key
             self.fields = read_kv(os.path.join(self.rundir, STATE)) if key else {}
+            if self.fields.get("watch") != self.writer:
+                self._forget()
             self.writer = self.fields.get("watch")
             self.writer_ok = True
         gone = False
-        if self.writer is not None and self.writer_ok and not writer_alive(self.writer):
+        if self.writer is not None and self.writer_ok and not self._alive():
             self.writer_ok, gone = False, True
         return self.fields, gone
+
+    def _alive(self) -> bool:
+        """writer_alive() once for a new writer, then one poll of a pidfd of it a
+        beat (readable once it exits), not an open and read of /proc/PID/stat."""
+        if self.pidfd < 0:
+            if not writer_alive(self.writer):
+                return False
+            try:
+                self.pidfd = os.pidfd_open(int((self.writer or "").partition(":")[0]))
+            except (OSError, ValueError, AttributeError):
+                return True             # judged by writer_alive() again next time
+            if not writer_alive(self.writer):    # the PID taken again meanwhile
+                self._forget()
+                return False
+            return True
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def _forget(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
 
 # -- STATEDIR: the generation counter, the high-water marks -----------------------

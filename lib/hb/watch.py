@@ -111,12 +111,16 @@ class Watch:
             ev.status = old.status
         return ev
 
-    def message(self, f: dict) -> None:
-        """One line from hb-beat: to the owner, then (as Heartbeat) to rc.d."""
-        self.apply(self.ow.message(f, self.now))
+    def message(self, f: dict) -> bool:
+        """One line from hb-beat: to the owner, then (as Heartbeat) to rc.d.  True
+        when it only repeated a status and fed the watchdog: only time moved."""
+        actions = self.ow.message(f, self.now)
+        self.apply(actions)
         ev = self.events.message(f)
         if ev is not None:
             self.run_hook(*ev)
+        return self.ow.repeated and ev is None and all(isinstance(a, Watchdog)
+                                                       for a in actions)
 
     def deaths(self) -> None:
         """A node the owner has just judged dead: Heartbeat's st=dead status event."""
@@ -363,18 +367,24 @@ class Watch:
             if self.netlink is not None and self.netlink.carrier(iface) is False:
                 self.apply(self.ow.link(iface, False, self.now))
         while self.exit is None:
-            due = min(self.ow.next_wake(), self.next_status, self.now + step,
+            wake = self.ow.next_wake()
+            due = min(wake, self.next_status, self.now + step,
                       self.now + 1.0 if self.reboot is not None else float("inf"))
-            for key, _ in sel.select(max(0.001, due - self.now)):
+            events = sel.select(max(0.001, due - self.now))
+            quiet = bool(events)        # only repeated statuses: no tick before `wake`
+            #                             (the owner's next deadline; 1 s at most)
+            for key, _ in events:
                 self.now = time.monotonic()
+                quiet = quiet and key.data == "stdin"
                 if key.data == "stdin":
                     for _ in range(STDIN_READS):      # all that waits, so that the
                         lines = stdin.read()          # silence check sees our last beat
                         for line in lines:
-                            self.message(parse_line(line))
+                            quiet = self.message(parse_line(line)) and quiet
                         if not lines or stdin.eof:
                             break
                     if stdin.eof:
+                        quiet = False
                         log.warning("stdin closed: no heartbeat of ours will be sent: "
                                     "releasing every group, then exiting")
                         sel.unregister(0)
@@ -405,8 +415,9 @@ class Watch:
                         self.apply(self.ow.shutdown(self.now))
             self.now = time.monotonic()
             if self.exit is None:
-                self.apply(self.ow.tick(self.now))
-                self.deaths()
+                if not quiet or self.now >= wake or self.now - self.ow.last_tick >= 1.0:
+                    self.apply(self.ow.tick(self.now))
+                    self.deaths()
                 if self.beat.pending:
                     self.beat.flush(self.now)
                 if self.reboot is not None:

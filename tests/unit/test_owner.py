@@ -1084,3 +1084,82 @@ def test_peer_init_is_up_but_not_stable(hb):
     assert not ow.peer_stable()
     p.say(0.2, t="status", st="active", isstable="1", dt="1f4")
     assert ow.peer_stable() and n.dt == 0.5
+
+
+# ---------------------------------------------------------------- repeated statuses
+
+def _scenarios():
+    def late(s):
+        s[C].next_beat = s.now + 0.4
+        s.run(1)
+
+    def death(s):
+        s[C].kill()
+        s.run(1)
+
+    def back(s):
+        s[C].kill()
+        s.run(1)
+        s[C].running.clear()
+        s[C].start("on")
+        s.run(3)
+
+    def standby(s):
+        s[J].apply(s[J].ow.request("standby all", s.now))
+        s.run(2)
+        s[J].apply(s[J].ow.request("takeover all", s.now))
+        s.run(2)
+
+    def freeze(s):
+        s[J].frozen = True
+        s.run(0.8)
+        s[J].frozen = False
+        s.run(2)
+    return [late, death, back, standby, freeze]
+
+
+def _record(scenario, monkeypatch, repeat: bool) -> list:
+    with monkeypatch.context() as m:
+        if not repeat:
+            m.setattr(owner.Owner, "_repeat", lambda self, n, f: False)
+        s = both_started()
+        s.run(1)
+        scenario(s)
+        out = []
+        for b in s.boxes.values():
+            out.append((b.logs, b.runs, b.sent, b.state, b.watchdog, b.running))
+            if b.ow is not None:
+                out.append(b.ow.status_text(s.now, 1.7e9, 1))
+        return out
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_repeated_status_takes_the_short_path_to_the_same_result(monkeypatch, i):
+    """A status that repeats the last one but seq/ts/ld is judged only for its
+    timing (_same_status): logs, runs, messages, RUNDIR/state and RUNDIR/status
+    (late, lates) come out as when every status is judged in full."""
+    sc = _scenarios()[i]
+    assert _record(sc, monkeypatch, True) == _record(sc, monkeypatch, False)
+
+
+def test_steady_pair_judges_few_statuses_in_full(monkeypatch):
+    calls = []
+    full = owner.Owner._status
+    monkeypatch.setattr(owner.Owner, "_status",
+                        lambda self, n, *a: calls.append(n.name) or full(self, n, *a))
+    s = both_started()
+    s.run(0.5)
+    calls.clear()
+    beats = s[C].seq
+    s.run(2)
+    assert s[C].seq - beats >= 15 and calls.count(C) <= 2
+    f = {"t": "status", "src": C, "seq": "%x" % (s[C].seq + 1), "hg": "%x" % s[C].gen,
+         "_via": "eth0"}
+    f.update({k: v for k, v in s[C].state.items()})
+    f["dt"] = "%x" % int(DEADTIME * 1000)
+    ow = s[J].ow
+    ow.message(f, s.now)
+    assert ow.repeated          # hb-watch need not tick for it
+    ow.message(dict(f, seq="%x" % (s[C].seq + 2), st="dead"), s.now)
+    assert not ow.repeated and ow.peer.status == "dead"
+    assert 1 in s[J].running and 2 in s[C].running

@@ -144,6 +144,7 @@ def test_state_left_by_a_dead_hb_watch_is_not_advertised(tmp_path):
         sent(100.0)                                              # the init one
         d = sent(110.0)
         assert (d["st"], d.get("grps"), "watch" in d) == ("active", "1", False)
+        assert b.statefile.pidfd >= 0       # then a poll a beat, not /proc/PID/stat
     finally:
         child.kill()
         child.wait()

@@ -68,7 +68,14 @@ class Checker(threading.Thread):
         while not self.halt.is_set() and time.monotonic() < deadline:
             t = time.monotonic()
             try:
-                vip = [n.name for n in self.pair.nodes.values() if n.has_vip()]
+                nodes = list(self.pair.nodes.values())
+                vip = [n.name for n in nodes if n.has_vip()]
+                if len(vip) > 1:
+                    # read one after another, an address moving from the first node read
+                    # to a later one looks held by both: read again in the reverse order,
+                    # a true double is seen both times
+                    again = {n.name for n in nodes[::-1] if n.has_vip()}
+                    vip = [v for v in vip if v in again]
             except (subprocess.SubprocessError, OSError) as e:     # `ip` itself failed
                 self.errors.append(repr(e))
                 continue

@@ -226,7 +226,12 @@ def test_daemons_are_forked_share_pages_and_hold_nothing_of_hb_supervise(lab):
             except OSError:
                 pass
         assert lock not in fds.values(), fds
-        assert not any(t.startswith("pidfd") or t == "anon_inode:[pidfd]"
-                       for t in fds.values()), fds
+        # no pidfd of hb-supervise's (hb-beat holds one of hb-watch, its state's writer)
+        for fd, t in fds.items():
+            if t.startswith("pidfd") or t == "anon_inode:[pidfd]":
+                with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
+                    of = re.search(r"^Pid:\s+(-?\d+)", f.read(), re.M)
+                assert name == "hb-beat" and of and int(of.group(1)) == kids["hb-watch"], \
+                    (name, fd, fds)
         assert julius.children(pid) == {}                 # and no stray child of its own
     assert os.path.exists("/proc/%d" % sup)

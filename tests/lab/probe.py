@@ -359,14 +359,23 @@ class Holders(threading.Thread):
         end = time.monotonic() + self.limit
         while not self.done.is_set() and time.monotonic() < end:
             t = time.monotonic()
-            held = set()
-            for name, ns in self.nodes.items():
-                out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                if " %s/" % self.addr in out:
-                    held.add(name)
+            held = self.read(list(self.nodes.items()))
+            if len(held) > 1:
+                # the nodes are read one after another: an address moving from one read
+                # to a later one looks held by both; read again in the reverse order, and
+                # a true double is seen both times
+                held &= self.read(list(self.nodes.items())[::-1])
             self.samples.append((t, frozenset(held)))
             self.done.wait(max(0.0, t + 0.1 - time.monotonic()))
+
+    def read(self, nodes: list[tuple[str, str]]) -> set:
+        held = set()
+        for name, ns in nodes:
+            out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"],
+                                 capture_output=True, text=True, timeout=5).stdout
+            if " %s/" % self.addr in out:
+                held.add(name)
+        return held
 
     def seen(self, names: set, since: float) -> bool:
         return any(t >= since and set(h) == names for t, h in self.samples)

@@ -53,6 +53,8 @@ def test_fifo_message_sent_and_delivered_locally(lab):
     beat = a.popen([BIN, *da["argv"], "--fifo", fifo], stdout=subprocess.PIPE,
                    stderr=subprocess.PIPE)
     lines_until(beat, lambda m: m.get("t") == "status")     # running, fifo open
+    # the listener hears alpha before the message is sent (it is sent once)
+    lines_until(listen, lambda m: m.get("t") == "status" and m.get("src") == "alpha", 30)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert stat.S_IMODE(os.stat(fifo).st_mode) == 0o600
 

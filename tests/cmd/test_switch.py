@@ -410,16 +410,7 @@ def test_names_without_hb_watch_fail_at_once(tmp_path):
     assert names(tmp_path, "hb_takeover", "local")[0] == 1
 
 
-HACF = """\
-logfile /var/log/ha-log
-keepalive 200ms
-deadtime 1
-initdead 3
-bcast eth0, eth1   # two media
-auto_failback off
-node julius caesar
-ping 198.18.0.254
-"""
+HACF = open(os.path.join(DATA, "status", "julius.ha.cf")).read()
 
 
 def cl(tmp_path, *args, hacf=HACF):

@@ -16,16 +16,7 @@ DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 PID = os.getpid()
 STATUS = open(os.path.join(DATA, "status", "julius.status")).read() % PID
 
-HACF = """\
-logfile /var/log/ha-log
-keepalive 200ms
-deadtime 1
-initdead 3
-bcast eth0, eth1   # two media
-auto_failback off
-node julius caesar
-ping 198.18.0.254
-"""
+HACF = open(os.path.join(DATA, "status", "julius.ha.cf")).read()
 
 
 def test_duration_and_parse_units():

@@ -111,18 +111,20 @@ def test_vip_on_exactly_one_node_at_start_and_check_ok(lab):
 def test_kill9_of_the_active_node_moves_the_vip_within_deadtime(lab):
     pair, d = pair_up(lab)
     pair.wait(lambda: one_holder(pair) == ["julius"], timeout=10, what="VIP on julius")
-    # past julius's first 5 s, when it advertises deadtime + 2000 ms (as Heartbeat)
+    # past julius's first 5 s, when it advertises deadtime + 2000 ms (as Heartbeat); its
+    # status read only once caesar has it up (before, the line shows ha.cf's deadtime)
     plain = "%d" % round(DEADTIME * 1000)
-    pair.wait(lambda: pair["caesar"].node("julius").get("dt") == plain, timeout=10,
-              what="julius past its start-up deadtime")
+    pair.wait(lambda: pair["caesar"].node("julius").get("status") == "up"
+              and pair["caesar"].node("julius").get("dt") == plain, timeout=10,
+              what="julius up and past its start-up deadtime")
     t0 = time.monotonic()
     d["julius"].kill9()
     pair.wait(lambda: pair["caesar"].has_vip(), timeout=DEADTIME + 1, what="VIP on caesar")
     took = time.monotonic() - t0
     assert DEADTIME * 0.8 < took < DEADTIME + 1.0, took
     log = d["caesar"].log()
-    assert "node julius: dead (no heartbeat for" in log
-    assert "taking groups 1: julius is dead" in log
+    assert "node julius: dead (no heartbeat for" in log, log
+    assert "taking groups 1: julius is dead" in log, log
     pair.wait(lambda: pair["caesar"].holds() == ["1"], timeout=2)
     code, line = d["caesar"].check()
     assert code == 2 and line.startswith("HB CRITICAL - node julius dead"), line

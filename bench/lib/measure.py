@@ -111,13 +111,15 @@ def _run(pair: Pair, system: System, res: Result, reps: int, idle: float,
          kinds: tuple[str, ...], keep_timeline: bool) -> None:
     boot = 20 + 4 * system.detect
     start_pair(pair, system)
+    # node -> when it was last started (both at most now: a first failure soon after
+    # start_pair would strike a node in its first 5 s)
+    started: dict[str, float] = dict.fromkeys("ab", time.monotonic())
     if idle > 0:
         (res.rss_kb, res.cpu_s_min), (res.rss_backup_kb, res.cpu_backup_s_min) = \
             idle_usage([lambda: system.pids("a"), lambda: system.pids("b")], idle)
         res.pss_kb = pss_kb(system.pids("a"))
     expect = "a"
     timelines: list[tuple[float, list]] = []
-    started: dict[str, float] = {}      # node -> when it was last started
     for kind in kinds:
         for i in range(reps):
             pr = pair.prober(60 + 4 * system.detect)

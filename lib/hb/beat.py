@@ -59,6 +59,8 @@ def run(b: station.Beat, sigfd: int, flags: dict) -> int:
     mono, select_ = time.monotonic, select.select
     t0 = mono()
     due = t0 if not b.listen else float("inf")
+    if not b.listen:
+        b.offer_board(t0)
     hold = 0.0
     seq = b.rx.seq
     try:
@@ -105,7 +107,9 @@ def run(b: station.Beat, sigfd: int, flags: dict) -> int:
                     proc.drain(sigfd)
                 elif fd == fifo and reader is not None:
                     for line in reader.read():
-                        if line.strip():
+                        if line.startswith("!"):
+                            b.control(line, now)
+                        elif line.strip():
                             b.send_line(line, now)
                 elif fd == hafd:
                     b.read_ha_fifo(hafd, haparser, now)

@@ -5,6 +5,14 @@ values percent-encoded for '%', space, '=' and newline (and CR, TAB for safety).
 Besides a message's own fields, hb-beat adds `_via` (the medium), `_rt` (when it
 was received, CLOCK_MONOTONIC), `_self=1` (our own message), `_dup=1` (a link
 heard only through a copy) and `_auth` (the message's auth field, for rc.d hooks).
+
+One line of hb-beat's is not a message: `t=heard file=PATH slots=NODE/MEDIUM,...
+token=HEX _via=local _rt=...` (no `_self`) offers RUNDIR/heard (hb.heard), whose
+slots are in that order.  hb-watch answers on beat.fifo with `!heard TOKEN`; a
+beat.fifo line starting with `!` is such a control line, never a message.  From
+then on a status that only repeats the last one written out for its node and
+medium (all fields but seq, ts, ld alike) within min(1.25 keepalive, warntime,
+deadtime/2) of the one before gets no line: its time is in RUNDIR/heard.
 """
 
 from __future__ import annotations
@@ -73,3 +81,22 @@ def dup_every(deadtime: float) -> float:
     medium was faster): a link's last report may be this much older than its
     last packet, and hb-watch allows for it before calling the link dead."""
     return min(0.25, deadtime / 4)
+
+
+def heard_offer(path: str, names: list[tuple[str, str]], token: str, now: float) -> str:
+    """hb-beat's line offering RUNDIR/heard (see the module's doc)."""
+    return "t=heard file=%s slots=%s token=%s _via=local _rt=%.6f\n" % (
+        quote(path), quote(",".join("%s/%s" % nm for nm in names)), token, now)
+
+
+def heard_slots(f: dict[str, str]) -> list[tuple[str, str]] | None:
+    """The slots of an offer line's fields; None when it is not one."""
+    if f.get("t") != "heard" or f.get("_via") != "local" or "_self" in f:
+        return None
+    out = []
+    for w in (f.get("slots") or "").split(","):
+        node, sep, medium = w.partition("/")
+        if not (sep and node and medium):
+            return None
+        out.append((node, medium))
+    return out or None

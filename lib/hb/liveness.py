@@ -138,6 +138,8 @@ class Liveness:
         each only if the peer does not say it holds it, and judge nobody dead for a
         missed deadtime we slept through."""
         gap = now - self.last_event
+        if gap <= 0:                # a status heard earlier, told now (RUNDIR/heard)
+            return
         self.last_event = now
         if gap <= self.cfg.deadtime:
             return
@@ -171,6 +173,31 @@ class Liveness:
         n.last = now
         n.beats += 1
         self._show(n, out)
+
+    def heard(self, src: str, via: str, t: float, count: int) -> bool:
+        """count statuses hb-beat heard from src through via and wrote no line for
+        (each repeating the last one written, within 1.25 keepalives of the one
+        before: RUNDIR/heard), the last at t.  True when taken as such (only clocks
+        move); False when a whole status is wanted (a line made of the last one)."""
+        n = self.nodes.get(src)
+        if n is None:
+            return True
+        if src == self.me:
+            if via != "local":
+                return True             # our own message heard back: nothing to judge
+            if n.status != "up" or self.silent or self.gone or n.last is None:
+                return False
+            n.last = max(n.last, t)
+            return True
+        if n.status != "up" or self.hush_from is not None or n.last is None:
+            return False
+        ln = self.links.get((src, via))
+        if ln is None or ln.status != "up":
+            return False
+        ln.last = max(ln.last, t)
+        n.last = max(n.last, t)
+        n.beats += count
+        return True
 
     def _show(self, n: Node, out: list) -> None:
         """What RUNDIR/status says of n: written now when it changed."""

@@ -254,6 +254,13 @@ class Owner(Liveness, Handover, Results, Admin):
         self._reconcile(now, out)
         return out
 
+    def awake(self, now: float) -> list[Action]:
+        """hb-watch woke and read RUNDIR/heard, with nothing else due: only the
+        clock (a gap since the last event is a freeze of this node)."""
+        out: list[Action] = []
+        self._clock(now, out)
+        return out
+
     def tick(self, now: float) -> list[Action]:
         out: list[Action] = []
         self.last_tick = now

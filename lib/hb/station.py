@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import time
 
-from hb import (config, hafifo, lines, log as hblog, media, ping, proc, receive, runfiles,
-                sequence, settings, wire)
+from hb import (config, hafifo, heard, lines, log as hblog, media, ping, proc, receive,
+                runfiles, sequence, settings, wire)
 
 BAD = tuple(k for k in receive.DROPS if k != "dup")     # drops worth a log line
 EVENTS = 10         # sequence events (gaps, losses) logged per --stats interval
 STALE: dict[str, str] = {}   # a state file its dead writer left: advertise `up` only
 FIFO_LOGS = 10     # problems of Heartbeat's fifo logged per minute at most
+UNSAID = frozenset(("seq", "ts", "ld", "auth"))   # what a repeated status changes
 
 log = hblog.log
 
@@ -41,7 +42,7 @@ class Beat:
         self.next_check = self.next_stats = 0.0
         self.hist, self.statefile = sequence.History(), runfiles.StateReader(rundir)
         self.links: dict[tuple[str, str], float] = {}   # (node, medium) -> last line
-        self.mine: dict[bytes, tuple[int, str]] = {}    # what we sent lately -> (seq, line)
+        self.mine: dict[bytes, tuple] = {}    # what we sent lately -> (seq, line, said)
         self.mine_max = 0                                 # the longest of them
         self.state: dict[str, str] = {}
         self.logged = dict.fromkeys(receive.COUNTERS, 0)
@@ -50,6 +51,10 @@ class Beat:
         self.fixed: list[int] = []        # fds waited on besides the media
         self.ha_fifo = ""                 # Heartbeat's message fifo ("": not read)
         self.fifo_window, self.fifo_logs, self.fifo_quiet = -1e9, 0, 0
+        self.board: heard.Board | None = None   # RUNDIR/heard, once offered
+        self.board_on = False             # hb-watch reads it: repeats get no line
+        self.board_writer: str | None = None    # the hb-watch that said so
+        self.said: dict[tuple[str, str], tuple] = {}    # (node, medium) -> (said, when)
         self.configure(cfg)
         if statedir is not None:
             marks, bad = runfiles.load_highwater(statedir)
@@ -85,11 +90,74 @@ class Beat:
         self.serials = [m for m in self.media if m.kind == "serial"]
         self.pinger = ping.Pinger(cfg.pings) if cfg.pings and not self.listen else None
         self.armed = -1
+        self.quiet_gap = min(1.25 * cfg.keepalive, cfg.warntime, cfg.deadtime / 2)
+        if self.board is not None:      # the media may have changed: a new file
+            self.offer_board(time.monotonic())
+
+    # -- RUNDIR/heard ------------------------------------------------------------
+    def offer_board(self, now: float) -> None:
+        """A new RUNDIR/heard, offered to hb-watch by a line; until it answers
+        (`!heard TOKEN` on beat.fifo) every status is written out as before."""
+        names = [(self.me, "local")] + [(self.me, m.name) for m in self.media if m.echoes]
+        names += [(n, m.name) for n in self.cfg.nodes if n != self.me for m in self.media]
+        old, self.board = self.board, None
+        self.board_on, self.board_writer = False, None
+        self.said.clear()
+        if old is not None:
+            old.close()
+        try:
+            self.board = heard.Board(os.path.join(self.rundir, heard.HEARD), names)
+        except OSError as e:
+            log.warning("%s: not written (every heartbeat is a line for hb-watch): %s",
+                        os.path.join(self.rundir, heard.HEARD), e.strerror or e)
+            return
+        self.out.append(lines.heard_offer(self.board.path, names, self.board.token, now))
+
+    def control(self, line: str, now: float) -> None:
+        """A line of hb-watch's on beat.fifo that is not a message: `!heard TOKEN`,
+        it reads the RUNDIR/heard offered with that token."""
+        word, _, arg = line.strip().partition(" ")
+        if word == "!heard" and self.board is not None and arg == self.board.token:
+            self.board_on, self.board_writer = True, self.statefile.writer
+            self.said.clear()
+        elif word != "!heard":
+            log.warning("beat.fifo: unknown control line: %.80s", line.strip())
+
+    def unsaid(self, key: tuple[str, str], said: object, now: float) -> bool:
+        """A status heard through key (node, medium): True when it only repeats the
+        last one written out for key, within quiet_gap of the one before: it gets
+        no line, its time goes to RUNDIR/heard."""
+        board = self.board
+        i = board.index.get(key) if board is not None else None
+        if i is None:
+            return False
+        last = self.said.get(key)
+        quiet = last is not None and last[0] == said and now - last[1] <= self.quiet_gap
+        self.said[key] = (said, now)
+        if quiet:
+            board.mark(i, now)
+        return quiet
+
+    def reoffer(self, now: float) -> None:
+        """The hb-watch that read RUNDIR/heard is gone or replaced: every status
+        is a line again until the one running now answers the offer."""
+        if self.board is not None:
+            self.board_on, self.board_writer = False, None
+            self.said.clear()
+            self.out.append(lines.heard_offer(self.board.path, self.board.names,
+                                              self.board.token, now))
+
+    def forget(self, src: str) -> None:
+        """A message of src's written out: its next status is written too, after it."""
+        for k in [k for k in self.said if k[0] == src]:
+            del self.said[k]
 
     # -- sending ------------------------------------------------------------
-    def build(self, fields: "list[tuple[str, str]] | tuple", now: float) -> tuple[bytes, str]:
+    def build(self, fields: "list[tuple[str, str]] | tuple", now: float,
+              said: tuple | None = None) -> tuple[bytes, str]:
         """wire.Encoder's packet and line; a sequenced one kept in history, and
-        known as ours when it is for us too (heard back, it is not judged again)."""
+        known as ours when it is for us too (heard back, it is not judged again;
+        said: a status's fields, to tell a repeat)."""
         enc = self.enc
         data, line, seq, forus = enc.encode(fields, int(time.time()), proc.loadavg(now))
         if enc.problems:
@@ -99,7 +167,7 @@ class Beat:
         if seq:
             self.hist.add(seq, data)
             if forus:
-                self.mine[data] = (seq, line)
+                self.mine[data] = (seq, line, said)
                 self.mine_max = max(self.mine_max, len(data))
                 if len(self.mine) > 16:
                     del self.mine[next(iter(self.mine))]
@@ -129,9 +197,12 @@ class Beat:
         if self.status[0] is not state or self.status[2] != phase:
             self.status = (state, tuple(wire.status_fields(state, self.cfg.deadtime, *phase)),
                            phase)
-        data, line = self.build(self.status[1], now)
+        data, line = self.build(self.status[1], now, self.status[1])
         self.send(data, now, status=True)
-        self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))
+        if self.board_on and (gone or sf.writer != self.board_writer):
+            self.reoffer(now)
+        if not (self.board_on and self.unsaid((self.me, "local"), self.status[1], now)):
+            self.out.append("%s _via=local _rt=%.6f _self=1\n" % (line, now))
 
     def send_line(self, text: str, now: float) -> None:
         fields = list(lines.parse_line(text).items())
@@ -198,7 +269,7 @@ class Beat:
         self.send(data, now)
         mine = self.mine.get(data)
         if mine is not None:            # for us too: delivered now, not when heard back
-            self.mine[data] = (mine[0], None)
+            self.mine[data] = (mine[0], None, None)
             auth = data[data.rfind(b"\nauth=") + 6:-5].decode()
             self.out.append(lines.with_auth("%s _via=local _rt=%.6f _self=1\n" % (line, now), auth))
 
@@ -216,7 +287,9 @@ class Beat:
     def handle(self, data: bytes, via: str, now: float) -> None:
         mine = self.mine.get(data) if len(data) <= self.mine_max else None
         if mine is not None:        # our own message heard back: known good
-            if self.rx.own(mine[0], now) == "ok" and mine[1] is not None:
+            if self.rx.own(mine[0], now) == "ok" and mine[1] is not None and not (
+                    mine[2] is not None and self.board_on
+                    and self.unsaid((self.me, via), mine[2], now)):
                 self.out.append("%s _via=%s _rt=%.6f _self=1\n" % (mine[1], via, now))
             return
         verdict, pkt = self.rx.receive(data, now, via)
@@ -258,6 +331,12 @@ class Beat:
         if not forus:
             self.rx.counts["notforus"] += 1
         if self.listen or (forus and not t.startswith("NS_")):
+            if self.board_on and not self.listen:
+                if t != "status":
+                    self.forget(src)        # its next status follows it
+                elif verdict == "ok" and self.unsaid(
+                        k, tuple(kv for kv in text.items() if kv[0] not in UNSAID), now):
+                    return
             line = wire.received_line(pkt, via, now, src == self.me)
             if t != "status" and not self.listen:
                 line = lines.with_auth(line, text.get("auth"))

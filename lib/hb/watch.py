@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import select
 import selectors
 import shlex
 import signal
@@ -29,10 +30,10 @@ import subprocess
 import sys
 import time
 
-from hb import access, agents, checks, cli, config, exits, harc, log as hblog, owner, \
-    runfiles, settings, status
+from hb import access, agents, checks, cli, config, exits, harc, heard, log as hblog, \
+    owner, runfiles, settings, status
 from hb.actions import Alert, Check, Exit, Log, Reboot, Run, Save, Send, Watchdog
-from hb.lines import format_line, parse_line
+from hb.lines import format_line, heard_slots, parse_line
 
 PROG = "hb-watch"
 WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried again
@@ -88,6 +89,10 @@ class Watch:
         self.beat = runfiles.FifoWriter(os.path.join(rundir, runfiles.BEAT_FIFO), "hb-beat",
                                         log)
         self.wd_fd: int | None = None
+        self.sheet: heard.Sheet | None = None    # RUNDIR/heard, as hb-beat offered it
+        self.slots: list[tuple[str, str]] = []
+        self.applied: list[tuple[float, int]] = []   # what was taken of each slot
+        self.said: dict[str, dict] = {}           # node -> its last status line
         self.state_text = ""
         self.writer = runfiles.writer_id()      # this hb-watch, as RUNDIR/state names it
         self.next_status = 0.0
@@ -111,16 +116,76 @@ class Watch:
             ev.status = old.status
         return ev
 
-    def message(self, f: dict) -> bool:
+    def message(self, f: dict, at: float | None = None) -> bool:
         """One line from hb-beat: to the owner, then (as Heartbeat) to rc.d.  True
-        when it only repeated a status and fed the watchdog: only time moved."""
-        actions = self.ow.message(f, self.now)
+        when it only repeated a status and fed the watchdog: only time moved.
+        at: when it was heard, for a line made of RUNDIR/heard (else now)."""
+        if f.get("t") == "status":
+            if "_dup" not in f:
+                self.said[f.get("src", "").lower()] = f
+        elif f.get("t") == "heard":
+            slots = heard_slots(f)
+            if slots is not None:
+                self.take_board(f, slots)
+                return True
+        actions = self.ow.message(f, self.now if at is None else at)
         self.apply(actions)
         ev = self.events.message(f)
         if ev is not None:
             self.run_hook(*ev)
         return self.ow.repeated and ev is None and all(isinstance(a, Watchdog)
                                                        for a in actions)
+
+    def take_board(self, f: dict, slots: list[tuple[str, str]]) -> None:
+        """hb-beat offers RUNDIR/heard: mapped, checked, and answered on beat.fifo
+        (from then on it writes no line for a status that only repeats).  When it
+        cannot be read, no answer: every status stays a line."""
+        token = f.get("token", "")
+        if self.sheet is not None and self.sheet.token == token:
+            self.beat.send("!heard " + token, self.now)
+            return
+        try:
+            sheet = heard.Sheet(f.get("file", ""), token, len(slots))
+        except (OSError, ValueError) as e:
+            log.warning("RUNDIR/heard offered by hb-beat not read (every heartbeat stays a "
+                        "line): %s", getattr(e, "strerror", None) or e)
+            return
+        if self.sheet is not None:
+            self.sheet.close()
+        self.sheet, self.slots = sheet, slots
+        self.applied = [sheet.read(i) for i in range(len(slots))]
+        self.beat.send("!heard " + token, self.now)
+
+    def read_board(self, drain) -> bool:
+        """The statuses hb-beat wrote no line for since the last look (RUNDIR/heard),
+        oldest first: their times to the owner, or, when it wants a whole status, the
+        node's last line again as heard then.  drain() first reads the lines hb-beat
+        wrote before those statuses came (still in the pipe).  True when only clocks
+        moved."""
+        sheet = self.sheet
+        if sheet is None:
+            return True
+        new = []
+        applied = self.applied
+        for i in range(len(applied)):
+            t, c = sheet.read(i)
+            if c != applied[i][1]:
+                new.append((t, i, c - applied[i][1]))
+                applied[i] = (t, c)
+        if not new:
+            return True
+        quiet = drain() is not False
+        new.sort()
+        for t, i, count in new:
+            src, via = self.slots[i]
+            if self.ow.heard(src, via, t, count):
+                if src == self.cfg.node and via == "local":
+                    self.feed_watchdog()
+                continue
+            f = self.said.get(src)
+            if f is not None:
+                quiet = self.message(dict(f, _via=via, _rt="%.6f" % t), at=t) and quiet
+        return quiet
 
     def deaths(self) -> None:
         """A node the owner has just judged dead: Heartbeat's st=dead status event."""
@@ -362,33 +427,43 @@ class Watch:
         if self.nbr_pipe is not None:
             sel.register(self.nbr_pipe[0], selectors.EVENT_READ, "neighbours")
         step = max(0.01, min(1.0, self.cfg.deadtime / 4))   # Owner.next_wake() has the rest
+
+        def read_stdin() -> bool:
+            """All the lines that wait (so that the silence check sees our last
+            beat); True when they only repeated statuses."""
+            quiet = True
+            for _ in range(STDIN_READS):
+                lines = stdin.read()
+                for line in lines:
+                    quiet = self.message(parse_line(line)) and quiet
+                if not lines or stdin.eof:
+                    break
+            if stdin.eof and 0 in sel.get_map():
+                quiet = False
+                log.warning("stdin closed: no heartbeat of ours will be sent: "
+                            "releasing every group, then exiting")
+                sel.unregister(0)
+                self.apply(self.ow.beat_gone(self.now))
+            return quiet
+
         self.apply(self.ow.begin(self.now))
         for iface in self.ifaces:
             if self.netlink is not None and self.netlink.carrier(iface) is False:
                 self.apply(self.ow.link(iface, False, self.now))
         while self.exit is None:
             wake = self.ow.next_wake()
-            due = min(wake, self.next_status, self.now + step,
+            due = min(wake, self.next_status,    # RUNDIR/heard read: the deadlines only
+                      self.now + (step if self.sheet is None else 1.0),
                       self.now + 1.0 if self.reboot is not None else float("inf"))
             events = sel.select(max(0.001, due - self.now))
-            quiet = bool(events)        # only repeated statuses: no tick before `wake`
-            #                             (the owner's next deadline; 1 s at most)
+            # only repeated statuses, or a wake-up for a deadline that RUNDIR/heard
+            # moved: no tick before the owner's next deadline (1 s at most)
+            quiet = bool(events) or self.sheet is not None
             for key, _ in events:
                 self.now = time.monotonic()
                 quiet = quiet and key.data == "stdin"
                 if key.data == "stdin":
-                    for _ in range(STDIN_READS):      # all that waits, so that the
-                        lines = stdin.read()          # silence check sees our last beat
-                        for line in lines:
-                            quiet = self.message(parse_line(line)) and quiet
-                        if not lines or stdin.eof:
-                            break
-                    if stdin.eof:
-                        quiet = False
-                        log.warning("stdin closed: no heartbeat of ours will be sent: "
-                                    "releasing every group, then exiting")
-                        sel.unregister(0)
-                        self.apply(self.ow.beat_gone(self.now))
+                    quiet = read_stdin() and quiet
                 elif key.data == "fifo":
                     for line in fifo.read():
                         log.info("request: %s", line.strip())
@@ -414,8 +489,18 @@ class Watch:
                     if signal.SIGTERM in sigs or signal.SIGINT in sigs:
                         self.apply(self.ow.shutdown(self.now))
             self.now = time.monotonic()
+            quiet = self.read_board(lambda: 0 not in sel.get_map()
+                                    or not select.select([0], [], [], 0)[0]
+                                    or read_stdin()) and quiet
+            if quiet and self.sheet is not None:
+                awake = self.ow.awake(self.now)     # a freeze shows as a gap
+                if awake:
+                    self.apply(awake)
+                    quiet = False
             if self.exit is None:
-                if not quiet or self.now >= wake or self.now - self.ow.last_tick >= 1.0:
+                if not quiet or self.now >= (wake if self.sheet is None else
+                                             self.ow.next_wake()) \
+                        or self.now - self.ow.last_tick >= 1.0:
                     self.apply(self.ow.tick(self.now))
                     self.deaths()
                 if self.beat.pending:

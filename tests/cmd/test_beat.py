@@ -167,6 +167,9 @@ def test_sigterm_and_realtime(lab):
     p = a.popen([BIN, *da["argv"], "--fifo", "none"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
+    offer = lines.parse_line(readline(p))     # RUNDIR/heard offered to hb-watch first
+    assert lines.heard_slots(offer)[:2] == [("alpha", "local"), ("alpha", "eth0")], offer
+    assert offer["file"] == os.path.join(da["r"], "heard") and os.path.isfile(offer["file"])
     first = lines.parse_line(readline(p))
     assert first["_via"] == "local" and first["_self"] == "1" and first["st"] == "init"
     os.kill(p.pid, signal.SIGTERM)

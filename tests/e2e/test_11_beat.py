@@ -42,6 +42,7 @@ class Node:
             f.write(authkeys)
         os.chmod(ak, 0o600)
         self.lines: list[dict] = []
+        self.offers: list[dict] = []
         self.cond = threading.Condition()
         self.p: subprocess.Popen | None = None
         self.errfile = os.path.join(base, "stderr")
@@ -61,6 +62,9 @@ class Node:
         for raw in self.p.stdout:
             d = lines.parse_line(raw.decode("utf-8", "surrogateescape"))
             with self.cond:
+                if lines.heard_slots(d) is not None:
+                    self.offers.append(d)       # RUNDIR/heard offered: no message
+                    continue
                 self.lines.append(d)
                 self.cond.notify_all()
 
@@ -192,6 +196,8 @@ def test_medium_delivers_exactly_once(lab, kind):
         assert all(set(d) == {"src", "_via", "_rt", "_dup"} for d in dups)
         if kind != "all":
             assert not dups
+    for n in (na, nb):           # offered once, unanswered: every status stays a line
+        assert len(n.offers) == 1 and lines.heard_slots(n.offers[0])[0] == (n.name, "local")
     own = [d for d in na.lines if d.get("_via") == "local"]
     assert own and all(d["_self"] == "1" and d["src"] == "alpha" for d in own)
     exactly_once(own, "alpha", contiguous=False)

@@ -62,6 +62,8 @@ class BeatNode:
     def _read(self) -> None:
         for raw in self.p.stdout:
             d = lines.parse_line(raw.decode("utf-8", "replace"))
+            if lines.heard_slots(d) is not None:
+                continue                # RUNDIR/heard offered: no message
             with self.lock:
                 self.lines.append(d)
 

@@ -510,18 +510,35 @@ def save_highwater(statedir: str, marks: dict[str, tuple[int, int, int]]) -> Non
 
 
 RECORD = 128        # Highwater's file is a whole number of these bytes
+SECTOR = 512        # no line of it crosses a multiple of this: a torn write mixes lines
+
+
+def highwater_bytes(marks: dict[str, tuple[int, int, int]]) -> bytes:
+    """sequence.format_highwater's text laid out for writing in place: a line that
+    would cross a SECTOR boundary starts at it instead (blank padding before it),
+    and the whole is padded with spaces and a newline to a multiple of RECORD."""
+    out = b""
+    for line in sequence.format_highwater(marks).encode().splitlines(keepends=True):
+        room = SECTOR - len(out) % SECTOR
+        if len(line) > room and len(line) <= SECTOR:
+            out += b" " * (room - 1) + b"\n"
+        out += line
+    size = -(-len(out) // RECORD) * RECORD
+    if len(out) < size:
+        out += b" " * (size - len(out) - 1) + b"\n"
+    return out
 
 
 class Highwater:
     """STATEDIR/highwater as hb-beat keeps it: the first write (and the first after
     a failure, or after the name stopped being our file) creates it as
     write_atomic does, 0600, and keeps that file open; each later write is one
-    pwrite over it in place, padded with spaces to a multiple of RECORD bytes so
-    that shorter text never leaves an old tail (the file is cut only when it
-    shrinks by a RECORD).  One lstat and one pwrite a second instead of a temp
-    file's six calls; never fsync'd: a power cut may leave the old text, the new,
-    or a torn mix, whose bad lines load_highwater skips.  Only the next hb-beat
-    reads the file, so in-place writes are not seen half-done by anyone."""
+    pwrite of highwater_bytes() over it in place (the file is cut only when it
+    shrinks by a RECORD): one lstat and one pwrite a second instead of a temp
+    file's six calls.  Never fsync'd: a power cut may leave the old text, the new,
+    a mix of their lines (no line crosses a sector) or zeros, whose bad lines
+    load_highwater skips.  Only the next hb-beat reads the file, so no reader
+    sees a write half done."""
 
     def __init__(self, statedir: str) -> None:
         self.path = os.path.join(statedir, sequence.HIGHWATER)
@@ -531,25 +548,26 @@ class Highwater:
 
     def save(self, marks: dict[str, tuple[int, int, int]]) -> None:
         """Write the marks; OSError when they could not be (tried afresh next time)."""
-        data = sequence.format_highwater(marks).encode()
-        size = -(-len(data) // RECORD) * RECORD
-        if len(data) < size:
-            data += b" " * (size - len(data) - 1) + b"\n"
+        data = highwater_bytes(marks)
         if self.fd >= 0:
             try:
                 st = os.lstat(self.path)
-                if (st.st_dev, st.st_ino) == self.ident:
-                    n = os.pwrite(self.fd, data, 0)
-                    if n != size:
-                        raise OSError(errno.ENOSPC, "short write", self.path)
-                    if size < self.size:
-                        os.ftruncate(self.fd, size)
-                    self.size = size
-                    return
+                same = (st.st_dev, st.st_ino) == self.ident
             except OSError:
-                self.close()
-                raise
-            self.close()                    # removed or replaced: made again
+                same = False
+            if not same:
+                self.close()                # removed or replaced: made again
+            else:
+                try:
+                    if os.pwrite(self.fd, data, 0) != len(data):
+                        raise OSError(errno.ENOSPC, "short write", self.path)
+                    if len(data) < self.size:
+                        os.ftruncate(self.fd, len(data))
+                    self.size = len(data)
+                    return
+                except OSError:
+                    self.close()
+                    raise
         self._create(data)
 
     def _create(self, data: bytes) -> None:

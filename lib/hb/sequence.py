@@ -317,18 +317,20 @@ def format_highwater(marks: dict[str, tuple[int, int, int]]) -> str:
 
 def parse_highwater(text: str) -> tuple[dict[str, tuple[int, int, int]], list[str]]:
     """The marks of format_highwater's text, and 'LINE: problem' for lines
-    that are not (a line is skipped, never fatal)."""
+    that are not (a line is skipped, never fatal).  A last line without its
+    newline is a write cut short, its last number perhaps too: skipped."""
     marks: dict[str, tuple[int, int, int]] = {}
     bad = []
-    for i, line in enumerate(text.splitlines()[:1000], 1):
+    for i, line in enumerate(text.splitlines(keepends=True)[:1000], 1):
         w = line.split()
         if not w or w[0].startswith("#"):
             continue
-        if len(w) == 4 and len(w[0]) <= 64:
+        if len(w) == 4 and len(w[0]) <= 64 and line[-1] in "\r\n":
             g, q, t = (number(w[1], 16, MAX_GEN), number(w[2], 16, MAX_SEQ),
                        number(w[3], 16, (1 << 64) - 1))
             if min(g, q, t) >= 0:
                 marks[w[0]] = (g, q, t)
                 continue
-        bad.append("%d: not 'NODE GEN SEQ TS' in hex: %.60r" % (i, line))
+        bad.append("%d: not 'NODE GEN SEQ TS' in hex%s: %.60r"
+                   % (i, "" if line[-1] in "\r\n" else " and a newline", line.rstrip("\r\n")))
     return marks, bad

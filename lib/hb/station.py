@@ -34,6 +34,7 @@ class Beat:
                  listen: bool = False, stats: float = 60.0, statedir: str | None = None) -> None:
         self.me, self.rundir, self.gen, self.listen, self.stats = me, rundir, gen, listen, stats
         self.statedir = statedir            # where the high-water marks are kept (None: not)
+        self.highwater = runfiles.Highwater(statedir) if statedir is not None else None
         self.next_save, self.save_failed, self.error_logged = 0.0, False, False
         self.events = 0
         self.follow, self.last_beat = False, -1e9
@@ -361,23 +362,23 @@ class Beat:
         else at most every sequence.PERSIST_EVERY s while they move; a failure is
         logged once and retried."""
         seq = self.rx.seq
-        if self.statedir is None or not (seq.dirty or force) or \
+        if self.highwater is None or not (seq.dirty or force) or \
                 (now < self.next_save and not seq.urgent and not force):
             return
         self.next_save = now + sequence.PERSIST_EVERY
         try:
-            runfiles.save_highwater(self.statedir, seq.snapshot())
+            self.highwater.save(seq.snapshot())
         except OSError as e:
             seq.dirty = True
             if not self.save_failed:
                 log.warning("unable to write %s: %s (replays older than the last write "
                             "would be accepted after a restart); retrying every %gs",
-                            os.path.join(self.statedir, sequence.HIGHWATER), e.strerror or e,
+                            self.highwater.path, e.strerror or e,
                             sequence.PERSIST_EVERY)
             self.save_failed = True
             return
         if self.save_failed:
-            log.info("%s written again", os.path.join(self.statedir, sequence.HIGHWATER))
+            log.info("%s written again", self.highwater.path)
             self.save_failed = False
 
     def log_events(self, now: float, force: bool = False) -> None:

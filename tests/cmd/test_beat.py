@@ -299,7 +299,7 @@ def test_highwater_survives_restart_and_a_write_failure(lab):
     assert heard(p, 5) == ["%x/7" % s for s in range(1, 6)]
     lab.stop(p)
     hw = os.path.join(da["s"], "highwater")
-    assert open(hw).read().splitlines()[1:] == ["beta 7 5 6b060ac0"]
+    assert [ln for ln in open(hw).read().splitlines()[1:] if ln.strip()] == ["beta 7 5 6b060ac0"]
     p = start()
     udp_bound(a)
     send(*(beta_status(s) for s in range(1, 6)))           # captured before: replays

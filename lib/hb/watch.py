@@ -40,6 +40,8 @@ WRITE_RETRY = 1.0         # s: a failed write of RUNDIR/state or status is tried
 WRITE_LOG_EVERY = 60.0    # s: and logged at most this often
 REBOOT_WAIT = 30.0        # s: after the reboot command, before giving up on the reboot
 STDIN_READS = 64          # reads of 64 KiB at most per wake-up
+AWAKE_EVERY = 5.0         # s: the longest sleep once RUNDIR/heard is read (the owner's
+#                           deadlines, and the status file's 5 s, wake it before)
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 log = hblog.log
 
@@ -453,7 +455,7 @@ class Watch:
         while self.exit is None:
             wake = self.ow.next_wake()
             due = min(wake, self.next_status,    # RUNDIR/heard read: the deadlines only
-                      self.now + (step if self.sheet is None else 1.0),
+                      self.now + (step if self.sheet is None else AWAKE_EVERY),
                       self.now + 1.0 if self.reboot is not None else float("inf"))
             events = sel.select(max(0.001, due - self.now))
             # only repeated statuses, or a wake-up for a deadline that RUNDIR/heard
@@ -500,7 +502,8 @@ class Watch:
             if self.exit is None:
                 if not quiet or self.now >= (wake if self.sheet is None else
                                              self.ow.next_wake()) \
-                        or self.now - self.ow.last_tick >= 1.0:
+                        or self.now - self.ow.last_tick >= (1.0 if self.sheet is None
+                                                            else AWAKE_EVERY):
                     self.apply(self.ow.tick(self.now))
                     self.deaths()
                 if self.beat.pending:

@@ -459,7 +459,7 @@ class Watch:
                       self.now + 1.0 if self.reboot is not None else float("inf"))
             events = sel.select(max(0.001, due - self.now))
             # only repeated statuses, or a wake-up for a deadline that RUNDIR/heard
-            # moved: no tick before the owner's next deadline (1 s at most)
+            # moved: no tick before the owner's next deadline (AWAKE_EVERY at most)
             quiet = bool(events) or self.sheet is not None
             for key, _ in events:
                 self.now = time.monotonic()

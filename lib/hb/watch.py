@@ -461,6 +461,12 @@ class Watch:
             # only repeated statuses, or a wake-up for a deadline that RUNDIR/heard
             # moved: no tick before the owner's next deadline (AWAKE_EVERY at most)
             quiet = bool(events) or self.sheet is not None
+            self.now = time.monotonic()
+            # RUNDIR/heard first: whatever this wake-up decides (an agent's result
+            # asks whether our own heartbeat is current) sees the latest heartbeats
+            quiet = self.read_board(lambda: 0 not in sel.get_map()
+                                    or not select.select([0], [], [], 0)[0]
+                                    or read_stdin()) and quiet
             for key, _ in events:
                 self.now = time.monotonic()
                 quiet = quiet and key.data == "stdin"
@@ -491,9 +497,6 @@ class Watch:
                     if signal.SIGTERM in sigs or signal.SIGINT in sigs:
                         self.apply(self.ow.shutdown(self.now))
             self.now = time.monotonic()
-            quiet = self.read_board(lambda: 0 not in sel.get_map()
-                                    or not select.select([0], [], [], 0)[0]
-                                    or read_stdin()) and quiet
             if quiet and self.sheet is not None:
                 awake = self.ow.awake(self.now)     # a freeze shows as a gap
                 if awake:

@@ -56,7 +56,8 @@ class BeatNode:
         self.err = open(self.errfile, "w")
         self.p = self.h.popen(["hb-beat", "-c", self.conf, "-r", self.run, "-s", self.state,
                                "--node", self.name], stdout=subprocess.PIPE, stderr=self.err)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         return self
 
     def _read(self) -> None:
@@ -220,10 +221,11 @@ def test_lost_packets_are_retransmitted_both_ways(lab, heartbeat, drop):  # noqa
     assert re.search(r"lost packet\(s\) for \[beta\]", log), log[-3000:]
     assert "No pkts missing from beta!" in log, log[-4000:]
     assert "Irretrievably" not in log and "node beta: is dead" not in log, log[-3000:]
+    lab.stop(beta.p)                # every line printed, a retransmission late or not
+    beta.reader.join(5)
     seqs = [int(d["seq"], 16) for d in beta.heard(src="alpha") if "seq" in d]
     assert len(seqs) == len(set(seqs)), "a message printed twice"
     missing = sorted(set(range(min(seqs), max(seqs) + 1)) - set(seqs))
-    lab.stop(beta.p)
     m = re.findall(r"rexmit_asked=(\d+) rexmit_sent=(\d+)", beta.stderr())
     assert m and int(m[-1][0]) > 0 and int(m[-1][1]) > 0, beta.stderr()
     # a status recovered after a newer one is not printed (stale: not a heartbeat)

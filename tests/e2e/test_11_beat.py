@@ -462,7 +462,9 @@ def test_serial_without_peer_never_delays_udp(lab):
     assert rc == 0, err
     rts = [float(d["_rt"]) for d in got[20:]]
     gaps = [y - x for x, y in zip(rts, rts[1:])]
-    assert max(gaps) < 0.06, max(gaps)
+    # a write blocked on the unread pty would stop every beat for good; a loaded
+    # machine may delay one by a few keepalives
+    assert max(gaps) < 0.25, max(gaps)
     exactly_once(nb.heard("alpha"), "alpha")
 
 

@@ -190,9 +190,12 @@ class Beat:
         if not sf.writer_ok:
             state = STALE
         if self.started is None:
-            # A node whose live hb-watch already has communication up is not starting:
-            # this hb-beat was restarted (crash, upgrade); no init, no slack.
-            running = state is not STALE and state.get("st") == "active"
+            # RUNDIR/state says `active`: communication was up when its hb-watch last
+            # wrote it (it writes `dead` when it shuts down), whether that hb-watch
+            # still runs or was killed a moment ago (an upgrade replaces hb-beat, then
+            # hb-watch): this hb-beat was restarted, the node is not starting; no
+            # init, no slack (which would add 2 s to the peer's dead timer of us).
+            running = sf.fields.get("st") == "active"
             self.started = now - wire.STARTUP_DT if running else now
         phase = (self.started == now, now - self.started < wire.STARTUP_DT)
         if self.status[0] is not state or self.status[2] != phase:

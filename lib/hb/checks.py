@@ -58,14 +58,13 @@ class Checker:
     def __init__(self, caller: agents.Caller) -> None:
         self.caller = caller
         self.box = agents.Mailbox()
-        self.busy: dict[int, threading.Thread] = {}
+        self.busy: set[int] = set()     # groups whose check has not returned
 
     def fileno(self) -> int:
         return self.box.rfd
 
     def run(self, g: Group, token: int) -> None:
-        old = self.busy.get(g.index)
-        if old is not None and old.is_alive():
+        if g.index in self.busy:
             self.box.post((g.index, token, False,
                            "the previous check of group %d has not returned" % g.index))
             return
@@ -79,10 +78,10 @@ class Checker:
                         break
             except Exception as e:
                 ok, why = False, "%s: %s" % (type(e).__name__, e)
+            self.busy.discard(g.index)      # before the result: the next check may follow
             self.box.post((g.index, token, ok, why))
-        t = threading.Thread(target=work, daemon=True, name="check-%d" % g.index)
-        self.busy[g.index] = t
-        t.start()
+        self.busy.add(g.index)
+        threading.Thread(target=work, daemon=True, name="check-%d" % g.index).start()
 
     def collect(self) -> list[tuple[int, int, bool, str]]:
         return self.box.take()

@@ -102,8 +102,6 @@ class Beat:
         names = [(self.me, "local")] + [(self.me, m.name) for m in self.media if m.echoes]
         names += [(n, m.name) for n in self.cfg.nodes if n != self.me for m in self.media]
         old, self.board = self.board, None
-        self.board_on, self.board_writer = False, None
-        self.said.clear()
         if old is not None:
             old.close()
         try:
@@ -111,8 +109,7 @@ class Beat:
         except OSError as e:
             log.warning("%s: not written (every heartbeat is a line for hb-watch): %s",
                         os.path.join(self.rundir, heard.HEARD), e.strerror or e)
-            return
-        self.out.append(lines.heard_offer(self.board.path, names, self.board.token, now))
+        self.reoffer(now)
 
     def control(self, line: str, now: float) -> None:
         """A line of hb-watch's on beat.fifo that is not a message: `!heard TOKEN`,
@@ -140,11 +137,11 @@ class Beat:
         return quiet
 
     def reoffer(self, now: float) -> None:
-        """The hb-watch that read RUNDIR/heard is gone or replaced: every status
-        is a line again until the one running now answers the offer."""
+        """A new RUNDIR/heard, or the hb-watch that read it is gone or replaced:
+        every status is a line again until the one running now answers the offer."""
+        self.board_on, self.board_writer = False, None
+        self.said.clear()
         if self.board is not None:
-            self.board_on, self.board_writer = False, None
-            self.said.clear()
             self.out.append(lines.heard_offer(self.board.path, self.board.names,
                                               self.board.token, now))
 
@@ -155,10 +152,10 @@ class Beat:
 
     # -- sending ------------------------------------------------------------
     def build(self, fields: "list[tuple[str, str]] | tuple", now: float,
-              said: tuple | None = None) -> tuple[bytes, str]:
+              status: bool = False) -> tuple[bytes, str]:
         """wire.Encoder's packet and line; a sequenced one kept in history, and
-        known as ours when it is for us too (heard back, it is not judged again;
-        said: a status's fields, to tell a repeat)."""
+        known as ours when it is for us too (heard back, it is not judged again; a
+        status keeps its fields, to tell a repeat)."""
         enc = self.enc
         data, line, seq, forus = enc.encode(fields, int(time.time()), proc.loadavg(now))
         if enc.problems:
@@ -168,7 +165,7 @@ class Beat:
         if seq:
             self.hist.add(seq, data)
             if forus:
-                self.mine[data] = (seq, line, said)
+                self.mine[data] = (seq, line, fields if status else None)
                 self.mine_max = max(self.mine_max, len(data))
                 if len(self.mine) > 16:
                     del self.mine[next(iter(self.mine))]
@@ -201,7 +198,7 @@ class Beat:
         if self.status[0] is not state or self.status[2] != phase:
             self.status = (state, tuple(wire.status_fields(state, self.cfg.deadtime, *phase)),
                            phase)
-        data, line = self.build(self.status[1], now, self.status[1])
+        data, line = self.build(self.status[1], now, status=True)
         self.send(data, now, status=True)
         if self.board_on and (gone or sf.writer != self.board_writer):
             self.reoffer(now)

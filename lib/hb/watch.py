@@ -448,6 +448,11 @@ class Watch:
                 self.apply(self.ow.beat_gone(self.now))
             return quiet
 
+        def drain() -> bool:
+            """The lines still in the pipe, read before RUNDIR/heard's slots."""
+            return (0 not in sel.get_map() or not select.select([0], [], [], 0)[0]
+                    or read_stdin())
+
         self.apply(self.ow.begin(self.now))
         for iface in self.ifaces:
             if self.netlink is not None and self.netlink.carrier(iface) is False:
@@ -464,9 +469,7 @@ class Watch:
             self.now = time.monotonic()
             # RUNDIR/heard first: whatever this wake-up decides (an agent's result
             # asks whether our own heartbeat is current) sees the latest heartbeats
-            quiet = self.read_board(lambda: 0 not in sel.get_map()
-                                    or not select.select([0], [], [], 0)[0]
-                                    or read_stdin()) and quiet
+            quiet = self.read_board(drain) and quiet
             for key, _ in events:
                 self.now = time.monotonic()
                 quiet = quiet and key.data == "stdin"

@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                       (signal.SIGHUP, "hup"), (signal.SIGUSR1, "usr1")):
         signal.signal(sig, lambda s, f, n=name: flags.__setitem__(n, True))
     signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    proc.signals_ready()
     log.info("starting: node %s generation %x, %d media, keepalive %gs%s", me, beat.gen,
              len(beat.media), cfg.keepalive, " (listening only)" if listen else "")
     gc.freeze()     # what start-up made stays: no collection rescans it

@@ -35,6 +35,7 @@ from hb import log, proc, runfiles
 THROTTLE = 1.0        # a program that dies within this of its start waits out the rest
 WATCH_STOP = 300.0    # bounded wait for hb-watch to hand over the groups (ten stop tries)
 STOP = 5.0            # then for the others
+FORK_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGCHLD}
 F_SETPIPE_SZ = 1031
 DEFAULT_RUNDIR = "/var/run/hb"   # hb-supervise's -r default: a forked daemon's RUNDIR
 #                                   when hb-supervise's command line has no -r
@@ -150,14 +151,20 @@ class Child:
             except (OSError, ValueError):
                 pass
         gc.freeze()                 # our objects stay out of the child's collections
+        # blocked across the fork: until the child's own handlers are in, a signal
+        # to it would run ours (lost, or read as our own) or kill it before it can
+        # release anything; the child's main() unblocks them (proc.signals_ready)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         try:
             pid = os.fork()
         except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.log.error("unable to start %s: %s", self.name, e)
             self.started, self.due = now, now + THROTTLE
             return
         if pid == 0:
             _child(self.name, self.module or "", self.argv, self.stdin, self.stdout)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.proc, self.pid, self.ours, self.status = None, pid, True, None
         self.pidfd = _pidfd(pid)
         self.started = now
@@ -362,6 +369,7 @@ def _child(name: str, module: str, argv: list[str], stdin: int | None,
         for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2):
             signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED - proc.HANDLED)
         for h in list(log.log.handlers):
             log.log.removeHandler(h)
             h.close()

@@ -16,6 +16,18 @@ PR_SET_PDEATHSIG = 1
 log = logging.getLogger("hb")
 
 
+HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}  # what hb-beat and hb-watch catch
+
+
+def signals_ready() -> None:
+    """The program's handlers for HANDLED are in: deliver those signals now.
+    hb-supervise forks hb-beat and hb-watch with them blocked (daemons._child), so
+    that a SIGTERM sent right after the fork (a stop just after a start or an
+    upgrade) is neither lost to the supervisor's handlers nor fatal before the
+    program can release its groups.  Nothing to do for a program exec'd by hand."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+
+
 def pdeathsig(sig: int = signal.SIGTERM) -> None:
     """In a child (Popen's preexec_fn): sig when the parent dies, even by SIGKILL."""
     import ctypes                 # lazy: only the respawned programs pay for it

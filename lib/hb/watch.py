@@ -31,7 +31,7 @@ import sys
 import time
 
 from hb import access, agents, checks, cli, config, exits, harc, heard, log as hblog, \
-    owner, runfiles, settings, status
+    owner, proc, runfiles, settings, status
 from hb.actions import Alert, Check, Exit, Log, Reboot, Run, Save, Send, Watchdog
 from hb.lines import format_line, heard_slots, parse_line
 
@@ -532,6 +532,7 @@ EARLY: list[int] = []
 def main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, lambda n, _: EARLY.append(n))
+    proc.signals_ready()
     argv = sys.argv[1:] if argv is None else argv
     args = cli.parse(__doc__, argv)
     if isinstance(args, int):       # a check's usage error is UNKNOWN, as for a plugin

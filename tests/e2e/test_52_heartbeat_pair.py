@@ -345,9 +345,24 @@ def test_legacy_auto_failback_asks_for_groups_with_ip_request(
              % (VIP, VIP2), auto_failback="legacy")
     first, second, joiner = ((p.alpha, p.beta, "beta") if order == "heartbeat_first"
                              else (p.beta, p.alpha, "alpha"))
+    alone = "alpha" if first is p.alpha else "beta"
+
+    def both_alone() -> None:
+        p.wait_vip(alone, VIP2, timeout=30, what="alone")
+        p.wait_vip(alone, VIP, timeout=30, what="alone")
     first.start()
-    p.wait_vip("alpha" if first is p.alpha else "beta", VIP2, timeout=30, what="alone")
-    p.wait_vip("alpha" if first is p.alpha else "beta", VIP, timeout=30, what="alone")
+    try:
+        both_alone()
+    except AssertionError:
+        # Heartbeat 3.0.6 alone, before hb runs: under load two of its children can
+        # write to its own FIFO at once, and the master drops the torn message
+        # ("NV failure (msgfromsteam)"); a local group then never starts.  Not what
+        # this test is about: Heartbeat once more, from a clean stop.
+        if first is not p.alpha or "NV failure (msgfromsteam)" not in p.alpha.log():
+            raise
+        first.stop()
+        first.start()
+        both_alone()
     second.start()
     p.wait_vip("alpha", VIP, timeout=20, what="legacy failback, %s" % order)
     p.wait_vip("beta", VIP2, timeout=20, what="legacy failback, %s" % order)

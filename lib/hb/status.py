@@ -133,6 +133,24 @@ class View:
     last: tuple[float, str]
 
 
+class Epoch:
+    """Monotonic times as epoch seconds for RUNDIR/status.  One offset is kept while
+    the wall clock keeps pace (re-sampled at each write, the offset carried the
+    write's own delay, so a `since` read one second more now and then); a step of
+    the clock of more than `step` seconds is followed."""
+
+    def __init__(self, step: float = 1.0) -> None:
+        self.step = step
+        self.off: float | None = None
+
+    def wall(self, now: float, off: float) -> float:
+        """The epoch time at monotonic `now`; off: time.time() - time.monotonic(),
+        sampled together just now."""
+        if self.off is None or abs(off - self.off) > self.step:
+            self.off = off
+        return now + self.off
+
+
 def render(v: View, now: float, wall: float) -> str:
     """RUNDIR/status's text: wall is the epoch time at monotonic `now`."""
     def ep(t: float) -> int:

@@ -98,6 +98,7 @@ class Watch:
         self.state_text = ""
         self.writer = runfiles.writer_id()      # this hb-watch, as RUNDIR/state names it
         self.next_status = 0.0
+        self.epoch = status.Epoch()      # RUNDIR/status: one `since` reads the same
         self.exit: int | None = None
         self.write_failed: float | None = None    # since when RUNDIR/state cannot be written
         self.write_logged = -1e9
@@ -331,8 +332,10 @@ class Watch:
                                        else WRITE_RETRY)
         try:
             runfiles.write_atomic(os.path.join(self.rundir, runfiles.STATUS),
-                                  self.ow.status_text(self.now, time.time(), os.getpid(),
-                                                      self.neighbour_fields()),
+                                  self.ow.status_text(
+                                      self.now,
+                                      self.epoch.wall(self.now, time.time() - time.monotonic()),
+                                      os.getpid(), self.neighbour_fields()),
                                   mode=access.mode())
         except OSError as e:
             self.next_status = self.now + WRITE_RETRY

@@ -175,7 +175,16 @@ def test_on_the_heartbeat_node_the_names_are_heartbeats_own(lab, heartbeat, hbno
     assert (r.returncode, r.stdout) == (0, ""), r
     assert re.fullmatch(r"\w{3} [ 0-9]\d \d\d:\d\d:\d\d Going standby \[foreign\]\.\n",
                         r.stderr), r
-    p.wait_vip("beta", VIP2, what="hb_standby failback on Heartbeat")
+    try:
+        p.wait_vip("beta", VIP2, what="hb_standby failback on Heartbeat")
+    except AssertionError:
+        # Heartbeat 3.0.6 under load can lose the request inside itself (it logged
+        # "msg2string: Message with zero fields" and nothing reached hb): asked once
+        # more, as an admin would.  Anything else fails.
+        if "Message with zero fields" not in p.alpha.log():
+            raise
+        assert ours("hb_standby", "failback").returncode == 0
+        p.wait_vip("beta", VIP2, what="hb_standby failback on Heartbeat, asked again")
     assert p.where(VIP) == ["alpha"]
     p.stable()
     r = ours("hb_takeover", "failback")        # the peer gives up all

@@ -54,3 +54,18 @@ def test_render_maintenance_and_reach():
     text = status.render(view(maint_until=160.0, reach=(None, "eth1")), now=100.0, wall=1.7e9)
     assert ("self julius st=active rsc_hold=local maintenance=on until=1700000060 reach=? "
             "nolink=eth1 stable=1\n") in text
+
+
+def test_epoch_keeps_one_offset_while_the_clock_keeps_pace():
+    """RUNDIR/status's epoch times: the offset sampled at the first write is kept
+    (each write's own delay moved a `since` across a second now and then), and a step
+    of the wall clock of more than a second is followed."""
+    from hb import status as st
+    e = st.Epoch()
+    base = 1796317085.9995 - 100.0          # a `since` just below a whole second
+    assert int(e.wall(100.0, base)) == 1796317085
+    for jitter in (0.0004, 0.002, -0.003, 0.3):
+        assert int(e.wall(100.0, base + jitter)) == 1796317085, jitter
+    assert e.wall(160.0, base + 0.002) == 160.0 + base
+    assert e.wall(170.0, base + 3600.0) == 170.0 + base + 3600.0    # the clock was set
+    assert e.wall(171.0, base + 3600.001) == 171.0 + base + 3600.0

@@ -57,8 +57,11 @@ def test_standby_with_a_dead_peer_is_refused(lab):
     pair = Pair(lab)                            # with a responder for VIP on each node
     pair.start()
     julius, caesar = pair["julius"], pair["caesar"]
+    # caesar is "up" to julius's liveness as soon as it beats, but says "init" until
+    # its hb-watch has judged: cl_status answers with what the node says of itself
     pair.wait(lambda: julius.holds() == ["1"]
-              and julius.node("caesar").get("status") == "up", what="start")
+              and julius.node("caesar").get("status") == "up"
+              and julius.node("caesar").get("st") in ("up", "active"), what="start")
     r = julius.switch("cl_status", "nodestatus", "caesar")
     assert (r.returncode, r.stdout) == (0, "up\n") or (r.returncode, r.stdout) == (
         0, "active\n")

@@ -366,9 +366,9 @@ def _child(name: str, module: str, argv: list[str], stdin: int | None,
     try:
         os.setpgid(0, 0)
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2):
-            signal.signal(s, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in FORK_BLOCKED:          # every signal the supervisor handles
+            signal.signal(s, signal.default_int_handler if s == signal.SIGINT
+                          else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED - proc.HANDLED)
         for h in list(log.log.handlers):
             log.log.removeHandler(h)

@@ -263,7 +263,7 @@ def run(args: dict, cfg: settings.Config, lockfd: int, keep: int,
     sd = notify.Notifier(os.path.join(rundir, runfiles.STATUS))    # systemd, when it runs us
     sigr, sigw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(sigw, warn_on_full_buffer=False)
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2):
+    for s in daemons.FORK_BLOCKED:          # the same five the children put back
         signal.signal(s, lambda *_: None)
     now = time.monotonic()
     adopted = [k.name for k in (beat, watch) if k.adopt(rundir, now)]

@@ -533,7 +533,7 @@ EARLY: list[int] = []
 
 
 def main(argv: list[str] | None = None) -> int:
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for s in proc.HANDLED:
         signal.signal(s, lambda n, _: EARLY.append(n))
     proc.signals_ready()
     argv = sys.argv[1:] if argv is None else argv

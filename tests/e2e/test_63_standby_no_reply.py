@@ -25,6 +25,9 @@ def test_standby_to_a_peer_that_never_answers_is_cancelled_after_10s(lab):
     pair.wait_up()
     alpha, beta = pair["alpha"], pair["beta"]
     pair.wait(lambda: alpha.holds() == ["1"], 10, "alpha holding group 1")
+    # frozen while it still said it was in flux, beta would keep saying so (its
+    # hb-beat sends what its hb-watch last wrote) and the standby be refused for that
+    pair.wait(lambda: alpha.node("beta").get("stable") == "1", 10, "beta stable to alpha")
     watch = beta.wait_children()["hb-watch"]
     os.kill(watch, signal.SIGSTOP)
     try:

@@ -7,7 +7,7 @@ Options:
   --seconds S   time over which CPU is measured, per row [default: 60]
                 (the "load" column: the 1-minute load average at its end)
   --only ROWS   comma-separated rows to run (default: all): a row's name (below),
-                a system (hb, heartbeat, keepalived, ucarp), a beat (1s, 10ms) or
+                a system (hb, heartbeat, keepalived, ucarp, python3), a beat (1s, 10ms) or
                 `commands`
   --no-write    print only (no bench/results, no docs)
 
@@ -21,6 +21,10 @@ over S seconds.  Rows (name: setting):
   ucarp-1s              ucarp -b 1 -r 3
   hb-10ms               hb keepalive 10ms deadtime 40ms (realtime on)
   keepalived-10ms       keepalived advert_int 0.01
+  python3-1s, python3-10ms
+                        not a failover system: floorbeat.py, the least a heartbeat
+                        in Python does (one signed status sent, the peer's checked,
+                        per keepalive): the interpreter's share of hb-beat's cost
 
 Then (`commands`) the start of every hb command (`--help`, and `hb-ipaddr ...
 status`, the path cron and Pacemaker monitors call) is timed beside
@@ -41,7 +45,7 @@ import report
 from measure import log
 from pair import ROOT, VIP, Pair, pss_kb, rss_kb
 import lab  # after pair, which puts tests/ on the path
-from systems import Hb, Heartbeat, Keepalived, System, Ucarp
+from systems import Hb, Heartbeat, Keepalived, PythonFloor, System, Ucarp
 
 
 def comm(pid: int) -> str:
@@ -209,6 +213,8 @@ ROWS: list[tuple[str, str, Callable[[Pair], System]]] = [    # name, beat, syste
     ("ucarp-1s", "1s", lambda p: Ucarp(p, 1, 3)),
     ("hb-10ms", "10ms", lambda p: Hb(p, 0.01, 0.04, True, "keepalive 10ms deadtime 40ms")),
     ("keepalived-10ms", "10ms", lambda p: Keepalived(p, 0.01)),
+    ("python3-1s", "1s", lambda p: PythonFloor(p, 1.0)),
+    ("python3-10ms", "10ms", lambda p: PythonFloor(p, 0.01)),
 ]
 
 

@@ -6,6 +6,7 @@ a planned switch-over the way its users do:
   ucarp       CARP over broadcast (-M); planned = stop the master (SIGTERM, -z)
   heartbeat   Debian's Heartbeat 3.0.6 (tests/lab/heartbeat.py); planned = hb_standby
   hb          hb-supervise (or hb-beat | hb-watch); planned = hb-switch standby
+  python3     not a failover system: floorbeat.py, a yardstick for footprint
 Every system runs with the roles symmetric (no preemption, no auto_failback), so
 after a failover the survivor keeps the VIP and the rebooted node rejoins.
 """
@@ -17,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -175,6 +177,26 @@ class Ucarp(System):
     def settled(self, n: str, timeout: float) -> None:
         _wait_file(self.log(n), r"Switching to state: (BACKUP|MASTER)", timeout,
                    self.marks[n])
+
+
+class PythonFloor(System):
+    """Not a failover system: floorbeat.py, the least a heartbeat in Python does (a
+    signed status sent and the peer's checked every keepalive), measured beside hb
+    as the interpreter's share of a beat."""
+    name = "python3"
+
+    def __init__(self, pair: Pair, keepalive: float = 1.0) -> None:
+        super().__init__(pair)
+        self.keepalive = keepalive
+        self.label = "floorbeat.py, keepalive %s" % _ms(keepalive)
+
+    def start(self, n: str) -> None:
+        peer = ADDR["b" if n == "a" else "a"]
+        self.popen(n, [sys.executable, os.path.join(os.path.dirname(__file__), "floorbeat.py"),
+                       n, peer, str(self.keepalive)])
+
+    def settled(self, n: str, timeout: float) -> None:
+        _wait_file(self.log(n), r"running:", timeout, self.marks[n])
 
 
 class Heartbeat(System):

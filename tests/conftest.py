@@ -53,6 +53,7 @@ def pytest_collection_finish(session):
     log.close()
 
 
+@pytest.hookimpl(trylast=True)      # after pytest's own, which tears down the fixtures
 def pytest_sessionfinish(session, exitstatus):
     """The run fails if any namespace of its own, or a process in one, is still
     alive: it is killed and reported.  (A lab's close() empties each namespace and

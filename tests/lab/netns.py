@@ -1,8 +1,9 @@
 """Test networks: uniquely named namespaces, veth pairs, a bridge, serial ptys.
 
 Everything made here is recorded and removed by Lab.close(), which the `lab`
-fixture calls even when a test fails.  Addresses come from 198.18.0.0/15 only.
-Processes are ended by PID, and only those started through this module.
+fixture calls even when a test fails or the run is ended by SIGTERM or SIGHUP.
+Addresses come from 198.18.0.0/15 only.  Processes are ended by PID, and only
+those started through this module.
 """
 
 from __future__ import annotations
@@ -13,10 +14,23 @@ import shlex
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Iterable, Sequence
 
 _counter = itertools.count()
+
+
+def _unwind_on_termination() -> None:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that a run
+    ended that way (a CI job cancelled, a terminal closed, `kill PID`) closes its
+    labs on the way out instead of leaving their namespaces behind.  Only where
+    they are still at their default: a program's own handlers stay."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, signal.default_int_handler)
 
 
 def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -67,6 +81,7 @@ class Lab:
     """A set of namespaces joined by one bridge (inside its own namespace)."""
 
     def __init__(self, tag: str = "t") -> None:
+        _unwind_on_termination()
         self.id = "hb%d%s%d" % (os.getpid() % 100000, tag[:4], next(_counter))
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []

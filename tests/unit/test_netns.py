@@ -2,7 +2,9 @@
 that fails half-way leaves no namespace behind."""
 
 import os
+import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -121,3 +123,30 @@ def test_a_namespace_deleted_under_the_lab_keeps_its_process_and_is_reported():
         assert netns.kill_all([net]) == []
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_run_ended_by_a_signal_removes_its_namespaces(sig):
+    """A process with a lab (a test run, the demo, a bench) killed with SIGTERM or
+    SIGHUP, as a cancelled CI job or a closed terminal does, closes its lab first."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    code = ("import sys, time\nsys.path.insert(0, %r)\nfrom lab import netns\n"
+            "with netns.Lab('sig') as lab:\n"
+            "    lab.host('a', '198.18.0.1/24').popen(['sleep', '600'])\n"
+            "    print(' '.join(lab.namespaces), lab.tmp, flush=True)\n"
+            "    time.sleep(60)\n") % os.path.dirname(os.path.dirname(netns.__file__))
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        *made, tmp = readline(p.stdout, timeout=20).split()
+        assert len(made) == 2 and os.path.isdir(tmp)
+        p.send_signal(getattr(signal, sig))
+        assert p.wait(20) != 0
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not [n for n in made if n in listed.split()], listed
+    assert not os.path.exists(tmp)

@@ -35,7 +35,7 @@ from hb import log, proc, runfiles
 THROTTLE = 1.0        # a program that dies within this of its start waits out the rest
 WATCH_STOP = 300.0    # bounded wait for hb-watch to hand over the groups (ten stop tries)
 STOP = 5.0            # then for the others
-FORK_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGCHLD}
+FORK_BLOCKED = proc.HANDLED | {signal.SIGUSR2, signal.SIGCHLD}   # all hb-supervise handles
 F_SETPIPE_SZ = 1031
 DEFAULT_RUNDIR = "/var/run/hb"   # hb-supervise's -r default: a forked daemon's RUNDIR
 #                                   when hb-supervise's command line has no -r

@@ -418,7 +418,7 @@ class Watch:
         fifo = runfiles.LineReader(fifo_r)
         sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for s in proc.HANDLED:
             signal.signal(s, lambda *_: None)
         if EARLY:                     # signals that came while we were starting
             os.write(sig_w, bytes(EARLY))

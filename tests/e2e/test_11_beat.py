@@ -430,10 +430,7 @@ def test_rexmit_answered_with_original_bytes_or_nak(lab):
     a, b, na, nc = pair(lab, ["bcast eth0"])
     c = lab.hosts["b"]
     nc.start("--listen")        # listening (its socket bound) before alpha's seq 2 is sent
-    deadline = time.monotonic() + 10
-    while "starting:" not in open(nc.errfile).read():
-        assert time.monotonic() < deadline, "the listener did not start"
-        time.sleep(0.02)
+    until(lambda: "starting:" in open(nc.errfile).read(), timeout=10, what="the listener")
     na.start()
     first = nc.wait(lambda d: d.get("src") == "alpha" and d.get("seq") == "2")[0]
     # until alpha is 25 messages further: the resent copy is then a replay to the listener
